@@ -1,0 +1,18 @@
+//! The public contract (v1) of the tenant-provisioning saga and the internal step
+//! protocol: wire types, subject names, validation rules and JSON Schema generation.
+//!
+//! This crate does no I/O. Everything that crosses NATS is defined here, so that the
+//! orchestrator, the step services and the tests agree by construction.
+
+pub mod admin;
+pub mod progress;
+pub mod schema;
+pub mod signup;
+pub mod step;
+pub mod subdomain;
+pub mod subjects;
+
+pub use progress::{ErrorInfo, ProgressEvent, SagaStatus, StepStatus};
+pub use signup::{Rejection, SignupRequested, ValidSignup};
+pub use step::{Sealed, StepAction, StepCommand, StepEvent, StepReport, TenantContext};
+pub use subjects::Subjects;

@@ -1,0 +1,576 @@
+//! `tenant.signup.requested`: the signup event and the rules it must satisfy.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Shortest subdomain the contract accepts.
+pub const SUBDOMAIN_MIN_LEN: usize = 3;
+/// Longest subdomain the contract accepts.
+pub const SUBDOMAIN_MAX_LEN: usize = 32;
+
+/// Subdomains kept for the platform itself.
+pub const RESERVED_SUBDOMAINS: &[&str] = &[
+    "www",
+    "admin",
+    "api",
+    "mail",
+    "erp",
+    "app",
+    "apps",
+    "assets",
+    "auth",
+    "billing",
+    "blog",
+    "cdn",
+    "console",
+    "dashboard",
+    "docs",
+    "frappe",
+    "ftp",
+    "help",
+    "imap",
+    "login",
+    "master",
+    "ns1",
+    "ns2",
+    "pop",
+    "portal",
+    "root",
+    "signup",
+    "smtp",
+    "static",
+    "status",
+    "support",
+    "system",
+];
+
+/// How the admin signed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthProvider {
+    /// Email and password: `admin_password` is required.
+    Password,
+    /// Google sign-in: no password is sent, one is generated.
+    Google,
+}
+
+/// A signup as the web app publishes it (contract v1).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SignupRequested {
+    /// UUID chosen by the client; it becomes the saga id. The same id again is the same request.
+    pub signup_id: Uuid,
+    /// The customer's organization, shown in the workspace.
+    pub organization_name: String,
+    /// Wanted subdomain; derived from `organization_name` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
+    /// Email of the workspace's first System Manager.
+    pub admin_email: String,
+    /// Full name of that user.
+    pub admin_full_name: String,
+    /// Password of that user; absent for Google sign-in (then generated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_password: Option<String>,
+    /// `password` or `google`; inferred from `admin_password` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_provider: Option<AuthProvider>,
+    /// When the user pressed the button.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A signup that passed every rule that needs no lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidSignup {
+    /// The saga id.
+    pub signup_id: Uuid,
+    /// Trimmed organization name.
+    pub organization_name: String,
+    /// Valid, not reserved subdomain (given or derived).
+    pub subdomain: String,
+    /// Lowercased admin email.
+    pub admin_email: String,
+    /// Trimmed full name.
+    pub admin_full_name: String,
+    /// Clear password, present when the provider is `password`.
+    pub admin_password: Option<String>,
+    /// The provider, inferred when it was absent.
+    pub auth_provider: AuthProvider,
+}
+
+/// Why a signup was refused before anything was created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Machine-readable code, such as `invalid_email` or `subdomain_taken`.
+    pub code: &'static str,
+    /// A sentence a person understands.
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What could be read from the bytes on the signup subject.
+#[derive(Debug)]
+pub enum ParsedSignup {
+    /// Not even a signup id could be read: the message belongs in the dead-letter subject.
+    Unreadable {
+        /// The parse error, free of the message's content.
+        error: String,
+    },
+    /// A signup id was read; the rest may still be invalid.
+    Read {
+        /// The signup id (= saga id).
+        signup_id: Uuid,
+        /// The validated signup, or why it is refused.
+        outcome: Result<ValidSignup, Rejection>,
+    },
+}
+
+/// Parses and validates a signup payload. Never panics, whatever the bytes.
+pub fn parse_signup(payload: &[u8]) -> ParsedSignup {
+    let value: serde_json::Value = match serde_json::from_slice(payload) {
+        Ok(v) => v,
+        Err(e) => {
+            return ParsedSignup::Unreadable {
+                error: format!("payload is not JSON: {e}"),
+            }
+        }
+    };
+    let Some(object) = value.as_object() else {
+        return ParsedSignup::Unreadable {
+            error: "payload is not a JSON object".into(),
+        };
+    };
+    let signup_id = match object.get("signup_id").and_then(|v| v.as_str()) {
+        Some(s) => match Uuid::parse_str(s) {
+            Ok(id) => id,
+            Err(_) => {
+                return ParsedSignup::Unreadable {
+                    error: "signup_id is not a UUID".into(),
+                }
+            }
+        },
+        None => {
+            return ParsedSignup::Unreadable {
+                error: "signup_id is missing or not a string".into(),
+            }
+        }
+    };
+    let outcome = serde_json::from_value::<SignupRequested>(value)
+        .map_err(|e| describe_serde_error(&e))
+        .and_then(validate);
+    ParsedSignup::Read { signup_id, outcome }
+}
+
+fn describe_serde_error(e: &serde_json::Error) -> Rejection {
+    let text = e.to_string();
+    if let Some(field) = text
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        return Rejection::new("missing_field", format!("{field} is required"));
+    }
+    // serde's messages name the field and the expected type, never the value's content
+    // beyond short enum variants, so they are safe to show.
+    Rejection::new(
+        "invalid_payload",
+        format!("the signup is malformed: {text}"),
+    )
+}
+
+/// Checks every rule of the contract that needs no lookup.
+pub fn validate(signup: SignupRequested) -> Result<ValidSignup, Rejection> {
+    let organization_name = signup.organization_name.trim().to_string();
+    if organization_name.is_empty() {
+        return Err(Rejection::new(
+            "missing_field",
+            "organization_name must not be empty",
+        ));
+    }
+    if organization_name.chars().count() > 140 {
+        return Err(Rejection::new(
+            "invalid_organization_name",
+            "organization_name is longer than 140 characters",
+        ));
+    }
+    let admin_full_name = signup.admin_full_name.trim().to_string();
+    if admin_full_name.is_empty() {
+        return Err(Rejection::new(
+            "missing_field",
+            "admin_full_name must not be empty",
+        ));
+    }
+    if admin_full_name.chars().count() > 140 {
+        return Err(Rejection::new(
+            "invalid_full_name",
+            "admin_full_name is longer than 140 characters",
+        ));
+    }
+    let admin_email = signup.admin_email.trim().to_ascii_lowercase();
+    if !is_valid_email(&admin_email) {
+        return Err(Rejection::new(
+            "invalid_email",
+            format!(
+                "\"{}\" is not a valid email address",
+                signup.admin_email.trim()
+            ),
+        ));
+    }
+    let auth_provider = signup
+        .auth_provider
+        .unwrap_or(if signup.admin_password.is_some() {
+            AuthProvider::Password
+        } else {
+            AuthProvider::Google
+        });
+    let admin_password = match (auth_provider, signup.admin_password) {
+        (AuthProvider::Password, None) => {
+            return Err(Rejection::new(
+                "missing_field",
+                "admin_password is required when auth_provider is \"password\"",
+            ))
+        }
+        (AuthProvider::Password, Some(p)) => {
+            check_password(&p)?;
+            Some(p)
+        }
+        // A Google sign-up never carries a usable password: one is generated later.
+        (AuthProvider::Google, _) => None,
+    };
+    let subdomain = match signup.subdomain {
+        Some(s) => {
+            let s = s.trim().to_string();
+            check_subdomain(&s)?;
+            s
+        }
+        None => {
+            let derived = derive_subdomain(&organization_name);
+            check_subdomain(&derived).map_err(|_| {
+                Rejection::new(
+                    "invalid_subdomain",
+                    format!(
+                        "no valid subdomain can be derived from \"{organization_name}\"; please choose one"
+                    ),
+                )
+            })?;
+            derived
+        }
+    };
+    Ok(ValidSignup {
+        signup_id: signup.signup_id,
+        organization_name,
+        subdomain,
+        admin_email,
+        admin_full_name,
+        admin_password,
+        auth_provider,
+    })
+}
+
+fn check_password(password: &str) -> Result<(), Rejection> {
+    let len = password.chars().count();
+    if len < 8 {
+        return Err(Rejection::new(
+            "invalid_password",
+            "admin_password must have at least 8 characters",
+        ));
+    }
+    if len > 128 {
+        return Err(Rejection::new(
+            "invalid_password",
+            "admin_password must have at most 128 characters",
+        ));
+    }
+    if password.chars().any(char::is_control) {
+        return Err(Rejection::new(
+            "invalid_password",
+            "admin_password must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn is_valid_email(email: &str) -> bool {
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && domain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+/// Checks a subdomain against the contract: `^[a-z0-9][a-z0-9-]*[a-z0-9]$`,
+/// 3 to 32 characters, not reserved.
+pub fn check_subdomain(subdomain: &str) -> Result<(), Rejection> {
+    let len = subdomain.len();
+    let charset_ok = subdomain
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ends_ok = !subdomain.starts_with('-') && !subdomain.ends_with('-');
+    if !charset_ok || !ends_ok || !(SUBDOMAIN_MIN_LEN..=SUBDOMAIN_MAX_LEN).contains(&len) {
+        return Err(Rejection::new(
+            "invalid_subdomain",
+            format!(
+                "\"{subdomain}\" is not a valid subdomain: use {SUBDOMAIN_MIN_LEN} to {SUBDOMAIN_MAX_LEN} lowercase letters, digits or hyphens, starting and ending with a letter or digit"
+            ),
+        ));
+    }
+    if RESERVED_SUBDOMAINS.contains(&subdomain) {
+        return Err(Rejection::new(
+            "reserved_subdomain",
+            format!("\"{subdomain}\" is reserved; please choose another subdomain"),
+        ));
+    }
+    Ok(())
+}
+
+/// Derives a subdomain from an organization name: lowercase ASCII letters and digits,
+/// every other run of characters becomes one hyphen, trimmed to 32 characters.
+pub fn derive_subdomain(organization_name: &str) -> String {
+    let mut out = String::new();
+    for c in organization_name.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.truncate(SUBDOMAIN_MAX_LEN);
+    out.trim_end_matches('-').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(extra: serde_json::Value) -> Vec<u8> {
+        let mut base = serde_json::json!({
+            "signup_id": "0192f1b4-0000-7000-8000-000000000001",
+            "organization_name": "Test Org",
+            "admin_email": "Admin@Test.com",
+            "admin_full_name": "Test Admin",
+            "admin_password": "TestPass123!",
+        });
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            if v.is_null() {
+                base.as_object_mut().map(|o| o.remove(&k));
+            } else {
+                base[k] = v;
+            }
+        }
+        serde_json::to_vec(&base).expect("json")
+    }
+
+    fn outcome(extra: serde_json::Value) -> Result<ValidSignup, Rejection> {
+        match parse_signup(&payload(extra)) {
+            ParsedSignup::Read { outcome, .. } => outcome,
+            ParsedSignup::Unreadable { error } => panic!("unreadable: {error}"),
+        }
+    }
+
+    #[test]
+    fn derives_subdomain_and_normalises() {
+        let s = outcome(serde_json::json!({})).expect("valid");
+        assert_eq!(s.subdomain, "test-org");
+        assert_eq!(s.admin_email, "admin@test.com");
+        assert_eq!(s.auth_provider, AuthProvider::Password);
+    }
+
+    #[test]
+    fn derivation_rules() {
+        assert_eq!(derive_subdomain("  ACME, Inc. (EU) "), "acme-inc-eu");
+        assert_eq!(derive_subdomain("Café Ünïcode"), "caf-n-code");
+        assert_eq!(
+            derive_subdomain("a very long organization name that goes on"),
+            "a-very-long-organization-name-th"
+        );
+        assert_eq!(
+            derive_subdomain("abcdefghijklmnopqrstuvwxyz abcde-x"),
+            "abcdefghijklmnopqrstuvwxyz-abcde"
+        );
+    }
+
+    #[test]
+    fn rejects_each_rule_with_a_code() {
+        let cases = [
+            (serde_json::json!({"subdomain": "ab"}), "invalid_subdomain"),
+            (
+                serde_json::json!({"subdomain": "-abc"}),
+                "invalid_subdomain",
+            ),
+            (serde_json::json!({"subdomain": "Abc"}), "invalid_subdomain"),
+            (
+                serde_json::json!({"subdomain": "a_bc"}),
+                "invalid_subdomain",
+            ),
+            (
+                serde_json::json!({"subdomain": "x".repeat(33)}),
+                "invalid_subdomain",
+            ),
+            (
+                serde_json::json!({"subdomain": "admin"}),
+                "reserved_subdomain",
+            ),
+            (serde_json::json!({"admin_email": "nope"}), "invalid_email"),
+            (serde_json::json!({"admin_email": "a@b"}), "invalid_email"),
+            (serde_json::json!({"admin_email": null}), "missing_field"),
+            (
+                serde_json::json!({"organization_name": "  "}),
+                "missing_field",
+            ),
+            (
+                serde_json::json!({"organization_name": "!!!"}),
+                "invalid_subdomain",
+            ),
+            (
+                serde_json::json!({"admin_password": "short"}),
+                "invalid_password",
+            ),
+            (
+                serde_json::json!({"admin_password": null, "auth_provider": "password"}),
+                "missing_field",
+            ),
+            (
+                serde_json::json!({"auth_provider": "github"}),
+                "invalid_payload",
+            ),
+            (serde_json::json!({"admin_email": 42}), "invalid_payload"),
+        ];
+        for (extra, code) in cases {
+            let got = outcome(extra.clone()).expect_err("should be rejected");
+            assert_eq!(got.code, code, "for {extra}: {}", got.message);
+            assert!(!got.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn google_signup_needs_no_password() {
+        let s = outcome(serde_json::json!({"admin_password": null})).expect("valid");
+        assert_eq!(s.auth_provider, AuthProvider::Google);
+        assert_eq!(s.admin_password, None);
+    }
+
+    #[test]
+    fn rejection_messages_never_echo_the_password() {
+        let secret = "Sup3r\"Secret'Pass\u{7}";
+        let got = outcome(serde_json::json!({"admin_password": secret})).expect_err("control char");
+        assert!(!got.message.contains("Sup3r"), "{}", got.message);
+    }
+
+    #[test]
+    fn unreadable_payloads() {
+        for bytes in [
+            &b"\xff\x00garbage"[..],
+            b"[1,2]",
+            b"{}",
+            br#"{"signup_id":"nope"}"#,
+        ] {
+            assert!(matches!(
+                parse_signup(bytes),
+                ParsedSignup::Unreadable { .. }
+            ));
+        }
+    }
+}
+
+/// What goes to `tenant.signup.dead_letter` when a signup cannot even be read.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DeadLetter {
+    /// The subject the message arrived on.
+    pub subject: String,
+    /// Why it could not be read.
+    pub error: String,
+    /// The payload as text, with every `*password*` / `*secret*` field of a JSON object
+    /// masked; cut to 4 KiB.
+    pub payload: String,
+    /// Size of the original payload in bytes.
+    pub payload_bytes: usize,
+    /// When it was set aside.
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+const DEAD_LETTER_MAX_PAYLOAD: usize = 4096;
+
+impl DeadLetter {
+    /// Builds the dead letter for `payload`, masking anything that looks like a secret.
+    pub fn new(
+        subject: &str,
+        error: String,
+        payload: &[u8],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        let text = match serde_json::from_slice::<serde_json::Value>(payload) {
+            Ok(mut value) => {
+                mask_secrets(&mut value);
+                value.to_string()
+            }
+            Err(_) => String::from_utf8_lossy(payload).into_owned(),
+        };
+        let mut cut = text;
+        if cut.len() > DEAD_LETTER_MAX_PAYLOAD {
+            let mut end = DEAD_LETTER_MAX_PAYLOAD;
+            while !cut.is_char_boundary(end) {
+                end -= 1;
+            }
+            cut.truncate(end);
+        }
+        Self {
+            subject: subject.to_string(),
+            error,
+            payload: cut,
+            payload_bytes: payload.len(),
+            at,
+        }
+    }
+}
+
+fn mask_secrets(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                let key = key.to_ascii_lowercase();
+                if key.contains("password") || key.contains("secret") {
+                    *v = serde_json::Value::String("***".into());
+                } else {
+                    mask_secrets(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_secrets),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod dead_letter_tests {
+    use super::*;
+
+    #[test]
+    fn masks_secrets_in_json_dead_letters() {
+        let payload =
+            br#"{"signup_id": 5, "admin_password": "TopSecret1!", "nested": {"api_secret": "x"}}"#;
+        let dl = DeadLetter::new("s", "bad".into(), payload, chrono::Utc::now());
+        assert!(!dl.payload.contains("TopSecret1!"));
+        assert!(dl.payload.contains("***"));
+        assert_eq!(dl.payload_bytes, payload.len());
+    }
+}

@@ -1,0 +1,146 @@
+//! The internal step protocol between the orchestrator and the step services.
+//!
+//! The orchestrator publishes a [`StepCommand`] on `saga.cmd.<step>` (stream
+//! `SAGA_COMMANDS`, header `Nats-Msg-Id: <command_id>`); the step service answers with
+//! [`StepEvent`]s on `saga.evt.<step>` (stream `SAGA_EVENTS`): any number of `output`
+//! reports, then exactly one `completed` or `failed` (`Nats-Msg-Id: <command_id>:done`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::signup::AuthProvider;
+
+/// A secret sealed with `SAGA_SECRETS_KEY`: `v1:` followed by standard base64 of
+/// `nonce (12 bytes) || AES-256-GCM ciphertext and tag`, no associated data.
+/// Opening it needs the `secrets` crate (or any AES-GCM implementation).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Sealed(pub String);
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealed(..)")
+    }
+}
+
+/// Whether a command asks for the effect or for its undo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepAction {
+    /// Make the step's effect (idempotently).
+    Execute,
+    /// Undo the step's effect, only what this saga made (idempotently).
+    Compensate,
+}
+
+impl StepAction {
+    /// `execute` or `compensate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Execute => "execute",
+            Self::Compensate => "compensate",
+        }
+    }
+}
+
+/// Who the tenant is: the input every step shares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TenantContext {
+    /// The tenant's subdomain.
+    pub subdomain: String,
+    /// `<subdomain>.<PARENT_DOMAIN>`.
+    pub site_name: String,
+    /// The organization's name.
+    pub organization_name: String,
+    /// The first System Manager's email.
+    pub admin_email: String,
+    /// Their full name.
+    pub admin_full_name: String,
+    /// How they signed up.
+    pub auth_provider: AuthProvider,
+    /// Their password, sealed; absent for Google sign-ups.
+    pub admin_password: Option<Sealed>,
+}
+
+/// A command to one step service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepCommand {
+    /// `<saga_id>:<run>:<step>:<action>:<attempt>`; also the `Nats-Msg-Id`.
+    pub command_id: String,
+    /// The saga.
+    pub saga_id: Uuid,
+    /// The saga's run (1 + replays from the start).
+    pub run: u32,
+    /// The step's name, such as `database`.
+    pub step: String,
+    /// Effect or undo.
+    pub action: StepAction,
+    /// Attempt number of this action, from 1.
+    pub attempt: u32,
+    /// After this the orchestrator counts the attempt as timed out; work past it is wasted.
+    pub deadline: DateTime<Utc>,
+    /// Who the tenant is.
+    pub tenant: TenantContext,
+    /// Outputs of the steps completed so far in this run, by step name.
+    pub outputs: BTreeMap<String, serde_json::Value>,
+}
+
+impl StepCommand {
+    /// The command id for these coordinates.
+    pub fn id_for(saga_id: Uuid, run: u32, step: &str, action: StepAction, attempt: u32) -> String {
+        format!("{saga_id}:{run}:{step}:{}:{attempt}", action.as_str())
+    }
+}
+
+/// What a step service reports about one command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepReport {
+    /// A line of progress output; `percent` is within the step (0-100) when known.
+    Output {
+        /// The line, free of secrets.
+        line: String,
+        /// Progress within the step, when known.
+        #[serde(default)]
+        percent: Option<u8>,
+    },
+    /// Done; `output` is kept by the saga and handed to later steps and the undo.
+    Completed {
+        /// What later steps need (secrets in it are sealed).
+        output: serde_json::Value,
+    },
+    /// Failed; `retryable` says whether another attempt may succeed.
+    Failed {
+        /// Machine-readable code.
+        code: String,
+        /// A sentence for people, free of secrets.
+        message: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+}
+
+/// A report from a step service, on `saga.evt.<step>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepEvent {
+    /// The command this answers.
+    pub command_id: String,
+    /// The saga.
+    pub saga_id: Uuid,
+    /// The saga's run.
+    pub run: u32,
+    /// The step's name.
+    pub step: String,
+    /// Effect or undo.
+    pub action: StepAction,
+    /// The attempt this answers.
+    pub attempt: u32,
+    /// What happened.
+    pub report: StepReport,
+    /// When the step service reported it.
+    pub at: DateTime<Utc>,
+}
