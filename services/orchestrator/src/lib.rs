@@ -1,1 +1,3 @@
-//! placeholder
+//! The tenant-provisioning saga orchestrator.
+
+pub mod saga;

@@ -1,0 +1,735 @@
+//! The saga core: `next(saga, input) -> (saga, actions)`. No I/O, no clock, no
+//! randomness: the driver passes `now` in, stores the new state, then carries out the
+//! actions. Every decision about retries, timeouts and compensation is made here.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use contracts::{
+    ErrorInfo, ProgressEvent, Rejection, SagaStatus, StepAction, StepEvent, StepReport, StepStatus,
+    TenantContext,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::definition::{RetryPolicy, SagaDefinition, StepDefinition};
+
+/// What the saga is doing right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// Accepted, nothing dispatched yet.
+    Idle,
+    /// Waiting for an attempt of step `step` (position) until `deadline`.
+    Executing {
+        /// Position in the definition.
+        step: usize,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// When the attempt counts as timed out.
+        deadline: DateTime<Utc>,
+    },
+    /// Waiting to dispatch attempt `attempt` of `step` at `due`.
+    RetryWait {
+        /// Position in the definition.
+        step: usize,
+        /// The attempt to dispatch.
+        attempt: u32,
+        /// When to dispatch it.
+        due: DateTime<Utc>,
+    },
+    /// Waiting for an undo attempt of `step` until `deadline`.
+    Compensating {
+        /// Position in the definition.
+        step: usize,
+        /// Undo attempt number, from 1.
+        attempt: u32,
+        /// When the attempt counts as timed out.
+        deadline: DateTime<Utc>,
+    },
+    /// Waiting to dispatch undo attempt `attempt` of `step` at `due`.
+    CompensationRetryWait {
+        /// Position in the definition.
+        step: usize,
+        /// The undo attempt to dispatch.
+        attempt: u32,
+        /// When to dispatch it.
+        due: DateTime<Utc>,
+    },
+    /// Nothing is pending (terminal status).
+    Finished,
+}
+
+/// The durable state of one saga. Holds secrets only sealed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Saga {
+    /// Saga id = signup id.
+    pub id: Uuid,
+    /// 1 for the first run; +1 for each replay from the start.
+    pub run: u32,
+    /// Input shared by every step.
+    pub tenant: TenantContext,
+    /// Status as published.
+    pub status: SagaStatus,
+    /// What is pending.
+    pub phase: Phase,
+    /// Outputs of the steps completed in this run, by name.
+    pub outputs: BTreeMap<String, serde_json::Value>,
+    /// Sequence of the last progress event.
+    pub sequence: u64,
+    /// Last percent published.
+    pub percent: u8,
+    /// The failure that made the saga compensate, or the undo failure.
+    pub error: Option<ErrorInfo>,
+    /// What the client gets on completion.
+    pub result: Option<serde_json::Value>,
+    /// When the signup was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When the saga last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A pending wake-up of a saga; it fires only if the saga still waits for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    /// The saga.
+    pub saga_id: Uuid,
+    /// The run it belongs to.
+    pub run: u32,
+    /// The phase it ends, as stored (its deadline or due time is `at`).
+    pub phase: Phase,
+    /// When it fires.
+    pub at: DateTime<Utc>,
+}
+
+/// Something that happened to a saga.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// The signup was accepted and stored: start the first step.
+    Start,
+    /// An operator asked to replay.
+    Replay,
+    /// A step service reported.
+    Reported(StepEvent),
+    /// A timer set earlier fired.
+    TimerFired(Timer),
+}
+
+/// What the driver must do after storing the new state, in this order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Publish a command to a step service.
+    Dispatch {
+        /// Step name.
+        step: String,
+        /// Effect or undo.
+        action: StepAction,
+        /// Attempt number.
+        attempt: u32,
+        /// When the attempt times out.
+        deadline: DateTime<Utc>,
+    },
+    /// Publish a progress event.
+    Publish(ProgressEvent),
+    /// Wake the saga at the timer's instant.
+    Schedule(Timer),
+}
+
+/// Result of applying an input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// The saga changes: store `saga`, then carry out `actions`.
+    Apply {
+        /// The new state.
+        saga: Saga,
+        /// What to do once it is stored.
+        actions: Vec<Action>,
+    },
+    /// Nothing changes (stale or duplicate input, or a refused request); the reason is for logs.
+    Ignore(String),
+}
+
+impl Saga {
+    /// A new saga for an accepted signup.
+    pub fn accepted(id: Uuid, tenant: TenantContext, now: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            run: 1,
+            tenant,
+            status: SagaStatus::Accepted,
+            phase: Phase::Idle,
+            outputs: BTreeMap::new(),
+            sequence: 0,
+            percent: 0,
+            error: None,
+            result: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// A saga refused before anything was created, with its one progress event.
+    pub fn rejected(
+        id: Uuid,
+        tenant: TenantContext,
+        rejection: &Rejection,
+        now: DateTime<Utc>,
+    ) -> (Self, ProgressEvent) {
+        let mut saga = Self::accepted(id, tenant, now);
+        saga.status = SagaStatus::Rejected;
+        saga.phase = Phase::Finished;
+        saga.error = Some(ErrorInfo {
+            code: rejection.code.to_string(),
+            message: rejection.message.clone(),
+            step: None,
+        });
+        let event = saga.progress(
+            now,
+            None,
+            None,
+            0,
+            format!("Signup rejected: {}", rejection.message),
+        );
+        (saga, event)
+    }
+
+    /// The timer the saga waits for, if any.
+    pub fn timer(&self) -> Option<Timer> {
+        let at = match &self.phase {
+            Phase::Executing { deadline, .. } | Phase::Compensating { deadline, .. } => *deadline,
+            Phase::RetryWait { due, .. } | Phase::CompensationRetryWait { due, .. } => *due,
+            Phase::Idle | Phase::Finished => return None,
+        };
+        Some(Timer {
+            saga_id: self.id,
+            run: self.run,
+            phase: self.phase.clone(),
+            at,
+        })
+    }
+
+    /// The name of the step the saga is at, if any.
+    pub fn current_step<'d>(&self, definition: &'d SagaDefinition) -> Option<&'d StepDefinition> {
+        match self.phase {
+            Phase::Executing { step, .. }
+            | Phase::RetryWait { step, .. }
+            | Phase::Compensating { step, .. }
+            | Phase::CompensationRetryWait { step, .. } => definition.steps.get(step),
+            Phase::Idle | Phase::Finished => None,
+        }
+    }
+
+    /// The command to re-send after a restart, if the saga waits for a step's report.
+    pub fn pending_dispatch(&self, definition: &SagaDefinition) -> Option<Action> {
+        let (step, attempt, deadline, action) = match self.phase {
+            Phase::Executing {
+                step,
+                attempt,
+                deadline,
+            } => (step, attempt, deadline, StepAction::Execute),
+            Phase::Compensating {
+                step,
+                attempt,
+                deadline,
+            } => (step, attempt, deadline, StepAction::Compensate),
+            _ => return None,
+        };
+        Some(Action::Dispatch {
+            step: definition.steps.get(step)?.name.clone(),
+            action,
+            attempt,
+            deadline,
+        })
+    }
+
+    fn progress(
+        &mut self,
+        now: DateTime<Utc>,
+        step: Option<&str>,
+        step_status: Option<StepStatus>,
+        attempt: u32,
+        message: String,
+    ) -> ProgressEvent {
+        self.sequence += 1;
+        self.updated_at = now;
+        ProgressEvent {
+            saga_id: self.id,
+            sequence: self.sequence,
+            subdomain: self.tenant.subdomain.clone(),
+            site_name: self.tenant.site_name.clone(),
+            status: self.status,
+            step: step.map(str::to_string),
+            step_status,
+            attempt,
+            percent: self.percent,
+            message,
+            error: self.error.clone(),
+            result: self.result.clone(),
+            at: now,
+        }
+    }
+}
+
+/// A deterministic seed for the jitter of one retry.
+fn jitter_seed(saga: &Saga, step: usize, attempt: u32, undo: bool) -> u64 {
+    // FNV-1a over the coordinates: stable across builds and platforms.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(saga.id.as_bytes());
+    feed(&saga.run.to_le_bytes());
+    feed(&(step as u64).to_le_bytes());
+    feed(&attempt.to_le_bytes());
+    feed(&[u8::from(undo)]);
+    hash
+}
+
+fn after(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn retry_delay(
+    policy: &RetryPolicy,
+    saga: &Saga,
+    step: usize,
+    next_attempt: u32,
+    undo: bool,
+) -> std::time::Duration {
+    policy.delay_before(next_attempt, jitter_seed(saga, step, next_attempt, undo))
+}
+
+/// Applies `input` to `saga` at instant `now`.
+pub fn next(
+    definition: &SagaDefinition,
+    saga: &Saga,
+    input: Input,
+    now: DateTime<Utc>,
+) -> Decision {
+    let mut t = Transition {
+        definition,
+        saga: saga.clone(),
+        actions: Vec::new(),
+        now,
+    };
+    match t.apply(input) {
+        Ok(()) => {
+            if let Some(timer) = t.saga.timer() {
+                if saga.timer().as_ref() != Some(&timer) {
+                    t.actions.push(Action::Schedule(timer));
+                }
+            }
+            Decision::Apply {
+                saga: t.saga,
+                actions: t.actions,
+            }
+        }
+        Err(reason) => Decision::Ignore(reason),
+    }
+}
+
+struct Transition<'d> {
+    definition: &'d SagaDefinition,
+    saga: Saga,
+    actions: Vec<Action>,
+    now: DateTime<Utc>,
+}
+
+impl Transition<'_> {
+    fn apply(&mut self, input: Input) -> Result<(), String> {
+        match input {
+            Input::Start => self.start(),
+            Input::Replay => self.replay(),
+            Input::Reported(event) => self.reported(event),
+            Input::TimerFired(timer) => self.timer_fired(timer),
+        }
+    }
+
+    fn step(&self, position: usize) -> &StepDefinition {
+        &self.definition.steps[position]
+    }
+
+    fn publish(
+        &mut self,
+        step: Option<usize>,
+        status: Option<StepStatus>,
+        attempt: u32,
+        message: String,
+    ) {
+        let name = step.map(|p| self.definition.steps[p].name.clone());
+        let event = self
+            .saga
+            .progress(self.now, name.as_deref(), status, attempt, message);
+        self.actions.push(Action::Publish(event));
+    }
+
+    fn start(&mut self) -> Result<(), String> {
+        if self.saga.status != SagaStatus::Accepted || self.saga.phase != Phase::Idle {
+            return Err(format!(
+                "saga already started ({})",
+                self.saga.status.as_str()
+            ));
+        }
+        self.publish(None, None, 0, "Signup accepted".into());
+        self.saga.status = SagaStatus::Running;
+        self.begin_step(0, 1);
+        Ok(())
+    }
+
+    fn replay(&mut self) -> Result<(), String> {
+        match (self.saga.status, self.saga.phase.clone()) {
+            (SagaStatus::RolledBack, _) => {
+                self.saga.run += 1;
+                self.saga.outputs.clear();
+                self.saga.error = None;
+                self.saga.result = None;
+                self.saga.percent = 0;
+                self.saga.status = SagaStatus::Running;
+                let run = self.saga.run;
+                self.publish(
+                    None,
+                    None,
+                    0,
+                    format!("Replaying the signup from the start (run {run})"),
+                );
+                self.begin_step(0, 1);
+                Ok(())
+            }
+            (SagaStatus::CompensationFailed, Phase::Finished) => {
+                let Some(position) = self
+                    .saga
+                    .error
+                    .as_ref()
+                    .and_then(|e| e.step.as_deref())
+                    .and_then(|name| self.definition.position(name))
+                else {
+                    return Err(
+                        "compensation_failed saga does not name the step whose undo failed".into(),
+                    );
+                };
+                self.saga.status = SagaStatus::Compensating;
+                self.publish(Some(position), None, 0, "Resuming the undo".into());
+                self.begin_undo(position, 1);
+                Ok(())
+            }
+            (status, _) => Err(format!(
+                "only rolled_back or compensation_failed sagas can be replayed; this one is {}",
+                status.as_str()
+            )),
+        }
+    }
+
+    fn begin_step(&mut self, position: usize, attempt: u32) {
+        let step = self.step(position).clone();
+        let deadline = after(self.now, step.timeout);
+        self.saga.phase = Phase::Executing {
+            step: position,
+            attempt,
+            deadline,
+        };
+        if attempt == 1 {
+            self.saga.percent = step.percent_start;
+        }
+        self.publish(
+            Some(position),
+            Some(StepStatus::Started),
+            attempt,
+            step.message.clone(),
+        );
+        self.actions.push(Action::Dispatch {
+            step: step.name,
+            action: StepAction::Execute,
+            attempt,
+            deadline,
+        });
+    }
+
+    fn begin_undo(&mut self, position: usize, attempt: u32) {
+        let step = self.step(position).clone();
+        let deadline = after(self.now, step.undo_timeout);
+        self.saga.phase = Phase::Compensating {
+            step: position,
+            attempt,
+            deadline,
+        };
+        self.publish(
+            Some(position),
+            Some(StepStatus::Compensating),
+            attempt,
+            step.undo_message.clone(),
+        );
+        self.actions.push(Action::Dispatch {
+            step: step.name,
+            action: StepAction::Compensate,
+            attempt,
+            deadline,
+        });
+    }
+
+    fn reported(&mut self, event: StepEvent) -> Result<(), String> {
+        if event.run != self.saga.run {
+            return Err(format!(
+                "report for run {} but the saga is at run {}",
+                event.run, self.saga.run
+            ));
+        }
+        let (position, attempt) = match (&self.saga.phase, event.action) {
+            (Phase::Executing { step, attempt, .. }, StepAction::Execute)
+            | (Phase::Compensating { step, attempt, .. }, StepAction::Compensate) => {
+                (*step, *attempt)
+            }
+            _ => {
+                return Err(format!(
+                    "no {} of {} is pending",
+                    event.action.as_str(),
+                    event.step
+                ))
+            }
+        };
+        if self.step(position).name != event.step || attempt != event.attempt {
+            return Err(format!(
+                "stale report for {} attempt {}; pending is {} attempt {attempt}",
+                event.step,
+                event.attempt,
+                self.step(position).name
+            ));
+        }
+        match (event.action, event.report) {
+            (_, StepReport::Output { line, percent }) => {
+                if event.action == StepAction::Execute {
+                    if let Some(p) = percent {
+                        let step = self.step(position);
+                        let span = u32::from(step.percent_end.saturating_sub(step.percent_start));
+                        let within = (span * u32::from(p.min(100)) / 100) as u8;
+                        // Progress never goes backwards on a dashboard.
+                        self.saga.percent = self.saga.percent.max(step.percent_start + within);
+                    }
+                }
+                self.publish(Some(position), Some(StepStatus::Output), attempt, line);
+            }
+            (StepAction::Execute, StepReport::Completed { output }) => {
+                self.step_completed(position, attempt, output)
+            }
+            (
+                StepAction::Execute,
+                StepReport::Failed {
+                    code,
+                    message,
+                    retryable,
+                },
+            ) => self.step_failed(
+                position,
+                attempt,
+                ErrorInfo {
+                    code,
+                    message,
+                    step: Some(event.step),
+                },
+                retryable,
+            ),
+            (StepAction::Compensate, StepReport::Completed { .. }) => {
+                self.undo_completed(position, attempt)
+            }
+            (
+                StepAction::Compensate,
+                StepReport::Failed {
+                    code,
+                    message,
+                    retryable,
+                },
+            ) => self.undo_failed(
+                position,
+                attempt,
+                ErrorInfo {
+                    code,
+                    message,
+                    step: Some(event.step),
+                },
+                retryable,
+            ),
+        }
+        Ok(())
+    }
+
+    fn timer_fired(&mut self, timer: Timer) -> Result<(), String> {
+        if timer.run != self.saga.run || timer.phase != self.saga.phase {
+            return Err("timer no longer pending".into());
+        }
+        match timer.phase {
+            Phase::Executing { step, attempt, .. } => {
+                let name = self.step(step).name.clone();
+                let timeout = self.step(step).timeout;
+                let error = ErrorInfo {
+                    code: "step_timeout".into(),
+                    message: format!("{name} did not answer within {}s", timeout.as_secs()),
+                    step: Some(name),
+                };
+                self.step_failed(step, attempt, error, true);
+            }
+            Phase::RetryWait { step, attempt, .. } => self.begin_step(step, attempt),
+            Phase::Compensating { step, attempt, .. } => {
+                let name = self.step(step).name.clone();
+                let timeout = self.step(step).undo_timeout;
+                let error = ErrorInfo {
+                    code: "undo_timeout".into(),
+                    message: format!(
+                        "undo of {name} did not answer within {}s",
+                        timeout.as_secs()
+                    ),
+                    step: Some(name),
+                };
+                self.undo_failed(step, attempt, error, true);
+            }
+            Phase::CompensationRetryWait { step, attempt, .. } => self.begin_undo(step, attempt),
+            Phase::Idle | Phase::Finished => return Err("timer no longer pending".into()),
+        }
+        Ok(())
+    }
+
+    fn step_completed(&mut self, position: usize, attempt: u32, output: serde_json::Value) {
+        let step = self.step(position).clone();
+        self.saga.outputs.insert(step.name.clone(), output);
+        self.saga.percent = step.percent_end;
+        self.publish(
+            Some(position),
+            Some(StepStatus::Completed),
+            attempt,
+            format!("{}: done", step.message),
+        );
+        if position + 1 < self.definition.steps.len() {
+            self.begin_step(position + 1, 1);
+            return;
+        }
+        self.saga.status = SagaStatus::Completed;
+        self.saga.phase = Phase::Finished;
+        self.saga.percent = 100;
+        self.saga.result = Some(self.completion_result());
+        self.publish(
+            None,
+            None,
+            0,
+            format!("Workspace ready at https://{}", self.saga.tenant.site_name),
+        );
+    }
+
+    /// What the client gets: the site URL, the admin email, and the `result` object that
+    /// any step put in its output (for example API keys, with secrets sealed).
+    fn completion_result(&self) -> serde_json::Value {
+        let mut result = serde_json::Map::new();
+        result.insert(
+            "site_url".into(),
+            format!("https://{}", self.saga.tenant.site_name).into(),
+        );
+        result.insert(
+            "site_name".into(),
+            self.saga.tenant.site_name.clone().into(),
+        );
+        result.insert(
+            "subdomain".into(),
+            self.saga.tenant.subdomain.clone().into(),
+        );
+        result.insert(
+            "admin_email".into(),
+            self.saga.tenant.admin_email.clone().into(),
+        );
+        for step in &self.definition.steps {
+            if let Some(serde_json::Value::Object(extra)) = self
+                .saga
+                .outputs
+                .get(&step.name)
+                .and_then(|o| o.get("result"))
+            {
+                for (k, v) in extra {
+                    result.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        serde_json::Value::Object(result)
+    }
+
+    fn step_failed(&mut self, position: usize, attempt: u32, error: ErrorInfo, retryable: bool) {
+        let step = self.step(position).clone();
+        if retryable && attempt < step.retry.max_attempts {
+            let delay = retry_delay(&step.retry, &self.saga, position, attempt + 1, false);
+            self.saga.phase = Phase::RetryWait {
+                step: position,
+                attempt: attempt + 1,
+                due: after(self.now, delay),
+            };
+            let message = format!(
+                "{}: attempt {attempt} of {} failed ({}); retrying in {:.1}s",
+                step.message,
+                step.retry.max_attempts,
+                error.message,
+                delay.as_secs_f64()
+            );
+            self.saga.error = Some(error);
+            self.publish(Some(position), Some(StepStatus::Retrying), attempt, message);
+            // The error belongs to this attempt only; a later success clears it.
+            self.saga.error = None;
+            return;
+        }
+        let message = format!("{} failed: {}", step.message, error.message);
+        self.saga.error = Some(error);
+        self.saga.status = SagaStatus::Compensating;
+        self.publish(Some(position), Some(StepStatus::Failed), attempt, message);
+        // Every step that started is undone, the failed one included: it may have left
+        // a partial effect. Steps own their undo and make it idempotent.
+        self.begin_undo(position, 1);
+    }
+
+    fn undo_completed(&mut self, position: usize, attempt: u32) {
+        let step = self.step(position).clone();
+        self.saga.outputs.remove(&step.name);
+        self.publish(
+            Some(position),
+            Some(StepStatus::Compensated),
+            attempt,
+            format!("{}: done", step.undo_message),
+        );
+        if position > 0 {
+            self.begin_undo(position - 1, 1);
+            return;
+        }
+        self.saga.status = SagaStatus::RolledBack;
+        self.saga.phase = Phase::Finished;
+        self.publish(
+            None,
+            None,
+            0,
+            "Signup rolled back: everything created was removed".into(),
+        );
+    }
+
+    fn undo_failed(&mut self, position: usize, attempt: u32, error: ErrorInfo, retryable: bool) {
+        let step = self.step(position).clone();
+        if retryable && attempt < step.undo_retry.max_attempts {
+            let delay = retry_delay(&step.undo_retry, &self.saga, position, attempt + 1, true);
+            self.saga.phase = Phase::CompensationRetryWait {
+                step: position,
+                attempt: attempt + 1,
+                due: after(self.now, delay),
+            };
+            let message = format!(
+                "{}: attempt {attempt} of {} failed ({}); retrying in {:.1}s",
+                step.undo_message,
+                step.undo_retry.max_attempts,
+                error.message,
+                delay.as_secs_f64()
+            );
+            self.publish(Some(position), Some(StepStatus::Retrying), attempt, message);
+            return;
+        }
+        let message = format!(
+            "{} failed: {}; an operator must look (replay resumes the undo)",
+            step.undo_message, error.message
+        );
+        self.saga.error = Some(error);
+        self.saga.status = SagaStatus::CompensationFailed;
+        self.saga.phase = Phase::Finished;
+        self.publish(Some(position), Some(StepStatus::Failed), attempt, message);
+    }
+}
