@@ -1,3 +1,4 @@
 //! The tenant-provisioning saga orchestrator.
 
 pub mod saga;
+pub mod store;

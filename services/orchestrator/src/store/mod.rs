@@ -1,0 +1,100 @@
+//! Durable saga state. Every transition is stored, with the progress events it
+//! produced, before anything is published; the events double as an outbox that a
+//! restarted orchestrator republishes from.
+
+mod sql;
+
+use std::future::Future;
+
+use contracts::{ProgressEvent, SagaStatus};
+use uuid::Uuid;
+
+use crate::saga::Saga;
+pub use sql::SqlStore;
+
+/// Store failures. All are worth a retry except `Corrupt`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database could not be reached or refused the statement.
+    #[error("saga store: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Another writer changed the saga first (two orchestrators on one store?).
+    #[error("saga {0} was changed concurrently")]
+    Conflict(Uuid),
+    /// A stored row could not be read back.
+    #[error("saga store holds an unreadable row: {0}")]
+    Corrupt(String),
+}
+
+/// What `insert` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// The saga is new and stored.
+    Stored,
+    /// A saga with this id exists already (the same signup again).
+    Duplicate,
+    /// The subdomain is held by another live or completed saga.
+    SubdomainTaken(Uuid),
+}
+
+/// What `update` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Updated {
+    /// Stored.
+    Stored,
+    /// A replay needed the subdomain back, but another saga holds it now.
+    SubdomainTaken(Uuid),
+}
+
+/// Where sagas live. Implemented over SQLite and MySQL/MariaDB by [`SqlStore`]; the
+/// conformance suite in `tests/store_conformance.rs` runs against both.
+pub trait SagaStore: Send + Sync + 'static {
+    /// Stores a new saga with its first events. An accepted saga also claims its
+    /// subdomain; a rejected one does not.
+    fn insert(
+        &self,
+        saga: &Saga,
+        events: &[ProgressEvent],
+    ) -> impl Future<Output = Result<Inserted, Error>> + Send;
+
+    /// Stores a transition from `previous` to `saga`, with the events it produced.
+    /// Releases the subdomain when the saga ends rolled back, claims it again when a
+    /// rolled-back saga is replayed.
+    fn update(
+        &self,
+        previous: &Saga,
+        saga: &Saga,
+        events: &[ProgressEvent],
+    ) -> impl Future<Output = Result<Updated, Error>> + Send;
+
+    /// One saga.
+    fn get(&self, id: Uuid) -> impl Future<Output = Result<Option<Saga>, Error>> + Send;
+
+    /// Sagas newest first, optionally of one status.
+    fn list(
+        &self,
+        status: Option<SagaStatus>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Saga>, Error>> + Send;
+
+    /// A saga's whole timeline, oldest first.
+    fn timeline(&self, id: Uuid) -> impl Future<Output = Result<Vec<ProgressEvent>, Error>> + Send;
+
+    /// Every saga that is not terminal (to resume after a restart).
+    fn in_flight(&self) -> impl Future<Output = Result<Vec<Saga>, Error>> + Send;
+
+    /// Progress events stored but not yet confirmed published, oldest first.
+    fn unpublished(&self) -> impl Future<Output = Result<Vec<ProgressEvent>, Error>> + Send;
+
+    /// Confirms that these events are on the progress stream.
+    fn mark_published(
+        &self,
+        events: &[(Uuid, u64)],
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The saga holding a subdomain, if any.
+    fn subdomain_holder(
+        &self,
+        subdomain: &str,
+    ) -> impl Future<Output = Result<Option<Uuid>, Error>> + Send;
+}

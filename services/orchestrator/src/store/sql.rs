@@ -1,0 +1,376 @@
+//! [`SagaStore`] over SQLite (embedded, the default) or MySQL/MariaDB (shared), through
+//! sqlx's `Any` driver. Only portable SQL and types (`VARCHAR`, `BIGINT`, `TEXT`) are
+//! used, so one implementation serves both; the DDL differs only in the text type.
+
+use std::str::FromStr;
+
+use contracts::{ProgressEvent, SagaStatus};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Row};
+use uuid::Uuid;
+
+use super::{Error, Inserted, SagaStore, Updated};
+use crate::saga::Saga;
+
+/// Saga store over a SQL database.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+}
+
+fn ddl(mysql: bool) -> Vec<String> {
+    // MySQL's TEXT stops at 64 KiB; a saga with bulky step outputs may need more.
+    let text = if mysql { "MEDIUMTEXT" } else { "TEXT" };
+    let status_index = if mysql {
+        ", INDEX sagas_by_status (status, updated_at)"
+    } else {
+        ""
+    };
+    let published_index = if mysql {
+        ", INDEX progress_unpublished (published)"
+    } else {
+        ""
+    };
+    let mut statements = vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS sagas (
+                saga_id VARCHAR(36) NOT NULL PRIMARY KEY,
+                subdomain VARCHAR(64) NOT NULL,
+                status VARCHAR(32) NOT NULL,
+                sequence BIGINT NOT NULL,
+                state {text} NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL{status_index})"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS progress_events (
+                saga_id VARCHAR(36) NOT NULL,
+                sequence BIGINT NOT NULL,
+                event {text} NOT NULL,
+                published BIGINT NOT NULL,
+                PRIMARY KEY (saga_id, sequence){published_index})"
+        ),
+        "CREATE TABLE IF NOT EXISTS subdomain_claims (
+            subdomain VARCHAR(64) NOT NULL PRIMARY KEY,
+            saga_id VARCHAR(36) NOT NULL)"
+            .to_string(),
+    ];
+    if !mysql {
+        statements.push(
+            "CREATE INDEX IF NOT EXISTS sagas_by_status ON sagas (status, updated_at)".into(),
+        );
+        statements.push(
+            "CREATE INDEX IF NOT EXISTS progress_unpublished ON progress_events (published)".into(),
+        );
+    }
+    statements
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+impl SqlStore {
+    /// Connects to `url` (`sqlite://path` or `mysql://...`) and creates the tables if
+    /// they are missing. A SQLite file and its folder are created when absent.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let url = if sqlite {
+            sqlite_url(url)?
+        } else {
+            url.to_string()
+        };
+        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let pool = if sqlite {
+            AnyPoolOptions::new()
+                // SQLite has one writer; a single connection avoids lock upgrades that
+                // fail with SQLITE_BUSY instead of waiting.
+                .max_connections(1)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        for pragma in [
+                            "PRAGMA journal_mode=WAL",
+                            "PRAGMA synchronous=NORMAL",
+                            "PRAGMA busy_timeout=5000",
+                        ] {
+                            sqlx::Executor::execute(&mut *conn, pragma).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+                .await?
+        } else {
+            AnyPoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?
+        };
+        for statement in ddl(!sqlite) {
+            sqlx::query(&statement).execute(&pool).await?;
+        }
+        Ok(Self { pool })
+    }
+
+    /// Which backend and durability setting this store runs with, for reports.
+    pub fn describe(&self) -> String {
+        match self.pool.connect_options().database_url.scheme() {
+            "sqlite" => "sqlite (WAL, synchronous=NORMAL)".into(),
+            other => format!("{other} (InnoDB defaults)"),
+        }
+    }
+}
+
+fn sqlite_url(url: &str) -> Result<String, Error> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if !path.is_empty() && path != ":memory:" {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    Error::Corrupt(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+        }
+    }
+    Ok(if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    events: &[ProgressEvent],
+) -> Result<(), Error> {
+    for event in events {
+        sqlx::query(
+            "INSERT INTO progress_events (saga_id, sequence, event, published) VALUES (?, ?, ?, 0)",
+        )
+        .bind(event.saga_id.to_string())
+        .bind(event.sequence as i64)
+        .bind(encode(event)?)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn claim(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    saga: &Saga,
+) -> Result<Option<Uuid>, Error> {
+    let result = sqlx::query("INSERT INTO subdomain_claims (subdomain, saga_id) VALUES (?, ?)")
+        .bind(&saga.tenant.subdomain)
+        .bind(saga.id.to_string())
+        .execute(&mut **tx)
+        .await;
+    match result {
+        Ok(_) => Ok(None),
+        Err(e) if is_unique_violation(&e) => {
+            let holder: String =
+                sqlx::query("SELECT saga_id FROM subdomain_claims WHERE subdomain = ?")
+                    .bind(&saga.tenant.subdomain)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get(0)?;
+            let holder = Uuid::parse_str(&holder).map_err(|e| Error::Corrupt(e.to_string()))?;
+            Ok(Some(holder))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads a text column. Through the `Any` driver MySQL reports `TEXT` columns as
+/// `BLOB`, so bytes are accepted too.
+fn text_column(row: &sqlx::any::AnyRow, name: &str) -> Result<String, Error> {
+    match row.try_get::<String, _>(name) {
+        Ok(text) => Ok(text),
+        Err(_) => {
+            let bytes: Vec<u8> = row.try_get(name)?;
+            String::from_utf8(bytes).map_err(|e| Error::Corrupt(e.to_string()))
+        }
+    }
+}
+
+fn saga_from_row(row: &sqlx::any::AnyRow) -> Result<Saga, Error> {
+    decode(&text_column(row, "state")?)
+}
+
+impl SagaStore for SqlStore {
+    async fn insert(&self, saga: &Saga, events: &[ProgressEvent]) -> Result<Inserted, Error> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO sagas (saga_id, subdomain, status, sequence, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(saga.id.to_string())
+        .bind(&saga.tenant.subdomain)
+        .bind(saga.status.as_str())
+        .bind(saga.sequence as i64)
+        .bind(encode(saga)?)
+        .bind(millis(saga.created_at))
+        .bind(millis(saga.updated_at))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Ok(Inserted::Duplicate),
+            Err(e) => return Err(e.into()),
+        }
+        if saga.status != SagaStatus::Rejected {
+            if let Some(holder) = claim(&mut tx, saga).await? {
+                tx.rollback().await?;
+                return Ok(Inserted::SubdomainTaken(holder));
+            }
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(Inserted::Stored)
+    }
+
+    async fn update(
+        &self,
+        previous: &Saga,
+        saga: &Saga,
+        events: &[ProgressEvent],
+    ) -> Result<Updated, Error> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE sagas SET status = ?, sequence = ?, state = ?, updated_at = ? WHERE saga_id = ? AND sequence = ?",
+        )
+        .bind(saga.status.as_str())
+        .bind(saga.sequence as i64)
+        .bind(encode(saga)?)
+        .bind(millis(saga.updated_at))
+        .bind(saga.id.to_string())
+        .bind(previous.sequence as i64)
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Err(Error::Conflict(saga.id));
+        }
+        let releases = matches!(saga.status, SagaStatus::RolledBack | SagaStatus::Rejected);
+        if releases && previous.status != saga.status {
+            sqlx::query("DELETE FROM subdomain_claims WHERE saga_id = ?")
+                .bind(saga.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if previous.status == SagaStatus::RolledBack && saga.status != SagaStatus::RolledBack {
+            if let Some(holder) = claim(&mut tx, saga).await? {
+                tx.rollback().await?;
+                return Ok(Updated::SubdomainTaken(holder));
+            }
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(Updated::Stored)
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Saga>, Error> {
+        let row = sqlx::query("SELECT state FROM sagas WHERE saga_id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(saga_from_row).transpose()
+    }
+
+    async fn list(&self, status: Option<SagaStatus>, limit: u32) -> Result<Vec<Saga>, Error> {
+        let rows = match status {
+            Some(status) => {
+                sqlx::query("SELECT state FROM sagas WHERE status = ? ORDER BY created_at DESC, saga_id DESC LIMIT ?")
+                    .bind(status.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT state FROM sagas ORDER BY created_at DESC, saga_id DESC LIMIT ?")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(saga_from_row).collect()
+    }
+
+    async fn timeline(&self, id: Uuid) -> Result<Vec<ProgressEvent>, Error> {
+        let rows =
+            sqlx::query("SELECT event FROM progress_events WHERE saga_id = ? ORDER BY sequence")
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| decode(&text_column(row, "event")?))
+            .collect()
+    }
+
+    async fn in_flight(&self) -> Result<Vec<Saga>, Error> {
+        let rows = sqlx::query("SELECT state FROM sagas WHERE status IN ('accepted', 'running', 'compensating') ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(saga_from_row).collect()
+    }
+
+    async fn unpublished(&self) -> Result<Vec<ProgressEvent>, Error> {
+        let rows = sqlx::query(
+            "SELECT event FROM progress_events WHERE published = 0 ORDER BY saga_id, sequence",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| decode(&text_column(row, "event")?))
+            .collect()
+    }
+
+    async fn mark_published(&self, events: &[(Uuid, u64)]) -> Result<(), Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (saga_id, sequence) in events {
+            sqlx::query(
+                "UPDATE progress_events SET published = 1 WHERE saga_id = ? AND sequence = ?",
+            )
+            .bind(saga_id.to_string())
+            .bind(*sequence as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn subdomain_holder(&self, subdomain: &str) -> Result<Option<Uuid>, Error> {
+        let row = sqlx::query("SELECT saga_id FROM subdomain_claims WHERE subdomain = ?")
+            .bind(subdomain)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let id: String = r.try_get(0)?;
+            Uuid::parse_str(&id).map_err(|e| Error::Corrupt(e.to_string()))
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,261 @@
+//! One conformance suite, run against every saga store backend: embedded SQLite and
+//! MariaDB/MySQL (the server on `TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306`).
+//! Each MariaDB test gets its own database, dropped afterwards.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use contracts::signup::AuthProvider;
+use contracts::{Rejection, SagaStatus, TenantContext};
+use orchestrator::saga::{next, Decision, Input, Saga, SagaDefinition};
+use orchestrator::store::{Inserted, SagaStore, SqlStore, Updated};
+use uuid::Uuid;
+
+fn tenant(subdomain: &str) -> TenantContext {
+    TenantContext {
+        subdomain: subdomain.into(),
+        site_name: format!("{subdomain}.localhost"),
+        organization_name: "Org".into(),
+        admin_email: "a@b.co".into(),
+        admin_full_name: "A B".into(),
+        auth_provider: AuthProvider::Google,
+        admin_password: None,
+    }
+}
+
+fn definition() -> SagaDefinition {
+    SagaDefinition::tenant_provisioning()
+        .with_timings(Duration::from_secs(5), Duration::from_millis(10))
+}
+
+/// Applies `input` and stores the transition, returning the new saga.
+async fn advance(store: &impl SagaStore, saga: &Saga, input: Input) -> (Saga, Updated) {
+    let Decision::Apply {
+        saga: after,
+        actions,
+    } = next(&definition(), saga, input, Utc::now())
+    else {
+        panic!("input ignored")
+    };
+    let events: Vec<_> = actions
+        .into_iter()
+        .filter_map(|a| match a {
+            orchestrator::saga::Action::Publish(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let updated = store.update(saga, &after, &events).await.expect("update");
+    (after, updated)
+}
+
+async fn started(store: &impl SagaStore, subdomain: &str) -> Saga {
+    let saga = Saga::accepted(Uuid::new_v4(), tenant(subdomain), Utc::now());
+    assert_eq!(
+        store.insert(&saga, &[]).await.expect("insert"),
+        Inserted::Stored
+    );
+    advance(store, &saga, Input::Start).await.0
+}
+
+async fn fail_first_step_and_roll_back(store: &impl SagaStore, saga: &Saga) -> Saga {
+    let mut saga = saga.clone();
+    let report = |saga: &Saga, action, report| {
+        Input::Reported(contracts::StepEvent {
+            command_id: String::new(),
+            saga_id: saga.id,
+            run: saga.run,
+            step: "database".into(),
+            action,
+            attempt: 1,
+            report,
+            at: Utc::now(),
+        })
+    };
+    let failed = contracts::StepReport::Failed {
+        code: "x".into(),
+        message: "x".into(),
+        retryable: false,
+    };
+    saga = advance(
+        store,
+        &saga,
+        report(&saga, contracts::StepAction::Execute, failed),
+    )
+    .await
+    .0;
+    let done = contracts::StepReport::Completed {
+        output: serde_json::Value::Null,
+    };
+    saga = advance(
+        store,
+        &saga,
+        report(&saga, contracts::StepAction::Compensate, done),
+    )
+    .await
+    .0;
+    assert_eq!(saga.status, SagaStatus::RolledBack);
+    saga
+}
+
+async fn conformance(store: impl SagaStore) {
+    let suffix = &Uuid::new_v4().simple().to_string()[..8];
+    let sub = |name: &str| format!("{name}-{suffix}");
+
+    // A stored saga reads back as it was, with its timeline in order.
+    let saga = started(&store, &sub("alpha")).await;
+    assert_eq!(store.get(saga.id).await.expect("get"), Some(saga.clone()));
+    let timeline = store.timeline(saga.id).await.expect("timeline");
+    assert_eq!(
+        timeline.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (1..=saga.sequence).collect::<Vec<_>>()
+    );
+    assert!(store.get(Uuid::new_v4()).await.expect("get").is_none());
+
+    // The same id again is a duplicate; another id with the same subdomain is refused.
+    assert_eq!(
+        store.insert(&saga, &[]).await.expect("insert"),
+        Inserted::Duplicate
+    );
+    let rival = Saga::accepted(Uuid::new_v4(), tenant(&sub("alpha")), Utc::now());
+    assert_eq!(
+        store.insert(&rival, &[]).await.expect("insert"),
+        Inserted::SubdomainTaken(saga.id)
+    );
+    assert!(
+        store.get(rival.id).await.expect("get").is_none(),
+        "a refused insert leaves nothing"
+    );
+    assert_eq!(
+        store.subdomain_holder(&sub("alpha")).await.expect("holder"),
+        Some(saga.id)
+    );
+
+    // A rejected saga is stored but claims nothing.
+    let rejection = Rejection {
+        code: "invalid_email",
+        message: "bad".into(),
+    };
+    let (rejected, event) =
+        Saga::rejected(Uuid::new_v4(), tenant(&sub("beta")), &rejection, Utc::now());
+    assert_eq!(
+        store.insert(&rejected, &[event]).await.expect("insert"),
+        Inserted::Stored
+    );
+    assert_eq!(
+        store.subdomain_holder(&sub("beta")).await.expect("holder"),
+        None
+    );
+
+    // A stale writer loses.
+    let (moved, _) = advance(
+        &store,
+        &saga,
+        Input::TimerFired(saga.timer().expect("timer")),
+    )
+    .await;
+    let err = store
+        .update(&saga, &moved, &[])
+        .await
+        .expect_err("stale update");
+    assert!(matches!(err, orchestrator::store::Error::Conflict(id) if id == saga.id));
+
+    // Rolling back frees the subdomain; a replay takes it back unless someone else has it.
+    let rolled_back =
+        fail_first_step_and_roll_back(&store, &started(&store, &sub("gamma")).await).await;
+    assert_eq!(
+        store.subdomain_holder(&sub("gamma")).await.expect("holder"),
+        None
+    );
+    let (replayed, outcome) = advance(&store, &rolled_back, Input::Replay).await;
+    assert_eq!(outcome, Updated::Stored);
+    assert_eq!(
+        store.subdomain_holder(&sub("gamma")).await.expect("holder"),
+        Some(replayed.id)
+    );
+    let rolled_again = fail_first_step_and_roll_back(&store, &replayed).await;
+    let newcomer = started(&store, &sub("gamma")).await;
+    let (_, outcome) = advance(&store, &rolled_again, Input::Replay).await;
+    assert_eq!(outcome, Updated::SubdomainTaken(newcomer.id));
+    assert_eq!(
+        store
+            .get(rolled_again.id)
+            .await
+            .expect("get")
+            .expect("saga")
+            .status,
+        SagaStatus::RolledBack
+    );
+
+    // In-flight sagas are the non-terminal ones.
+    let in_flight: Vec<Uuid> = store
+        .in_flight()
+        .await
+        .expect("in flight")
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert!(in_flight.contains(&moved.id) && in_flight.contains(&newcomer.id));
+    assert!(!in_flight.contains(&rejected.id) && !in_flight.contains(&rolled_again.id));
+
+    // Lists filter by status, newest first.
+    let rejected_list = store
+        .list(Some(SagaStatus::Rejected), 10)
+        .await
+        .expect("list");
+    assert!(rejected_list.iter().any(|s| s.id == rejected.id));
+    assert!(rejected_list
+        .iter()
+        .all(|s| s.status == SagaStatus::Rejected));
+    let all = store.list(None, 500).await.expect("list");
+    assert!(all.windows(2).all(|w| w[0].created_at >= w[1].created_at));
+    assert_eq!(store.list(None, 1).await.expect("list").len(), 1);
+
+    // The outbox: stored events are unpublished until marked.
+    let pending = store.unpublished().await.expect("unpublished");
+    let mine: Vec<(Uuid, u64)> = pending
+        .iter()
+        .filter(|e| e.saga_id == saga.id)
+        .map(|e| (e.saga_id, e.sequence))
+        .collect();
+    assert_eq!(mine.len() as u64, moved.sequence);
+    store.mark_published(&mine).await.expect("mark");
+    assert!(store
+        .unpublished()
+        .await
+        .expect("unpublished")
+        .iter()
+        .all(|e| e.saga_id != saga.id));
+}
+
+#[tokio::test]
+async fn sqlite_store_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/nested/store.db", dir.path().display());
+    conformance(SqlStore::connect(&url).await.expect("sqlite store")).await;
+    // Reopening finds the same data (and creates nothing twice).
+    let again = SqlStore::connect(&url).await.expect("reopen");
+    assert!(!again.list(None, 10).await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn mysql_store_conforms() {
+    let server =
+        std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let database = format!("saga_store_test_{}", Uuid::new_v4().simple());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&server)
+        .await
+        .expect("MariaDB on TEST_MYSQL_URL");
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&admin)
+        .await
+        .expect("create db");
+    let store = SqlStore::connect(&format!("{server}/{database}"))
+        .await
+        .expect("mysql store");
+    conformance(store).await;
+    sqlx::query(&format!("DROP DATABASE {database}"))
+        .execute(&admin)
+        .await
+        .expect("drop db");
+}
