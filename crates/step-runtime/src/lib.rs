@@ -1,1 +1,169 @@
-//! placeholder
+//! The step runtime: what every step service shares.
+//!
+//! A step service is a small implementation of [`Step`]; [`run`] owns the rest:
+//! a durable pull consumer on `saga.cmd.<step>`, a concurrency limit, ack-progress
+//! heartbeats while a long step runs, dedup of redelivered commands, deadlines,
+//! reporting on `saga.evt.<step>`, and graceful shutdown (in-flight work finishes
+//! within a grace period, the rest is released to another instance).
+
+pub mod bus;
+pub mod telemetry;
+mod worker;
+
+use std::future::Future;
+use std::time::Duration;
+
+use contracts::StepCommand;
+pub use worker::run;
+
+/// Why a step did not complete. The variant decides the policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// Another attempt may succeed (a connection dropped, a lock timed out): the
+    /// orchestrator retries with backoff while its policy allows.
+    #[error("{code}: {message}")]
+    Transient {
+        /// Machine-readable code.
+        code: String,
+        /// A sentence for people, free of secrets.
+        message: String,
+    },
+    /// Retrying cannot help (a conflicting database that is not ours, bad input): the
+    /// saga compensates at once.
+    #[error("{code}: {message}")]
+    Permanent {
+        /// Machine-readable code.
+        code: String,
+        /// A sentence for people, free of secrets.
+        message: String,
+    },
+}
+
+impl StepError {
+    /// A failure worth another attempt.
+    pub fn transient(code: &str, message: impl Into<String>) -> Self {
+        Self::Transient {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A failure no retry can mend.
+    pub fn permanent(code: &str, message: impl Into<String>) -> Self {
+        Self::Permanent {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What a step can use while it runs.
+#[derive(Clone)]
+pub struct StepContext {
+    key: secrets::SecretsKey,
+    reporter: worker::Reporter,
+}
+
+impl StepContext {
+    /// The key that opens sealed secrets in the command and seals secrets in outputs.
+    pub fn secrets(&self) -> &secrets::SecretsKey {
+        &self.key
+    }
+
+    /// Reports a line of progress (shown on the saga's progress subject). The line
+    /// must not contain secrets. `percent` is progress within this step, when known.
+    pub async fn output(&self, line: impl Into<String>, percent: Option<u8>) {
+        self.reporter.output(line.into(), percent).await;
+    }
+}
+
+/// One step of the saga, served by its own service.
+///
+/// Both methods must be idempotent: a command can be delivered more than once (after a
+/// crash, a redelivery, a replayed transition) and must then find its own work done.
+pub trait Step: Send + Sync + 'static {
+    /// The step's name in the saga definition, such as `database`.
+    fn name(&self) -> &str;
+
+    /// Makes the step's effect; returns what later steps and the undo need (secrets
+    /// sealed with [`StepContext::secrets`]).
+    fn execute(
+        &self,
+        command: &StepCommand,
+        context: &StepContext,
+    ) -> impl Future<Output = Result<serde_json::Value, StepError>> + Send;
+
+    /// Undoes the effect, and only what this saga made. Must succeed when there is
+    /// nothing to undo.
+    fn compensate(
+        &self,
+        command: &StepCommand,
+        context: &StepContext,
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
+}
+
+/// How the runtime runs a step service.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// `NATS_URL`.
+    pub nats_url: String,
+    /// `NATS_NAMESPACE`: prefix of subjects and streams (empty in production).
+    pub namespace: String,
+    /// Commands run at once (`STEP_CONCURRENCY`).
+    pub concurrency: usize,
+    /// How long JetStream waits for an ack before redelivering; heartbeats extend it.
+    pub ack_wait: Duration,
+    /// On shutdown, how long in-flight commands may take before they are released.
+    pub shutdown_grace: Duration,
+    /// `SAGA_SECRETS_KEY`.
+    pub secrets_key: secrets::SecretsKey,
+}
+
+/// Reads the runtime's settings through `lookup` (the environment in production), so
+/// tests need no environment variables.
+pub fn config_from(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<RuntimeConfig> {
+    use anyhow::Context as _;
+    let key =
+        lookup("SAGA_SECRETS_KEY").context("SAGA_SECRETS_KEY is required (32 bytes, base64)")?;
+    let number = |name: &str, default: u64| -> anyhow::Result<u64> {
+        lookup(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .with_context(|| format!("{name} must be a whole number, got {v:?}"))
+            })
+            .transpose()
+            .map(|v| v.unwrap_or(default))
+    };
+    Ok(RuntimeConfig {
+        nats_url: lookup("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+        namespace: lookup("NATS_NAMESPACE").unwrap_or_default(),
+        concurrency: number("STEP_CONCURRENCY", 8)?.max(1) as usize,
+        ack_wait: Duration::from_secs(number("STEP_ACK_WAIT_SECS", 30)?.max(3)),
+        shutdown_grace: Duration::from_secs(number("STEP_SHUTDOWN_GRACE_SECS", 20)?),
+        secrets_key: secrets::SecretsKey::from_base64(&key)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_errors() {
+        let key = secrets::SecretsKey::generate_base64();
+        let config =
+            config_from(|k| (k == "SAGA_SECRETS_KEY").then(|| key.clone())).expect("config");
+        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(config.concurrency, 8);
+        assert!(config_from(|_| None).is_err(), "the key is required");
+        let bad = config_from(|k| match k {
+            "SAGA_SECRETS_KEY" => Some(key.clone()),
+            "STEP_CONCURRENCY" => Some("many".into()),
+            _ => None,
+        });
+        assert!(bad
+            .expect_err("bad number")
+            .to_string()
+            .contains("STEP_CONCURRENCY"));
+    }
+}

@@ -1,4 +1,170 @@
 //! The tenant-provisioning saga orchestrator.
+//!
+//! [`run`] wires the parts: the [`store`] (durable state), the [`saga`] core (pure state
+//! machine), the driver (inputs in, actions out) and the request/reply API.
 
+mod api;
+mod bus;
+pub mod config;
+mod driver;
 pub mod saga;
 pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer::pull};
+use contracts::Subjects;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use driver::{Core, Work};
+use store::{SagaStore, SqlStore};
+
+/// Runs the orchestrator until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = SqlStore::connect(&config.store_url)
+        .await
+        .with_context(|| format!("opening the saga store {}", redact_url(&config.store_url)))?;
+    tracing::info!(store = %store.describe(), "saga store ready");
+    run_with_store(config, store, shutdown).await
+}
+
+/// Hides the password of a database URL, for logs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn pull_consumer(
+    js: &jetstream::Context,
+    stream: String,
+    durable: String,
+    filter: String,
+) -> anyhow::Result<jetstream::consumer::pull::Stream> {
+    let stream = js
+        .get_stream(&stream)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("opening stream {stream}"))?;
+    let consumer = stream
+        .get_or_create_consumer(
+            &durable,
+            pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject: filter,
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 4096,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("declaring consumer {durable}"))?;
+    consumer
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("subscribing with {durable}"))
+}
+
+/// Runs the orchestrator over a given store (used by tests and benchmarks).
+pub async fn run_with_store<S: SagaStore>(
+    config: Config,
+    store: S,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let subjects = Subjects::new(&config.namespace);
+    let client = step_runtime::bus::connect(&config.nats_url, "orchestrator").await?;
+    let js = jetstream::new(client.clone());
+    step_runtime::bus::ensure_streams(&js, &subjects).await?;
+    let mut signups = pull_consumer(
+        &js,
+        subjects.signups_stream(),
+        subjects.consumer("orchestrator-signups"),
+        subjects.signup_requested(),
+    )
+    .await?;
+    let mut events = pull_consumer(
+        &js,
+        subjects.events_stream(),
+        subjects.consumer("orchestrator-events"),
+        subjects.step_events_all(),
+    )
+    .await?;
+
+    let (published_tx, published_rx) = tokio::sync::mpsc::unbounded_channel();
+    let bus = bus::Bus {
+        js,
+        client,
+        subjects,
+    };
+    let stop = CancellationToken::new();
+    let (core, mut workers) = driver::spawn_workers(
+        |router| {
+            Arc::new(Core {
+                store,
+                bus,
+                definition: config.definition.clone(),
+                key: config.secrets_key.clone(),
+                parent_domain: config.parent_domain.clone(),
+                router,
+                published: published_tx,
+            })
+        },
+        stop.clone(),
+    );
+
+    // Recovery: finish publishing what was stored, then resume every saga in flight.
+    driver::republish_unconfirmed(&core, chrono::Duration::zero()).await;
+    let in_flight = core
+        .store
+        .in_flight()
+        .await
+        .context("listing sagas in flight")?;
+    if !in_flight.is_empty() {
+        tracing::info!(count = in_flight.len(), "resuming sagas in flight");
+    }
+    for saga in in_flight {
+        core.router.send(saga.id, Work::Resume).await;
+    }
+
+    let outbox = tokio::spawn(driver::outbox_loop(
+        core.clone(),
+        published_rx,
+        stop.clone(),
+    ));
+    let api = tokio::spawn(api::serve(core.clone(), stop.clone()));
+    tracing::info!(namespace = %config.namespace, parent_domain = %config.parent_domain, "orchestrator ready");
+
+    let result = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break Ok(()),
+            next = signups.next() => match next {
+                Some(Ok(message)) => driver::route_signup(&core, message).await,
+                Some(Err(e)) => tracing::warn!(error = %e, "error pulling signups"),
+                None => break Err(anyhow::anyhow!("the signup subscription ended")),
+            },
+            next = events.next() => match next {
+                Some(Ok(message)) => driver::route_event(&core, message).await,
+                Some(Err(e)) => tracing::warn!(error = %e, "error pulling step events"),
+                None => break Err(anyhow::anyhow!("the step event subscription ended")),
+            },
+        }
+    };
+    tracing::info!("stopping: finishing the inputs being handled");
+    stop.cancel();
+    while workers.join_next().await.is_some() {}
+    let _ = outbox.await;
+    if let Ok(Err(e)) = api.await {
+        tracing::warn!(error = %format!("{e:#}"), "request API ended with an error");
+    }
+    result
+}

@@ -1,0 +1,122 @@
+//! The orchestrator's settings, parsed by a pure function over a key lookup.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::saga::SagaDefinition;
+
+/// Everything the orchestrator needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `NATS_URL`.
+    pub nats_url: String,
+    /// `NATS_NAMESPACE`: prefix of subjects and streams; empty in production.
+    pub namespace: String,
+    /// `SAGA_STORE_URL`: `sqlite://...` (embedded) or `mysql://...` (shared).
+    pub store_url: String,
+    /// `PARENT_DOMAIN`: site name = `<subdomain>.<PARENT_DOMAIN>`.
+    pub parent_domain: String,
+    /// `SAGA_SECRETS_KEY`.
+    pub secrets_key: secrets::SecretsKey,
+    /// The saga, with `SAGA_STEP_TIMEOUT_SECS` / `SAGA_RETRY_BASE_MS` applied when set.
+    pub definition: SagaDefinition,
+}
+
+/// Reads the configuration through `lookup` (the environment in production).
+pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+    let key =
+        lookup("SAGA_SECRETS_KEY").context("SAGA_SECRETS_KEY is required (32 bytes, base64)")?;
+    let parent_domain = lookup("PARENT_DOMAIN").unwrap_or_else(|| "localhost".into());
+    if parent_domain.is_empty()
+        || !parent_domain.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+    {
+        anyhow::bail!(
+            "PARENT_DOMAIN must be a domain name such as example.com, got {parent_domain:?}"
+        );
+    }
+    let mut definition = SagaDefinition::tenant_provisioning();
+    let number = |name: &str| -> anyhow::Result<Option<u64>> {
+        lookup(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .with_context(|| format!("{name} must be a whole number, got {v:?}"))
+            })
+            .transpose()
+    };
+    if let Some(secs) = number("SAGA_STEP_TIMEOUT_SECS")? {
+        for step in &mut definition.steps {
+            step.timeout = Duration::from_secs(secs.max(1));
+            step.undo_timeout = Duration::from_secs(secs.max(1));
+        }
+    }
+    if let Some(ms) = number("SAGA_RETRY_BASE_MS")? {
+        for step in &mut definition.steps {
+            step.retry.initial_delay = Duration::from_millis(ms);
+            step.undo_retry.initial_delay = Duration::from_millis(ms);
+        }
+    }
+    Ok(Config {
+        nats_url: lookup("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+        namespace: lookup("NATS_NAMESPACE").unwrap_or_default(),
+        store_url: lookup("SAGA_STORE_URL")
+            .unwrap_or_else(|| "sqlite://data/orchestrator.db".into()),
+        parent_domain: parent_domain.to_ascii_lowercase(),
+        secrets_key: secrets::SecretsKey::from_base64(&key)?,
+        definition,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let key = secrets::SecretsKey::generate_base64();
+        let config = from_lookup(lookup(&[("SAGA_SECRETS_KEY", &key)])).expect("config");
+        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(config.store_url, "sqlite://data/orchestrator.db");
+        assert_eq!(config.parent_domain, "localhost");
+        assert_eq!(config.definition, SagaDefinition::tenant_provisioning());
+    }
+
+    #[test]
+    fn overrides_and_errors() {
+        let key = secrets::SecretsKey::generate_base64();
+        let config = from_lookup(lookup(&[
+            ("SAGA_SECRETS_KEY", &key),
+            ("PARENT_DOMAIN", "Example.COM"),
+            ("SAGA_STEP_TIMEOUT_SECS", "7"),
+        ]))
+        .expect("config");
+        assert_eq!(config.parent_domain, "example.com");
+        assert!(config
+            .definition
+            .steps
+            .iter()
+            .all(|s| s.timeout == Duration::from_secs(7)));
+        assert!(from_lookup(lookup(&[])).is_err());
+        assert!(from_lookup(lookup(&[
+            ("SAGA_SECRETS_KEY", &key),
+            ("PARENT_DOMAIN", "bad domain")
+        ]))
+        .is_err());
+        assert!(from_lookup(lookup(&[
+            ("SAGA_SECRETS_KEY", &key),
+            ("SAGA_RETRY_BASE_MS", "soon")
+        ]))
+        .is_err());
+    }
+}
