@@ -1,1 +1,179 @@
-//! placeholder
+//! The database step: an isolated MariaDB database and user for each tenant.
+//!
+//! The database and its user share one deterministic name derived from the subdomain
+//! (Frappe v15 connects with user = database name), so an undo finds them even when
+//! nothing else is left. A ledger table records which saga created which database:
+//! a retry finds its own work done, and a database or user that exists without a
+//! ledger entry of this saga is someone else's and is never touched.
+
+pub mod mariadb;
+
+use std::future::Future;
+
+use contracts::StepCommand;
+use secrets::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use step_runtime::{Step, StepContext, StepError};
+use uuid::Uuid;
+
+/// Longest database name we produce: MySQL user names stop at 32 characters.
+pub const NAME_MAX_LEN: usize = 32;
+
+/// The database (and user) name of a tenant: `t_<subdomain, `-` as `_`, at most 21
+/// characters>_<8 hex digits of SHA-256(subdomain)>`. Matches Frappe's rule
+/// (`[a-z0-9_]`, starts with a letter) and stays within 32 characters.
+pub fn database_name(subdomain: &str) -> String {
+    let readable: String = subdomain
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .take(21)
+        .collect();
+    let digest = Sha256::digest(subdomain.as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("t_{readable}_{hash}")
+}
+
+/// What the step hands to later steps: the site step passes these to `bench new-site`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseOutput {
+    /// Database name (`--db-name`).
+    pub db_name: String,
+    /// User name; equals the database name (Frappe v15 assumes so).
+    pub db_user: String,
+    /// The user's password, sealed (`--db-password` once opened).
+    pub db_password: contracts::Sealed,
+}
+
+/// Failures of the MariaDB adapter, classified for the retry policy.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Worth retrying: connection lost, deadlock, lock wait timeout, server busy.
+    #[error("MariaDB is unavailable: {0}")]
+    Unavailable(String),
+    /// Retrying cannot help: privileges missing, statement refused.
+    #[error("MariaDB refused: {0}")]
+    Refused(String),
+}
+
+impl From<Error> for StepError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Unavailable(m) => StepError::transient("database_unavailable", m),
+            Error::Refused(m) => StepError::permanent("database_refused", m),
+        }
+    }
+}
+
+/// Who holds a database name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// The ledger says this saga created it.
+    Saga(Uuid),
+    /// Nothing in the ledger, but a database or user of that name exists.
+    Foreign,
+    /// Nothing anywhere.
+    Nobody,
+}
+
+/// What the step needs from the database server.
+pub trait TenantDatabases: Send + Sync + 'static {
+    /// Who holds `name`.
+    fn holder(&self, name: &str) -> impl Future<Output = Result<Holder, Error>> + Send;
+    /// Records `name` as created by `saga`; returns the holder when another was first.
+    fn record(&self, name: &str, saga: Uuid) -> impl Future<Output = Result<Option<Uuid>, Error>> + Send;
+    /// Creates the database, the user with `password` (or sets it when the user
+    /// exists already) and grants the user all on that database only. Idempotent.
+    fn create(&self, name: &str, password: &SecretString) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Drops the database and the user if they exist, then forgets the ledger entry.
+    fn drop_and_forget(&self, name: &str, saga: Uuid) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// The `database` step over any [`TenantDatabases`].
+pub struct DatabaseStep<D> {
+    databases: D,
+}
+
+impl<D: TenantDatabases> DatabaseStep<D> {
+    /// A step that manages tenant databases through `databases`.
+    pub fn new(databases: D) -> Self {
+        Self { databases }
+    }
+}
+
+fn conflict(name: &str, holder: &str) -> StepError {
+    StepError::permanent(
+        "database_conflict",
+        format!("a database or user named {name} already exists and belongs to {holder}; it was left untouched"),
+    )
+}
+
+impl<D: TenantDatabases> Step for DatabaseStep<D> {
+    fn name(&self) -> &str {
+        "database"
+    }
+
+    async fn execute(&self, command: &StepCommand, context: &StepContext) -> Result<serde_json::Value, StepError> {
+        let name = database_name(&command.tenant.subdomain);
+        match self.databases.holder(&name).await? {
+            Holder::Saga(id) if id == command.saga_id => {
+                tracing::info!(db = %name, "database recorded for this saga: making sure it is complete");
+            }
+            Holder::Saga(other) => return Err(conflict(&name, &format!("another signup (saga {other})"))),
+            Holder::Foreign => return Err(conflict(&name, "someone else (no saga created it)")),
+            Holder::Nobody => {
+                if let Some(other) = self.databases.record(&name, command.saga_id).await? {
+                    return Err(conflict(&name, &format!("another signup (saga {other})")));
+                }
+            }
+        }
+        context.output(format!("Creating database {name}"), Some(30)).await;
+        let password = secrets::generate_password(32);
+        self.databases.create(&name, &password).await?;
+        context.output(format!("Database {name} and its user are ready"), Some(100)).await;
+        let output = DatabaseOutput {
+            db_name: name.clone(),
+            db_user: name,
+            db_password: context.secrets().seal(password.expose_secret()),
+        };
+        serde_json::to_value(output).map_err(|e| StepError::permanent("internal", e.to_string()))
+    }
+
+    async fn compensate(&self, command: &StepCommand, context: &StepContext) -> Result<(), StepError> {
+        let name = database_name(&command.tenant.subdomain);
+        match self.databases.holder(&name).await? {
+            Holder::Saga(id) if id == command.saga_id => {
+                self.databases.drop_and_forget(&name, command.saga_id).await?;
+                context.output(format!("Dropped database {name} and its user"), None).await;
+            }
+            Holder::Saga(_) | Holder::Foreign => {
+                tracing::info!(db = %name, "database is not this saga's: left untouched");
+                context.output(format!("Database {name} is not this signup's: left untouched"), None).await;
+            }
+            Holder::Nobody => tracing::info!(db = %name, "no database to drop"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_deterministic_valid_and_short() {
+        for sub in ["abc", "test-org", "a-very-long-subdomain-name-32-ch", "x1-2-3"] {
+            let name = database_name(sub);
+            assert_eq!(name, database_name(sub));
+            assert!(name.len() <= NAME_MAX_LEN, "{name}");
+            assert!(name.starts_with("t_"));
+            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{name}");
+        }
+        assert_eq!(database_name("test-org").len(), "t_test_org_".len() + 8);
+        // Long subdomains sharing a prefix still get distinct names.
+        assert_ne!(
+            database_name("a-very-long-subdomain-name-one"),
+            database_name("a-very-long-subdomain-name-two")
+        );
+    }
+}

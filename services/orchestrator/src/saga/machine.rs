@@ -136,6 +136,8 @@ pub enum Action {
 }
 
 /// Result of applying an input.
+// One `Decision` lives briefly per input; boxing the saga would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// The saga changes: store `saga`, then carry out `actions`.

@@ -1,0 +1,189 @@
+//! [`TenantDatabases`] over a real MariaDB/MySQL server, with an administrative
+//! account (`TENANT_DB_ADMIN_URL`). The ledger lives in its own database
+//! (`TENANT_DB_LEDGER`, default `saga_provisioning`).
+//!
+//! Names are interpolated into SQL (identifiers cannot be bound), so every name is
+//! checked against `[a-z0-9_]` first; passwords come from `[A-Za-z0-9]` only.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrets::{ExposeSecret, SecretString};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{ConnectOptions, MySqlPool, Row};
+use uuid::Uuid;
+
+use crate::{Error, Holder, TenantDatabases};
+
+/// MariaDB error numbers worth a retry: lock wait timeout, deadlock, too many
+/// connections, server gone away, lost connection, server shutting down.
+const TRANSIENT_CODES: &[&str] = &["1205", "1213", "1040", "2006", "2013", "1053"];
+
+fn classify(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            if TRANSIENT_CODES.contains(&code.as_str()) {
+                Error::Unavailable(db.message().to_string())
+            } else {
+                Error::Refused(format!("{} (error {code})", db.message()))
+            }
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
+            Error::Unavailable(e.to_string())
+        }
+        _ => Error::Refused(e.to_string()),
+    }
+}
+
+/// Keeps a statement that carried a password out of error texts.
+fn scrub(e: Error, password: &SecretString) -> Error {
+    let secret = password.expose_secret();
+    match e {
+        Error::Unavailable(m) => Error::Unavailable(m.replace(secret, "***")),
+        Error::Refused(m) => Error::Refused(m.replace(secret, "***")),
+    }
+}
+
+fn checked_identifier(name: &str) -> Result<&str, Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(name)
+    } else {
+        Err(Error::Refused(format!("{name:?} is not a safe database name")))
+    }
+}
+
+/// Tenant databases on a MariaDB server.
+#[derive(Clone)]
+pub struct MariaDb {
+    pool: MySqlPool,
+    ledger: String,
+}
+
+impl MariaDb {
+    /// A lazily-connecting pool on `admin_url`; statements are never logged (they
+    /// carry passwords).
+    pub fn new(admin_url: &str, ledger: &str) -> anyhow::Result<Self> {
+        let options = MySqlConnectOptions::from_str(admin_url)?.disable_statement_logging();
+        let pool = MySqlPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options);
+        Ok(Self {
+            pool,
+            ledger: checked_identifier(ledger).map_err(|e| anyhow::anyhow!("TENANT_DB_LEDGER: {e}"))?.to_string(),
+        })
+    }
+
+    /// Creates the ledger if it is missing.
+    pub async fn prepare(&self) -> Result<(), Error> {
+        let ledger = &self.ledger;
+        sqlx::raw_sql(&format!(
+            "CREATE DATABASE IF NOT EXISTS `{ledger}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+             CREATE TABLE IF NOT EXISTS `{ledger}`.tenant_databases (
+                db_name VARCHAR(64) NOT NULL PRIMARY KEY,
+                saga_id CHAR(36) NOT NULL,
+                created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+        ))
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Whether the server answers (for readiness probes).
+    pub async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(classify).map(|_| ())
+    }
+
+    async fn exists(&self, name: &str) -> Result<bool, Error> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?)
+                  + (SELECT COUNT(*) FROM mysql.user WHERE User = ?) AS found",
+        )
+        .bind(name)
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        let found: i64 = row.try_get("found").map_err(classify)?;
+        Ok(found > 0)
+    }
+
+    async fn ledger_holder(&self, name: &str) -> Result<Option<Uuid>, Error> {
+        let row = sqlx::query(&format!("SELECT saga_id FROM `{}`.tenant_databases WHERE db_name = ?", self.ledger))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.map(|r| {
+            let id: String = r.try_get("saga_id").map_err(classify)?;
+            Uuid::parse_str(&id).map_err(|e| Error::Refused(format!("ledger holds a bad saga id: {e}")))
+        })
+        .transpose()
+    }
+}
+
+impl TenantDatabases for MariaDb {
+    async fn holder(&self, name: &str) -> Result<Holder, Error> {
+        let name = checked_identifier(name)?;
+        if let Some(saga) = self.ledger_holder(name).await? {
+            return Ok(Holder::Saga(saga));
+        }
+        Ok(if self.exists(name).await? { Holder::Foreign } else { Holder::Nobody })
+    }
+
+    async fn record(&self, name: &str, saga: Uuid) -> Result<Option<Uuid>, Error> {
+        let name = checked_identifier(name)?;
+        let inserted = sqlx::query(&format!("INSERT INTO `{}`.tenant_databases (db_name, saga_id) VALUES (?, ?)", self.ledger))
+            .bind(name)
+            .bind(saga.to_string())
+            .execute(&self.pool)
+            .await;
+        match inserted {
+            Ok(_) => Ok(None),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                Ok(self.ledger_holder(name).await?.filter(|holder| *holder != saga))
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn create(&self, name: &str, password: &SecretString) -> Result<(), Error> {
+        let name = checked_identifier(name)?;
+        let secret = password.expose_secret();
+        if !secret.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(Error::Refused("generated password has unexpected characters".into()));
+        }
+        // Text protocol (raw_sql): account statements are not all preparable.
+        sqlx::raw_sql(&format!(
+            "CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+             CREATE USER IF NOT EXISTS '{name}'@'%' IDENTIFIED BY '{secret}';
+             ALTER USER '{name}'@'%' IDENTIFIED BY '{secret}';
+             GRANT ALL PRIVILEGES ON `{name}`.* TO '{name}'@'%';"
+        ))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| scrub(classify(e), password))?;
+        Ok(())
+    }
+
+    async fn drop_and_forget(&self, name: &str, saga: Uuid) -> Result<(), Error> {
+        let name = checked_identifier(name)?;
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'%';"))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        sqlx::query(&format!("DELETE FROM `{}`.tenant_databases WHERE db_name = ? AND saga_id = ?", self.ledger))
+            .bind(name)
+            .bind(saga.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
