@@ -1,1 +1,349 @@
-//! placeholder
+//! End-to-end harness: every test gets its own NATS namespace (subjects and streams),
+//! its own saga store file and its own tenant names, runs the real orchestrator and
+//! step runtime against the machine's NATS JetStream and MariaDB, and cleans up.
+//!
+//! Positions 2-4 of the saga (site, admin_user, registration) are served here by
+//! [`ScriptedStep`]s, which journal what they were asked to do and fail on request.
+
+pub mod scripted;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use contracts::admin::{GetReply, SagaRef};
+use contracts::{ProgressEvent, SagaStatus, Subjects};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use scripted::{Behaviour, Journal, ScriptedStep};
+
+/// NATS the tests use (`TEST_NATS_URL`, default the local server).
+pub fn nats_url() -> String {
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// MariaDB admin URL the tests use (`TEST_MYSQL_URL`).
+pub fn mysql_url() -> String {
+    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+/// Retries `$check` (an async expression returning `bool`) every 50 ms until it holds
+/// or `$secs` seconds pass, then panics with `$what`.
+#[macro_export]
+macro_rules! assert_eventually {
+    ($secs:expr, $what:expr, $check:expr) => {{
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs($secs);
+        loop {
+            if $check {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("not true after {}s: {}", $secs, $what);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }};
+}
+
+/// One test's private world.
+pub struct Harness {
+    /// Namespace of subjects and streams.
+    pub namespace: String,
+    /// Names under that namespace.
+    pub subjects: Subjects,
+    /// Core NATS client.
+    pub client: async_nats::Client,
+    /// JetStream context.
+    pub js: jetstream::Context,
+    /// `SAGA_SECRETS_KEY` of this world.
+    pub key_base64: String,
+    /// The key, to open sealed values.
+    pub key: secrets::SecretsKey,
+    /// Holds the store file.
+    pub dir: tempfile::TempDir,
+    /// Short unique suffix for tenant names.
+    pub suffix: String,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    /// A fresh namespace with its streams declared.
+    pub async fn new() -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
+        let id = Uuid::new_v4().simple().to_string();
+        let namespace = format!("e2e{}", &id[..10]);
+        let subjects = Subjects::new(&namespace);
+        let client = async_nats::connect(nats_url()).await.expect("NATS with JetStream on TEST_NATS_URL");
+        let js = jetstream::new(client.clone());
+        step_runtime::bus::ensure_streams(&js, &subjects).await.expect("declare streams");
+        let key_base64 = secrets::SecretsKey::generate_base64();
+        Self {
+            key: secrets::SecretsKey::from_base64(&key_base64).expect("key"),
+            key_base64,
+            namespace,
+            subjects,
+            client,
+            js,
+            dir: tempfile::tempdir().expect("tempdir"),
+            suffix: id[..6].to_string(),
+            stop: CancellationToken::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// A subdomain unique to this test.
+    pub fn subdomain(&self, name: &str) -> String {
+        format!("{name}-{}", self.suffix)
+    }
+
+    /// The environment the services of this world run with.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("NATS_URL", nats_url()),
+            ("NATS_NAMESPACE", self.namespace.clone()),
+            ("SAGA_SECRETS_KEY", self.key_base64.clone()),
+            ("SAGA_STORE_URL", format!("sqlite://{}/orchestrator.db", self.dir.path().display())),
+            ("PARENT_DOMAIN", "example.test".into()),
+            ("TENANT_DB_ADMIN_URL", mysql_url()),
+            ("SAGA_STEP_TIMEOUT_SECS", "15".into()),
+            ("SAGA_RETRY_BASE_MS", "100".into()),
+            ("STEP_ACK_WAIT_SECS", "5".into()),
+            ("STEP_SHUTDOWN_GRACE_SECS", "2".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        let env = self.env();
+        move |k| env.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone())
+    }
+
+    /// Runs the orchestrator in this process until the harness drops.
+    pub fn start_orchestrator(&mut self) {
+        let config = orchestrator::config::from_lookup(self.lookup()).expect("orchestrator config");
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = orchestrator::run(config, stop).await {
+                panic!("orchestrator failed: {e:#}");
+            }
+        }));
+    }
+
+    /// Runs the real database step in this process.
+    pub fn start_db_step(&mut self) {
+        let config = step_runtime::config_from(self.lookup()).expect("runtime config");
+        let databases = db_step::mariadb::MariaDb::new(&mysql_url(), "saga_provisioning").expect("mariadb");
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            databases.prepare().await.expect("ledger");
+            step_runtime::run(db_step::DatabaseStep::new(databases), config, stop).await.expect("db-step");
+        }));
+    }
+
+    /// Serves a step with a scripted test service.
+    pub fn start_scripted(&mut self, step: ScriptedStep) {
+        let config = step_runtime::config_from(self.lookup()).expect("runtime config");
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            step_runtime::run(step, config, stop).await.expect("scripted step");
+        }));
+    }
+
+    /// Starts the real db-step plus scripted services for positions 2-4; returns
+    /// their shared journal.
+    pub fn start_steps(&mut self, behaviours: &[(&str, Behaviour)]) -> Journal {
+        let journal = Journal::default();
+        self.start_db_step();
+        for name in ["site", "admin_user", "registration"] {
+            let behaviour = behaviours.iter().find(|(n, _)| *n == name).map(|(_, b)| b.clone()).unwrap_or_default();
+            self.start_scripted(ScriptedStep::new(name, behaviour, journal.clone()));
+        }
+        journal
+    }
+
+    /// A valid signup payload for `subdomain`.
+    pub fn signup(&self, id: Uuid, subdomain: &str) -> serde_json::Value {
+        serde_json::json!({
+            "signup_id": id,
+            "organization_name": format!("Org {subdomain}"),
+            "subdomain": subdomain,
+            "admin_email": "admin@test.com",
+            "admin_full_name": "Test Admin",
+            "admin_password": "TestPass123!",
+            "auth_provider": "password",
+        })
+    }
+
+    /// Publishes raw bytes on the signup subject, with `Nats-Msg-Id` when given.
+    pub async fn publish_raw(&self, bytes: Vec<u8>, msg_id: Option<&str>) {
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(id) = msg_id {
+            headers.insert("Nats-Msg-Id", id);
+        }
+        self.js
+            .publish_with_headers(self.subjects.signup_requested(), headers, bytes.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("signup stored in TENANT_SIGNUPS");
+    }
+
+    /// Publishes a signup as the web app does (`Nats-Msg-Id: <signup_id>`).
+    pub async fn publish_signup(&self, signup: &serde_json::Value) {
+        let id = signup["signup_id"].as_str().expect("signup_id").to_string();
+        self.publish_raw(serde_json::to_vec(signup).expect("json"), Some(&id)).await;
+    }
+
+    /// Sends a request/reply call and decodes the answer.
+    pub async fn request<T: serde::de::DeserializeOwned>(&self, subject: String, body: &serde_json::Value) -> T {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.client.request(subject.clone(), serde_json::to_vec(body).expect("json").into()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no reply on {subject}"))
+        .unwrap_or_else(|e| panic!("request on {subject}: {e}"));
+        serde_json::from_slice(&reply.payload).unwrap_or_else(|e| panic!("reply on {subject}: {e}"))
+    }
+
+    /// `saga.admin.get`, retried while the orchestrator is not answering yet.
+    pub async fn get(&self, saga_id: Uuid) -> GetReply {
+        let body = serde_json::to_value(SagaRef { saga_id }).expect("json");
+        for _ in 0..100 {
+            let reply = tokio::time::timeout(
+                Duration::from_secs(2),
+                self.client.request(self.subjects.admin_get(), serde_json::to_vec(&body).expect("json").into()),
+            )
+            .await;
+            if let Ok(Ok(reply)) = reply {
+                return serde_json::from_slice(&reply.payload).expect("GetReply");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("saga.admin.get never answered")
+    }
+
+    /// Waits until the saga reaches a terminal status; returns its status.
+    pub async fn wait_terminal(&self, saga_id: Uuid, secs: u64) -> SagaStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(saga) = self.get(saga_id).await.saga {
+                if saga.status.is_terminal() {
+                    return saga.status;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "saga {saga_id} not finished after {secs}s: {:#?}", self.get(saga_id).await);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Reads a saga's timeline from the progress stream, as a dashboard joining late
+    /// would: from the first event, until `terminals` terminal events were read (one
+    /// per run) or 10 s pass.
+    pub async fn timeline(&self, saga_id: Uuid, terminals: usize) -> Vec<ProgressEvent> {
+        let stream = self.js.get_stream(self.subjects.progress_stream()).await.expect("progress stream");
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                filter_subject: self.subjects.progress(&saga_id),
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .expect("ordered consumer");
+        let mut messages = consumer.messages().await.expect("messages");
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, messages.next()).await {
+            let event: ProgressEvent = serde_json::from_slice(&message.payload).expect("progress event");
+            let terminal = event.status.is_terminal();
+            events.push(event);
+            if terminal && events.iter().filter(|e| e.status.is_terminal()).count() >= terminals {
+                break;
+            }
+        }
+        events
+    }
+
+    /// The names of the JetStream objects of this world.
+    fn stream_names(&self) -> Vec<String> {
+        vec![
+            self.subjects.signups_stream(),
+            self.subjects.progress_stream(),
+            self.subjects.dead_letter_stream(),
+            self.subjects.commands_stream(),
+            self.subjects.events_stream(),
+        ]
+    }
+
+    /// Stops the in-process services and waits for them.
+    pub async fn stop_services(&mut self) {
+        self.stop.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        self.stop = CancellationToken::new();
+    }
+
+    /// Stops everything and deletes this world's streams.
+    pub async fn finish(mut self) {
+        self.stop_services().await;
+        for name in self.stream_names() {
+            let _ = self.js.delete_stream(&name).await;
+        }
+    }
+}
+
+/// Whether a database or a user of that name exists on the MariaDB server.
+pub async fn mariadb_has(name: &str) -> (bool, bool) {
+    let pool = admin_pool().await;
+    let db: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?")
+        .bind(name)
+        .fetch_one(&pool)
+        .await
+        .expect("schemata");
+    let user: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mysql.user WHERE User = ?")
+        .bind(name)
+        .fetch_one(&pool)
+        .await
+        .expect("users");
+    (db > 0, user > 0)
+}
+
+/// A pool with the MariaDB admin account.
+pub async fn admin_pool() -> sqlx::MySqlPool {
+    sqlx::MySqlPool::connect(&mysql_url()).await.expect("MariaDB on TEST_MYSQL_URL")
+}
+
+/// Drops a tenant database and user left by a test (never needed when sagas roll back).
+pub async fn drop_tenant(name: &str) {
+    let pool = admin_pool().await;
+    let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'%';")).execute(&pool).await;
+    let _ = sqlx::query("DELETE FROM saga_provisioning.tenant_databases WHERE db_name = ?").bind(name).execute(&pool).await;
+}
+
+/// Builds a workspace binary once per test process and returns its path.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir").to_path_buf();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "orchestrator", "-p", "db-step"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the service binaries failed");
+    });
+    dir.join(name)
+}
