@@ -81,9 +81,13 @@ impl Harness {
         let id = Uuid::new_v4().simple().to_string();
         let namespace = format!("e2e{}", &id[..10]);
         let subjects = Subjects::new(&namespace);
-        let client = async_nats::connect(nats_url()).await.expect("NATS with JetStream on TEST_NATS_URL");
+        let client = async_nats::connect(nats_url())
+            .await
+            .expect("NATS with JetStream on TEST_NATS_URL");
         let js = jetstream::new(client.clone());
-        step_runtime::bus::ensure_streams(&js, &subjects).await.expect("declare streams");
+        step_runtime::bus::ensure_streams(&js, &subjects)
+            .await
+            .expect("declare streams");
         let key_base64 = secrets::SecretsKey::generate_base64();
         Self {
             key: secrets::SecretsKey::from_base64(&key_base64).expect("key"),
@@ -110,7 +114,10 @@ impl Harness {
             ("NATS_URL", nats_url()),
             ("NATS_NAMESPACE", self.namespace.clone()),
             ("SAGA_SECRETS_KEY", self.key_base64.clone()),
-            ("SAGA_STORE_URL", format!("sqlite://{}/orchestrator.db", self.dir.path().display())),
+            (
+                "SAGA_STORE_URL",
+                format!("sqlite://{}/orchestrator.db", self.dir.path().display()),
+            ),
             ("PARENT_DOMAIN", "example.test".into()),
             ("TENANT_DB_ADMIN_URL", mysql_url()),
             ("SAGA_STEP_TIMEOUT_SECS", "15".into()),
@@ -125,7 +132,11 @@ impl Harness {
 
     fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
         let env = self.env();
-        move |k| env.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone())
+        move |k| {
+            env.iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        }
     }
 
     /// Runs the orchestrator in this process until the harness drops.
@@ -142,11 +153,14 @@ impl Harness {
     /// Runs the real database step in this process.
     pub fn start_db_step(&mut self) {
         let config = step_runtime::config_from(self.lookup()).expect("runtime config");
-        let databases = db_step::mariadb::MariaDb::new(&mysql_url(), "saga_provisioning").expect("mariadb");
+        let databases =
+            db_step::mariadb::MariaDb::new(&mysql_url(), "saga_provisioning").expect("mariadb");
         let stop = self.stop.clone();
         self.tasks.push(tokio::spawn(async move {
             databases.prepare().await.expect("ledger");
-            step_runtime::run(db_step::DatabaseStep::new(databases), config, stop).await.expect("db-step");
+            step_runtime::run(db_step::DatabaseStep::new(databases), config, stop)
+                .await
+                .expect("db-step");
         }));
     }
 
@@ -155,7 +169,9 @@ impl Harness {
         let config = step_runtime::config_from(self.lookup()).expect("runtime config");
         let stop = self.stop.clone();
         self.tasks.push(tokio::spawn(async move {
-            step_runtime::run(step, config, stop).await.expect("scripted step");
+            step_runtime::run(step, config, stop)
+                .await
+                .expect("scripted step");
         }));
     }
 
@@ -165,7 +181,11 @@ impl Harness {
         let journal = Journal::default();
         self.start_db_step();
         for name in ["site", "admin_user", "registration"] {
-            let behaviour = behaviours.iter().find(|(n, _)| *n == name).map(|(_, b)| b.clone()).unwrap_or_default();
+            let behaviour = behaviours
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| b.clone())
+                .unwrap_or_default();
             self.start_scripted(ScriptedStep::new(name, behaviour, journal.clone()));
         }
         journal
@@ -201,14 +221,22 @@ impl Harness {
     /// Publishes a signup as the web app does (`Nats-Msg-Id: <signup_id>`).
     pub async fn publish_signup(&self, signup: &serde_json::Value) {
         let id = signup["signup_id"].as_str().expect("signup_id").to_string();
-        self.publish_raw(serde_json::to_vec(signup).expect("json"), Some(&id)).await;
+        self.publish_raw(serde_json::to_vec(signup).expect("json"), Some(&id))
+            .await;
     }
 
     /// Sends a request/reply call and decodes the answer.
-    pub async fn request<T: serde::de::DeserializeOwned>(&self, subject: String, body: &serde_json::Value) -> T {
+    pub async fn request<T: serde::de::DeserializeOwned>(
+        &self,
+        subject: String,
+        body: &serde_json::Value,
+    ) -> T {
         let reply = tokio::time::timeout(
             Duration::from_secs(10),
-            self.client.request(subject.clone(), serde_json::to_vec(body).expect("json").into()),
+            self.client.request(
+                subject.clone(),
+                serde_json::to_vec(body).expect("json").into(),
+            ),
         )
         .await
         .unwrap_or_else(|_| panic!("no reply on {subject}"))
@@ -222,7 +250,10 @@ impl Harness {
         for _ in 0..100 {
             let reply = tokio::time::timeout(
                 Duration::from_secs(2),
-                self.client.request(self.subjects.admin_get(), serde_json::to_vec(&body).expect("json").into()),
+                self.client.request(
+                    self.subjects.admin_get(),
+                    serde_json::to_vec(&body).expect("json").into(),
+                ),
             )
             .await;
             if let Ok(Ok(reply)) = reply {
@@ -242,7 +273,11 @@ impl Harness {
                     return saga.status;
                 }
             }
-            assert!(std::time::Instant::now() < deadline, "saga {saga_id} not finished after {secs}s: {:#?}", self.get(saga_id).await);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "saga {saga_id} not finished after {secs}s: {:#?}",
+                self.get(saga_id).await
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -251,7 +286,11 @@ impl Harness {
     /// would: from the first event, until `terminals` terminal events were read (one
     /// per run) or 10 s pass.
     pub async fn timeline(&self, saga_id: Uuid, terminals: usize) -> Vec<ProgressEvent> {
-        let stream = self.js.get_stream(self.subjects.progress_stream()).await.expect("progress stream");
+        let stream = self
+            .js
+            .get_stream(self.subjects.progress_stream())
+            .await
+            .expect("progress stream");
         let consumer = stream
             .create_consumer(jetstream::consumer::pull::OrderedConfig {
                 filter_subject: self.subjects.progress(&saga_id),
@@ -264,7 +303,8 @@ impl Harness {
         let mut events = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, messages.next()).await {
-            let event: ProgressEvent = serde_json::from_slice(&message.payload).expect("progress event");
+            let event: ProgressEvent =
+                serde_json::from_slice(&message.payload).expect("progress event");
             let terminal = event.status.is_terminal();
             events.push(event);
             if terminal && events.iter().filter(|e| e.status.is_terminal()).count() >= terminals {
@@ -306,11 +346,13 @@ impl Harness {
 /// Whether a database or a user of that name exists on the MariaDB server.
 pub async fn mariadb_has(name: &str) -> (bool, bool) {
     let pool = admin_pool().await;
-    let db: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?")
-        .bind(name)
-        .fetch_one(&pool)
-        .await
-        .expect("schemata");
+    let db: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+    )
+    .bind(name)
+    .fetch_one(&pool)
+    .await
+    .expect("schemata");
     let user: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mysql.user WHERE User = ?")
         .bind(name)
         .fetch_one(&pool)
@@ -321,21 +363,34 @@ pub async fn mariadb_has(name: &str) -> (bool, bool) {
 
 /// A pool with the MariaDB admin account.
 pub async fn admin_pool() -> sqlx::MySqlPool {
-    sqlx::MySqlPool::connect(&mysql_url()).await.expect("MariaDB on TEST_MYSQL_URL")
+    sqlx::MySqlPool::connect(&mysql_url())
+        .await
+        .expect("MariaDB on TEST_MYSQL_URL")
 }
 
 /// Drops a tenant database and user left by a test (never needed when sagas roll back).
 pub async fn drop_tenant(name: &str) {
     let pool = admin_pool().await;
-    let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'%';")).execute(&pool).await;
-    let _ = sqlx::query("DELETE FROM saga_provisioning.tenant_databases WHERE db_name = ?").bind(name).execute(&pool).await;
+    let _ = sqlx::raw_sql(&format!(
+        "DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'%';"
+    ))
+    .execute(&pool)
+    .await;
+    let _ = sqlx::query("DELETE FROM saga_provisioning.tenant_databases WHERE db_name = ?")
+        .bind(name)
+        .execute(&pool)
+        .await;
 }
 
 /// Builds a workspace binary once per test process and returns its path.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .to_path_buf();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = std::process::Command::new(cargo)

@@ -25,7 +25,11 @@ pub struct Behaviour {
 impl Behaviour {
     /// Fails every execute permanently.
     pub fn fail() -> Self {
-        Self { fail_executes: u32::MAX, permanent: true, ..Self::default() }
+        Self {
+            fail_executes: u32::MAX,
+            permanent: true,
+            ..Self::default()
+        }
     }
 }
 
@@ -84,7 +88,13 @@ pub struct ScriptedStep {
 impl ScriptedStep {
     /// A scripted step called `name`.
     pub fn new(name: &str, behaviour: Behaviour, journal: Journal) -> Self {
-        Self { name: name.into(), behaviour, journal, executes: AtomicU32::new(0), compensations: AtomicU32::new(0) }
+        Self {
+            name: name.into(),
+            behaviour,
+            journal,
+            executes: AtomicU32::new(0),
+            compensations: AtomicU32::new(0),
+        }
     }
 
     fn record(&self, command: &StepCommand, ok: bool) {
@@ -105,9 +115,15 @@ impl Step for ScriptedStep {
         &self.name
     }
 
-    async fn execute(&self, command: &StepCommand, context: &StepContext) -> Result<serde_json::Value, StepError> {
+    async fn execute(
+        &self,
+        command: &StepCommand,
+        context: &StepContext,
+    ) -> Result<serde_json::Value, StepError> {
         if !self.behaviour.delay.is_zero() {
-            context.output(format!("{} working", self.name), Some(50)).await;
+            context
+                .output(format!("{} working", self.name), Some(50))
+                .await;
             tokio::time::sleep(self.behaviour.delay).await;
         }
         if self.executes.fetch_add(1, Ordering::SeqCst) < self.behaviour.fail_executes {
@@ -123,10 +139,17 @@ impl Step for ScriptedStep {
         Ok(serde_json::json!({ "step": self.name }))
     }
 
-    async fn compensate(&self, command: &StepCommand, _context: &StepContext) -> Result<(), StepError> {
+    async fn compensate(
+        &self,
+        command: &StepCommand,
+        _context: &StepContext,
+    ) -> Result<(), StepError> {
         if self.compensations.fetch_add(1, Ordering::SeqCst) < self.behaviour.fail_compensations {
             self.record(command, false);
-            return Err(StepError::permanent("scripted_undo_failure", format!("undo of {} failed as scripted", self.name)));
+            return Err(StepError::permanent(
+                "scripted_undo_failure",
+                format!("undo of {} failed as scripted", self.name),
+            ));
         }
         self.record(command, true);
         Ok(())

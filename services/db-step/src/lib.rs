@@ -26,7 +26,13 @@ pub const NAME_MAX_LEN: usize = 32;
 pub fn database_name(subdomain: &str) -> String {
     let readable: String = subdomain
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(21)
         .collect();
     let digest = Sha256::digest(subdomain.as_bytes());
@@ -81,12 +87,24 @@ pub trait TenantDatabases: Send + Sync + 'static {
     /// Who holds `name`.
     fn holder(&self, name: &str) -> impl Future<Output = Result<Holder, Error>> + Send;
     /// Records `name` as created by `saga`; returns the holder when another was first.
-    fn record(&self, name: &str, saga: Uuid) -> impl Future<Output = Result<Option<Uuid>, Error>> + Send;
+    fn record(
+        &self,
+        name: &str,
+        saga: Uuid,
+    ) -> impl Future<Output = Result<Option<Uuid>, Error>> + Send;
     /// Creates the database, the user with `password` (or sets it when the user
     /// exists already) and grants the user all on that database only. Idempotent.
-    fn create(&self, name: &str, password: &SecretString) -> impl Future<Output = Result<(), Error>> + Send;
+    fn create(
+        &self,
+        name: &str,
+        password: &SecretString,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
     /// Drops the database and the user if they exist, then forgets the ledger entry.
-    fn drop_and_forget(&self, name: &str, saga: Uuid) -> impl Future<Output = Result<(), Error>> + Send;
+    fn drop_and_forget(
+        &self,
+        name: &str,
+        saga: Uuid,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 /// The `database` step over any [`TenantDatabases`].
@@ -113,13 +131,19 @@ impl<D: TenantDatabases> Step for DatabaseStep<D> {
         "database"
     }
 
-    async fn execute(&self, command: &StepCommand, context: &StepContext) -> Result<serde_json::Value, StepError> {
+    async fn execute(
+        &self,
+        command: &StepCommand,
+        context: &StepContext,
+    ) -> Result<serde_json::Value, StepError> {
         let name = database_name(&command.tenant.subdomain);
         match self.databases.holder(&name).await? {
             Holder::Saga(id) if id == command.saga_id => {
                 tracing::info!(db = %name, "database recorded for this saga: making sure it is complete");
             }
-            Holder::Saga(other) => return Err(conflict(&name, &format!("another signup (saga {other})"))),
+            Holder::Saga(other) => {
+                return Err(conflict(&name, &format!("another signup (saga {other})")))
+            }
             Holder::Foreign => return Err(conflict(&name, "someone else (no saga created it)")),
             Holder::Nobody => {
                 if let Some(other) = self.databases.record(&name, command.saga_id).await? {
@@ -127,10 +151,14 @@ impl<D: TenantDatabases> Step for DatabaseStep<D> {
                 }
             }
         }
-        context.output(format!("Creating database {name}"), Some(30)).await;
+        context
+            .output(format!("Creating database {name}"), Some(30))
+            .await;
         let password = secrets::generate_password(32);
         self.databases.create(&name, &password).await?;
-        context.output(format!("Database {name} and its user are ready"), Some(100)).await;
+        context
+            .output(format!("Database {name} and its user are ready"), Some(100))
+            .await;
         let output = DatabaseOutput {
             db_name: name.clone(),
             db_user: name,
@@ -139,16 +167,29 @@ impl<D: TenantDatabases> Step for DatabaseStep<D> {
         serde_json::to_value(output).map_err(|e| StepError::permanent("internal", e.to_string()))
     }
 
-    async fn compensate(&self, command: &StepCommand, context: &StepContext) -> Result<(), StepError> {
+    async fn compensate(
+        &self,
+        command: &StepCommand,
+        context: &StepContext,
+    ) -> Result<(), StepError> {
         let name = database_name(&command.tenant.subdomain);
         match self.databases.holder(&name).await? {
             Holder::Saga(id) if id == command.saga_id => {
-                self.databases.drop_and_forget(&name, command.saga_id).await?;
-                context.output(format!("Dropped database {name} and its user"), None).await;
+                self.databases
+                    .drop_and_forget(&name, command.saga_id)
+                    .await?;
+                context
+                    .output(format!("Dropped database {name} and its user"), None)
+                    .await;
             }
             Holder::Saga(_) | Holder::Foreign => {
                 tracing::info!(db = %name, "database is not this saga's: left untouched");
-                context.output(format!("Database {name} is not this signup's: left untouched"), None).await;
+                context
+                    .output(
+                        format!("Database {name} is not this signup's: left untouched"),
+                        None,
+                    )
+                    .await;
             }
             Holder::Nobody => tracing::info!(db = %name, "no database to drop"),
         }
@@ -162,12 +203,21 @@ mod tests {
 
     #[test]
     fn names_are_deterministic_valid_and_short() {
-        for sub in ["abc", "test-org", "a-very-long-subdomain-name-32-ch", "x1-2-3"] {
+        for sub in [
+            "abc",
+            "test-org",
+            "a-very-long-subdomain-name-32-ch",
+            "x1-2-3",
+        ] {
             let name = database_name(sub);
             assert_eq!(name, database_name(sub));
             assert!(name.len() <= NAME_MAX_LEN, "{name}");
             assert!(name.starts_with("t_"));
-            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{name}"
+            );
         }
         assert_eq!(database_name("test-org").len(), "t_test_org_".len() + 8);
         // Long subdomains sharing a prefix still get distinct names.

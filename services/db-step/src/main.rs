@@ -8,12 +8,17 @@ fn main() -> anyhow::Result<()> {
     step_runtime::telemetry::init();
     let lookup = |k: &str| std::env::var(k).ok();
     let runtime_config = step_runtime::config_from(lookup)?;
-    let admin_url = lookup("TENANT_DB_ADMIN_URL").unwrap_or_else(|| "mysql://root@127.0.0.1:3306".into());
+    let admin_url =
+        lookup("TENANT_DB_ADMIN_URL").unwrap_or_else(|| "mysql://root@127.0.0.1:3306".into());
     let ledger = lookup("TENANT_DB_LEDGER").unwrap_or_else(|| "saga_provisioning".into());
     let databases = MariaDb::new(&admin_url, &ledger).context("TENANT_DB_ADMIN_URL")?;
     tokio::runtime::Runtime::new()?.block_on(async {
         (|| databases.prepare())
-            .retry(ExponentialBuilder::default().with_max_times(10).with_jitter())
+            .retry(
+                ExponentialBuilder::default()
+                    .with_max_times(10)
+                    .with_jitter(),
+            )
             .notify(|e, delay| tracing::warn!(error = %e, ?delay, "MariaDB not ready, retrying"))
             .await
             .context("preparing the database ledger")?;

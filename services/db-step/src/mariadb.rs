@@ -29,9 +29,11 @@ fn classify(e: sqlx::Error) -> Error {
                 Error::Refused(format!("{} (error {code})", db.message()))
             }
         }
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
-            Error::Unavailable(e.to_string())
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => Error::Unavailable(e.to_string()),
         _ => Error::Refused(e.to_string()),
     }
 }
@@ -48,12 +50,16 @@ fn scrub(e: Error, password: &SecretString) -> Error {
 fn checked_identifier(name: &str) -> Result<&str, Error> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
     if ok {
         Ok(name)
     } else {
-        Err(Error::Refused(format!("{name:?} is not a safe database name")))
+        Err(Error::Refused(format!(
+            "{name:?} is not a safe database name"
+        )))
     }
 }
 
@@ -75,7 +81,9 @@ impl MariaDb {
             .connect_lazy_with(options);
         Ok(Self {
             pool,
-            ledger: checked_identifier(ledger).map_err(|e| anyhow::anyhow!("TENANT_DB_LEDGER: {e}"))?.to_string(),
+            ledger: checked_identifier(ledger)
+                .map_err(|e| anyhow::anyhow!("TENANT_DB_LEDGER: {e}"))?
+                .to_string(),
         })
     }
 
@@ -97,7 +105,11 @@ impl MariaDb {
 
     /// Whether the server answers (for readiness probes).
     pub async fn ping(&self) -> Result<(), Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(classify).map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)
+            .map(|_| ())
     }
 
     async fn exists(&self, name: &str) -> Result<bool, Error> {
@@ -115,14 +127,18 @@ impl MariaDb {
     }
 
     async fn ledger_holder(&self, name: &str) -> Result<Option<Uuid>, Error> {
-        let row = sqlx::query(&format!("SELECT saga_id FROM `{}`.tenant_databases WHERE db_name = ?", self.ledger))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
+        let row = sqlx::query(&format!(
+            "SELECT saga_id FROM `{}`.tenant_databases WHERE db_name = ?",
+            self.ledger
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
         row.map(|r| {
             let id: String = r.try_get("saga_id").map_err(classify)?;
-            Uuid::parse_str(&id).map_err(|e| Error::Refused(format!("ledger holds a bad saga id: {e}")))
+            Uuid::parse_str(&id)
+                .map_err(|e| Error::Refused(format!("ledger holds a bad saga id: {e}")))
         })
         .transpose()
     }
@@ -134,21 +150,29 @@ impl TenantDatabases for MariaDb {
         if let Some(saga) = self.ledger_holder(name).await? {
             return Ok(Holder::Saga(saga));
         }
-        Ok(if self.exists(name).await? { Holder::Foreign } else { Holder::Nobody })
+        Ok(if self.exists(name).await? {
+            Holder::Foreign
+        } else {
+            Holder::Nobody
+        })
     }
 
     async fn record(&self, name: &str, saga: Uuid) -> Result<Option<Uuid>, Error> {
         let name = checked_identifier(name)?;
-        let inserted = sqlx::query(&format!("INSERT INTO `{}`.tenant_databases (db_name, saga_id) VALUES (?, ?)", self.ledger))
-            .bind(name)
-            .bind(saga.to_string())
-            .execute(&self.pool)
-            .await;
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO `{}`.tenant_databases (db_name, saga_id) VALUES (?, ?)",
+            self.ledger
+        ))
+        .bind(name)
+        .bind(saga.to_string())
+        .execute(&self.pool)
+        .await;
         match inserted {
             Ok(_) => Ok(None),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                Ok(self.ledger_holder(name).await?.filter(|holder| *holder != saga))
-            }
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(self
+                .ledger_holder(name)
+                .await?
+                .filter(|holder| *holder != saga)),
             Err(e) => Err(classify(e)),
         }
     }
@@ -157,7 +181,9 @@ impl TenantDatabases for MariaDb {
         let name = checked_identifier(name)?;
         let secret = password.expose_secret();
         if !secret.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(Error::Refused("generated password has unexpected characters".into()));
+            return Err(Error::Refused(
+                "generated password has unexpected characters".into(),
+            ));
         }
         // Text protocol (raw_sql): account statements are not all preparable.
         sqlx::raw_sql(&format!(
@@ -174,16 +200,21 @@ impl TenantDatabases for MariaDb {
 
     async fn drop_and_forget(&self, name: &str, saga: Uuid) -> Result<(), Error> {
         let name = checked_identifier(name)?;
-        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'%';"))
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        sqlx::query(&format!("DELETE FROM `{}`.tenant_databases WHERE db_name = ? AND saga_id = ?", self.ledger))
-            .bind(name)
-            .bind(saga.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+        sqlx::raw_sql(&format!(
+            "DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'%';"
+        ))
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        sqlx::query(&format!(
+            "DELETE FROM `{}`.tenant_databases WHERE db_name = ? AND saga_id = ?",
+            self.ledger
+        ))
+        .bind(name)
+        .bind(saga.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
         Ok(())
     }
 }
