@@ -1,4 +1,11 @@
 //! The orchestrator's NATS adapter: publishing commands, progress and dead letters.
+//!
+//! Publishes are sent in order on one connection and confirmed off the saga's
+//! critical path: every transition is stored before anything is sent, so what is not
+//! confirmed is sent again (commands: once at once, then by the step timeout or a
+//! restart; progress: by the outbox sweep).
+
+use std::future::Future;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
@@ -15,20 +22,39 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// Publishes a step command; JetStream drops a second copy with the same id.
+    /// Sends a step command (JetStream drops a second copy with the same id) and
+    /// confirms it in the background.
     pub async fn dispatch(&self, command: &StepCommand) -> anyhow::Result<()> {
-        let payload = serde_json::to_vec(command).context("encoding a step command")?;
-        bus::publish_acked(
+        let payload: bytes::Bytes = serde_json::to_vec(command)
+            .context("encoding a step command")?
+            .into();
+        let subject = self.subjects.step_command(&command.step);
+        let ack = bus::publish_once(
             &self.js,
-            self.subjects.step_command(&command.step),
+            subject.clone(),
             &command.command_id,
-            payload.into(),
+            payload.clone(),
         )
-        .await
+        .await?;
+        let js = self.js.clone();
+        let msg_id = command.command_id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = ack.await {
+                tracing::warn!(error = %e, command = %msg_id, "command not confirmed; sending it again");
+                if let Err(e) = bus::publish_acked(&js, subject, &msg_id, payload).await {
+                    tracing::error!(error = %format!("{e:#}"), command = %msg_id, "command lost; the step timeout will retry it");
+                }
+            }
+        });
+        Ok(())
     }
 
-    /// Publishes progress events in order and waits until the stream has them all.
-    pub async fn progress(&self, events: &[ProgressEvent]) -> anyhow::Result<()> {
+    /// Sends progress events in order; the returned future resolves once the stream
+    /// has them all.
+    pub async fn send_progress(
+        &self,
+        events: &[ProgressEvent],
+    ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
         let mut acks = Vec::with_capacity(events.len());
         for event in events {
             let payload = serde_json::to_vec(event).context("encoding a progress event")?;
@@ -43,12 +69,19 @@ impl Bus {
                 .await?,
             );
         }
-        for ack in acks {
-            ack.await
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .context("waiting for a progress ack")?;
-        }
-        Ok(())
+        Ok(async move {
+            for ack in acks {
+                ack.await
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .context("waiting for a progress ack")?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Publishes progress events in order and waits until the stream has them all.
+    pub async fn progress(&self, events: &[ProgressEvent]) -> anyhow::Result<()> {
+        self.send_progress(events).await?.await
     }
 
     /// Sets an unreadable signup aside on the dead-letter subject.

@@ -23,7 +23,7 @@ use crate::saga::{next, Action, Decision, Input, Saga, SagaDefinition, Timer};
 use crate::store::{Inserted, SagaStore, Updated};
 
 /// Number of workers inputs are spread over (by saga id).
-pub const SHARDS: usize = 16;
+pub const SHARDS: usize = 64;
 
 /// One input for a saga's worker.
 pub(crate) enum Work {
@@ -43,6 +43,22 @@ pub(crate) enum Work {
 pub(crate) struct ParsedSignupRead {
     pub outcome: Result<contracts::ValidSignup, Rejection>,
     pub raw_subdomain: String,
+}
+
+/// A worker's copy of the sagas it owns, to spare a read per input. Only the owning
+/// worker changes a saga, and every write checks the stored sequence, so a stale copy
+/// is caught (and dropped) instead of overwriting.
+#[derive(Default)]
+pub(crate) struct Cache(std::collections::HashMap<Uuid, Saga>);
+
+impl Cache {
+    fn keep(&mut self, saga: &Saga) {
+        if saga.status.is_terminal() {
+            self.0.remove(&saga.id);
+        } else {
+            self.0.insert(saga.id, saga.clone());
+        }
+    }
 }
 
 /// Everything the workers share.
@@ -93,12 +109,13 @@ pub(crate) fn spawn_workers<S: SagaStore>(
         set.spawn(async move {
             // Unhandled inputs are dropped at shutdown: messages are redelivered,
             // timers re-armed by the next start.
+            let mut cache = Cache::default();
             loop {
                 tokio::select! {
                     biased;
                     () = stop.cancelled() => return,
                     next = rx.recv() => match next {
-                        Some((saga_id, work)) => core.handle(saga_id, work).await,
+                        Some((saga_id, work)) => core.handle(&mut cache, saga_id, work).await,
                         None => return,
                     },
                 }
@@ -109,30 +126,41 @@ pub(crate) fn spawn_workers<S: SagaStore>(
 }
 
 impl<S: SagaStore> Core<S> {
-    async fn handle(&self, saga_id: Uuid, work: Work) {
+    async fn load(&self, cache: &mut Cache, saga_id: Uuid) -> anyhow::Result<Option<Saga>> {
+        if let Some(saga) = cache.0.get(&saga_id) {
+            return Ok(Some(saga.clone()));
+        }
+        let saga = self.store.get(saga_id).await.context("loading the saga")?;
+        if let Some(saga) = &saga {
+            cache.keep(saga);
+        }
+        Ok(saga)
+    }
+
+    async fn handle(&self, cache: &mut Cache, saga_id: Uuid, work: Work) {
         use tracing::Instrument;
         let span = tracing::info_span!("saga", %saga_id);
         async {
             match work {
                 Work::Signup(message, parsed) => {
-                    let result = self.intake(saga_id, *parsed).await;
+                    let result = self.intake(cache, saga_id, *parsed).await;
                     self.settle(message, result).await;
                 }
                 Work::Event(message, event) => {
-                    let result = self.apply(saga_id, Input::Reported(*event)).await.map(|_| ());
+                    let result = self.apply(cache, saga_id, Input::Reported(*event)).await.map(|_| ());
                     self.settle(message, result).await;
                 }
                 Work::Timer(timer) => {
-                    if let Err(e) = self.apply(saga_id, Input::TimerFired(timer.clone())).await {
+                    if let Err(e) = self.apply(cache, saga_id, Input::TimerFired(timer.clone())).await {
                         tracing::warn!(error = %format!("{e:#}"), "timer could not be applied; retrying in 1s");
                         self.schedule_at(Timer { at: Utc::now() + chrono::Duration::seconds(1), ..timer });
                     }
                 }
                 Work::Replay(reply) => {
-                    let _ = reply.send(self.replay(saga_id).await);
+                    let _ = reply.send(self.replay(cache, saga_id).await);
                 }
                 Work::Resume => {
-                    if let Err(e) = self.resume(saga_id).await {
+                    if let Err(e) = self.resume(cache, saga_id).await {
                         tracing::error!(error = %format!("{e:#}"), "could not resume saga");
                     }
                 }
@@ -160,15 +188,25 @@ impl<S: SagaStore> Core<S> {
     }
 
     /// Applies an input to a stored saga. Returns the decision's effect, if any.
-    async fn apply(&self, saga_id: Uuid, input: Input) -> anyhow::Result<Option<Saga>> {
-        let Some(saga) = self.store.get(saga_id).await.context("loading the saga")? else {
+    async fn apply(
+        &self,
+        cache: &mut Cache,
+        saga_id: Uuid,
+        input: Input,
+    ) -> anyhow::Result<Option<Saga>> {
+        let Some(saga) = self.load(cache, saga_id).await? else {
             tracing::warn!("input for an unknown saga: dropped");
             return Ok(None);
         };
-        self.transition(&saga, input).await
+        self.transition(cache, &saga, input).await
     }
 
-    async fn transition(&self, saga: &Saga, input: Input) -> anyhow::Result<Option<Saga>> {
+    async fn transition(
+        &self,
+        cache: &mut Cache,
+        saga: &Saga,
+        input: Input,
+    ) -> anyhow::Result<Option<Saga>> {
         match next(&self.definition, saga, input, Utc::now()) {
             Decision::Ignore(reason) => {
                 tracing::debug!(%reason, "input ignored");
@@ -179,18 +217,18 @@ impl<S: SagaStore> Core<S> {
                 actions,
             } => {
                 let events = progress_of(&actions);
-                match self
-                    .store
-                    .update(saga, &after, &events)
-                    .await
-                    .context("storing the transition")?
-                {
-                    Updated::Stored => {}
-                    Updated::SubdomainTaken(holder) => {
+                match self.store.update(saga, &after, &events).await {
+                    Ok(Updated::Stored) => cache.keep(&after),
+                    Ok(Updated::SubdomainTaken(holder)) => {
                         anyhow::bail!(
                             "the subdomain {} is now held by saga {holder}",
                             saga.tenant.subdomain
                         )
+                    }
+                    Err(e) => {
+                        // The copy may be stale (another writer?): read afresh next time.
+                        cache.0.remove(&saga.id);
+                        return Err(e).context("storing the transition");
                     }
                 }
                 self.carry_out(&after, actions).await?;
@@ -237,14 +275,24 @@ impl<S: SagaStore> Core<S> {
             return Ok(());
         }
         // Stored already: a failure here is repaired by the outbox sweep, never lost.
-        match self.bus.progress(events).await {
-            Ok(()) => {
-                for e in events {
-                    let _ = self.published.send((e.saga_id, e.sequence));
-                }
+        match self.bus.send_progress(events).await {
+            Ok(acks) => {
+                let published = self.published.clone();
+                let keys: Vec<(Uuid, u64)> =
+                    events.iter().map(|e| (e.saga_id, e.sequence)).collect();
+                tokio::spawn(async move {
+                    match acks.await {
+                        Ok(()) => keys.into_iter().for_each(|key| {
+                            let _ = published.send(key);
+                        }),
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "progress not confirmed; the outbox sweep retries")
+                        }
+                    }
+                });
             }
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "progress not published yet; the outbox sweep retries")
+                tracing::warn!(error = %format!("{e:#}"), "progress not sent; the outbox sweep retries")
             }
         }
         Ok(())
@@ -260,10 +308,14 @@ impl<S: SagaStore> Core<S> {
     }
 
     /// A signup: dedup, validate, claim the subdomain, start.
-    async fn intake(&self, saga_id: Uuid, parsed: ParsedSignupRead) -> anyhow::Result<()> {
+    async fn intake(
+        &self,
+        cache: &mut Cache,
+        saga_id: Uuid,
+        parsed: ParsedSignupRead,
+    ) -> anyhow::Result<()> {
         if self
-            .store
-            .get(saga_id)
+            .load(cache, saga_id)
             .await
             .context("looking up the signup")?
             .is_some()
@@ -299,7 +351,7 @@ impl<S: SagaStore> Core<S> {
         {
             Inserted::Stored => {
                 tracing::info!(subdomain = %signup.subdomain, "signup accepted");
-                self.transition(&saga, Input::Start).await?;
+                self.transition(cache, &saga, Input::Start).await?;
                 Ok(())
             }
             Inserted::Duplicate => Ok(()),
@@ -361,8 +413,8 @@ impl<S: SagaStore> Core<S> {
         }
     }
 
-    async fn replay(&self, saga_id: Uuid) -> Result<SagaStatus, String> {
-        let saga = match self.store.get(saga_id).await {
+    async fn replay(&self, cache: &mut Cache, saga_id: Uuid) -> Result<SagaStatus, String> {
+        let saga = match self.load(cache, saga_id).await {
             Ok(Some(saga)) => saga,
             Ok(None) => return Err(format!("no saga {saga_id}")),
             Err(e) => return Err(format!("saga store unavailable: {e}")),
@@ -370,7 +422,7 @@ impl<S: SagaStore> Core<S> {
         if let Decision::Ignore(reason) = next(&self.definition, &saga, Input::Replay, Utc::now()) {
             return Err(reason);
         }
-        match self.transition(&saga, Input::Replay).await {
+        match self.transition(cache, &saga, Input::Replay).await {
             Ok(Some(after)) => {
                 tracing::info!(
                     run = after.run,
@@ -386,12 +438,12 @@ impl<S: SagaStore> Core<S> {
 
     /// After a restart: start an accepted saga, re-send a pending command (the step
     /// finds its work done if it had run), re-arm the pending timer.
-    async fn resume(&self, saga_id: Uuid) -> anyhow::Result<()> {
-        let Some(saga) = self.store.get(saga_id).await? else {
+    async fn resume(&self, cache: &mut Cache, saga_id: Uuid) -> anyhow::Result<()> {
+        let Some(saga) = self.load(cache, saga_id).await? else {
             return Ok(());
         };
         if saga.status == SagaStatus::Accepted {
-            self.transition(&saga, Input::Start).await?;
+            self.transition(cache, &saga, Input::Start).await?;
             return Ok(());
         }
         let mut actions: Vec<Action> = saga

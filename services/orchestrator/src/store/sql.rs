@@ -7,15 +7,109 @@ use std::str::FromStr;
 use contracts::{ProgressEvent, SagaStatus};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Row};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{Error, Inserted, SagaStore, Updated};
 use crate::saga::Saga;
 
 /// Saga store over a SQL database.
+///
+/// Transitions are written by one writer task with group commit: whatever transitions
+/// are waiting when a commit ends go into the next transaction together, so a busy
+/// orchestrator pays one commit for many sagas (SQLite has a single writer anyway).
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    writer: mpsc::Sender<Write>,
+}
+
+/// One transition waiting for the group commit.
+#[derive(Debug)]
+struct Write {
+    saga_id: Uuid,
+    previous_sequence: i64,
+    status: &'static str,
+    sequence: i64,
+    state: String,
+    updated_at: i64,
+    release_claim: bool,
+    events: Vec<(i64, String)>,
+    reply: oneshot::Sender<Result<Updated, Error>>,
+}
+
+/// Most transitions committed together.
+const GROUP_COMMIT_MAX: usize = 256;
+
+async fn writer_loop(pool: AnyPool, mut requests: mpsc::Receiver<Write>) {
+    while let Some(first) = requests.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_COMMIT_MAX {
+            match requests.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        match commit_group(&pool, &batch).await {
+            Ok(outcomes) => {
+                for (write, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = write.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for write in batch {
+                    let _ = write.reply.send(Err(Error::Corrupt(format!(
+                        "group commit failed: {message}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// Writes a group in one transaction. A transition whose saga moved on (stale
+/// sequence) writes nothing and gets `Conflict`; the others are unaffected.
+async fn commit_group(
+    pool: &AnyPool,
+    batch: &[Write],
+) -> Result<Vec<Result<Updated, Error>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for write in batch {
+        let changed = sqlx::query("UPDATE sagas SET status = ?, sequence = ?, state = ?, updated_at = ? WHERE saga_id = ? AND sequence = ?")
+            .bind(write.status)
+            .bind(write.sequence)
+            .bind(&write.state)
+            .bind(write.updated_at)
+            .bind(write.saga_id.to_string())
+            .bind(write.previous_sequence)
+            .execute(&mut *tx)
+            .await?;
+        if changed.rows_affected() != 1 {
+            outcomes.push(Err(Error::Conflict(write.saga_id)));
+            continue;
+        }
+        if write.release_claim {
+            sqlx::query("DELETE FROM subdomain_claims WHERE saga_id = ?")
+                .bind(write.saga_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (sequence, event) in &write.events {
+            // One row per statement: a fixed statement text stays in sqlx's
+            // prepared-statement cache (multi-row texts of varying length thrash it).
+            sqlx::query("INSERT INTO progress_events (saga_id, sequence, event, published) VALUES (?, ?, ?, 0)")
+                .bind(write.saga_id.to_string())
+                .bind(*sequence)
+                .bind(event)
+                .execute(&mut *tx)
+                .await?;
+        }
+        outcomes.push(Ok(Updated::Stored));
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 fn ddl(mysql: bool) -> Vec<String> {
@@ -118,7 +212,41 @@ impl SqlStore {
         for statement in ddl(!sqlite) {
             sqlx::query(&statement).execute(&pool).await?;
         }
-        Ok(Self { pool })
+        let (writer, requests) = mpsc::channel(4 * GROUP_COMMIT_MAX);
+        tokio::spawn(writer_loop(pool.clone(), requests));
+        Ok(Self { pool, writer })
+    }
+
+    /// A transition that takes the subdomain back (replay of a rolled-back saga).
+    async fn update_with_claim(
+        &self,
+        previous: &Saga,
+        saga: &Saga,
+        events: &[ProgressEvent],
+    ) -> Result<Updated, Error> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE sagas SET status = ?, sequence = ?, state = ?, updated_at = ? WHERE saga_id = ? AND sequence = ?",
+        )
+        .bind(saga.status.as_str())
+        .bind(saga.sequence as i64)
+        .bind(encode(saga)?)
+        .bind(millis(saga.updated_at))
+        .bind(saga.id.to_string())
+        .bind(previous.sequence as i64)
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Err(Error::Conflict(saga.id));
+        }
+        if let Some(holder) = claim(&mut tx, saga).await? {
+            tx.rollback().await?;
+            return Ok(Updated::SubdomainTaken(holder));
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(Updated::Stored)
     }
 
     /// Which backend and durability setting this store runs with, for reports.
@@ -254,38 +382,34 @@ impl SagaStore for SqlStore {
         saga: &Saga,
         events: &[ProgressEvent],
     ) -> Result<Updated, Error> {
-        let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE sagas SET status = ?, sequence = ?, state = ?, updated_at = ? WHERE saga_id = ? AND sequence = ?",
-        )
-        .bind(saga.status.as_str())
-        .bind(saga.sequence as i64)
-        .bind(encode(saga)?)
-        .bind(millis(saga.updated_at))
-        .bind(saga.id.to_string())
-        .bind(previous.sequence as i64)
-        .execute(&mut *tx)
-        .await?;
-        if changed.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Err(Error::Conflict(saga.id));
-        }
-        let releases = matches!(saga.status, SagaStatus::RolledBack | SagaStatus::Rejected);
-        if releases && previous.status != saga.status {
-            sqlx::query("DELETE FROM subdomain_claims WHERE saga_id = ?")
-                .bind(saga.id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
         if previous.status == SagaStatus::RolledBack && saga.status != SagaStatus::RolledBack {
-            if let Some(holder) = claim(&mut tx, saga).await? {
-                tx.rollback().await?;
-                return Ok(Updated::SubdomainTaken(holder));
-            }
+            // A replay claims the subdomain again, which may fail: its own transaction.
+            return self.update_with_claim(previous, saga, events).await;
         }
-        insert_events(&mut tx, events).await?;
-        tx.commit().await?;
-        Ok(Updated::Stored)
+        let (reply, outcome) = oneshot::channel();
+        let releases = matches!(saga.status, SagaStatus::RolledBack | SagaStatus::Rejected)
+            && previous.status != saga.status;
+        let write = Write {
+            saga_id: saga.id,
+            previous_sequence: previous.sequence as i64,
+            status: saga.status.as_str(),
+            sequence: saga.sequence as i64,
+            state: encode(saga)?,
+            updated_at: millis(saga.updated_at),
+            release_claim: releases,
+            events: events
+                .iter()
+                .map(|e| Ok((e.sequence as i64, encode(e)?)))
+                .collect::<Result<_, Error>>()?,
+            reply,
+        };
+        self.writer
+            .send(write)
+            .await
+            .map_err(|_| Error::Corrupt("the store writer stopped".into()))?;
+        outcome
+            .await
+            .map_err(|_| Error::Corrupt("the store writer stopped".into()))?
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Saga>, Error> {
@@ -348,6 +472,7 @@ impl SagaStore for SqlStore {
         if events.is_empty() {
             return Ok(());
         }
+        // One transaction per confirmed batch, one fixed (cached) statement per event.
         let mut tx = self.pool.begin().await?;
         for (saga_id, sequence) in events {
             sqlx::query(

@@ -1,0 +1,277 @@
+//! `loadgen`: runs N sagas with no-op steps through the real orchestrator and step
+//! runtime over JetStream, then the same message pattern on raw JetStream (no store,
+//! no state machine), and prints throughput, per-step overhead and saga latency.
+//!
+//! Usage: `cargo run --release -p loadgen -- [--sagas N] [--concurrency C] [--store URL]`
+
+mod baseline;
+mod stats;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use contracts::{ProgressEvent, StepStatus, Subjects};
+use futures::StreamExt;
+use step_runtime::{Step, StepContext, StepError};
+use tokio::sync::{Mutex, Semaphore};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use stats::Summary;
+
+const STEPS: [&str; 4] = ["database", "site", "admin_user", "registration"];
+
+struct Args {
+    sagas: usize,
+    concurrency: usize,
+    store: Option<String>,
+    nats: String,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        sagas: 1000,
+        concurrency: 50,
+        store: None,
+        nats: std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--sagas" => args.sagas = value()?.parse()?,
+            "--concurrency" => args.concurrency = value()?.parse()?,
+            "--store" => args.store = Some(value()?),
+            "--nats" => args.nats = value()?,
+            other => anyhow::bail!(
+                "unknown flag {other}; use --sagas N --concurrency C --store URL --nats URL"
+            ),
+        }
+    }
+    Ok(args)
+}
+
+/// A step that does nothing: what remains of a saga's time is the orchestration's.
+struct NoopStep(&'static str);
+
+impl Step for NoopStep {
+    fn name(&self) -> &str {
+        self.0
+    }
+    async fn execute(
+        &self,
+        _: &contracts::StepCommand,
+        _: &StepContext,
+    ) -> Result<serde_json::Value, StepError> {
+        Ok(serde_json::Value::Null)
+    }
+    async fn compensate(
+        &self,
+        _: &contracts::StepCommand,
+        _: &StepContext,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+/// What one run measured.
+pub struct Report {
+    /// Sagas finished.
+    pub sagas: usize,
+    /// Wall time from first publish to last terminal event.
+    pub elapsed: Duration,
+    /// Per-step overhead samples (ms).
+    pub step_overhead_ms: Vec<f64>,
+    /// Saga latency samples (ms).
+    pub saga_latency_ms: Vec<f64>,
+}
+
+impl Report {
+    fn print(&self, title: &str) {
+        let secs = self.elapsed.as_secs_f64();
+        let overhead = Summary::of(&self.step_overhead_ms);
+        let latency = Summary::of(&self.saga_latency_ms);
+        println!("{title}");
+        println!(
+            "  sagas: {} in {:.2}s -> {:.1} sagas/s, {:.1} steps/s",
+            self.sagas,
+            secs,
+            self.sagas as f64 / secs,
+            (self.sagas * STEPS.len()) as f64 / secs
+        );
+        println!(
+            "  per-step overhead ms: p50 {:.3}  p99 {:.3}  max {:.3}",
+            overhead.p50, overhead.p99, overhead.max
+        );
+        println!(
+            "  saga latency ms:      p50 {:.3}  p99 {:.3}  max {:.3}",
+            latency.p50, latency.p99, latency.max
+        );
+    }
+}
+
+async fn run_orchestrated(
+    args: &Args,
+    client: &async_nats::Client,
+) -> anyhow::Result<(Report, String)> {
+    let namespace = format!("load{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let subjects = Subjects::new(&namespace);
+    let dir = tempfile::tempdir()?;
+    let store_url = args
+        .store
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/orchestrator.db", dir.path().display()));
+    let key = secrets::SecretsKey::generate_base64();
+    let env: HashMap<&str, String> = HashMap::from([
+        ("NATS_URL", args.nats.clone()),
+        ("NATS_NAMESPACE", namespace.clone()),
+        ("SAGA_SECRETS_KEY", key),
+        ("SAGA_STORE_URL", store_url.clone()),
+        ("STEP_CONCURRENCY", "64".into()),
+    ]);
+    let lookup = |k: &str| env.get(k).cloned();
+    let config = orchestrator::config::from_lookup(lookup)?;
+    let store = orchestrator::store::SqlStore::connect(&store_url).await?;
+    let store_description = store.describe();
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(orchestrator::run_with_store(
+        config,
+        store,
+        stop.clone(),
+    )));
+    for step in STEPS {
+        let runtime = step_runtime::config_from(lookup)?;
+        tasks.push(tokio::spawn(step_runtime::run(
+            NoopStep(step),
+            runtime,
+            stop.clone(),
+        )));
+    }
+    let js = async_nats::jetstream::new(client.clone());
+    step_runtime::bus::ensure_streams(&js, &subjects).await?;
+
+    // Progress is read on a plain subscription: what a live dashboard sees.
+    let mut progress = client.subscribe(subjects.progress_all()).await?;
+    let started: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
+    let slots = Arc::new(Semaphore::new(args.concurrency));
+    let publisher = {
+        let (js, subjects, started, slots, n) = (
+            js.clone(),
+            subjects.clone(),
+            started.clone(),
+            slots.clone(),
+            args.sagas,
+        );
+        tokio::spawn(async move {
+            for i in 0..n {
+                let permit = slots.clone().acquire_owned().await.expect("semaphore");
+                permit.forget();
+                let id = Uuid::new_v4();
+                let signup = serde_json::json!({
+                    "signup_id": id, "organization_name": format!("Load {i}"), "subdomain": format!("load-{}", &id.simple().to_string()[..12]),
+                    "admin_email": "load@test.com", "admin_full_name": "Load Test", "admin_password": "LoadPass123!",
+                });
+                started.lock().await.insert(id, Instant::now());
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", id.to_string().as_str());
+                let ack = js
+                    .publish_with_headers(
+                        subjects.signup_requested(),
+                        headers,
+                        serde_json::to_vec(&signup).expect("json").into(),
+                    )
+                    .await;
+                if let Ok(ack) = ack {
+                    let _ = ack.await;
+                }
+            }
+        })
+    };
+
+    let begin = Instant::now();
+    let mut report = Report {
+        sagas: 0,
+        elapsed: Duration::ZERO,
+        step_overhead_ms: Vec::new(),
+        saga_latency_ms: Vec::new(),
+    };
+    let mut step_started: HashMap<Uuid, chrono::DateTime<chrono::Utc>> = HashMap::new();
+    while report.sagas < args.sagas {
+        let message = tokio::time::timeout(Duration::from_secs(30), progress.next())
+            .await
+            .context("no progress for 30s: is the orchestrator stuck?")?
+            .context("progress subscription ended")?;
+        let event: ProgressEvent = serde_json::from_slice(&message.payload)?;
+        if event.step_status == Some(StepStatus::Started) || event.status.is_terminal() {
+            // One step's overhead: from the dispatch of step k to the dispatch of k+1
+            // (or the end): the whole round trip of a no-op step.
+            if let Some(previous) = step_started.insert(event.saga_id, event.at) {
+                report.step_overhead_ms.push(
+                    (event.at - previous).num_microseconds().unwrap_or_default() as f64 / 1000.0,
+                );
+            }
+        }
+        if event.status.is_terminal() {
+            anyhow::ensure!(
+                event.status == contracts::SagaStatus::Completed,
+                "saga {} ended {:?}: {:?}",
+                event.saga_id,
+                event.status,
+                event.error
+            );
+            if let Some(t0) = started.lock().await.remove(&event.saga_id) {
+                report
+                    .saga_latency_ms
+                    .push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            step_started.remove(&event.saga_id);
+            report.sagas += 1;
+            slots.add_permits(1);
+        }
+    }
+    report.elapsed = begin.elapsed();
+    publisher.await?;
+    stop.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    for stream in [
+        subjects.signups_stream(),
+        subjects.progress_stream(),
+        subjects.dead_letter_stream(),
+        subjects.commands_stream(),
+        subjects.events_stream(),
+    ] {
+        let _ = js.delete_stream(&stream).await;
+    }
+    Ok((report, store_description))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let client = async_nats::connect(&args.nats)
+        .await
+        .with_context(|| format!("connecting to {}", args.nats))?;
+    let server = client.server_info();
+    println!(
+        "loadgen: {} sagas x {} no-op steps, {} in flight; NATS {} (JetStream file storage, server default sync); {} cores",
+        args.sagas,
+        STEPS.len(),
+        args.concurrency,
+        server.version,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    let (orchestrated, store) = run_orchestrated(&args, &client).await?;
+    println!("store: {store}");
+    orchestrated.print("orchestrator + step runtime:");
+    let raw = baseline::run(&client, args.sagas, args.concurrency, STEPS.len()).await?;
+    raw.print("raw JetStream baseline (same publishes and acks, no store, no state machine):");
+    let ratio = (orchestrated.sagas as f64 / orchestrated.elapsed.as_secs_f64())
+        / (raw.sagas as f64 / raw.elapsed.as_secs_f64());
+    println!("throughput ratio orchestrator/baseline: {ratio:.2}");
+    Ok(())
+}
