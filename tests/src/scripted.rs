@@ -128,10 +128,17 @@ impl Step for ScriptedStep {
                 .await;
             tokio::time::sleep(self.behaviour.delay).await;
         }
-        let targeted = self.behaviour.fail_subdomain.as_deref() == Some(command.tenant.subdomain.as_str());
+        let targeted =
+            self.behaviour.fail_subdomain.as_deref() == Some(command.tenant.subdomain.as_str());
         if targeted {
             self.record(command, false);
-            return Err(StepError::permanent("scripted_failure", format!("{} failed as scripted for {}", self.name, command.tenant.subdomain)));
+            return Err(StepError::permanent(
+                "scripted_failure",
+                format!(
+                    "{} failed as scripted for {}",
+                    self.name, command.tenant.subdomain
+                ),
+            ));
         }
         if self.executes.fetch_add(1, Ordering::SeqCst) < self.behaviour.fail_executes {
             self.record(command, false);

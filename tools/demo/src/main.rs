@@ -36,7 +36,10 @@ fn print_event(e: &ProgressEvent) {
         _ => "",
     };
     let step = e.step.as_deref().unwrap_or("-");
-    let step_status = e.step_status.map(|s| format!("{s:?}").to_lowercase()).unwrap_or_default();
+    let step_status = e
+        .step_status
+        .map(|s| format!("{s:?}").to_lowercase())
+        .unwrap_or_default();
     println!(
         "  {DIM}#{:<3}{RESET} [{:>3}%] {colour}{:<13}{RESET} {:<13} {:<12} {}",
         e.sequence,
@@ -49,8 +52,15 @@ fn print_event(e: &ProgressEvent) {
 }
 
 /// Follows one saga's progress subject from its first event to its end.
-async fn follow(js: &jetstream::Context, subjects: &Subjects, saga_id: Uuid) -> anyhow::Result<ProgressEvent> {
-    let stream = js.get_stream(subjects.progress_stream()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+async fn follow(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    saga_id: Uuid,
+) -> anyhow::Result<ProgressEvent> {
+    let stream = js
+        .get_stream(subjects.progress_stream())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
             filter_subject: subjects.progress(&saga_id),
@@ -59,7 +69,10 @@ async fn follow(js: &jetstream::Context, subjects: &Subjects, saga_id: Uuid) -> 
         })
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut messages = consumer.messages().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     loop {
         let message = tokio::time::timeout(Duration::from_secs(60), messages.next())
             .await
@@ -74,20 +87,39 @@ async fn follow(js: &jetstream::Context, subjects: &Subjects, saga_id: Uuid) -> 
     }
 }
 
-async fn publish_signup(js: &jetstream::Context, subjects: &Subjects, signup: &serde_json::Value) -> anyhow::Result<()> {
+async fn publish_signup(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    signup: &serde_json::Value,
+) -> anyhow::Result<()> {
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", signup["signup_id"].as_str().unwrap_or_default());
-    js.publish_with_headers(subjects.signup_requested(), headers, serde_json::to_vec(signup)?.into())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    headers.insert(
+        "Nats-Msg-Id",
+        signup["signup_id"].as_str().unwrap_or_default(),
+    );
+    js.publish_with_headers(
+        subjects.signup_requested(),
+        headers,
+        serde_json::to_vec(signup)?.into(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
 
 async fn database_state(admin: &sqlx::MySqlPool, name: &str) -> anyhow::Result<(bool, bool)> {
-    let db: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?").bind(name).fetch_one(admin).await?;
-    let user: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mysql.user WHERE User = ?").bind(name).fetch_one(admin).await?;
+    let db: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+    )
+    .bind(name)
+    .fetch_one(admin)
+    .await?;
+    let user: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mysql.user WHERE User = ?")
+        .bind(name)
+        .fetch_one(admin)
+        .await?;
     Ok((db > 0, user > 0))
 }
 
@@ -95,7 +127,8 @@ async fn database_state(admin: &sqlx::MySqlPool, name: &str) -> anyhow::Result<(
 async fn main() -> anyhow::Result<()> {
     let keep = std::env::args().any(|a| a == "--keep");
     let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let mysql_url = std::env::var("TENANT_DB_ADMIN_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let mysql_url = std::env::var("TENANT_DB_ADMIN_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
     let namespace = format!("demo{}", &Uuid::new_v4().simple().to_string()[..6]);
     let dir = tempfile::tempdir()?;
     let key = secrets::SecretsKey::generate_base64();
@@ -103,10 +136,17 @@ async fn main() -> anyhow::Result<()> {
         ("NATS_URL", nats_url.clone()),
         ("NATS_NAMESPACE", namespace.clone()),
         ("SAGA_SECRETS_KEY", key.clone()),
-        ("SAGA_STORE_URL", format!("sqlite://{}/orchestrator.db", dir.path().display())),
+        (
+            "SAGA_STORE_URL",
+            format!("sqlite://{}/orchestrator.db", dir.path().display()),
+        ),
         ("PARENT_DOMAIN", "localhost".into()),
     ];
-    let lookup = |k: &str| env.iter().find(|(name, _)| *name == k).map(|(_, v)| v.clone());
+    let lookup = |k: &str| {
+        env.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.clone())
+    };
     let subjects = Subjects::new(&namespace);
     let stop = CancellationToken::new();
 
@@ -116,8 +156,15 @@ async fn main() -> anyhow::Result<()> {
     let config = orchestrator::config::from_lookup(lookup)?;
     let orchestrator = tokio::spawn(orchestrator::run(config, stop.clone()));
     let databases = db_step::mariadb::MariaDb::new(&mysql_url, "saga_provisioning")?;
-    databases.prepare().await.context("MariaDB: preparing the ledger")?;
-    let mut services = vec![tokio::spawn(step_runtime::run(db_step::DatabaseStep::new(databases), step_runtime::config_from(lookup)?, stop.clone()))];
+    databases
+        .prepare()
+        .await
+        .context("MariaDB: preparing the ledger")?;
+    let mut services = vec![tokio::spawn(step_runtime::run(
+        db_step::DatabaseStep::new(databases),
+        step_runtime::config_from(lookup)?,
+        stop.clone(),
+    ))];
     let journal = Journal::default();
     for name in ["site", "admin_user", "registration"] {
         let behaviour = Behaviour {
@@ -125,13 +172,19 @@ async fn main() -> anyhow::Result<()> {
             delay: Duration::from_millis(400),
             ..Behaviour::default()
         };
-        services.push(tokio::spawn(step_runtime::run(ScriptedStep::new(name, behaviour, journal.clone()), step_runtime::config_from(lookup)?, stop.clone())));
+        services.push(tokio::spawn(step_runtime::run(
+            ScriptedStep::new(name, behaviour, journal.clone()),
+            step_runtime::config_from(lookup)?,
+            stop.clone(),
+        )));
     }
 
     let client = async_nats::connect(&nats_url).await?;
     let js = jetstream::new(client);
     step_runtime::bus::ensure_streams(&js, &subjects).await?;
-    let admin = sqlx::MySqlPool::connect(&mysql_url).await.context("MariaDB")?;
+    let admin = sqlx::MySqlPool::connect(&mysql_url)
+        .await
+        .context("MariaDB")?;
 
     // 1. A signup that becomes a workspace.
     let first = Uuid::new_v4();
@@ -146,18 +199,41 @@ async fn main() -> anyhow::Result<()> {
     let db_name = db_step::database_name(&end.subdomain);
     if end.status == SagaStatus::Completed {
         let result = end.result.clone().unwrap_or_default();
-        println!("\n  {GREEN}{BOLD}Workspace ready{RESET} in {:.1}s: {} (admin {})", started.elapsed().as_secs_f64(), result["site_url"].as_str().unwrap_or_default(), result["admin_email"].as_str().unwrap_or_default());
+        println!(
+            "\n  {GREEN}{BOLD}Workspace ready{RESET} in {:.1}s: {} (admin {})",
+            started.elapsed().as_secs_f64(),
+            result["site_url"].as_str().unwrap_or_default(),
+            result["admin_email"].as_str().unwrap_or_default()
+        );
         let (db, user) = database_state(&admin, &db_name).await?;
         println!("  MariaDB: database {db_name} exists: {db}, its user exists: {user}");
-        if let Some(entry) = journal.entries().into_iter().find(|e| e.saga_id == first && e.step == "site") {
-            let sealed = contracts::Sealed(entry.outputs["database"]["db_password"].as_str().unwrap_or_default().to_string());
+        if let Some(entry) = journal
+            .entries()
+            .into_iter()
+            .find(|e| e.saga_id == first && e.step == "site")
+        {
+            let sealed = contracts::Sealed(
+                entry.outputs["database"]["db_password"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
             let password = secrets::SecretsKey::from_base64(&key)?.open(&sealed)?;
-            let url = format!("mysql://{db_name}:{}@127.0.0.1:3306/{db_name}", password.expose_secret());
-            let login = <sqlx::MySqlConnection as sqlx::Connection>::connect(&url).await.is_ok();
+            let url = format!(
+                "mysql://{db_name}:{}@127.0.0.1:3306/{db_name}",
+                password.expose_secret()
+            );
+            let login = <sqlx::MySqlConnection as sqlx::Connection>::connect(&url)
+                .await
+                .is_ok();
             println!("  the tenant's user logs in with the (sealed) password handed to the site step: {login}");
         }
     } else {
-        println!("\n  {RED}ended {}{RESET}: {:?}", end.status.as_str(), end.error);
+        println!(
+            "\n  {RED}ended {}{RESET}: {:?}",
+            end.status.as_str(),
+            end.error
+        );
     }
 
     // 2. A signup whose site step fails: everything made is undone.
@@ -172,7 +248,11 @@ async fn main() -> anyhow::Result<()> {
     let (db, user) = database_state(&admin, &db_step::database_name("broken-org")).await?;
     println!(
         "\n  {}{BOLD}{}{RESET}: {}; database left: {db}, user left: {user}",
-        if end.status == SagaStatus::RolledBack { YELLOW } else { RED },
+        if end.status == SagaStatus::RolledBack {
+            YELLOW
+        } else {
+            RED
+        },
         end.status.as_str(),
         end.error.map(|e| e.message).unwrap_or_default()
     );
@@ -185,11 +265,24 @@ async fn main() -> anyhow::Result<()> {
     if keep {
         println!("\n{DIM}--keep: database {db_name} left in place{RESET}");
     } else {
-        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS `{db_name}`; DROP USER IF EXISTS '{db_name}'@'%';")).execute(&admin).await?;
-        sqlx::query("DELETE FROM saga_provisioning.tenant_databases WHERE db_name = ?").bind(&db_name).execute(&admin).await?;
+        sqlx::raw_sql(&format!(
+            "DROP DATABASE IF EXISTS `{db_name}`; DROP USER IF EXISTS '{db_name}'@'%';"
+        ))
+        .execute(&admin)
+        .await?;
+        sqlx::query("DELETE FROM saga_provisioning.tenant_databases WHERE db_name = ?")
+            .bind(&db_name)
+            .execute(&admin)
+            .await?;
         println!("\n{DIM}demo tenant removed (run with --keep to keep it){RESET}");
     }
-    for stream in [subjects.signups_stream(), subjects.progress_stream(), subjects.dead_letter_stream(), subjects.commands_stream(), subjects.events_stream()] {
+    for stream in [
+        subjects.signups_stream(),
+        subjects.progress_stream(),
+        subjects.dead_letter_stream(),
+        subjects.commands_stream(),
+        subjects.events_stream(),
+    ] {
         let _ = js.delete_stream(&stream).await;
     }
     Ok(())
