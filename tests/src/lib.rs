@@ -177,11 +177,18 @@ impl Harness {
 
     /// Serves a step with a scripted service that stops on its own token, with a
     /// shutdown grace of `grace` (to test graceful shutdown).
-    pub fn start_scripted_until(&mut self, step: ScriptedStep, stop: CancellationToken, grace: Duration) -> tokio::task::JoinHandle<()> {
+    pub fn start_scripted_until(
+        &mut self,
+        step: ScriptedStep,
+        stop: CancellationToken,
+        grace: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let mut config = step_runtime::config_from(self.lookup()).expect("runtime config");
         config.shutdown_grace = grace;
         tokio::spawn(async move {
-            step_runtime::run(step, config, stop).await.expect("scripted step");
+            step_runtime::run(step, config, stop)
+                .await
+                .expect("scripted step");
         })
     }
 

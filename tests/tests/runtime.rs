@@ -15,30 +15,59 @@ async fn a_stopping_step_service_releases_its_command_to_another_instance() {
     h.start_db_step();
     let journal = Journal::default();
     for name in ["admin_user", "registration"] {
-        h.start_scripted(ScriptedStep::new(name, Behaviour::default(), journal.clone()));
+        h.start_scripted(ScriptedStep::new(
+            name,
+            Behaviour::default(),
+            journal.clone(),
+        ));
     }
     // Instance A takes the site command but needs 30 s; it is asked to stop after it
     // started, with 1 s of grace.
     let stop_a = CancellationToken::new();
-    let slow = Behaviour { delay: Duration::from_secs(30), ..Behaviour::default() };
-    let instance_a = h.start_scripted_until(ScriptedStep::new("site", slow, journal.clone()), stop_a.clone(), Duration::from_secs(1));
+    let slow = Behaviour {
+        delay: Duration::from_secs(30),
+        ..Behaviour::default()
+    };
+    let instance_a = h.start_scripted_until(
+        ScriptedStep::new("site", slow, journal.clone()),
+        stop_a.clone(),
+        Duration::from_secs(1),
+    );
 
     let id = Uuid::new_v4();
     let subdomain = h.subdomain("handover");
     h.publish_signup(&h.signup(id, &subdomain)).await;
     tests::assert_eventually!(20, "instance A runs the site step", {
         let timeline = h.get(id).await.timeline;
-        timeline.iter().any(|e| e.step.as_deref() == Some("site") && e.step_status == Some(contracts::StepStatus::Output))
+        timeline.iter().any(|e| {
+            e.step.as_deref() == Some("site")
+                && e.step_status == Some(contracts::StepStatus::Output)
+        })
     });
     stop_a.cancel();
     instance_a.await.expect("instance A stops within its grace");
 
     // Instance B gets the same command (released, not timed out) and finishes the saga.
-    h.start_scripted(ScriptedStep::new("site", Behaviour::default(), journal.clone()));
+    h.start_scripted(ScriptedStep::new(
+        "site",
+        Behaviour::default(),
+        journal.clone(),
+    ));
     assert_eq!(h.wait_terminal(id, 30).await, SagaStatus::Completed);
-    let site_runs: Vec<_> = journal.entries().into_iter().filter(|e| e.saga_id == id && e.step == "site").collect();
-    assert_eq!(site_runs.len(), 1, "only instance B ran it to the end: {site_runs:#?}");
-    assert_eq!(site_runs[0].attempt, 1, "the same attempt, handed over, not retried after a timeout");
+    let site_runs: Vec<_> = journal
+        .entries()
+        .into_iter()
+        .filter(|e| e.saga_id == id && e.step == "site")
+        .collect();
+    assert_eq!(
+        site_runs.len(),
+        1,
+        "only instance B ran it to the end: {site_runs:#?}"
+    );
+    assert_eq!(
+        site_runs[0].attempt, 1,
+        "the same attempt, handed over, not retried after a timeout"
+    );
 
     tests::drop_tenant(&db_step::database_name(&subdomain)).await;
     h.finish().await;
@@ -59,8 +88,15 @@ async fn a_malformed_command_is_set_aside_and_the_service_goes_on() {
     h.publish_signup(&h.signup(id, &subdomain)).await;
     assert_eq!(h.wait_terminal(id, 30).await, SagaStatus::Completed);
     // Terminated, not redelivered: the work queue is empty again.
-    let mut commands = h.js.get_stream(h.subjects.commands_stream()).await.expect("stream");
-    tests::assert_eventually!(10, "command stream drained", commands.info().await.expect("info").state.messages == 0);
+    let mut commands =
+        h.js.get_stream(h.subjects.commands_stream())
+            .await
+            .expect("stream");
+    tests::assert_eventually!(
+        10,
+        "command stream drained",
+        commands.info().await.expect("info").state.messages == 0
+    );
 
     tests::drop_tenant(&db_step::database_name(&subdomain)).await;
     h.finish().await;

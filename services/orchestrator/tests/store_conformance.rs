@@ -8,7 +8,7 @@ use chrono::Utc;
 use contracts::signup::AuthProvider;
 use contracts::{Rejection, SagaStatus, TenantContext};
 use orchestrator::saga::{next, Decision, Input, Saga, SagaDefinition};
-use orchestrator::store::{Inserted, SagaStore, SqlStore, Updated};
+use orchestrator::store::{Inserted, MemoryStore, SagaStore, SqlStore, Updated};
 use uuid::Uuid;
 
 fn tenant(subdomain: &str) -> TenantContext {
@@ -228,6 +228,11 @@ async fn conformance(store: impl SagaStore) {
         .expect("unpublished")
         .iter()
         .all(|e| e.saga_id != saga.id));
+}
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    conformance(MemoryStore::default()).await;
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! runtime over JetStream, then the same message pattern on raw JetStream (no store,
 //! no state machine), and prints throughput, per-step overhead and saga latency.
 //!
-//! Usage: `cargo run --release -p loadgen -- [--sagas N] [--concurrency C] [--store URL]`
+//! Usage: `cargo run --release -p loadgen -- [--sagas N] [--concurrency C] [--store URL|memory]`
 
 mod baseline;
 mod stats;
@@ -133,15 +133,25 @@ async fn run_orchestrated(
     ]);
     let lookup = |k: &str| env.get(k).cloned();
     let config = orchestrator::config::from_lookup(lookup)?;
-    let store = orchestrator::store::SqlStore::connect(&store_url).await?;
-    let store_description = store.describe();
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(orchestrator::run_with_store(
-        config,
-        store,
-        stop.clone(),
-    )));
+    let store_description = if store_url == "memory" {
+        tasks.push(tokio::spawn(orchestrator::run_with_store(
+            config,
+            orchestrator::store::MemoryStore::default(),
+            stop.clone(),
+        )));
+        "memory (no durability: measures the orchestrator without a database)".to_string()
+    } else {
+        let store = orchestrator::store::SqlStore::connect(&store_url).await?;
+        let description = store.describe();
+        tasks.push(tokio::spawn(orchestrator::run_with_store(
+            config,
+            store,
+            stop.clone(),
+        )));
+        description
+    };
     for step in STEPS {
         let runtime = step_runtime::config_from(lookup)?;
         tasks.push(tokio::spawn(step_runtime::run(

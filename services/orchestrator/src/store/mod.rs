@@ -2,6 +2,7 @@
 //! produced, before anything is published; the events double as an outbox that a
 //! restarted orchestrator republishes from.
 
+mod memory;
 mod sql;
 
 use std::future::Future;
@@ -10,6 +11,7 @@ use contracts::{ProgressEvent, SagaStatus};
 use uuid::Uuid;
 
 use crate::saga::Saga;
+pub use memory::MemoryStore;
 pub use sql::SqlStore;
 
 /// Store failures. All are worth a retry except `Corrupt`.

@@ -76,6 +76,7 @@ async fn commit_group(
 ) -> Result<Vec<Result<Updated, Error>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut events = Vec::new();
     for write in batch {
         let changed = sqlx::query("UPDATE sagas SET status = ?, sequence = ?, state = ?, updated_at = ? WHERE saga_id = ? AND sequence = ?")
             .bind(write.status)
@@ -96,20 +97,45 @@ async fn commit_group(
                 .execute(&mut *tx)
                 .await?;
         }
-        for (sequence, event) in &write.events {
-            // One row per statement: a fixed statement text stays in sqlx's
-            // prepared-statement cache (multi-row texts of varying length thrash it).
-            sqlx::query("INSERT INTO progress_events (saga_id, sequence, event, published) VALUES (?, ?, ?, 0)")
-                .bind(write.saga_id.to_string())
-                .bind(*sequence)
-                .bind(event)
-                .execute(&mut *tx)
-                .await?;
-        }
+        events.extend(
+            write
+                .events
+                .iter()
+                .map(|(sequence, event)| (write.saga_id.to_string(), *sequence, event.as_str())),
+        );
         outcomes.push(Ok(Updated::Stored));
     }
+    insert_event_rows(&mut tx, &events).await?;
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// Inserts progress rows in multi-row statements of 64, 16, 4 and 1 rows: few
+/// statements per group, and only four statement texts, which stay in sqlx's
+/// prepared-statement cache (texts of every length would thrash it).
+async fn insert_event_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[(String, i64, &str)],
+) -> Result<(), sqlx::Error> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let size = [64, 16, 4, 1]
+            .into_iter()
+            .find(|n| *n <= rest.len())
+            .unwrap_or(1);
+        let (chunk, tail) = rest.split_at(size);
+        let sql = format!(
+            "INSERT INTO progress_events (saga_id, sequence, event, published) VALUES {}",
+            vec!["(?, ?, ?, 0)"; size].join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (saga_id, sequence, event) in chunk {
+            query = query.bind(saga_id.as_str()).bind(*sequence).bind(*event);
+        }
+        query.execute(&mut **tx).await?;
+        rest = tail;
+    }
+    Ok(())
 }
 
 fn ddl(mysql: bool) -> Vec<String> {
@@ -472,16 +498,23 @@ impl SagaStore for SqlStore {
         if events.is_empty() {
             return Ok(());
         }
-        // One transaction per confirmed batch, one fixed (cached) statement per event.
+        // Runs for every confirmed batch: few statements, of four fixed (cached) texts.
         let mut tx = self.pool.begin().await?;
-        for (saga_id, sequence) in events {
-            sqlx::query(
-                "UPDATE progress_events SET published = 1 WHERE saga_id = ? AND sequence = ?",
-            )
-            .bind(saga_id.to_string())
-            .bind(*sequence as i64)
-            .execute(&mut *tx)
-            .await?;
+        let mut rest = events;
+        while !rest.is_empty() {
+            let size = [64, 16, 4, 1]
+                .into_iter()
+                .find(|n| *n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(size);
+            let condition = vec!["(saga_id = ? AND sequence = ?)"; size].join(" OR ");
+            let sql = format!("UPDATE progress_events SET published = 1 WHERE {condition}");
+            let mut query = sqlx::query(&sql);
+            for (saga_id, sequence) in chunk {
+                query = query.bind(saga_id.to_string()).bind(*sequence as i64);
+            }
+            query.execute(&mut *tx).await?;
+            rest = tail;
         }
         tx.commit().await?;
         Ok(())

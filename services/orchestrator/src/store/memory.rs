@@ -1,0 +1,153 @@
+//! [`SagaStore`] in memory: for unit tests and for measuring the orchestrator without
+//! a database. Kept honest by the same conformance suite as the SQL store. Nothing
+//! survives a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use contracts::{ProgressEvent, SagaStatus};
+use uuid::Uuid;
+
+use super::{Error, Inserted, SagaStore, Updated};
+use crate::saga::Saga;
+
+#[derive(Default)]
+struct State {
+    sagas: HashMap<Uuid, Saga>,
+    events: BTreeMap<(Uuid, u64), (ProgressEvent, bool)>,
+    claims: HashMap<String, Uuid>,
+}
+
+/// Saga store in a mutex-guarded map.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+fn add_events(state: &mut State, events: &[ProgressEvent]) {
+    for e in events {
+        state
+            .events
+            .insert((e.saga_id, e.sequence), (e.clone(), false));
+    }
+}
+
+impl SagaStore for MemoryStore {
+    async fn insert(&self, saga: &Saga, events: &[ProgressEvent]) -> Result<Inserted, Error> {
+        self.with(|state| {
+            if state.sagas.contains_key(&saga.id) {
+                return Ok(Inserted::Duplicate);
+            }
+            if saga.status != SagaStatus::Rejected {
+                if let Some(holder) = state.claims.get(&saga.tenant.subdomain) {
+                    return Ok(Inserted::SubdomainTaken(*holder));
+                }
+                state.claims.insert(saga.tenant.subdomain.clone(), saga.id);
+            }
+            state.sagas.insert(saga.id, saga.clone());
+            add_events(state, events);
+            Ok(Inserted::Stored)
+        })
+    }
+
+    async fn update(
+        &self,
+        previous: &Saga,
+        saga: &Saga,
+        events: &[ProgressEvent],
+    ) -> Result<Updated, Error> {
+        self.with(|state| {
+            if state.sagas.get(&saga.id).map(|s| s.sequence) != Some(previous.sequence) {
+                return Err(Error::Conflict(saga.id));
+            }
+            if previous.status == SagaStatus::RolledBack && saga.status != SagaStatus::RolledBack {
+                if let Some(holder) = state.claims.get(&saga.tenant.subdomain) {
+                    return Ok(Updated::SubdomainTaken(*holder));
+                }
+                state.claims.insert(saga.tenant.subdomain.clone(), saga.id);
+            }
+            if matches!(saga.status, SagaStatus::RolledBack | SagaStatus::Rejected)
+                && previous.status != saga.status
+            {
+                state.claims.retain(|_, holder| *holder != saga.id);
+            }
+            state.sagas.insert(saga.id, saga.clone());
+            add_events(state, events);
+            Ok(Updated::Stored)
+        })
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Saga>, Error> {
+        Ok(self.with(|state| state.sagas.get(&id).cloned()))
+    }
+
+    async fn list(&self, status: Option<SagaStatus>, limit: u32) -> Result<Vec<Saga>, Error> {
+        Ok(self.with(|state| {
+            let mut sagas: Vec<Saga> = state
+                .sagas
+                .values()
+                .filter(|s| status.is_none_or(|st| s.status == st))
+                .cloned()
+                .collect();
+            sagas.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+            sagas.truncate(limit as usize);
+            sagas
+        }))
+    }
+
+    async fn timeline(&self, id: Uuid) -> Result<Vec<ProgressEvent>, Error> {
+        Ok(self.with(|state| {
+            state
+                .events
+                .range((id, 0)..=(id, u64::MAX))
+                .map(|(_, (e, _))| e.clone())
+                .collect()
+        }))
+    }
+
+    async fn in_flight(&self) -> Result<Vec<Saga>, Error> {
+        Ok(self.with(|state| {
+            state
+                .sagas
+                .values()
+                .filter(|s| !s.status.is_terminal())
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn unpublished(&self) -> Result<Vec<ProgressEvent>, Error> {
+        Ok(self.with(|state| {
+            state
+                .events
+                .values()
+                .filter(|(_, published)| !published)
+                .map(|(e, _)| e.clone())
+                .collect()
+        }))
+    }
+
+    async fn mark_published(&self, events: &[(Uuid, u64)]) -> Result<(), Error> {
+        self.with(|state| {
+            for key in events {
+                if let Some(entry) = state.events.get_mut(key) {
+                    entry.1 = true;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn subdomain_holder(&self, subdomain: &str) -> Result<Option<Uuid>, Error> {
+        Ok(self.with(|state| state.claims.get(subdomain).copied()))
+    }
+}
