@@ -314,12 +314,9 @@ impl<S: SagaStore> Core<S> {
         saga_id: Uuid,
         parsed: ParsedSignupRead,
     ) -> anyhow::Result<()> {
-        if self
-            .load(cache, saga_id)
-            .await
-            .context("looking up the signup")?
-            .is_some()
-        {
+        // A saga in flight is in the cache; an older one is found by the insert below
+        // (`Duplicate`), which spares a read per signup.
+        if cache.0.contains_key(&saga_id) {
             tracing::info!("signup seen before: same request, no second saga");
             return Ok(());
         }
@@ -354,7 +351,10 @@ impl<S: SagaStore> Core<S> {
                 self.transition(cache, &saga, Input::Start).await?;
                 Ok(())
             }
-            Inserted::Duplicate => Ok(()),
+            Inserted::Duplicate => {
+                tracing::info!("signup seen before: same request, no second saga");
+                Ok(())
+            }
             Inserted::SubdomainTaken(holder) => {
                 tracing::info!(subdomain = %signup.subdomain, %holder, "subdomain taken");
                 let rejection = Rejection {

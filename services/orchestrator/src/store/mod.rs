@@ -2,6 +2,7 @@
 //! produced, before anything is published; the events double as an outbox that a
 //! restarted orchestrator republishes from.
 
+mod group_commit;
 mod memory;
 mod sql;
 

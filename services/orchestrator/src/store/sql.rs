@@ -10,6 +10,7 @@ use sqlx::{AnyPool, ConnectOptions, Row};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::group_commit::{self, Change, Row_};
 use super::{Error, Inserted, SagaStore, Updated};
 use crate::saga::Saga;
 
@@ -21,121 +22,7 @@ use crate::saga::Saga;
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
-    writer: mpsc::Sender<Write>,
-}
-
-/// One transition waiting for the group commit.
-#[derive(Debug)]
-struct Write {
-    saga_id: Uuid,
-    previous_sequence: i64,
-    status: &'static str,
-    sequence: i64,
-    state: String,
-    updated_at: i64,
-    release_claim: bool,
-    events: Vec<(i64, String)>,
-    reply: oneshot::Sender<Result<Updated, Error>>,
-}
-
-/// Most transitions committed together.
-const GROUP_COMMIT_MAX: usize = 256;
-
-async fn writer_loop(pool: AnyPool, mut requests: mpsc::Receiver<Write>) {
-    while let Some(first) = requests.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < GROUP_COMMIT_MAX {
-            match requests.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
-            }
-        }
-        match commit_group(&pool, &batch).await {
-            Ok(outcomes) => {
-                for (write, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = write.reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for write in batch {
-                    let _ = write.reply.send(Err(Error::Corrupt(format!(
-                        "group commit failed: {message}"
-                    ))));
-                }
-            }
-        }
-    }
-}
-
-/// Writes a group in one transaction. A transition whose saga moved on (stale
-/// sequence) writes nothing and gets `Conflict`; the others are unaffected.
-async fn commit_group(
-    pool: &AnyPool,
-    batch: &[Write],
-) -> Result<Vec<Result<Updated, Error>>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut events = Vec::new();
-    for write in batch {
-        let changed = sqlx::query("UPDATE sagas SET status = ?, sequence = ?, state = ?, updated_at = ? WHERE saga_id = ? AND sequence = ?")
-            .bind(write.status)
-            .bind(write.sequence)
-            .bind(&write.state)
-            .bind(write.updated_at)
-            .bind(write.saga_id.to_string())
-            .bind(write.previous_sequence)
-            .execute(&mut *tx)
-            .await?;
-        if changed.rows_affected() != 1 {
-            outcomes.push(Err(Error::Conflict(write.saga_id)));
-            continue;
-        }
-        if write.release_claim {
-            sqlx::query("DELETE FROM subdomain_claims WHERE saga_id = ?")
-                .bind(write.saga_id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        events.extend(
-            write
-                .events
-                .iter()
-                .map(|(sequence, event)| (write.saga_id.to_string(), *sequence, event.as_str())),
-        );
-        outcomes.push(Ok(Updated::Stored));
-    }
-    insert_event_rows(&mut tx, &events).await?;
-    tx.commit().await?;
-    Ok(outcomes)
-}
-
-/// Inserts progress rows in multi-row statements of 64, 16, 4 and 1 rows: few
-/// statements per group, and only four statement texts, which stay in sqlx's
-/// prepared-statement cache (texts of every length would thrash it).
-async fn insert_event_rows(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[(String, i64, &str)],
-) -> Result<(), sqlx::Error> {
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let size = [64, 16, 4, 1]
-            .into_iter()
-            .find(|n| *n <= rest.len())
-            .unwrap_or(1);
-        let (chunk, tail) = rest.split_at(size);
-        let sql = format!(
-            "INSERT INTO progress_events (saga_id, sequence, event, published) VALUES {}",
-            vec!["(?, ?, ?, 0)"; size].join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for (saga_id, sequence, event) in chunk {
-            query = query.bind(saga_id.as_str()).bind(*sequence).bind(*event);
-        }
-        query.execute(&mut **tx).await?;
-        rest = tail;
-    }
-    Ok(())
+    writer: mpsc::Sender<Change>,
 }
 
 fn ddl(mysql: bool) -> Vec<String> {
@@ -212,8 +99,8 @@ impl SqlStore {
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
         let pool = if sqlite {
             AnyPoolOptions::new()
-                // SQLite has one writer; a single connection avoids lock upgrades that
-                // fail with SQLITE_BUSY instead of waiting.
+                // Writes go through the single writer task (plus the rare replay), and
+                // WAL lets the other connections read meanwhile.
                 .max_connections(1)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
@@ -238,8 +125,8 @@ impl SqlStore {
         for statement in ddl(!sqlite) {
             sqlx::query(&statement).execute(&pool).await?;
         }
-        let (writer, requests) = mpsc::channel(4 * GROUP_COMMIT_MAX);
-        tokio::spawn(writer_loop(pool.clone(), requests));
+        let (writer, changes) = mpsc::channel(4 * group_commit::GROUP_MAX);
+        tokio::spawn(group_commit::writer_loop(pool.clone(), changes));
         Ok(Self { pool, writer })
     }
 
@@ -273,6 +160,18 @@ impl SqlStore {
         insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(Updated::Stored)
+    }
+
+    async fn submit<T>(
+        &self,
+        change: Change,
+        outcome: oneshot::Receiver<Result<T, Error>>,
+    ) -> Result<T, Error> {
+        self.writer
+            .send(change)
+            .await
+            .map_err(|_| writer_stopped())?;
+        outcome.await.map_err(|_| writer_stopped())?
     }
 
     /// Which backend and durability setting this store runs with, for reports.
@@ -367,39 +266,39 @@ fn text_column(row: &sqlx::any::AnyRow, name: &str) -> Result<String, Error> {
     }
 }
 
+fn row_of(saga: &Saga, events: &[ProgressEvent]) -> Result<Row_, Error> {
+    Ok(Row_ {
+        saga_id: saga.id,
+        subdomain: saga.tenant.subdomain.clone(),
+        status: saga.status.as_str(),
+        sequence: saga.sequence as i64,
+        state: encode(saga)?,
+        created_at: millis(saga.created_at),
+        updated_at: millis(saga.updated_at),
+        events: events
+            .iter()
+            .map(|e| Ok((e.sequence as i64, encode(e)?)))
+            .collect::<Result<_, Error>>()?,
+    })
+}
+
+fn writer_stopped() -> Error {
+    Error::Corrupt("the store writer stopped".into())
+}
+
 fn saga_from_row(row: &sqlx::any::AnyRow) -> Result<Saga, Error> {
     decode(&text_column(row, "state")?)
 }
 
 impl SagaStore for SqlStore {
     async fn insert(&self, saga: &Saga, events: &[ProgressEvent]) -> Result<Inserted, Error> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO sagas (saga_id, subdomain, status, sequence, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(saga.id.to_string())
-        .bind(&saga.tenant.subdomain)
-        .bind(saga.status.as_str())
-        .bind(saga.sequence as i64)
-        .bind(encode(saga)?)
-        .bind(millis(saga.created_at))
-        .bind(millis(saga.updated_at))
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => return Ok(Inserted::Duplicate),
-            Err(e) => return Err(e.into()),
-        }
-        if saga.status != SagaStatus::Rejected {
-            if let Some(holder) = claim(&mut tx, saga).await? {
-                tx.rollback().await?;
-                return Ok(Inserted::SubdomainTaken(holder));
-            }
-        }
-        insert_events(&mut tx, events).await?;
-        tx.commit().await?;
-        Ok(Inserted::Stored)
+        let (reply, outcome) = oneshot::channel();
+        let change = Change::Insert {
+            row: row_of(saga, events)?,
+            claim: saga.status != SagaStatus::Rejected,
+            reply,
+        };
+        self.submit(change, outcome).await
     }
 
     async fn update(
@@ -413,29 +312,15 @@ impl SagaStore for SqlStore {
             return self.update_with_claim(previous, saga, events).await;
         }
         let (reply, outcome) = oneshot::channel();
-        let releases = matches!(saga.status, SagaStatus::RolledBack | SagaStatus::Rejected)
+        let release_claim = matches!(saga.status, SagaStatus::RolledBack | SagaStatus::Rejected)
             && previous.status != saga.status;
-        let write = Write {
-            saga_id: saga.id,
+        let change = Change::Update {
+            row: row_of(saga, events)?,
             previous_sequence: previous.sequence as i64,
-            status: saga.status.as_str(),
-            sequence: saga.sequence as i64,
-            state: encode(saga)?,
-            updated_at: millis(saga.updated_at),
-            release_claim: releases,
-            events: events
-                .iter()
-                .map(|e| Ok((e.sequence as i64, encode(e)?)))
-                .collect::<Result<_, Error>>()?,
+            release_claim,
             reply,
         };
-        self.writer
-            .send(write)
-            .await
-            .map_err(|_| Error::Corrupt("the store writer stopped".into()))?;
-        outcome
-            .await
-            .map_err(|_| Error::Corrupt("the store writer stopped".into()))?
+        self.submit(change, outcome).await
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Saga>, Error> {
@@ -498,26 +383,15 @@ impl SagaStore for SqlStore {
         if events.is_empty() {
             return Ok(());
         }
-        // Runs for every confirmed batch: few statements, of four fixed (cached) texts.
-        let mut tx = self.pool.begin().await?;
-        let mut rest = events;
-        while !rest.is_empty() {
-            let size = [64, 16, 4, 1]
-                .into_iter()
-                .find(|n| *n <= rest.len())
-                .unwrap_or(1);
-            let (chunk, tail) = rest.split_at(size);
-            let condition = vec!["(saga_id = ? AND sequence = ?)"; size].join(" OR ");
-            let sql = format!("UPDATE progress_events SET published = 1 WHERE {condition}");
-            let mut query = sqlx::query(&sql);
-            for (saga_id, sequence) in chunk {
-                query = query.bind(saga_id.to_string()).bind(*sequence as i64);
-            }
-            query.execute(&mut *tx).await?;
-            rest = tail;
-        }
-        tx.commit().await?;
-        Ok(())
+        let (reply, outcome) = oneshot::channel();
+        self.submit(
+            Change::Published {
+                keys: events.to_vec(),
+                reply,
+            },
+            outcome,
+        )
+        .await
     }
 
     async fn subdomain_holder(&self, subdomain: &str) -> Result<Option<Uuid>, Error> {
