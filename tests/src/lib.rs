@@ -261,6 +261,36 @@ impl Harness {
         serde_json::from_slice(&reply.payload).unwrap_or_else(|e| panic!("reply on {subject}: {e}"))
     }
 
+    /// `saga.admin.replay`.
+    pub async fn replay(&self, saga_id: Uuid) -> contracts::admin::ReplayReply {
+        self.request(
+            self.subjects.admin_replay(),
+            &serde_json::json!({ "saga_id": saga_id }),
+        )
+        .await
+    }
+
+    /// `saga.admin.list` for one status.
+    pub async fn list(&self, status: SagaStatus) -> contracts::admin::ListReply {
+        self.request(
+            self.subjects.admin_list(),
+            &serde_json::json!({ "status": status }),
+        )
+        .await
+    }
+
+    /// `tenant.subdomain.check`.
+    pub async fn check_subdomain(
+        &self,
+        subdomain: &str,
+    ) -> contracts::subdomain::SubdomainCheckReply {
+        self.request(
+            self.subjects.subdomain_check(),
+            &serde_json::json!({ "subdomain": subdomain }),
+        )
+        .await
+    }
+
     /// `saga.admin.get`, retried while the orchestrator is not answering yet.
     pub async fn get(&self, saga_id: Uuid) -> GetReply {
         let body = serde_json::to_value(SagaRef { saga_id }).expect("json");
@@ -331,17 +361,6 @@ impl Harness {
         events
     }
 
-    /// The names of the JetStream objects of this world.
-    fn stream_names(&self) -> Vec<String> {
-        vec![
-            self.subjects.signups_stream(),
-            self.subjects.progress_stream(),
-            self.subjects.dead_letter_stream(),
-            self.subjects.commands_stream(),
-            self.subjects.events_stream(),
-        ]
-    }
-
     /// Stops the in-process services and waits for them.
     pub async fn stop_services(&mut self) {
         self.stop.cancel();
@@ -354,7 +373,7 @@ impl Harness {
     /// Stops everything and deletes this world's streams.
     pub async fn finish(mut self) {
         self.stop_services().await;
-        for name in self.stream_names() {
+        for name in self.subjects.streams() {
             let _ = self.js.delete_stream(&name).await;
         }
     }

@@ -125,12 +125,7 @@ async fn rollback_at(failing: usize) {
         mariadb_has(&db_step::database_name(&subdomain)).await,
         (false, false)
     );
-    let check: contracts::subdomain::SubdomainCheckReply = h
-        .request(
-            h.subjects.subdomain_check(),
-            &serde_json::json!({ "subdomain": subdomain }),
-        )
-        .await;
+    let check = h.check_subdomain(&subdomain).await;
     assert!(check.available, "{check:?}");
     h.finish().await;
 }
@@ -230,12 +225,7 @@ async fn the_same_signup_id_twice_gives_one_saga() {
         .filter(|e| e.status == SagaStatus::Accepted)
         .count();
     assert_eq!(accepted, 1);
-    let check: contracts::subdomain::SubdomainCheckReply = h
-        .request(
-            h.subjects.subdomain_check(),
-            &serde_json::json!({ "subdomain": h.subdomain("dup-other") }),
-        )
-        .await;
+    let check = h.check_subdomain(&h.subdomain("dup-other")).await;
     assert!(check.available, "the duplicate claimed nothing");
 
     tests::drop_tenant(&db_step::database_name(&subdomain)).await;
@@ -365,23 +355,13 @@ async fn a_rolled_back_saga_replayed_by_an_operator_completes() {
     h.publish_signup(&h.signup(id, &subdomain)).await;
     assert_eq!(h.wait_terminal(id, 30).await, SagaStatus::RolledBack);
 
-    let listed: contracts::admin::ListReply = h
-        .request(
-            h.subjects.admin_list(),
-            &serde_json::json!({"status": "rolled_back"}),
-        )
-        .await;
+    let listed = h.list(SagaStatus::RolledBack).await;
     assert!(
         listed.sagas.iter().any(|s| s.saga_id == id),
         "operators find the failed saga"
     );
 
-    let reply: contracts::admin::ReplayReply = h
-        .request(
-            h.subjects.admin_replay(),
-            &serde_json::json!({ "saga_id": id }),
-        )
-        .await;
+    let reply = h.replay(id).await;
     assert!(reply.accepted, "{reply:?}");
     tests::assert_eventually!(
         30,
@@ -410,12 +390,7 @@ async fn a_rolled_back_saga_replayed_by_an_operator_completes() {
     );
 
     // A completed saga is not replayed.
-    let refused: contracts::admin::ReplayReply = h
-        .request(
-            h.subjects.admin_replay(),
-            &serde_json::json!({ "saga_id": id }),
-        )
-        .await;
+    let refused = h.replay(id).await;
     assert!(!refused.accepted);
     assert_eq!(refused.error.expect("error").code, "not_replayable");
 
@@ -453,12 +428,7 @@ async fn a_failed_undo_ends_compensation_failed_and_replay_resumes_it() {
         "undo stopped before the database"
     );
 
-    let reply: contracts::admin::ReplayReply = h
-        .request(
-            h.subjects.admin_replay(),
-            &serde_json::json!({ "saga_id": id }),
-        )
-        .await;
+    let reply = h.replay(id).await;
     assert!(reply.accepted, "{reply:?}");
     tests::assert_eventually!(
         30,

@@ -139,6 +139,17 @@ impl Subjects {
         self.stream("SAGA_EVENTS")
     }
 
+    /// Every stream of the saga, for set-up and clean-up.
+    pub fn streams(&self) -> [String; 5] {
+        [
+            self.signups_stream(),
+            self.progress_stream(),
+            self.dead_letter_stream(),
+            self.commands_stream(),
+            self.events_stream(),
+        ]
+    }
+
     /// Name prefix for durable consumers, so that namespaces do not share them.
     pub fn consumer(&self, name: &str) -> String {
         format!("{}{name}", self.stream_prefix.to_ascii_lowercase())

@@ -276,13 +276,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         println!("\n{DIM}demo tenant removed (run with --keep to keep it){RESET}");
     }
-    for stream in [
-        subjects.signups_stream(),
-        subjects.progress_stream(),
-        subjects.dead_letter_stream(),
-        subjects.commands_stream(),
-        subjects.events_stream(),
-    ] {
+    for stream in subjects.streams() {
         let _ = js.delete_stream(&stream).await;
     }
     Ok(())

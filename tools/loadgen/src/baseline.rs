@@ -2,18 +2,15 @@
 //! per step one acked command and one acked report through work-queue streams, the
 //! same number of progress publishes), with no store and no state machine.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, Semaphore};
 use uuid::Uuid;
 
-use crate::Report;
+use crate::stats::{Recorder, Report};
 
 #[derive(Serialize, Deserialize)]
 struct Msg {
@@ -182,57 +179,31 @@ pub async fn run(
     }
 
     let mut progress = client.subscribe(format!("{ns}.progress.*")).await?;
-    let started: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
-    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut recorder = Recorder::new(concurrency);
     let publisher = {
-        let (js, ns, started, slots) = (js.clone(), ns.clone(), started.clone(), slots.clone());
+        let (js, ns, gate) = (js.clone(), ns.clone(), recorder.gate());
         tokio::spawn(async move {
             for _ in 0..sagas {
-                slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore")
-                    .forget();
                 let saga = Uuid::new_v4();
-                started.lock().await.insert(saga, Instant::now());
+                gate.admit(saga).await;
                 let _ = publish(&js, format!("{ns}.in"), &Msg { saga, step: 0 }).await;
             }
         })
     };
-    let begin = Instant::now();
-    let mut report = Report {
-        sagas: 0,
-        elapsed: Duration::ZERO,
-        step_overhead_ms: Vec::new(),
-        saga_latency_ms: Vec::new(),
-    };
-    let mut last_dispatch: HashMap<Uuid, chrono::DateTime<chrono::Utc>> = HashMap::new();
-    while report.sagas < sagas {
+    while recorder.finished_count() < sagas {
         let message = tokio::time::timeout(Duration::from_secs(30), progress.next())
             .await
             .context("baseline stalled")?
             .context("subscription ended")?;
         let event: Progress = serde_json::from_slice(&message.payload)?;
         if event.kind == "started" || event.kind == "terminal" {
-            if let Some(previous) = last_dispatch.insert(event.saga, event.at) {
-                report.step_overhead_ms.push(
-                    (event.at - previous).num_microseconds().unwrap_or_default() as f64 / 1000.0,
-                );
-            }
+            recorder.dispatched(event.saga, event.at);
         }
         if event.kind == "terminal" {
-            if let Some(t0) = started.lock().await.remove(&event.saga) {
-                report
-                    .saga_latency_ms
-                    .push(t0.elapsed().as_secs_f64() * 1000.0);
-            }
-            last_dispatch.remove(&event.saga);
-            report.sagas += 1;
-            slots.add_permits(1);
+            recorder.finished(event.saga).await;
         }
     }
-    report.elapsed = begin.elapsed();
+    let report = recorder.report();
     publisher.await?;
     for task in tasks {
         task.abort();

@@ -8,18 +8,16 @@ mod baseline;
 mod stats;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use contracts::{ProgressEvent, StepStatus, Subjects};
 use futures::StreamExt;
 use step_runtime::{Step, StepContext, StepError};
-use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use stats::Summary;
+use stats::{Recorder, Report, Summary};
 
 const STEPS: [&str; 4] = ["database", "site", "admin_user", "registration"];
 
@@ -74,18 +72,6 @@ impl Step for NoopStep {
     ) -> Result<(), StepError> {
         Ok(())
     }
-}
-
-/// What one run measured.
-pub struct Report {
-    /// Sagas finished.
-    pub sagas: usize,
-    /// Wall time from first publish to last terminal event.
-    pub elapsed: Duration,
-    /// Per-step overhead samples (ms).
-    pub step_overhead_ms: Vec<f64>,
-    /// Saga latency samples (ms).
-    pub saga_latency_ms: Vec<f64>,
 }
 
 impl Report {
@@ -165,26 +151,17 @@ async fn run_orchestrated(
 
     // Progress is read on a plain subscription: what a live dashboard sees.
     let mut progress = client.subscribe(subjects.progress_all()).await?;
-    let started: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
-    let slots = Arc::new(Semaphore::new(args.concurrency));
+    let mut recorder = Recorder::new(args.concurrency);
     let publisher = {
-        let (js, subjects, started, slots, n) = (
-            js.clone(),
-            subjects.clone(),
-            started.clone(),
-            slots.clone(),
-            args.sagas,
-        );
+        let (js, subjects, gate, n) = (js.clone(), subjects.clone(), recorder.gate(), args.sagas);
         tokio::spawn(async move {
             for i in 0..n {
-                let permit = slots.clone().acquire_owned().await.expect("semaphore");
-                permit.forget();
                 let id = Uuid::new_v4();
                 let signup = serde_json::json!({
                     "signup_id": id, "organization_name": format!("Load {i}"), "subdomain": format!("load-{}", &id.simple().to_string()[..12]),
                     "admin_email": "load@test.com", "admin_full_name": "Load Test", "admin_password": "LoadPass123!",
                 });
-                started.lock().await.insert(id, Instant::now());
+                gate.admit(id).await;
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert("Nats-Msg-Id", id.to_string().as_str());
                 let ack = js
@@ -201,28 +178,14 @@ async fn run_orchestrated(
         })
     };
 
-    let begin = Instant::now();
-    let mut report = Report {
-        sagas: 0,
-        elapsed: Duration::ZERO,
-        step_overhead_ms: Vec::new(),
-        saga_latency_ms: Vec::new(),
-    };
-    let mut step_started: HashMap<Uuid, chrono::DateTime<chrono::Utc>> = HashMap::new();
-    while report.sagas < args.sagas {
+    while recorder.finished_count() < args.sagas {
         let message = tokio::time::timeout(Duration::from_secs(30), progress.next())
             .await
             .context("no progress for 30s: is the orchestrator stuck?")?
             .context("progress subscription ended")?;
         let event: ProgressEvent = serde_json::from_slice(&message.payload)?;
         if event.step_status == Some(StepStatus::Started) || event.status.is_terminal() {
-            // One step's overhead: from the dispatch of step k to the dispatch of k+1
-            // (or the end): the whole round trip of a no-op step.
-            if let Some(previous) = step_started.insert(event.saga_id, event.at) {
-                report.step_overhead_ms.push(
-                    (event.at - previous).num_microseconds().unwrap_or_default() as f64 / 1000.0,
-                );
-            }
+            recorder.dispatched(event.saga_id, event.at);
         }
         if event.status.is_terminal() {
             anyhow::ensure!(
@@ -232,29 +195,16 @@ async fn run_orchestrated(
                 event.status,
                 event.error
             );
-            if let Some(t0) = started.lock().await.remove(&event.saga_id) {
-                report
-                    .saga_latency_ms
-                    .push(t0.elapsed().as_secs_f64() * 1000.0);
-            }
-            step_started.remove(&event.saga_id);
-            report.sagas += 1;
-            slots.add_permits(1);
+            recorder.finished(event.saga_id).await;
         }
     }
-    report.elapsed = begin.elapsed();
+    let report = recorder.report();
     publisher.await?;
     stop.cancel();
     for task in tasks {
         let _ = task.await;
     }
-    for stream in [
-        subjects.signups_stream(),
-        subjects.progress_stream(),
-        subjects.dead_letter_stream(),
-        subjects.commands_stream(),
-        subjects.events_stream(),
-    ] {
+    for stream in subjects.streams() {
         let _ = js.delete_stream(&stream).await;
     }
     Ok((report, store_description))
