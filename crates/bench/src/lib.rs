@@ -1,0 +1,249 @@
+//! The Bench port: what the Frappe steps need from a bench. Run a command line (argv,
+//! never a shell string) in the bench's environment, stream its output line by line,
+//! get its exit code; a timeout kills it.
+//!
+//! Bench takes secrets only as flags, so a [`CommandLine`] marks them: they reach the
+//! process, but every rendering for people (logs, progress, errors) shows `***`, and
+//! output lines are scrubbed of them too.
+//!
+//! Drivers: [`local::LocalBench`] (`BENCH_DRIVER=local`, a child process). The Docker
+//! driver comes with the deployment issue, behind the same trait.
+
+pub mod local;
+
+use std::future::Future;
+use std::time::Duration;
+
+use secrets::{ExposeSecret, SecretString};
+use tokio::sync::mpsc;
+
+/// One argument of a command line.
+#[derive(Debug, Clone)]
+enum Arg {
+    Plain(String),
+    Secret(SecretString),
+}
+
+/// A command line to run in the bench folder. The first word is the program: `bench`
+/// (the driver substitutes `BENCH_BIN`) or a plain tool such as `mv`.
+#[derive(Debug, Clone)]
+pub struct CommandLine {
+    args: Vec<Arg>,
+}
+
+impl CommandLine {
+    /// `program` with no arguments yet.
+    pub fn new(program: &str) -> Self {
+        Self {
+            args: vec![Arg::Plain(program.into())],
+        }
+    }
+
+    /// `bench` followed by `args`.
+    pub fn bench<'a>(args: impl IntoIterator<Item = &'a str>) -> Self {
+        Self::new("bench").args(args)
+    }
+
+    /// Adds plain arguments.
+    pub fn args<'a>(mut self, args: impl IntoIterator<Item = &'a str>) -> Self {
+        self.args
+            .extend(args.into_iter().map(|a| Arg::Plain(a.into())));
+        self
+    }
+
+    /// Adds `flag` followed by a secret value.
+    pub fn secret(mut self, flag: &str, value: &SecretString) -> Self {
+        self.args.push(Arg::Plain(flag.into()));
+        self.args.push(Arg::Secret(value.clone()));
+        self
+    }
+
+    /// The program (first word).
+    pub fn program(&self) -> &str {
+        match &self.args[0] {
+            Arg::Plain(p) => p,
+            Arg::Secret(_) => "***",
+        }
+    }
+
+    /// The arguments after the program, secrets exposed: for the process only.
+    pub fn expose_args(&self) -> Vec<String> {
+        self.args[1..]
+            .iter()
+            .map(|a| match a {
+                Arg::Plain(p) => p.clone(),
+                Arg::Secret(s) => s.expose_secret().to_string(),
+            })
+            .collect()
+    }
+
+    /// Removes every secret of this command from `text`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for arg in &self.args {
+            if let Arg::Secret(s) = arg {
+                let secret = s.expose_secret();
+                if !secret.is_empty() {
+                    out = out.replace(secret, "***");
+                }
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for CommandLine {
+    /// The command as people may see it: secrets as `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let words: Vec<String> = self
+            .args
+            .iter()
+            .map(|a| match a {
+                Arg::Plain(p) if p.is_empty() || p.contains([' ', '"', '\'']) => format!("{p:?}"),
+                Arg::Plain(p) => p.clone(),
+                Arg::Secret(_) => "***".into(),
+            })
+            .collect();
+        f.write_str(&words.join(" "))
+    }
+}
+
+/// Which output a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A line of output, scrubbed of the command's secrets. Bench separates progress
+/// segments with `\r`; each segment is a line here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Where it came from.
+    pub channel: Channel,
+    /// The text, without the separator.
+    pub text: String,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// The exit code (Frappe: 0 success, 1 failure, 2 usage error).
+    pub exit_code: i32,
+    /// The last lines of stdout and stderr, scrubbed, for error messages.
+    pub tail: Vec<Line>,
+}
+
+impl Finished {
+    /// Whether any line of the tail contains `needle`.
+    pub fn mentions(&self, needle: &str) -> bool {
+        self.tail.iter().any(|l| l.text.contains(needle))
+    }
+
+    /// The last non-empty lines, joined, for an error message.
+    pub fn summary(&self, lines: usize) -> String {
+        let texts: Vec<&str> = self
+            .tail
+            .iter()
+            .map(|l| l.text.trim())
+            .filter(|t| !t.is_empty())
+            .collect();
+        texts[texts.len().saturating_sub(lines)..].join(" | ")
+    }
+}
+
+/// Why a command could not run to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// It ran past its timeout and was killed.
+    #[error("`{command}` did not finish within {}s and was killed", timeout.as_secs())]
+    TimedOut {
+        /// The command, secrets hidden.
+        command: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// It could not be started (program missing, bench folder missing, ...).
+    #[error("`{command}` could not be started: {reason}")]
+    NotStarted {
+        /// The command, secrets hidden.
+        command: String,
+        /// Why.
+        reason: String,
+    },
+    /// The driver lost the process (killed by a signal, engine gone, ...).
+    #[error("`{command}` ended abnormally: {reason}")]
+    Lost {
+        /// The command, secrets hidden.
+        command: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Runs commands in a bench's environment.
+pub trait Bench: Send + Sync + 'static {
+    /// Runs `command` in the bench folder, sends each output line to `lines` as it
+    /// comes, and returns the exit code. Kills it after `timeout`.
+    fn run(
+        &self,
+        command: &CommandLine,
+        timeout: Duration,
+        lines: mpsc::UnboundedSender<Line>,
+    ) -> impl Future<Output = Result<Finished, Error>> + Send;
+}
+
+/// Keeps the last `max` lines.
+#[derive(Debug)]
+pub(crate) struct Tail {
+    lines: std::collections::VecDeque<Line>,
+    max: usize,
+}
+
+impl Tail {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            lines: std::collections::VecDeque::new(),
+            max,
+        }
+    }
+
+    pub(crate) fn push(&mut self, line: Line) {
+        if self.lines.len() == self.max {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<Line> {
+        self.lines.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_reach_the_process_but_never_the_display() {
+        let password = SecretString::from("Sup3rSecret");
+        let command =
+            CommandLine::bench(["new-site", "a.localhost"]).secret("--admin-password", &password);
+        assert_eq!(command.program(), "bench");
+        assert_eq!(
+            command.expose_args(),
+            ["new-site", "a.localhost", "--admin-password", "Sup3rSecret"]
+        );
+        assert_eq!(
+            command.to_string(),
+            "bench new-site a.localhost --admin-password ***"
+        );
+        assert_eq!(
+            command.scrub("echo Sup3rSecret twice Sup3rSecret"),
+            "echo *** twice ***"
+        );
+        assert!(!format!("{command:?}").contains("Sup3rSecret"));
+    }
+}

@@ -1,0 +1,226 @@
+//! `BENCH_DRIVER=local`: bench as a child process of the step service.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+use crate::{Bench, Channel, CommandLine, Error, Finished, Line, Tail};
+
+/// Runs `BENCH_BIN` (for `bench`) or the named tool with working directory
+/// `BENCH_PATH`, stdin closed, in its own process group so a timeout kills bench's
+/// children too.
+#[derive(Debug, Clone)]
+pub struct LocalBench {
+    bench_bin: String,
+    bench_path: PathBuf,
+}
+
+impl LocalBench {
+    /// A driver for the bench at `bench_path`, run as `bench_bin`.
+    pub fn new(bench_bin: impl Into<String>, bench_path: impl Into<PathBuf>) -> Self {
+        Self {
+            bench_bin: bench_bin.into(),
+            bench_path: bench_path.into(),
+        }
+    }
+}
+
+/// Reads `reader` and sends every segment ended by `\n` or `\r` as a line.
+async fn pump(
+    mut reader: impl AsyncRead + Unpin,
+    channel: Channel,
+    command: CommandLine,
+    lines: mpsc::UnboundedSender<Line>,
+) -> Vec<Line> {
+    let mut tail = Tail::new(40);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let emit = |bytes: &[u8], tail: &mut Tail| {
+        let text = command.scrub(String::from_utf8_lossy(bytes).trim_end());
+        if text.is_empty() {
+            return;
+        }
+        let line = Line { channel, text };
+        let _ = lines.send(line.clone());
+        tail.push(line);
+    };
+    loop {
+        let n = match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for byte in &buffer[..n] {
+            if *byte == b'\n' || *byte == b'\r' {
+                emit(&pending, &mut tail);
+                pending.clear();
+            } else {
+                pending.push(*byte);
+            }
+        }
+    }
+    emit(&pending, &mut tail);
+    tail.into_vec()
+}
+
+impl Bench for LocalBench {
+    async fn run(
+        &self,
+        command: &CommandLine,
+        timeout: Duration,
+        lines: mpsc::UnboundedSender<Line>,
+    ) -> Result<Finished, Error> {
+        let shown = command.to_string();
+        let program = if command.program() == "bench" {
+            self.bench_bin.as_str()
+        } else {
+            command.program()
+        };
+        let mut child = Command::new(program)
+            .args(command.expose_args())
+            .current_dir(&self.bench_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::NotStarted {
+                command: shown.clone(),
+                reason: format!(
+                    "{e} (program {program:?}, folder {})",
+                    self.bench_path.display()
+                ),
+            })?;
+        let group = child.id().map(|id| Pid::from_raw(id as i32));
+        let stdout = child
+            .stdout
+            .take()
+            .map(|out| tokio::spawn(pump(out, Channel::Stdout, command.clone(), lines.clone())));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(pump(err, Channel::Stderr, command.clone(), lines.clone())));
+        tracing::debug!(command = %shown, "bench command started");
+
+        let status = match tokio::time::timeout(timeout, child.wait()).await {
+            Ok(status) => status.map_err(|e| Error::Lost {
+                command: shown.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(_) => {
+                // The whole group: bench re-executes python, which may spawn more.
+                if let Some(group) = group {
+                    let _ = killpg(group, Signal::SIGKILL);
+                }
+                let _ = child.kill().await;
+                return Err(Error::TimedOut {
+                    command: shown,
+                    timeout,
+                });
+            }
+        };
+        let mut tail = Vec::new();
+        for pump in [stdout, stderr].into_iter().flatten() {
+            tail.extend(pump.await.unwrap_or_default());
+        }
+        match status.code() {
+            Some(exit_code) => Ok(Finished { exit_code, tail }),
+            None => Err(Error::Lost {
+                command: shown,
+                reason: format!("killed by a signal ({status})"),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrets::SecretString;
+
+    fn collect(mut rx: mpsc::UnboundedReceiver<Line>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(line) = rx.try_recv() {
+            out.push(line.text);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn streams_lines_split_on_carriage_returns_and_scrubs_secrets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bench = LocalBench::new("bench", dir.path());
+        let secret = SecretString::from("hunter22");
+        let command = CommandLine::new("sh")
+            .args(["-c", r#"printf 'Updating [==  ] 10%%\rUpdating [====] 100%%\n'; echo "pw=$2" >&2; pwd; exit 3"#, "sh"])
+            .secret("--password", &secret);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let finished = bench
+            .run(&command, Duration::from_secs(10), tx)
+            .await
+            .expect("runs");
+        assert_eq!(finished.exit_code, 3);
+        let lines = collect(rx);
+        assert!(
+            lines.contains(&"Updating [==  ] 10%".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"Updating [====] 100%".to_string()),
+            "{lines:?}"
+        );
+        assert!(lines.contains(&"pw=***".to_string()), "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l.ends_with(
+                &dir.path()
+                    .file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .to_string()
+            )),
+            "runs in the bench folder: {lines:?}"
+        );
+        assert!(finished.mentions("pw=***"));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("survived");
+        let bench = LocalBench::new("bench", dir.path());
+        let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let command = CommandLine::new("sh").args(["-c", &script]);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let started = std::time::Instant::now();
+        let error = bench
+            .run(&command, Duration::from_millis(300), tx)
+            .await
+            .expect_err("times out");
+        assert!(matches!(error, Error::TimedOut { .. }), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            !marker.exists(),
+            "a child of the killed command kept running"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_reported_not_started() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bench = LocalBench::new("/nonexistent/bench", dir.path());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let error = bench
+            .run(&CommandLine::bench(["version"]), Duration::from_secs(5), tx)
+            .await
+            .expect_err("no program");
+        assert!(matches!(error, Error::NotStarted { .. }), "{error}");
+        assert!(error.to_string().contains("bench version"));
+    }
+}
