@@ -192,6 +192,39 @@ impl Harness {
         })
     }
 
+    /// A bench folder for the emulator: `frappe_user` set (tests run as root), apps
+    /// `frappe` and `erpnext`, and `emulator` as `emulator.json` (faults, delay).
+    pub fn bench_folder(&self, emulator: serde_json::Value) -> PathBuf {
+        let root = self.dir.path().join("frappe-bench");
+        std::fs::create_dir_all(root.join("sites")).expect("bench folder");
+        std::fs::write(
+            root.join("sites/common_site_config.json"),
+            r#"{"frappe_user": "frappe", "db_host": "127.0.0.1", "db_port": 3306}"#,
+        )
+        .expect("common config");
+        std::fs::write(root.join("sites/apps.txt"), "frappe\nerpnext\n").expect("apps.txt");
+        std::fs::write(root.join("emulator.json"), emulator.to_string()).expect("emulator.json");
+        root
+    }
+
+    /// Runs the real site step in this process, bench being the emulator in `root`.
+    pub fn start_site_step(&mut self, root: &std::path::Path, concurrency: usize) {
+        let config = step_runtime::config_from(self.lookup()).expect("runtime config");
+        let bench =
+            bench::local::LocalBench::new(binary("bench-emulator").display().to_string(), root);
+        let settings = site_step::Settings {
+            apps: vec!["erpnext".into()],
+            concurrency,
+            command_timeout: Duration::from_secs(60),
+        };
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            step_runtime::run(site_step::SiteStep::new(bench, settings), config, stop)
+                .await
+                .expect("site-step");
+        }));
+    }
+
     /// Starts the real db-step plus scripted services for positions 2-4; returns
     /// their shared journal.
     pub fn start_steps(&mut self, behaviours: &[(&str, Behaviour)]) -> Journal {
@@ -430,7 +463,16 @@ pub fn binary(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "-p", "orchestrator", "-p", "db-step"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "orchestrator",
+                "-p",
+                "db-step",
+                "-p",
+                "bench-emulator",
+            ])
             .stdout(Stdio::null())
             .status()
             .expect("cargo build");

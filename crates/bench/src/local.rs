@@ -31,6 +31,17 @@ impl LocalBench {
     }
 }
 
+/// Kills a process group when dropped, unless disarmed.
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+}
+
 /// Reads `reader` and sends every segment ended by `\n` or `\r` as a line.
 async fn pump(
     mut reader: impl AsyncRead + Unpin,
@@ -98,6 +109,9 @@ impl Bench for LocalBench {
                 ),
             })?;
         let group = child.id().map(|id| Pid::from_raw(id as i32));
+        // If this future is dropped (the step was cancelled or timed out higher up),
+        // the whole process group goes with it: no orphan bench keeps running.
+        let mut guard = GroupGuard(group);
         let stdout = child
             .stdout
             .take()
@@ -125,6 +139,7 @@ impl Bench for LocalBench {
                 });
             }
         };
+        guard.0 = None;
         let mut tail = Vec::new();
         for pump in [stdout, stderr].into_iter().flatten() {
             tail.extend(pump.await.unwrap_or_default());

@@ -1,0 +1,460 @@
+//! The site step: the tenant's Frappe site, made with bench exactly as
+//! `../shared/frappe-facts.md` records it, through the [`bench::Bench`] port (so the same
+//! code runs bench locally or, later, in the frappe_docker backend container).
+//!
+//! Effect, in order: record a claim (`sites/.provisioning/<site>/<saga_id>`), then
+//! `bench new-site <site> --no-setup-db --db-name <db> --db-password <pw>
+//! --admin-password <generated>`, the marker `set-config provisioning_saga_id <saga>`,
+//! `install-app` per app of `FRAPPE_APPS`, `enable-scheduler`, and
+//! `set-config host_name https://<site>`. Only options Frappe v15 has; never `--force`.
+//!
+//! Ownership: a site folder carrying this saga's marker is this saga's, and a retry
+//! finishes what is missing (each later call is idempotent). A folder without the
+//! marker is someone else's: the step fails for good and never touches it, unless this
+//! saga's claim shows that it made the folder itself and stopped before the marker
+//! (then the step fails and the undo archives that residue).
+//!
+//! Undo: move the folder to `sites/archived/<site>-<time>` (what drop-site does with
+//! it), only when it is this saga's. The database and its user are the database step's.
+
+pub mod queue;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bench::{Bench, CommandLine, Finished, Line};
+use contracts::StepCommand;
+use secrets::{ExposeSecret, SecretString};
+use serde_json::json;
+use step_runtime::{Step, StepContext, StepError};
+use tokio::sync::mpsc;
+
+/// Folder (under `sites/`) of the claims that record which saga made which site.
+pub const CLAIMS: &str = ".provisioning";
+
+/// The site step's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Apps installed on each new site (`FRAPPE_APPS`).
+    pub apps: Vec<String>,
+    /// `new-site` runs at once (`SITE_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Longest any single bench call may take.
+    pub command_timeout: Duration,
+}
+
+/// The `site` step over any [`Bench`].
+pub struct SiteStep<B> {
+    bench: B,
+    settings: Settings,
+    queue: queue::Queue,
+    /// The same site twice at once fails with misleading errors: one at a time.
+    site_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// What a bench call showed.
+struct Outcome {
+    finished: Finished,
+}
+
+impl<B: Bench> SiteStep<B> {
+    /// A site step running bench through `bench`.
+    pub fn new(bench: B, settings: Settings) -> Self {
+        Self {
+            queue: queue::Queue::new(settings.concurrency),
+            bench,
+            settings,
+            site_locks: Default::default(),
+        }
+    }
+
+    fn lock_for(&self, site: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.site_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(site.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Runs a command, forwarding its lines as progress with `percent` (within the step).
+    async fn run(
+        &self,
+        context: &StepContext,
+        command: CommandLine,
+        percent: (u8, u8),
+    ) -> Result<Outcome, StepError> {
+        tracing::info!(command = %command, "bench");
+        let (tx, mut rx) = mpsc::unbounded_channel::<Line>();
+        let forward = async {
+            while let Some(line) = rx.recv().await {
+                let within = progress_percent(&line.text)
+                    .map(|p| percent.0 + ((percent.1 - percent.0) as u32 * p as u32 / 100) as u8);
+                context.output(line.text, within.or(Some(percent.0))).await;
+            }
+        };
+        let (result, ()) = tokio::join!(
+            self.bench.run(&command, self.settings.command_timeout, tx),
+            forward
+        );
+        match result {
+            Ok(finished) => Ok(Outcome { finished }),
+            Err(bench::Error::NotStarted { command, reason }) => Err(StepError::transient(
+                "bench_unavailable",
+                format!("`{command}` could not start: {reason}"),
+            )),
+            Err(e) => Err(StepError::transient("bench_failed", e.to_string())),
+        }
+    }
+
+    /// Runs a plain file command quietly (no progress lines).
+    async fn quiet(&self, command: CommandLine) -> Result<Finished, StepError> {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        self.bench
+            .run(&command, self.settings.command_timeout, tx)
+            .await
+            .map_err(|e| StepError::transient("bench_unavailable", e.to_string()))
+    }
+
+    async fn site_config(&self, site: &str) -> Result<Option<serde_json::Value>, StepError> {
+        let finished = self
+            .quiet(
+                CommandLine::new("cat").args([format!("sites/{site}/site_config.json").as_str()]),
+            )
+            .await?;
+        if finished.exit_code != 0 {
+            return Ok(None);
+        }
+        let text: String = finished
+            .tail
+            .iter()
+            .filter(|l| l.channel == bench::Channel::Stdout)
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        Ok(Some(
+            serde_json::from_str(&text).unwrap_or_else(|_| json!({})),
+        ))
+    }
+
+    async fn folder_exists(&self, site: &str) -> Result<bool, StepError> {
+        Ok(self
+            .quiet(CommandLine::new("ls").args(["-d", format!("sites/{site}").as_str()]))
+            .await?
+            .exit_code
+            == 0)
+    }
+
+    async fn claimed(&self, site: &str, saga: &str) -> Result<bool, StepError> {
+        Ok(self
+            .quiet(
+                CommandLine::new("ls")
+                    .args(["-d", format!("sites/{CLAIMS}/{site}/{saga}").as_str()]),
+            )
+            .await?
+            .exit_code
+            == 0)
+    }
+
+    async fn expect_ok(
+        &self,
+        context: &StepContext,
+        command: CommandLine,
+        percent: (u8, u8),
+    ) -> Result<(), StepError> {
+        let shown = command.to_string();
+        let outcome = self.run(context, command, percent).await?;
+        classify(&shown, &outcome.finished)
+    }
+}
+
+/// Percent from a bench progress line such as `Updating DocTypes for erpnext : [===] 42%`.
+fn progress_percent(line: &str) -> Option<u8> {
+    let digits = line
+        .trim_end()
+        .strip_suffix('%')?
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()?;
+    digits.parse::<u8>().ok().filter(|p| *p <= 100)
+}
+
+/// Turns a finished bench call into the step's policy.
+fn classify(command: &str, finished: &Finished) -> Result<(), StepError> {
+    if finished.exit_code == 0 {
+        return Ok(());
+    }
+    let detail = finished.summary(3);
+    if finished.exit_code == 2 {
+        // A usage error: this bench does not take what we sent. Retrying cannot help.
+        return Err(StepError::permanent(
+            "bench_usage",
+            format!("`{command}` was refused by bench: {detail}"),
+        ));
+    }
+    if finished.mentions("Could not find app") {
+        return Err(StepError::permanent(
+            "app_not_found",
+            format!("{detail} (check FRAPPE_APPS)"),
+        ));
+    }
+    if finished.mentions("Access denied for user") {
+        return Err(StepError::permanent(
+            "database_access_denied",
+            format!("bench could not log in to the tenant database: {detail}"),
+        ));
+    }
+    if finished.mentions("You should not run this command as root") {
+        return Err(StepError::permanent(
+            "bench_as_root",
+            "bench refuses to run as root: run the step as the bench user (frappe_user)"
+                .to_string(),
+        ));
+    }
+    if finished.mentions("Aborted!") {
+        return Err(StepError::permanent(
+            "bench_prompted",
+            format!("`{command}` asked a question without a terminal and aborted"),
+        ));
+    }
+    Err(StepError::transient(
+        "bench_error",
+        format!("`{command}` failed (exit {}): {detail}", finished.exit_code),
+    ))
+}
+
+fn database_credentials(
+    command: &StepCommand,
+    context: &StepContext,
+) -> Result<(String, SecretString), StepError> {
+    let database = command.outputs.get("database").ok_or_else(|| {
+        StepError::permanent("missing_input", "the database step's output is missing")
+    })?;
+    let name = database
+        .get("db_name")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| {
+            StepError::permanent(
+                "missing_input",
+                "db_name missing from the database step's output",
+            )
+        })?;
+    let sealed = database
+        .get("db_password")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| {
+            StepError::permanent(
+                "missing_input",
+                "db_password missing from the database step's output",
+            )
+        })?;
+    let password = context
+        .secrets()
+        .open(&contracts::Sealed(sealed.to_string()))
+        .map_err(|e| StepError::permanent("sealed_secret", e.to_string()))?;
+    Ok((name.to_string(), password))
+}
+
+impl<B: Bench> Step for SiteStep<B> {
+    fn name(&self) -> &str {
+        "site"
+    }
+
+    async fn execute(
+        &self,
+        command: &StepCommand,
+        context: &StepContext,
+    ) -> Result<serde_json::Value, StepError> {
+        let site = command.tenant.site_name.clone();
+        let saga = command.saga_id.to_string();
+        let lock = self.lock_for(&site);
+        let _one_at_a_time = lock.lock().await;
+
+        let marker_ok = match self.site_config(&site).await? {
+            Some(config)
+                if config.get("provisioning_saga_id").and_then(|v| v.as_str())
+                    == Some(saga.as_str()) =>
+            {
+                true
+            }
+            Some(_) | None if self.folder_exists(&site).await? => {
+                if self.claimed(&site, &saga).await? {
+                    return Err(StepError::permanent(
+                        "site_incomplete",
+                        format!("an earlier attempt of this signup stopped while creating {site}; the rollback archives what it left"),
+                    ));
+                }
+                return Err(StepError::permanent("site_conflict", format!("a site folder {site} already exists and is not this signup's; it was left untouched")));
+            }
+            _ => false,
+        };
+
+        let admin_password = secrets::generate_password(24);
+        if !marker_ok {
+            let (db_name, db_password) = database_credentials(command, context)?;
+            let place = self
+                .queue
+                .enter(command.saga_id, |in_line| {
+                    let context = context.clone();
+                    let limit = self.settings.concurrency;
+                    tokio::spawn(async move {
+                        context.output(format!("Queued: place {in_line} in line (at most {limit} sites are created at once)"), Some(0)).await;
+                    });
+                })
+                .await;
+            self.quiet(
+                CommandLine::new("mkdir")
+                    .args(["-p", format!("sites/{CLAIMS}/{site}/{saga}").as_str()]),
+            )
+            .await
+            .and_then(|f| {
+                if f.exit_code == 0 {
+                    Ok(())
+                } else {
+                    Err(StepError::transient(
+                        "bench_unavailable",
+                        format!("cannot record the claim on {site}: {}", f.summary(2)),
+                    ))
+                }
+            })?;
+            let new_site =
+                CommandLine::bench(["new-site", &site, "--no-setup-db", "--db-name", &db_name])
+                    .secret("--db-password", &db_password)
+                    .secret("--admin-password", &admin_password);
+            let shown = new_site.to_string();
+            let outcome = self.run(context, new_site, (0, 40)).await?;
+            drop(place);
+            if outcome.finished.exit_code != 0 {
+                // new-site leaves residue on failure; retrying on it cannot work, so the
+                // saga rolls back (the undo archives it) unless bench itself was missing.
+                return Err(match classify(&shown, &outcome.finished) {
+                    Err(StepError::Transient { code, message }) => {
+                        StepError::permanent(&code, message)
+                    }
+                    Err(e) => e,
+                    Ok(()) => StepError::permanent("bench_error", "new-site failed".to_string()),
+                });
+            }
+            self.expect_ok(
+                context,
+                CommandLine::bench(["--site", &site, "set-config", "provisioning_saga_id", &saga]),
+                (40, 41),
+            )
+            .await?;
+        } else {
+            context
+                .output(
+                    format!("Site {site} is this signup's: finishing what is missing"),
+                    Some(40),
+                )
+                .await;
+        }
+
+        let apps = self.settings.apps.clone();
+        let span = 50 / apps.len().max(1) as u8;
+        for (i, app) in apps.iter().enumerate() {
+            let start = 41 + span * i as u8;
+            context
+                .output(format!("Installing {app} on {site}"), Some(start))
+                .await;
+            self.expect_ok(
+                context,
+                CommandLine::bench(["--site", &site, "install-app", app]),
+                (start, start + span),
+            )
+            .await?;
+        }
+        self.expect_ok(
+            context,
+            CommandLine::bench(["--site", &site, "enable-scheduler"]),
+            (92, 95),
+        )
+        .await?;
+        self.expect_ok(
+            context,
+            CommandLine::bench([
+                "--site",
+                &site,
+                "set-config",
+                "host_name",
+                &format!("https://{site}"),
+            ]),
+            (95, 100),
+        )
+        .await?;
+
+        Ok(json!({
+            "site_name": site,
+            "apps": apps,
+            // Administrator's password, for operators; the tenant uses its own account.
+            "administrator_password": if marker_ok { serde_json::Value::Null } else { json!(context.secrets().seal(admin_password.expose_secret()).0) },
+        }))
+    }
+
+    async fn compensate(
+        &self,
+        command: &StepCommand,
+        context: &StepContext,
+    ) -> Result<(), StepError> {
+        let site = command.tenant.site_name.clone();
+        let saga = command.saga_id.to_string();
+        let lock = self.lock_for(&site);
+        let _one_at_a_time = lock.lock().await;
+
+        let marked = self.site_config(&site).await?.and_then(|c| {
+            c.get("provisioning_saga_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        });
+        let ours = marked.as_deref() == Some(saga.as_str())
+            || (marked.is_none() && self.claimed(&site, &saga).await?);
+        if ours && self.folder_exists(&site).await? {
+            let archived = format!(
+                "sites/archived/{site}-{}",
+                chrono::Utc::now().format("%Y%m%d%H%M%S")
+            );
+            for step in [
+                CommandLine::new("mkdir").args(["-p", "sites/archived"]),
+                CommandLine::new("mv").args([format!("sites/{site}").as_str(), archived.as_str()]),
+            ] {
+                let shown = step.to_string();
+                let finished = self.quiet(step).await?;
+                if finished.exit_code != 0 {
+                    return Err(StepError::transient(
+                        "archive_failed",
+                        format!("`{shown}` failed: {}", finished.summary(2)),
+                    ));
+                }
+            }
+            context
+                .output(format!("Moved {site} to {archived}"), None)
+                .await;
+        } else if self.folder_exists(&site).await? {
+            context
+                .output(
+                    format!("Site {site} is not this signup's: left untouched"),
+                    None,
+                )
+                .await;
+        }
+        // The claim goes last: until then a retry still knows the residue is ours.
+        let claim = format!("sites/{CLAIMS}/{site}/{saga}");
+        self.quiet(CommandLine::new("rm").args(["-rf", claim.as_str()]))
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_progress_percentages() {
+        assert_eq!(
+            progress_percent("Updating DocTypes for erpnext : [====    ] 42%"),
+            Some(42)
+        );
+        assert_eq!(progress_percent("Installing erpnext..."), None);
+        assert_eq!(progress_percent("100%"), Some(100));
+    }
+}
