@@ -225,6 +225,23 @@ impl Harness {
         }));
     }
 
+    /// Runs the real admin user step in this process, bench being the emulator in `root`.
+    pub fn start_user_step(&mut self, root: &std::path::Path) {
+        let config = step_runtime::config_from(self.lookup()).expect("runtime config");
+        let bench =
+            bench::local::LocalBench::new(binary("bench-emulator").display().to_string(), root);
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            step_runtime::run(
+                user_step::UserStep::new(bench, Duration::from_secs(60)),
+                config,
+                stop,
+            )
+            .await
+            .expect("user-step");
+        }));
+    }
+
     /// Starts the real db-step plus scripted services for positions 2-4; returns
     /// their shared journal.
     pub fn start_steps(&mut self, behaviours: &[(&str, Behaviour)]) -> Journal {

@@ -26,17 +26,25 @@ fn archived(root: &Path, site: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn start_rest(h: &mut Harness, failing: Option<&str>) -> Journal {
+/// The real user step, and a scripted registration (failing on request).
+fn start_rest(h: &mut Harness, root: &Path, registration_fails: bool) -> Journal {
     let journal = Journal::default();
-    for name in ["admin_user", "registration"] {
-        let behaviour = if Some(name) == failing {
-            Behaviour::fail()
-        } else {
-            Behaviour::default()
-        };
-        h.start_scripted(ScriptedStep::new(name, behaviour, journal.clone()));
-    }
+    h.start_user_step(root);
+    let behaviour = if registration_fails {
+        Behaviour::fail()
+    } else {
+        Behaviour::default()
+    };
+    h.start_scripted(ScriptedStep::new(
+        "registration",
+        behaviour,
+        journal.clone(),
+    ));
     journal
+}
+
+fn users(root: &Path, site: &str) -> serde_json::Value {
+    read(&root.join(format!("sites/{site}/emulator/users.json")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +54,7 @@ async fn a_signup_gets_a_marked_site_on_its_own_database() {
     h.start_orchestrator();
     h.start_db_step();
     h.start_site_step(&root, 2);
-    start_rest(&mut h, None);
+    start_rest(&mut h, &root, false);
     let id = Uuid::new_v4();
     let subdomain = h.subdomain("site");
     h.publish_signup(&h.signup(id, &subdomain)).await;
@@ -87,6 +95,34 @@ async fn a_signup_gets_a_marked_site_on_its_own_database() {
     );
     assert!(!log.contains("--force") && !log.contains("--mariadb-user-host-login-scope"));
 
+    // The System Manager exists, and the keys the client gets are the ones that work.
+    let user = &users(&root, &site)["admin@test.com"];
+    assert!(user["roles"]
+        .as_array()
+        .expect("roles")
+        .contains(&serde_json::json!("System Manager")));
+    assert_eq!(
+        (user["first_name"].as_str(), user["last_name"].as_str()),
+        (Some("Test"), Some("Admin"))
+    );
+    let result = timeline
+        .last()
+        .and_then(|e| e.result.clone())
+        .expect("result");
+    assert_eq!(result["api_key"], user["api_key"]);
+    let secret = h
+        .key
+        .open(&contracts::Sealed(
+            result["api_secret"]
+                .as_str()
+                .expect("sealed secret")
+                .to_string(),
+        ))
+        .expect("opens");
+    use secrets::ExposeSecret;
+    assert_eq!(Some(secret.expose_secret()), user["api_secret"].as_str());
+    assert!(!text.contains(secret.expose_secret()) && !text.contains("TestPass123!"));
+
     tests::drop_tenant(&db_step::database_name(&subdomain)).await;
     h.finish().await;
 }
@@ -102,7 +138,7 @@ async fn a_failed_app_install_archives_the_site_and_drops_the_database() {
     h.start_orchestrator();
     h.start_db_step();
     h.start_site_step(&root, 2);
-    start_rest(&mut h, None);
+    start_rest(&mut h, &root, false);
     let id = Uuid::new_v4();
     h.publish_signup(&h.signup(id, &subdomain)).await;
     assert_eq!(h.wait_terminal(id, 60).await, SagaStatus::RolledBack);
@@ -132,14 +168,23 @@ async fn a_failure_after_the_site_archives_it_too() {
     h.start_orchestrator();
     h.start_db_step();
     h.start_site_step(&root, 2);
-    start_rest(&mut h, Some("registration"));
+    start_rest(&mut h, &root, true);
     let id = Uuid::new_v4();
     let subdomain = h.subdomain("latefail");
     h.publish_signup(&h.signup(id, &subdomain)).await;
     assert_eq!(h.wait_terminal(id, 60).await, SagaStatus::RolledBack);
     let site = format!("{subdomain}.example.test");
     assert!(!root.join(format!("sites/{site}")).exists());
-    assert_eq!(archived(&root, &site).len(), 1);
+    let archives = archived(&root, &site);
+    assert_eq!(archives.len(), 1);
+    let users = read(&root.join(format!(
+        "sites/archived/{}/emulator/users.json",
+        archives[0]
+    )));
+    assert!(
+        users.get("admin@test.com").is_none(),
+        "the admin user was removed before the site was archived: {users}"
+    );
     assert_eq!(
         mariadb_has(&db_step::database_name(&subdomain)).await,
         (false, false)
@@ -163,7 +208,7 @@ async fn a_foreign_site_folder_is_left_untouched() {
     h.start_orchestrator();
     h.start_db_step();
     h.start_site_step(&root, 2);
-    start_rest(&mut h, None);
+    start_rest(&mut h, &root, false);
     let id = Uuid::new_v4();
     h.publish_signup(&h.signup(id, &subdomain)).await;
     assert_eq!(h.wait_terminal(id, 60).await, SagaStatus::RolledBack);

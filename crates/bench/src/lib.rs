@@ -154,6 +154,80 @@ impl Finished {
     }
 }
 
+impl Finished {
+    /// What the command printed on stdout (its last lines), joined by newlines.
+    pub fn stdout(&self) -> String {
+        self.tail
+            .iter()
+            .filter(|l| l.channel == Channel::Stdout)
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Reads a finished bench call the way Frappe reports: exit 0 is success, exit 2 a
+    /// usage error, exit 1 anything else, told apart by its message.
+    pub fn verdict(&self, command: &str) -> Result<(), Failure> {
+        if self.exit_code == 0 {
+            return Ok(());
+        }
+        let detail = self.summary(3);
+        let permanent = |code, message: String| {
+            Err(Failure {
+                code,
+                message,
+                permanent: true,
+            })
+        };
+        if self.exit_code == 2 {
+            return permanent(
+                "bench_usage",
+                format!("`{command}` was refused by bench: {detail}"),
+            );
+        }
+        if self.mentions("Could not find app") {
+            return permanent("app_not_found", format!("{detail} (check FRAPPE_APPS)"));
+        }
+        if self.mentions("Access denied for user") {
+            return permanent(
+                "database_access_denied",
+                format!("bench could not log in to the tenant database: {detail}"),
+            );
+        }
+        if self.mentions("You should not run this command as root") {
+            return permanent(
+                "bench_as_root",
+                "bench refuses to run as root: run it as the bench user (frappe_user)".into(),
+            );
+        }
+        if self.mentions("Aborted!") {
+            return permanent(
+                "bench_prompted",
+                format!("`{command}` asked a question without a terminal and aborted"),
+            );
+        }
+        if self.mentions("does not exist!") {
+            return permanent("site_missing", detail);
+        }
+        Err(Failure {
+            code: "bench_error",
+            message: format!("`{command}` failed (exit {}): {detail}", self.exit_code),
+            permanent: false,
+        })
+    }
+}
+
+/// A failed bench call, classified: `permanent` when retrying cannot help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Machine-readable code.
+    pub code: &'static str,
+    /// For people; scrubbed of secrets.
+    pub message: String,
+    /// Whether retrying cannot help.
+    pub permanent: bool,
+}
+
 /// Why a command could not run to an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

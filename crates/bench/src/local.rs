@@ -49,7 +49,8 @@ async fn pump(
     command: CommandLine,
     lines: mpsc::UnboundedSender<Line>,
 ) -> Vec<Line> {
-    let mut tail = Tail::new(40);
+    // Enough for a site_config.json read with `cat`, and a traceback's end.
+    let mut tail = Tail::new(200);
     let mut pending: Vec<u8> = Vec::new();
     let mut buffer = [0u8; 8192];
     let emit = |bytes: &[u8], tail: &mut Tail| {

@@ -274,7 +274,13 @@ fn python_list(text: &str) -> Option<Vec<String>> {
         }
         let Some(quote) = chars.next() else { break };
         if quote != '\'' && quote != '"' {
-            return None;
+            // A bare token: None, a number, True/False.
+            let mut token = String::from(quote);
+            while chars.peek().is_some_and(|c| *c != ',') {
+                token.push(chars.next()?);
+            }
+            items.push(token.trim().to_string());
+            continue;
         }
         let mut item = String::new();
         loop {
@@ -338,6 +344,25 @@ pub fn execute(bench: &Bench, site: &str, p: Parsed) -> u8 {
             user["api_secret"] = json!(secret);
             save_users(bench, site, users);
             json!({ "api_secret": secret })
+        }
+        "frappe.db.set_value" if arg(0) == "User" => {
+            let Some(user) = users.get_mut(arg(1)) else {
+                return does_not_exist(&format!("User {}", arg(1)));
+            };
+            let value = match arg(3) {
+                "None" => Value::Null,
+                "0" | "False" => json!(false),
+                "1" | "True" => json!(true),
+                other => json!(other),
+            };
+            let field = if arg(2) == "enabled" {
+                "enabled"
+            } else {
+                arg(2)
+            };
+            user[field] = value;
+            save_users(bench, site, users);
+            Value::Null
         }
         "frappe.delete_doc" if arg(0) == "User" => {
             if ["Administrator", "Guest"].contains(&arg(1)) {
@@ -451,5 +476,9 @@ mod tests {
         );
         assert_eq!(super::python_list("[]"), Some(vec![]));
         assert_eq!(super::python_list("User"), None);
+        assert_eq!(
+            super::python_list("['User', 'a@b.co', 'api_key', None]").map(|v| v[3].clone()),
+            Some("None".to_string())
+        );
     }
 }

@@ -125,15 +125,8 @@ impl<B: Bench> SiteStep<B> {
         if finished.exit_code != 0 {
             return Ok(None);
         }
-        let text: String = finished
-            .tail
-            .iter()
-            .filter(|l| l.channel == bench::Channel::Stdout)
-            .map(|l| l.text.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
         Ok(Some(
-            serde_json::from_str(&text).unwrap_or_else(|_| json!({})),
+            serde_json::from_str(&finished.stdout()).unwrap_or_else(|_| json!({})),
         ))
     }
 
@@ -180,46 +173,13 @@ fn progress_percent(line: &str) -> Option<u8> {
 
 /// Turns a finished bench call into the step's policy.
 fn classify(command: &str, finished: &Finished) -> Result<(), StepError> {
-    if finished.exit_code == 0 {
-        return Ok(());
-    }
-    let detail = finished.summary(3);
-    if finished.exit_code == 2 {
-        // A usage error: this bench does not take what we sent. Retrying cannot help.
-        return Err(StepError::permanent(
-            "bench_usage",
-            format!("`{command}` was refused by bench: {detail}"),
-        ));
-    }
-    if finished.mentions("Could not find app") {
-        return Err(StepError::permanent(
-            "app_not_found",
-            format!("{detail} (check FRAPPE_APPS)"),
-        ));
-    }
-    if finished.mentions("Access denied for user") {
-        return Err(StepError::permanent(
-            "database_access_denied",
-            format!("bench could not log in to the tenant database: {detail}"),
-        ));
-    }
-    if finished.mentions("You should not run this command as root") {
-        return Err(StepError::permanent(
-            "bench_as_root",
-            "bench refuses to run as root: run the step as the bench user (frappe_user)"
-                .to_string(),
-        ));
-    }
-    if finished.mentions("Aborted!") {
-        return Err(StepError::permanent(
-            "bench_prompted",
-            format!("`{command}` asked a question without a terminal and aborted"),
-        ));
-    }
-    Err(StepError::transient(
-        "bench_error",
-        format!("`{command}` failed (exit {}): {detail}", finished.exit_code),
-    ))
+    finished.verdict(command).map_err(|f| {
+        if f.permanent {
+            StepError::permanent(f.code, f.message)
+        } else {
+            StepError::transient(f.code, f.message)
+        }
+    })
 }
 
 fn database_credentials(
