@@ -242,6 +242,49 @@ impl Harness {
         }));
     }
 
+    /// Runs the Master site stand-in on a free port; returns its URL and state.
+    pub async fn start_master(&mut self) -> (String, master_standin::Shared) {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(master_standin::Master {
+            site_name: "master.example.test".into(),
+            api_key: "key123".into(),
+            api_secret: "secret456".into(),
+            doctype: "SaaS Tenant".into(),
+            ..Default::default()
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let serving = state.clone();
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                _ = master_standin::serve(listener, serving) => {}
+            }
+        }));
+        (url, state)
+    }
+
+    /// Runs the real registration step in this process against `url`.
+    pub fn start_registry_step(&mut self, url: &str) {
+        let config = step_runtime::config_from(self.lookup()).expect("runtime config");
+        let master = registry_step::Master {
+            url: url.into(),
+            site_name: "master.example.test".into(),
+            api_key: "key123".into(),
+            api_secret: "secret456".to_string().into(),
+            doctype: "SaaS Tenant".into(),
+        };
+        let step = registry_step::RegistryStep::new(master).expect("http client");
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            step_runtime::run(step, config, stop)
+                .await
+                .expect("registry-step");
+        }));
+    }
+
     /// Starts the real db-step plus scripted services for positions 2-4; returns
     /// their shared journal.
     pub fn start_steps(&mut self, behaviours: &[(&str, Behaviour)]) -> Journal {
@@ -480,16 +523,9 @@ pub fn binary(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "orchestrator",
-                "-p",
-                "db-step",
-                "-p",
-                "bench-emulator",
-            ])
+            // The whole workspace, like the outer build: building a subset would unify
+            // features differently and rebuild half the dependency tree every time.
+            .args(["build", "--quiet", "--workspace", "--bins"])
             .stdout(Stdio::null())
             .status()
             .expect("cargo build");
