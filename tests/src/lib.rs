@@ -285,6 +285,32 @@ impl Harness {
         }));
     }
 
+    /// Starts service binary `name` as a process of this world, its output in
+    /// `<name>-<tag>.log` under the world's folder; `extra` adds or overrides variables.
+    pub fn spawn_service(&self, name: &str, tag: &str, extra: &[(&str, String)]) -> std::process::Child {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}-{tag}.log"))).expect("log file");
+        std::process::Command::new(binary(name))
+            .envs(self.env())
+            .env("RUST_LOG", "info")
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} starts: {e}"))
+    }
+
+    /// Everything the services' processes wrote so far.
+    pub fn service_logs(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).expect("dir").flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".log") {
+                all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        all
+    }
+
     /// Starts the real db-step plus scripted services for positions 2-4; returns
     /// their shared journal.
     pub fn start_steps(&mut self, behaviours: &[(&str, Behaviour)]) -> Journal {

@@ -161,6 +161,8 @@ pub fn new_site(bench: &Bench, p: Parsed) -> u8 {
     if let Some(code) = scripted(bench, "new-site", Some(site), None) {
         return code;
     }
+    // For tests: when each new-site ran, to check how many ran at once.
+    let _timeline = RunRecord::start(bench, site);
     let filled = rt.block_on(async {
         sqlx::raw_sql("CREATE TABLE IF NOT EXISTS `tabInstalled Application` (app_name VARCHAR(140) PRIMARY KEY, app_version VARCHAR(140))")
             .execute(&mut conn)
@@ -180,6 +182,33 @@ pub fn new_site(bench: &Bench, p: Parsed) -> u8 {
     let _ = write_json(&emulator_file(bench, site, "apps.json"), &json!(["frappe"]));
     say("*** Scheduler is disabled ***");
     0
+}
+
+/// Appends `start`/`end` lines with milliseconds to `logs/new-site-runs.log`.
+struct RunRecord {
+    path: PathBuf,
+    site: String,
+}
+
+impl RunRecord {
+    fn start(bench: &Bench, site: &str) -> Self {
+        let record = Self { path: bench.root.join("logs/new-site-runs.log"), site: site.to_string() };
+        record.write("start");
+        record
+    }
+
+    fn write(&self, what: &str) {
+        use std::io::Write;
+        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+            let _ = writeln!(file, "{} {what} {}", chrono::Utc::now().timestamp_millis(), self.site);
+        }
+    }
+}
+
+impl Drop for RunRecord {
+    fn drop(&mut self) {
+        self.write("end");
+    }
 }
 
 fn installed_apps(bench: &Bench, site: &str) -> Vec<String> {

@@ -11,8 +11,9 @@ fn main() -> anyhow::Result<()> {
     let admin_url =
         lookup("TENANT_DB_ADMIN_URL").unwrap_or_else(|| "mysql://root@127.0.0.1:3306".into());
     let ledger = lookup("TENANT_DB_LEDGER").unwrap_or_else(|| "saga_provisioning".into());
-    let databases = MariaDb::new(&admin_url, &ledger).context("TENANT_DB_ADMIN_URL")?;
     tokio::runtime::Runtime::new()?.block_on(async {
+        // The pool connects lazily, but needs the runtime to exist.
+        let databases = MariaDb::new(&admin_url, &ledger).context("TENANT_DB_ADMIN_URL")?;
         (|| databases.prepare())
             .retry(
                 ExponentialBuilder::default()
