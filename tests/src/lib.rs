@@ -287,8 +287,14 @@ impl Harness {
 
     /// Starts service binary `name` as a process of this world, its output in
     /// `<name>-<tag>.log` under the world's folder; `extra` adds or overrides variables.
-    pub fn spawn_service(&self, name: &str, tag: &str, extra: &[(&str, String)]) -> std::process::Child {
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}-{tag}.log"))).expect("log file");
+    pub fn spawn_service(
+        &self,
+        name: &str,
+        tag: &str,
+        extra: &[(&str, String)],
+    ) -> std::process::Child {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}-{tag}.log")))
+            .expect("log file");
         std::process::Command::new(binary(name))
             .envs(self.env())
             .env("RUST_LOG", "info")

@@ -36,7 +36,10 @@ impl Drop for Services {
 fn env_for(root: &Path, master_url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("BENCH_DRIVER", "local".into()),
-        ("BENCH_BIN", tests::binary("bench-emulator").display().to_string()),
+        (
+            "BENCH_BIN",
+            tests::binary("bench-emulator").display().to_string(),
+        ),
         ("BENCH_PATH", root.display().to_string()),
         ("FRAPPE_APPS", "erpnext".into()),
         ("SITE_CONCURRENCY", "2".into()),
@@ -48,14 +51,28 @@ fn env_for(root: &Path, master_url: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn start(h: &mut Harness, emulator: serde_json::Value) -> (Services, PathBuf, master_standin::Shared, Vec<(&'static str, String)>) {
+async fn start(
+    h: &mut Harness,
+    emulator: serde_json::Value,
+) -> (
+    Services,
+    PathBuf,
+    master_standin::Shared,
+    Vec<(&'static str, String)>,
+) {
     let root = h.bench_folder(emulator);
     let (url, master) = h.start_master().await;
     let env = env_for(&root, &url);
-    let children = ["orchestrator", "db-step", "site-step", "user-step", "registry-step"]
-        .into_iter()
-        .map(|name| (name.to_string(), h.spawn_service(name, "0", &env)))
-        .collect();
+    let children = [
+        "orchestrator",
+        "db-step",
+        "site-step",
+        "user-step",
+        "registry-step",
+    ]
+    .into_iter()
+    .map(|name| (name.to_string(), h.spawn_service(name, "0", &env)))
+    .collect();
     (Services { children }, root, master, env)
 }
 
@@ -83,27 +100,61 @@ fn max_overlap(root: &Path) -> usize {
 async fn six_signups_at_once_respect_the_site_limit_and_leak_no_secret() {
     let mut h = Harness::new().await;
     let (services, root, master, _) = start(&mut h, serde_json::json!({"delay_ms": 80})).await;
-    let ids: Vec<(Uuid, String)> = (0..6).map(|i| (Uuid::new_v4(), h.subdomain(&format!("six{i}")))).collect();
+    let ids: Vec<(Uuid, String)> = (0..6)
+        .map(|i| (Uuid::new_v4(), h.subdomain(&format!("six{i}"))))
+        .collect();
     for (id, subdomain) in &ids {
         h.publish_signup(&h.signup(*id, subdomain)).await;
     }
     for (id, _) in &ids {
         assert_eq!(h.wait_terminal(*id, 120).await, SagaStatus::Completed);
     }
-    assert_eq!(max_overlap(&root), 2, "SITE_CONCURRENCY=2 new-site runs at once, never more");
+    assert_eq!(
+        max_overlap(&root),
+        2,
+        "SITE_CONCURRENCY=2 new-site runs at once, never more"
+    );
     let mut queued = 0;
     let mut secrets_seen = Vec::new();
     for (id, subdomain) in &ids {
         let timeline = h.timeline(*id, 1).await;
-        queued += timeline.iter().filter(|e| e.message.starts_with("Queued: place")).count();
-        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join(format!("sites/{subdomain}.example.test/site_config.json"))).expect("config")).expect("json");
-        secrets_seen.push(config["db_password"].as_str().expect("db password").to_string());
-        let result = timeline.last().and_then(|e| e.result.clone()).expect("result");
-        let api_secret = h.key.open(&contracts::Sealed(result["api_secret"].as_str().expect("sealed").to_string())).expect("opens");
+        queued += timeline
+            .iter()
+            .filter(|e| e.message.starts_with("Queued: place"))
+            .count();
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                root.join(format!("sites/{subdomain}.example.test/site_config.json")),
+            )
+            .expect("config"),
+        )
+        .expect("json");
+        secrets_seen.push(
+            config["db_password"]
+                .as_str()
+                .expect("db password")
+                .to_string(),
+        );
+        let result = timeline
+            .last()
+            .and_then(|e| e.result.clone())
+            .expect("result");
+        let api_secret = h
+            .key
+            .open(&contracts::Sealed(
+                result["api_secret"].as_str().expect("sealed").to_string(),
+            ))
+            .expect("opens");
         secrets_seen.push(api_secret.expose_secret().to_string());
         let text = serde_json::to_string(&timeline).expect("json");
-        for secret in secrets_seen.iter().chain(["TestPass123!".to_string()].iter()) {
-            assert!(!text.contains(secret.as_str()), "a secret in the progress of {subdomain}");
+        for secret in secrets_seen
+            .iter()
+            .chain(["TestPass123!".to_string()].iter())
+        {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret in the progress of {subdomain}"
+            );
         }
     }
     assert!(queued >= 1, "waiting sagas were told their place in line");
@@ -111,9 +162,18 @@ async fn six_signups_at_once_respect_the_site_limit_and_leak_no_secret() {
 
     // No secret in any log line of any of the five services.
     let logs = h.service_logs();
-    assert!(logs.contains("bench command=bench") || logs.contains("bench new-site"), "the services did log their bench calls");
-    for secret in secrets_seen.iter().chain(["TestPass123!".to_string(), "secret456".to_string()].iter()) {
-        assert!(!logs.contains(secret.as_str()), "a secret in the service logs");
+    assert!(
+        logs.contains("bench command=bench") || logs.contains("bench new-site"),
+        "the services did log their bench calls"
+    );
+    for secret in secrets_seen
+        .iter()
+        .chain(["TestPass123!".to_string(), "secret456".to_string()].iter())
+    {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret in the service logs"
+        );
     }
 
     drop(services);
@@ -126,12 +186,17 @@ async fn six_signups_at_once_respect_the_site_limit_and_leak_no_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn site_step_killed_mid_new_site_and_restarted_ends_the_saga_cleanly() {
     let mut h = Harness::new().await;
-    let (mut services, root, master, env) = start(&mut h, serde_json::json!({"delay_ms": 400})).await;
+    let (mut services, root, master, env) =
+        start(&mut h, serde_json::json!({"delay_ms": 400})).await;
     let id = Uuid::new_v4();
     let subdomain = h.subdomain("killsite");
     h.publish_signup(&h.signup(id, &subdomain)).await;
     let site = format!("{subdomain}.example.test");
-    tests::assert_eventually!(30, "new-site is running", root.join(format!("sites/{site}/site_config.json")).exists());
+    tests::assert_eventually!(
+        30,
+        "new-site is running",
+        root.join(format!("sites/{site}/site_config.json")).exists()
+    );
     services.kill("site-step");
     let restarted = h.spawn_service("site-step", "1", &env);
     services.children.push(("site-step".into(), restarted));
@@ -139,14 +204,28 @@ async fn site_step_killed_mid_new_site_and_restarted_ends_the_saga_cleanly() {
     let status = h.wait_terminal(id, 120).await;
     match status {
         SagaStatus::Completed => {
-            let config = std::fs::read_to_string(root.join(format!("sites/{site}/site_config.json"))).expect("site");
-            assert!(config.contains(&id.to_string()), "a completed saga's site carries its marker");
-            assert_eq!(mariadb_has(&db_step::database_name(&subdomain)).await, (true, true));
+            let config =
+                std::fs::read_to_string(root.join(format!("sites/{site}/site_config.json")))
+                    .expect("site");
+            assert!(
+                config.contains(&id.to_string()),
+                "a completed saga's site carries its marker"
+            );
+            assert_eq!(
+                mariadb_has(&db_step::database_name(&subdomain)).await,
+                (true, true)
+            );
             tests::drop_tenant(&db_step::database_name(&subdomain)).await;
         }
         SagaStatus::RolledBack => {
-            assert!(!root.join(format!("sites/{site}")).exists(), "the half-made site left sites/");
-            assert_eq!(mariadb_has(&db_step::database_name(&subdomain)).await, (false, false));
+            assert!(
+                !root.join(format!("sites/{site}")).exists(),
+                "the half-made site left sites/"
+            );
+            assert_eq!(
+                mariadb_has(&db_step::database_name(&subdomain)).await,
+                (false, false)
+            );
             assert!(master.lock().expect("master").records.is_empty());
         }
         other => panic!("the saga ended {other:?}"),

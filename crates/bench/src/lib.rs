@@ -171,7 +171,8 @@ impl Finished {
         if self.exit_code == 0 {
             return Ok(());
         }
-        let detail = self.summary(3);
+        // The last line is the exception (or bench's message); the traceback above it is noise here.
+        let detail = self.summary(1);
         let permanent = |code, message: String| {
             Err(Failure {
                 code,

@@ -192,15 +192,27 @@ struct RunRecord {
 
 impl RunRecord {
     fn start(bench: &Bench, site: &str) -> Self {
-        let record = Self { path: bench.root.join("logs/new-site-runs.log"), site: site.to_string() };
+        let record = Self {
+            path: bench.root.join("logs/new-site-runs.log"),
+            site: site.to_string(),
+        };
         record.write("start");
         record
     }
 
     fn write(&self, what: &str) {
         use std::io::Write;
-        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
-            let _ = writeln!(file, "{} {what} {}", chrono::Utc::now().timestamp_millis(), self.site);
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            let _ = writeln!(
+                file,
+                "{} {what} {}",
+                chrono::Utc::now().timestamp_millis(),
+                self.site
+            );
         }
     }
 }

@@ -1,13 +1,14 @@
 //! `demo`: provisions "Test Org" end to end and shows a rollback, live, the way a
 //! dashboard following `tenant.progress.<saga_id>` sees it.
 //!
-//! Runs the real orchestrator and the real database step against the NATS and
-//! MariaDB of this machine. Until the Frappe steps land, the site, admin user and
-//! registration positions are served by labelled stand-ins (the test suite's scripted
-//! steps inside the real step runtime); the second signup's site stand-in fails on
-//! purpose so the rollback can be seen.
+//! Starts the five services as processes (orchestrator, db-step, site-step, user-step,
+//! registry-step) against the NATS and MariaDB of this machine. Frappe cannot be
+//! installed here, so bench is the bench EMULATOR (dev/bench-emulator) in a temporary
+//! bench folder and the Master site is its STAND-IN (dev/master-standin). The second
+//! signup's app install fails on purpose (a scripted emulator fault) so the rollback
+//! can be seen.
 //!
-//! `--keep` leaves the demo tenant's database in place afterwards.
+//! `--keep` leaves the demo tenant's database and bench folder in place afterwards.
 
 use std::time::Duration;
 
@@ -15,9 +16,6 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use contracts::{ProgressEvent, SagaStatus, StepStatus, Subjects};
 use futures::StreamExt;
-use secrets::ExposeSecret;
-use tests::{Behaviour, Journal, ScriptedStep};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const BOLD: &str = "\x1b[1m";
@@ -123,6 +121,34 @@ async fn database_state(admin: &sqlx::MySqlPool, name: &str) -> anyhow::Result<(
     Ok((db > 0, user > 0))
 }
 
+/// A service process of the demo; killed when dropped.
+struct Service(std::process::Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(dir: &std::path::Path, name: &str, env: &[(&str, String)]) -> anyhow::Result<Service> {
+    let exe = std::env::current_exe()?.with_file_name(name);
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    let child = std::process::Command::new(&exe)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (build the workspace's binaries first: dev/demo does)",
+                exe.display()
+            )
+        })?;
+    Ok(Service(child))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let keep = std::env::args().any(|a| a == "--keep");
@@ -130,53 +156,62 @@ async fn main() -> anyhow::Result<()> {
     let mysql_url = std::env::var("TENANT_DB_ADMIN_URL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
     let namespace = format!("demo{}", &Uuid::new_v4().simple().to_string()[..6]);
-    let dir = tempfile::tempdir()?;
-    let key = secrets::SecretsKey::generate_base64();
-    let env = [
+    let dir = tempfile::Builder::new().prefix("saga-demo-").tempdir()?;
+    let bench = dir.path().join("frappe-bench");
+    std::fs::create_dir_all(bench.join("sites"))?;
+    std::fs::write(
+        bench.join("sites/common_site_config.json"),
+        r#"{"frappe_user": "frappe", "db_host": "127.0.0.1", "db_port": 3306}"#,
+    )?;
+    std::fs::write(bench.join("sites/apps.txt"), "frappe\nerpnext\n")?;
+    std::fs::write(
+        bench.join("emulator.json"),
+        r#"{"delay_ms": 150, "fail": [{"command": "install-app", "site": "broken-org.localhost"}]}"#,
+    )?;
+    let master_addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        probe.local_addr()?
+    };
+    let env: Vec<(&str, String)> = vec![
         ("NATS_URL", nats_url.clone()),
         ("NATS_NAMESPACE", namespace.clone()),
-        ("SAGA_SECRETS_KEY", key.clone()),
+        ("SAGA_SECRETS_KEY", secrets::SecretsKey::generate_base64()),
         (
             "SAGA_STORE_URL",
             format!("sqlite://{}/orchestrator.db", dir.path().display()),
         ),
         ("PARENT_DOMAIN", "localhost".into()),
+        ("SAGA_RETRY_BASE_MS", "300".into()),
+        ("TENANT_DB_ADMIN_URL", mysql_url.clone()),
+        ("BENCH_DRIVER", "local".into()),
+        (
+            "BENCH_BIN",
+            std::env::current_exe()?
+                .with_file_name("bench-emulator")
+                .display()
+                .to_string(),
+        ),
+        ("BENCH_PATH", bench.display().to_string()),
+        ("FRAPPE_APPS", "erpnext".into()),
+        ("MASTER_STANDIN_ADDR", master_addr.to_string()),
+        ("MASTER_SITE_URL", format!("http://{master_addr}")),
+        ("MASTER_SITE_NAME", "master.localhost".into()),
+        ("MASTER_API_KEY", "demo-key".into()),
+        ("MASTER_API_SECRET", "demo-secret".into()),
     ];
-    let lookup = |k: &str| {
-        env.iter()
-            .find(|(name, _)| *name == k)
-            .map(|(_, v)| v.clone())
-    };
     let subjects = Subjects::new(&namespace);
-    let stop = CancellationToken::new();
 
     println!("{BOLD}Tenant provisioning demo{RESET} {DIM}(NATS {nats_url}, MariaDB {}, namespace {namespace}){RESET}", mysql_url.split('@').next_back().unwrap_or_default());
-    println!("{DIM}  orchestrator and database step: real; site, admin_user, registration: stand-ins until the Frappe steps land{RESET}\n");
-
-    let config = orchestrator::config::from_lookup(lookup)?;
-    let orchestrator = tokio::spawn(orchestrator::run(config, stop.clone()));
-    let databases = db_step::mariadb::MariaDb::new(&mysql_url, "saga_provisioning")?;
-    databases
-        .prepare()
-        .await
-        .context("MariaDB: preparing the ledger")?;
-    let mut services = vec![tokio::spawn(step_runtime::run(
-        db_step::DatabaseStep::new(databases),
-        step_runtime::config_from(lookup)?,
-        stop.clone(),
-    ))];
-    let journal = Journal::default();
-    for name in ["site", "admin_user", "registration"] {
-        let behaviour = Behaviour {
-            fail_subdomain: (name == "site").then(|| "broken-org".to_string()),
-            delay: Duration::from_millis(400),
-            ..Behaviour::default()
-        };
-        services.push(tokio::spawn(step_runtime::run(
-            ScriptedStep::new(name, behaviour, journal.clone()),
-            step_runtime::config_from(lookup)?,
-            stop.clone(),
-        )));
+    println!("{DIM}  five services as processes; bench = the bench EMULATOR in {}, Master site = its STAND-IN; logs in {}{RESET}\n", bench.display(), dir.path().display());
+    let mut services = vec![spawn(dir.path(), "master-standin", &env)?];
+    for name in [
+        "orchestrator",
+        "db-step",
+        "site-step",
+        "user-step",
+        "registry-step",
+    ] {
+        services.push(spawn(dir.path(), name, &env)?);
     }
 
     let client = async_nats::connect(&nats_url).await?;
@@ -200,34 +235,23 @@ async fn main() -> anyhow::Result<()> {
     if end.status == SagaStatus::Completed {
         let result = end.result.clone().unwrap_or_default();
         println!(
-            "\n  {GREEN}{BOLD}Workspace ready{RESET} in {:.1}s: {} (admin {})",
+            "\n  {GREEN}{BOLD}Workspace ready{RESET} in {:.1}s: {} (admin {}, API key {})",
             started.elapsed().as_secs_f64(),
             result["site_url"].as_str().unwrap_or_default(),
-            result["admin_email"].as_str().unwrap_or_default()
+            result["admin_email"].as_str().unwrap_or_default(),
+            result["api_key"].as_str().unwrap_or("-"),
         );
         let (db, user) = database_state(&admin, &db_name).await?;
         println!("  MariaDB: database {db_name} exists: {db}, its user exists: {user}");
-        if let Some(entry) = journal
-            .entries()
-            .into_iter()
-            .find(|e| e.saga_id == first && e.step == "site")
-        {
-            let sealed = contracts::Sealed(
-                entry.outputs["database"]["db_password"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            );
-            let password = secrets::SecretsKey::from_base64(&key)?.open(&sealed)?;
-            let url = format!(
-                "mysql://{db_name}:{}@127.0.0.1:3306/{db_name}",
-                password.expose_secret()
-            );
-            let login = <sqlx::MySqlConnection as sqlx::Connection>::connect(&url)
-                .await
-                .is_ok();
-            println!("  the tenant's user logs in with the (sealed) password handed to the site step: {login}");
-        }
+        let config = std::fs::read_to_string(
+            bench.join(format!("sites/{}/site_config.json", end.site_name)),
+        )
+        .unwrap_or_default();
+        println!(
+            "  site folder sites/{} carries this saga's marker: {}",
+            end.site_name,
+            config.contains(&first.to_string())
+        );
     } else {
         println!(
             "\n  {RED}ended {}{RESET}: {:?}",
@@ -238,7 +262,9 @@ async fn main() -> anyhow::Result<()> {
 
     // 2. A signup whose site step fails: everything made is undone.
     let second = Uuid::new_v4();
-    println!("\n{BOLD}2. Signup for \"Broken Org\"{RESET}, whose site step fails (saga {second})");
+    println!(
+        "\n{BOLD}2. Signup for \"Broken Org\"{RESET}, whose app install fails (saga {second})"
+    );
     publish_signup(&js, &subjects, &serde_json::json!({
         "signup_id": second, "organization_name": "Broken Org", "admin_email": "owner@broken.org",
         "admin_full_name": "Broken Owner", "auth_provider": "google",
@@ -246,24 +272,21 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let end = follow(&js, &subjects, second).await?;
     let (db, user) = database_state(&admin, &db_step::database_name("broken-org")).await?;
+    let site_left = bench.join("sites/broken-org.localhost").exists();
     println!(
-        "\n  {}{BOLD}{}{RESET}: {}; database left: {db}, user left: {user}",
-        if end.status == SagaStatus::RolledBack {
-            YELLOW
-        } else {
-            RED
-        },
+        "\n  {}{BOLD}{}{RESET}: {}\n  database left: {db}, user left: {user}, site folder left in sites/: {site_left} (archived under sites/archived/)",
+        if end.status == SagaStatus::RolledBack { YELLOW } else { RED },
         end.status.as_str(),
         end.error.map(|e| e.message).unwrap_or_default()
     );
 
-    stop.cancel();
-    let _ = orchestrator.await;
-    for service in services {
-        let _ = service.await;
-    }
+    drop(services);
     if keep {
-        println!("\n{DIM}--keep: database {db_name} left in place{RESET}");
+        println!(
+            "\n{DIM}--keep: database {db_name} and {} left in place{RESET}",
+            dir.path().display()
+        );
+        let _ = dir.keep();
     } else {
         sqlx::raw_sql(&format!(
             "DROP DATABASE IF EXISTS `{db_name}`; DROP USER IF EXISTS '{db_name}'@'%';"
