@@ -166,3 +166,41 @@ async fn a_busy_master_is_retried_and_another_signups_record_is_left_alone() {
     tests::drop_tenant(&db_step::database_name(&subdomain)).await;
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_admin_user_undoes_site_and_database_and_registers_nothing() {
+    let mut h = Harness::new().await;
+    let subdomain = h.subdomain("nouser");
+    let site = format!("{subdomain}.example.test");
+    let root = h.bench_folder(serde_json::json!({"delay_ms": 1, "fail": [{"command": "add-system-manager", "site": site}]}));
+    let (url, master) = h.start_master().await;
+    h.start_orchestrator();
+    h.start_db_step();
+    h.start_site_step(&root, 2);
+    h.start_user_step(&root);
+    h.start_registry_step(&url);
+    let id = Uuid::new_v4();
+    h.publish_signup(&h.signup(id, &subdomain)).await;
+    assert_eq!(h.wait_terminal(id, 60).await, SagaStatus::RolledBack);
+    assert_eq!(
+        h.get(id)
+            .await
+            .saga
+            .expect("saga")
+            .error
+            .expect("error")
+            .step
+            .as_deref(),
+        Some("admin_user")
+    );
+    assert!(
+        !root.join(format!("sites/{site}")).exists(),
+        "site archived"
+    );
+    assert_eq!(
+        mariadb_has(&db_step::database_name(&subdomain)).await,
+        (false, false)
+    );
+    assert!(master.lock().expect("master").records.is_empty());
+    h.finish().await;
+}
