@@ -22,6 +22,21 @@ pub struct LocalBench {
 }
 
 impl LocalBench {
+    /// The driver the settings ask for: `BENCH_DRIVER` (only `local` so far), `BENCH_BIN`
+    /// (default `bench`), `BENCH_PATH` (default `/home/frappe/frappe-bench`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let driver = lookup("BENCH_DRIVER").unwrap_or_else(|| "local".into());
+        if driver != "local" {
+            return Err(format!(
+                "BENCH_DRIVER={driver:?} is not available yet: only \"local\""
+            ));
+        }
+        Ok(Self::new(
+            lookup("BENCH_BIN").unwrap_or_else(|| "bench".into()),
+            lookup("BENCH_PATH").unwrap_or_else(|| "/home/frappe/frappe-bench".into()),
+        ))
+    }
+
     /// A driver for the bench at `bench_path`, run as `bench_bin`.
     pub fn new(bench_bin: impl Into<String>, bench_path: impl Into<PathBuf>) -> Self {
         Self {

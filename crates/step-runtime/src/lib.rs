@@ -119,6 +119,29 @@ pub struct RuntimeConfig {
     pub secrets_key: secrets::SecretsKey,
 }
 
+/// Runs a step service as a process: telemetry, settings from the environment, the
+/// step built by `make` inside the Tokio runtime (adapters such as connection pools
+/// need it), then [`run`] until SIGTERM or Ctrl-C.
+pub fn serve_from_env<S, F, Fut>(make: F) -> anyhow::Result<()>
+where
+    S: Step,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<S>>,
+{
+    telemetry::init();
+    let config = config_from(|k| std::env::var(k).ok())?;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let step = make().await?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            telemetry::shutdown_signal().await;
+            trigger.cancel();
+        });
+        run(step, config, shutdown).await
+    })
+}
+
 /// Reads the runtime's settings through `lookup` (the environment in production), so
 /// tests need no environment variables.
 pub fn config_from(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<RuntimeConfig> {

@@ -5,14 +5,11 @@ use backon::{ExponentialBuilder, Retryable};
 use db_step::{mariadb::MariaDb, DatabaseStep};
 
 fn main() -> anyhow::Result<()> {
-    step_runtime::telemetry::init();
-    let lookup = |k: &str| std::env::var(k).ok();
-    let runtime_config = step_runtime::config_from(lookup)?;
-    let admin_url =
-        lookup("TENANT_DB_ADMIN_URL").unwrap_or_else(|| "mysql://root@127.0.0.1:3306".into());
-    let ledger = lookup("TENANT_DB_LEDGER").unwrap_or_else(|| "saga_provisioning".into());
-    tokio::runtime::Runtime::new()?.block_on(async {
-        // The pool connects lazily, but needs the runtime to exist.
+    step_runtime::serve_from_env(|| async {
+        let lookup = |k: &str| std::env::var(k).ok();
+        let admin_url =
+            lookup("TENANT_DB_ADMIN_URL").unwrap_or_else(|| "mysql://root@127.0.0.1:3306".into());
+        let ledger = lookup("TENANT_DB_LEDGER").unwrap_or_else(|| "saga_provisioning".into());
         let databases = MariaDb::new(&admin_url, &ledger).context("TENANT_DB_ADMIN_URL")?;
         (|| databases.prepare())
             .retry(
@@ -23,12 +20,6 @@ fn main() -> anyhow::Result<()> {
             .notify(|e, delay| tracing::warn!(error = %e, ?delay, "MariaDB not ready, retrying"))
             .await
             .context("preparing the database ledger")?;
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let trigger = shutdown.clone();
-        tokio::spawn(async move {
-            step_runtime::telemetry::shutdown_signal().await;
-            trigger.cancel();
-        });
-        step_runtime::run(DatabaseStep::new(databases), runtime_config, shutdown).await
+        Ok(DatabaseStep::new(databases))
     })
 }
