@@ -306,6 +306,38 @@ impl Harness {
             .unwrap_or_else(|e| panic!("{name} starts: {e}"))
     }
 
+    /// The variables the Frappe steps' processes need, for a bench folder `root` and a
+    /// Master stand-in at `master_url` (as [`Harness::start_master`] sets it up).
+    pub fn frappe_env(root: &std::path::Path, master_url: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("BENCH_DRIVER", "local".into()),
+            ("BENCH_BIN", binary("bench-emulator").display().to_string()),
+            ("BENCH_PATH", root.display().to_string()),
+            ("FRAPPE_APPS", "erpnext".into()),
+            ("SITE_CONCURRENCY", "2".into()),
+            ("MASTER_SITE_URL", master_url.into()),
+            ("MASTER_SITE_NAME", "master.example.test".into()),
+            ("MASTER_API_KEY", "key123".into()),
+            ("MASTER_API_SECRET", "secret456".into()),
+        ]
+    }
+
+    /// Starts the five services as processes; they are killed when the returned
+    /// [`Processes`] drops.
+    pub fn spawn_all(&self, env: &[(&str, String)]) -> Processes {
+        let children = [
+            "orchestrator",
+            "db-step",
+            "site-step",
+            "user-step",
+            "registry-step",
+        ]
+        .into_iter()
+        .map(|name| (name.to_string(), self.spawn_service(name, "0", env)))
+        .collect();
+        Processes { children }
+    }
+
     /// Everything the services' processes wrote so far.
     pub fn service_logs(&self) -> String {
         let mut all = String::new();
@@ -500,6 +532,32 @@ impl Harness {
         self.stop_services().await;
         for name in self.subjects.streams() {
             let _ = self.js.delete_stream(&name).await;
+        }
+    }
+}
+
+/// Service processes of a test, killed on drop.
+pub struct Processes {
+    /// `(name, process)`.
+    pub children: Vec<(String, std::process::Child)>,
+}
+
+impl Processes {
+    /// Kills one service with SIGKILL.
+    pub fn kill(&mut self, name: &str) {
+        if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| n == name) {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+        }
+        self.children.retain(|(n, _)| n != name);
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

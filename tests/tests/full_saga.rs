@@ -1,5 +1,6 @@
-//! The whole saga with every real step: db-step (MariaDB), site-step and user-step
-//! (bench emulator), registry-step (Master REST stand-in).
+//! The whole saga with every real step, the five services as processes: db-step
+//! (MariaDB), site-step and user-step (bench emulator), registry-step (Master REST
+//! stand-in), orchestrator.
 
 use std::path::Path;
 
@@ -11,18 +12,24 @@ struct World {
     h: Harness,
     root: std::path::PathBuf,
     master: master_standin::Shared,
+    _services: tests::Processes,
+}
+
+async fn world_with(emulator: serde_json::Value) -> World {
+    let mut h = Harness::new().await;
+    let root = h.bench_folder(emulator);
+    let (url, master) = h.start_master().await;
+    let services = h.spawn_all(&Harness::frappe_env(&root, &url));
+    World {
+        h,
+        root,
+        master,
+        _services: services,
+    }
 }
 
 async fn world() -> World {
-    let mut h = Harness::new().await;
-    let root = h.bench_folder(serde_json::json!({"delay_ms": 1}));
-    let (url, master) = h.start_master().await;
-    h.start_orchestrator();
-    h.start_db_step();
-    h.start_site_step(&root, 2);
-    h.start_user_step(&root);
-    h.start_registry_step(&url);
-    World { h, root, master }
+    world_with(serde_json::json!({"delay_ms": 1})).await
 }
 
 /// The emulator's users of a site folder `site` under `sites` (a `sites/` folder).
@@ -34,7 +41,12 @@ fn users_in(sites: &Path, site: &str) -> Option<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_step_real_the_workspace_is_registered() {
-    let World { h, root, master } = world().await;
+    let World {
+        h,
+        root,
+        master,
+        _services,
+    } = world().await;
     let id = Uuid::new_v4();
     let subdomain = h.subdomain("full");
     h.publish_signup(&h.signup(id, &subdomain)).await;
@@ -74,7 +86,12 @@ async fn every_step_real_the_workspace_is_registered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_registration_undoes_user_site_and_database() {
-    let World { h, root, master } = world().await;
+    let World {
+        h,
+        root,
+        master,
+        _services,
+    } = world().await;
     let subdomain = h.subdomain("refused");
     master
         .lock()
@@ -123,7 +140,12 @@ async fn a_refused_registration_undoes_user_site_and_database() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_master_is_retried_and_another_signups_record_is_left_alone() {
-    let World { h, master, .. } = world().await;
+    let World {
+        h,
+        master,
+        _services,
+        ..
+    } = world().await;
     master.lock().expect("master").fail_next_posts = vec![503, 429];
     let id = Uuid::new_v4();
     let subdomain = h.subdomain("busy");
@@ -169,16 +191,9 @@ async fn a_busy_master_is_retried_and_another_signups_record_is_left_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_admin_user_undoes_site_and_database_and_registers_nothing() {
-    let mut h = Harness::new().await;
-    let subdomain = h.subdomain("nouser");
+    let subdomain = format!("nouser-{}", &Uuid::new_v4().simple().to_string()[..6]);
     let site = format!("{subdomain}.example.test");
-    let root = h.bench_folder(serde_json::json!({"delay_ms": 1, "fail": [{"command": "add-system-manager", "site": site}]}));
-    let (url, master) = h.start_master().await;
-    h.start_orchestrator();
-    h.start_db_step();
-    h.start_site_step(&root, 2);
-    h.start_user_step(&root);
-    h.start_registry_step(&url);
+    let World { h, root, master, _services } = world_with(serde_json::json!({"delay_ms": 1, "fail": [{"command": "add-system-manager", "site": site}]})).await;
     let id = Uuid::new_v4();
     h.publish_signup(&h.signup(id, &subdomain)).await;
     assert_eq!(h.wait_terminal(id, 60).await, SagaStatus::RolledBack);
@@ -201,6 +216,115 @@ async fn a_failed_admin_user_undoes_site_and_database_and_registers_nothing() {
         mariadb_has(&db_step::database_name(&subdomain)).await,
         (false, false)
     );
+    assert!(master.lock().expect("master").records.is_empty());
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_database_stops_the_saga_before_anything_else_is_made() {
+    let World {
+        h,
+        root,
+        master,
+        _services,
+    } = world().await;
+    let subdomain = h.subdomain("dbtaken");
+    let db_name = db_step::database_name(&subdomain);
+    let pool = tests::admin_pool().await;
+    sqlx::raw_sql(&format!("CREATE DATABASE `{db_name}`"))
+        .execute(&pool)
+        .await
+        .expect("foreign database");
+    let id = Uuid::new_v4();
+    h.publish_signup(&h.signup(id, &subdomain)).await;
+    assert_eq!(h.wait_terminal(id, 60).await, SagaStatus::RolledBack);
+    assert_eq!(
+        h.get(id)
+            .await
+            .saga
+            .expect("saga")
+            .error
+            .expect("error")
+            .code,
+        "database_conflict"
+    );
+    assert_eq!(
+        mariadb_has(&db_name).await,
+        (true, false),
+        "the foreign database stays, no user was made"
+    );
+    assert!(!root
+        .join(format!("sites/{subdomain}.example.test"))
+        .exists());
+    assert!(master.lock().expect("master").records.is_empty());
+    sqlx::raw_sql(&format!("DROP DATABASE `{db_name}`"))
+        .execute(&pool)
+        .await
+        .expect("cleanup");
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_site_is_archived_and_a_foreign_site_folder_kept() {
+    let bad = format!("badsite-{}", &Uuid::new_v4().simple().to_string()[..6]);
+    let bad_site = format!("{bad}.example.test");
+    let World {
+        h,
+        root,
+        master,
+        _services,
+    } = world_with(
+        serde_json::json!({"delay_ms": 1, "fail": [{"command": "install-app", "site": bad_site}]}),
+    )
+    .await;
+    let foreign = h.subdomain("theirsite");
+    let foreign_dir = root.join(format!("sites/{foreign}.example.test"));
+    std::fs::create_dir_all(&foreign_dir).expect("foreign site");
+    std::fs::write(
+        foreign_dir.join("site_config.json"),
+        r#"{"db_name": "someone_else"}"#,
+    )
+    .expect("config");
+
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    h.publish_signup(&h.signup(first, &bad)).await;
+    h.publish_signup(&h.signup(second, &foreign)).await;
+    assert_eq!(h.wait_terminal(first, 60).await, SagaStatus::RolledBack);
+    assert_eq!(h.wait_terminal(second, 60).await, SagaStatus::RolledBack);
+
+    assert!(
+        !root.join(format!("sites/{bad_site}")).exists(),
+        "the failed site left sites/"
+    );
+    let archived: Vec<String> = std::fs::read_dir(root.join("sites/archived"))
+        .expect("archive")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        archived.iter().any(|a| a.starts_with(&bad_site)),
+        "{archived:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(foreign_dir.join("site_config.json")).expect("kept"),
+        r#"{"db_name": "someone_else"}"#
+    );
+    assert_eq!(
+        h.get(second)
+            .await
+            .saga
+            .expect("saga")
+            .error
+            .expect("error")
+            .code,
+        "site_conflict"
+    );
+    for subdomain in [&bad, &foreign] {
+        assert_eq!(
+            mariadb_has(&db_step::database_name(subdomain)).await,
+            (false, false)
+        );
+    }
     assert!(master.lock().expect("master").records.is_empty());
     h.finish().await;
 }

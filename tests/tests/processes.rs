@@ -3,77 +3,25 @@
 //! the real NATS and MariaDB.
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
 
 use contracts::SagaStatus;
 use secrets::ExposeSecret;
-use tests::{mariadb_has, Harness};
+use tests::{mariadb_has, Harness, Processes};
 use uuid::Uuid;
-
-struct Services {
-    children: Vec<(String, Child)>,
-}
-
-impl Services {
-    fn kill(&mut self, name: &str) {
-        if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| n == name) {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reaped");
-        }
-        self.children.retain(|(n, _)| n != name);
-    }
-}
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn env_for(root: &Path, master_url: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("BENCH_DRIVER", "local".into()),
-        (
-            "BENCH_BIN",
-            tests::binary("bench-emulator").display().to_string(),
-        ),
-        ("BENCH_PATH", root.display().to_string()),
-        ("FRAPPE_APPS", "erpnext".into()),
-        ("SITE_CONCURRENCY", "2".into()),
-        ("STEP_CONCURRENCY", "8".into()),
-        ("MASTER_SITE_URL", master_url.into()),
-        ("MASTER_SITE_NAME", "master.example.test".into()),
-        ("MASTER_API_KEY", "key123".into()),
-        ("MASTER_API_SECRET", "secret456".into()),
-    ]
-}
 
 async fn start(
     h: &mut Harness,
     emulator: serde_json::Value,
 ) -> (
-    Services,
+    Processes,
     PathBuf,
     master_standin::Shared,
     Vec<(&'static str, String)>,
 ) {
     let root = h.bench_folder(emulator);
     let (url, master) = h.start_master().await;
-    let env = env_for(&root, &url);
-    let children = [
-        "orchestrator",
-        "db-step",
-        "site-step",
-        "user-step",
-        "registry-step",
-    ]
-    .into_iter()
-    .map(|name| (name.to_string(), h.spawn_service(name, "0", &env)))
-    .collect();
-    (Services { children }, root, master, env)
+    let env = Harness::frappe_env(&root, &url);
+    (h.spawn_all(&env), root, master, env)
 }
 
 /// Largest number of new-site runs that overlapped, from the emulator's record.
