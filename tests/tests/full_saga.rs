@@ -39,6 +39,41 @@ fn users_in(sites: &Path, site: &str) -> Option<serde_json::Value> {
         .and_then(|t| serde_json::from_str(&t).ok())
 }
 
+/// Sites archived under `sites/archived/`.
+fn archived_sites(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root.join("sites/archived"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Nothing of `subdomain`'s saga is left: no site in `sites/`, no database, no
+/// database user, no Master record.
+async fn assert_undone(root: &Path, master: &master_standin::Shared, subdomain: &str) {
+    assert!(
+        !root
+            .join(format!("sites/{subdomain}.example.test"))
+            .exists(),
+        "{subdomain}: site still in sites/"
+    );
+    assert_eq!(
+        mariadb_has(&db_step::database_name(subdomain)).await,
+        (false, false),
+        "{subdomain}: database or user left"
+    );
+    assert!(
+        !master
+            .lock()
+            .expect("master")
+            .records
+            .contains_key(subdomain),
+        "{subdomain}: Master record left"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_step_real_the_workspace_is_registered() {
     let World {
@@ -114,27 +149,14 @@ async fn a_refused_registration_undoes_user_site_and_database() {
         "Frappe's message, without HTML: {}",
         error.message
     );
-    let site = format!("{subdomain}.example.test");
-    assert!(
-        !root.join(format!("sites/{site}")).exists(),
-        "site archived"
-    );
-    let archived: Vec<String> = std::fs::read_dir(root.join("sites/archived"))
-        .expect("archive")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    assert_undone(&root, &master, &subdomain).await;
+    let archived = archived_sites(&root);
     assert_eq!(archived.len(), 1, "{archived:?}");
     let left = users_in(&root.join("sites/archived"), &archived[0]).expect("archived users");
     assert!(
         left.get("admin@test.com").is_none(),
         "the admin user was deleted before the site was archived: {left}"
     );
-    assert_eq!(
-        mariadb_has(&db_step::database_name(&subdomain)).await,
-        (false, false)
-    );
-    assert!(master.lock().expect("master").records.is_empty());
     h.finish().await;
 }
 
@@ -208,15 +230,8 @@ async fn a_failed_admin_user_undoes_site_and_database_and_registers_nothing() {
             .as_deref(),
         Some("admin_user")
     );
-    assert!(
-        !root.join(format!("sites/{site}")).exists(),
-        "site archived"
-    );
-    assert_eq!(
-        mariadb_has(&db_step::database_name(&subdomain)).await,
-        (false, false)
-    );
-    assert!(master.lock().expect("master").records.is_empty());
+    assert_undone(&root, &master, &subdomain).await;
+    assert_eq!(archived_sites(&root).len(), 1, "the site was archived");
     h.finish().await;
 }
 
@@ -292,15 +307,8 @@ async fn a_failed_site_is_archived_and_a_foreign_site_folder_kept() {
     assert_eq!(h.wait_terminal(first, 60).await, SagaStatus::RolledBack);
     assert_eq!(h.wait_terminal(second, 60).await, SagaStatus::RolledBack);
 
-    assert!(
-        !root.join(format!("sites/{bad_site}")).exists(),
-        "the failed site left sites/"
-    );
-    let archived: Vec<String> = std::fs::read_dir(root.join("sites/archived"))
-        .expect("archive")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    assert_undone(&root, &master, &bad).await;
+    let archived = archived_sites(&root);
     assert!(
         archived.iter().any(|a| a.starts_with(&bad_site)),
         "{archived:?}"
@@ -319,12 +327,11 @@ async fn a_failed_site_is_archived_and_a_foreign_site_folder_kept() {
             .code,
         "site_conflict"
     );
-    for subdomain in [&bad, &foreign] {
-        assert_eq!(
-            mariadb_has(&db_step::database_name(subdomain)).await,
-            (false, false)
-        );
-    }
+    assert_eq!(
+        mariadb_has(&db_step::database_name(&foreign)).await,
+        (false, false),
+        "the signup's own database is undone"
+    );
     assert!(master.lock().expect("master").records.is_empty());
     h.finish().await;
 }

@@ -1,11 +1,12 @@
-//! The site step end to end: real orchestrator, db-step and site-step, bench being the
-//! bench emulator (dev/bench-emulator) with a real MariaDB; admin_user and registration
-//! scripted until their services exist.
+//! The Frappe steps wired in this process (real orchestrator, db-step, site-step and
+//! user-step; bench = the emulator with a real MariaDB; registration scripted), looking
+//! closely at what a successful saga leaves on the bench. Failures and the five
+//! services as processes: `full_saga.rs`.
 
 use std::path::Path;
 
 use contracts::SagaStatus;
-use tests::{mariadb_has, Behaviour, Harness, Journal, ScriptedStep};
+use tests::{Behaviour, Harness, Journal, ScriptedStep};
 use uuid::Uuid;
 
 fn read(path: &Path) -> serde_json::Value {
@@ -13,17 +14,6 @@ fn read(path: &Path) -> serde_json::Value {
         &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
     .expect("json")
-}
-
-fn archived(root: &Path, site: &str) -> Vec<String> {
-    std::fs::read_dir(root.join("sites/archived"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(site))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The real user step, and a scripted registration (failing on request).
@@ -124,106 +114,5 @@ async fn a_signup_gets_a_marked_site_on_its_own_database() {
     assert!(!text.contains(secret.expose_secret()) && !text.contains("TestPass123!"));
 
     tests::drop_tenant(&db_step::database_name(&subdomain)).await;
-    h.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_app_install_archives_the_site_and_drops_the_database() {
-    let mut h = Harness::new().await;
-    let subdomain = h.subdomain("badapp");
-    let site = format!("{subdomain}.example.test");
-    let root = h.bench_folder(
-        serde_json::json!({"delay_ms": 1, "fail": [{"command": "install-app", "site": site}]}),
-    );
-    h.start_orchestrator();
-    h.start_db_step();
-    h.start_site_step(&root, 2);
-    start_rest(&mut h, &root, false);
-    let id = Uuid::new_v4();
-    h.publish_signup(&h.signup(id, &subdomain)).await;
-    assert_eq!(h.wait_terminal(id, 60).await, SagaStatus::RolledBack);
-
-    assert!(
-        !root.join(format!("sites/{site}")).exists(),
-        "the site left sites/"
-    );
-    assert_eq!(
-        archived(&root, &site).len(),
-        1,
-        "and sits in sites/archived/"
-    );
-    assert_eq!(
-        mariadb_has(&db_step::database_name(&subdomain)).await,
-        (false, false)
-    );
-    let error = h.get(id).await.saga.expect("saga").error.expect("error");
-    assert_eq!(error.step.as_deref(), Some("site"));
-    h.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failure_after_the_site_archives_it_too() {
-    let mut h = Harness::new().await;
-    let root = h.bench_folder(serde_json::json!({"delay_ms": 1}));
-    h.start_orchestrator();
-    h.start_db_step();
-    h.start_site_step(&root, 2);
-    start_rest(&mut h, &root, true);
-    let id = Uuid::new_v4();
-    let subdomain = h.subdomain("latefail");
-    h.publish_signup(&h.signup(id, &subdomain)).await;
-    assert_eq!(h.wait_terminal(id, 60).await, SagaStatus::RolledBack);
-    let site = format!("{subdomain}.example.test");
-    assert!(!root.join(format!("sites/{site}")).exists());
-    let archives = archived(&root, &site);
-    assert_eq!(archives.len(), 1);
-    let users = read(&root.join(format!(
-        "sites/archived/{}/emulator/users.json",
-        archives[0]
-    )));
-    assert!(
-        users.get("admin@test.com").is_none(),
-        "the admin user was removed before the site was archived: {users}"
-    );
-    assert_eq!(
-        mariadb_has(&db_step::database_name(&subdomain)).await,
-        (false, false)
-    );
-    h.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_foreign_site_folder_is_left_untouched() {
-    let mut h = Harness::new().await;
-    let root = h.bench_folder(serde_json::json!({"delay_ms": 1}));
-    let subdomain = h.subdomain("foreignsite");
-    let site = format!("{subdomain}.example.test");
-    let foreign = root.join(format!("sites/{site}"));
-    std::fs::create_dir_all(&foreign).expect("foreign site");
-    std::fs::write(
-        foreign.join("site_config.json"),
-        r#"{"db_name": "someone_else"}"#,
-    )
-    .expect("config");
-    h.start_orchestrator();
-    h.start_db_step();
-    h.start_site_step(&root, 2);
-    start_rest(&mut h, &root, false);
-    let id = Uuid::new_v4();
-    h.publish_signup(&h.signup(id, &subdomain)).await;
-    assert_eq!(h.wait_terminal(id, 60).await, SagaStatus::RolledBack);
-    let error = h.get(id).await.saga.expect("saga").error.expect("error");
-    assert_eq!(error.code, "site_conflict");
-    assert_eq!(
-        read(&foreign.join("site_config.json")),
-        serde_json::json!({"db_name": "someone_else"}),
-        "untouched"
-    );
-    assert!(archived(&root, &site).is_empty());
-    assert_eq!(
-        mariadb_has(&db_step::database_name(&subdomain)).await,
-        (false, false),
-        "our own database is still undone"
-    );
     h.finish().await;
 }
