@@ -69,6 +69,7 @@ pub(crate) struct Core<S> {
     pub key: secrets::SecretsKey,
     pub parent_domain: String,
     pub router: Router,
+    pub timers: crate::timers::Timers,
     pub published: mpsc::UnboundedSender<(Uuid, u64)>,
 }
 
@@ -299,12 +300,7 @@ impl<S: SagaStore> Core<S> {
     }
 
     pub(crate) fn schedule_at(&self, timer: Timer) {
-        let router = self.router.clone();
-        tokio::spawn(async move {
-            let wait = (timer.at - Utc::now()).to_std().unwrap_or_default();
-            tokio::time::sleep(wait).await;
-            router.send(timer.saga_id, Work::Timer(timer)).await;
-        });
+        self.timers.schedule(timer);
     }
 
     /// A signup: dedup, validate, claim the subdomain, start.
@@ -353,6 +349,13 @@ impl<S: SagaStore> Core<S> {
             }
             Inserted::Duplicate => {
                 tracing::info!("signup seen before: same request, no second saga");
+                // A redelivery after the saga was stored but before it started (the
+                // start failed): start it now rather than at the next restart.
+                if let Some(stored) = self.load(cache, saga_id).await? {
+                    if stored.status == SagaStatus::Accepted {
+                        self.transition(cache, &stored, Input::Start).await?;
+                    }
+                }
                 Ok(())
             }
             Inserted::SubdomainTaken(holder) => {

@@ -9,6 +9,7 @@ pub mod config;
 mod driver;
 pub mod saga;
 pub mod store;
+mod timers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,6 +116,7 @@ pub async fn run_with_store<S: SagaStore>(
                 definition: config.definition.clone(),
                 key: config.secrets_key.clone(),
                 parent_domain: config.parent_domain.clone(),
+                timers: timers::Timers::spawn(router.clone(), stop.clone()),
                 router,
                 published: published_tx,
             })
