@@ -7,6 +7,7 @@ mod api;
 mod bus;
 pub mod config;
 mod driver;
+mod outbox;
 pub mod saga;
 pub mod store;
 mod timers;
@@ -125,7 +126,7 @@ pub async fn run_with_store<S: SagaStore>(
     );
 
     // Recovery: finish publishing what was stored, then resume every saga in flight.
-    driver::republish_unconfirmed(&core, chrono::Duration::zero()).await;
+    outbox::republish_unconfirmed(&core, chrono::Duration::zero()).await;
     let in_flight = core
         .store
         .in_flight()
@@ -138,7 +139,7 @@ pub async fn run_with_store<S: SagaStore>(
         core.router.send(saga.id, Work::Resume).await;
     }
 
-    let outbox = tokio::spawn(driver::outbox_loop(
+    let outbox = tokio::spawn(outbox::outbox_loop(
         core.clone(),
         published_rx,
         stop.clone(),
