@@ -2,9 +2,11 @@
 
 pub mod definition;
 pub mod machine;
+pub mod state;
 
 #[cfg(test)]
 mod tests;
 
 pub use definition::{RetryPolicy, SagaDefinition, StepDefinition};
-pub use machine::{next, Action, Decision, Input, Phase, Saga, Timer};
+pub use machine::next;
+pub use state::{Action, Decision, Input, Phase, Saga, Timer};
