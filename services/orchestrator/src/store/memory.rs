@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use contracts::{ProgressEvent, SagaStatus};
 use uuid::Uuid;
 
-use super::{Error, Inserted, SagaStore, Updated};
+use super::{ClaimChange, Error, Inserted, SagaStore, Updated};
 use crate::saga::Saga;
 
 #[derive(Default)]
@@ -69,16 +69,15 @@ impl SagaStore for MemoryStore {
             if state.sagas.get(&saga.id).map(|s| s.sequence) != Some(previous.sequence) {
                 return Err(Error::Conflict(saga.id));
             }
-            if previous.status == SagaStatus::RolledBack && saga.status != SagaStatus::RolledBack {
-                if let Some(holder) = state.claims.get(&saga.tenant.subdomain) {
-                    return Ok(Updated::SubdomainTaken(*holder));
+            match ClaimChange::of(previous, saga) {
+                ClaimChange::Reclaim => {
+                    if let Some(holder) = state.claims.get(&saga.tenant.subdomain) {
+                        return Ok(Updated::SubdomainTaken(*holder));
+                    }
+                    state.claims.insert(saga.tenant.subdomain.clone(), saga.id);
                 }
-                state.claims.insert(saga.tenant.subdomain.clone(), saga.id);
-            }
-            if matches!(saga.status, SagaStatus::RolledBack | SagaStatus::Rejected)
-                && previous.status != saga.status
-            {
-                state.claims.retain(|_, holder| *holder != saga.id);
+                ClaimChange::Release => state.claims.retain(|_, holder| *holder != saga.id),
+                ClaimChange::Keep => {}
             }
             state.sagas.insert(saga.id, saga.clone());
             add_events(state, events);

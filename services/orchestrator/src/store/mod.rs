@@ -49,6 +49,34 @@ pub enum Updated {
     SubdomainTaken(Uuid),
 }
 
+/// What a transition does to the saga's subdomain claim. One rule for every store: a
+/// replay of a rolled-back saga takes the subdomain back; ending rolled back (or
+/// rejected) gives it up; a completed saga keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimChange {
+    /// Nothing changes.
+    Keep,
+    /// Take the subdomain again (it may be held by another saga by now).
+    Reclaim,
+    /// Give the subdomain up.
+    Release,
+}
+
+impl ClaimChange {
+    /// The claim change of the transition from `previous` to `saga`.
+    pub fn of(previous: &Saga, saga: &Saga) -> Self {
+        if previous.status == SagaStatus::RolledBack && saga.status != SagaStatus::RolledBack {
+            Self::Reclaim
+        } else if matches!(saga.status, SagaStatus::RolledBack | SagaStatus::Rejected)
+            && previous.status != saga.status
+        {
+            Self::Release
+        } else {
+            Self::Keep
+        }
+    }
+}
+
 /// Where sagas live. Implemented over SQLite and MySQL/MariaDB by [`SqlStore`]; the
 /// conformance suite in `tests/store_conformance.rs` runs against both.
 pub trait SagaStore: Send + Sync + 'static {

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::group_commit::{self, Change, Row_};
-use super::{Error, Inserted, SagaStore, Updated};
+use super::{ClaimChange, Error, Inserted, SagaStore, Updated};
 use crate::saga::Saga;
 
 /// Saga store over a SQL database.
@@ -307,13 +307,13 @@ impl SagaStore for SqlStore {
         saga: &Saga,
         events: &[ProgressEvent],
     ) -> Result<Updated, Error> {
-        if previous.status == SagaStatus::RolledBack && saga.status != SagaStatus::RolledBack {
-            // A replay claims the subdomain again, which may fail: its own transaction.
+        let claim = ClaimChange::of(previous, saga);
+        if claim == ClaimChange::Reclaim {
+            // Taking the subdomain back may fail: its own transaction.
             return self.update_with_claim(previous, saga, events).await;
         }
         let (reply, outcome) = oneshot::channel();
-        let release_claim = matches!(saga.status, SagaStatus::RolledBack | SagaStatus::Rejected)
-            && previous.status != saga.status;
+        let release_claim = claim == ClaimChange::Release;
         let change = Change::Update {
             row: row_of(saga, events)?,
             previous_sequence: previous.sequence as i64,
