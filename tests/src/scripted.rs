@@ -20,8 +20,6 @@ pub struct Behaviour {
     pub fail_compensations: u32,
     /// Work this long per execute.
     pub delay: Duration,
-    /// Fail every execute (permanently) for this subdomain only.
-    pub fail_subdomain: Option<String>,
 }
 
 impl Behaviour {
@@ -127,18 +125,6 @@ impl Step for ScriptedStep {
                 .output(format!("{} working", self.name), Some(50))
                 .await;
             tokio::time::sleep(self.behaviour.delay).await;
-        }
-        let targeted =
-            self.behaviour.fail_subdomain.as_deref() == Some(command.tenant.subdomain.as_str());
-        if targeted {
-            self.record(command, false);
-            return Err(StepError::permanent(
-                "scripted_failure",
-                format!(
-                    "{} failed as scripted for {}",
-                    self.name, command.tenant.subdomain
-                ),
-            ));
         }
         if self.executes.fetch_add(1, Ordering::SeqCst) < self.behaviour.fail_executes {
             self.record(command, false);
