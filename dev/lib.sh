@@ -79,3 +79,71 @@ ensure_cargo_deny() {
   say "installing cargo-deny (once)"
   cargo install --locked --quiet cargo-deny
 }
+
+docker_ok() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+# A Docker engine for the tests of the Docker bench driver. Reuses the one DOCKER_HOST
+# (or the default socket) names when it answers; otherwise starts a private dockerd
+# with its own data root, socket and pid file under a temporary directory, the network
+# bridge disabled (tests run containers with host networking), and stops it on exit
+# (stop_private_docker). Sets DOCKER_HOST and REQUIRE_DOCKER=1 when an engine is
+# there, so the tests fail rather than skip; prints why when none can start.
+ensure_docker() {
+  if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
+    say "Docker: installing docker.io"
+    apt_install docker.io || { say "Docker: docker.io could not be installed; the Docker driver tests will be skipped"; return 0; }
+  fi
+  # The tests' image is built from local files around a static busybox.
+  if ! file -L /bin/busybox 2>/dev/null | grep -q 'statically linked'; then
+    say "Docker: installing busybox-static (for the tests' image)"
+    apt_install busybox-static file || true
+  fi
+  if docker_ok; then
+    say "Docker: reusing the engine at ${DOCKER_HOST:-unix:///var/run/docker.sock}"
+    export REQUIRE_DOCKER=1
+    return 0
+  fi
+  PRIVATE_DOCKER_DIR=$(mktemp -d /tmp/saga-dockerd.XXXXXX)
+  local dir=$PRIVATE_DOCKER_DIR
+  say "Docker: starting a private dockerd in $dir"
+  as_root dockerd --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
+    --host "unix://$dir/docker.sock" --bridge none --iptables=false --ip6tables=false \
+    >"$dir/dockerd.log" 2>&1 &
+  export DOCKER_HOST="unix://$dir/docker.sock"
+  for _ in $(seq 1 60); do docker_ok && break; sleep 0.5; done
+  if docker_ok; then
+    export REQUIRE_DOCKER=1
+  else
+    say "Docker: dockerd could not start (see below); the Docker driver tests will be skipped"
+    tail -n 5 "$dir/dockerd.log" >&2 || true
+    stop_private_docker
+    unset DOCKER_HOST
+  fi
+}
+
+stop_private_docker() {
+  [ -n "${PRIVATE_DOCKER_DIR:-}" ] || return 0
+  local dir=$PRIVATE_DOCKER_DIR pid
+  pid=$(cat "$dir/dockerd.pid" 2>/dev/null || true)
+  if [ -n "$pid" ]; then
+    as_root kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do as_root kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  fi
+  # dockerd leaves its network namespace (and any overlay it did not clean) mounted.
+  awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r |
+    while read -r mnt; do as_root umount -l "$mnt" 2>/dev/null || true; done
+  as_root rm -rf "$dir" 2>/dev/null || say "Docker: could not remove $dir"
+  PRIVATE_DOCKER_DIR=
+}
+
+# `docker compose config` for the deployment file, with .env.example's values: the
+# Compose v2 plugin when the docker CLI has it, else docker-compose (Debian's 1.29,
+# installed when missing).
+check_compose_file() {
+  if docker compose version >/dev/null 2>&1; then
+    docker compose --env-file .env.example config --quiet
+  else
+    command -v docker-compose >/dev/null || { say "installing docker-compose"; apt_install docker-compose; }
+    docker-compose --env-file .env.example config --quiet
+  fi
+}

@@ -5,6 +5,7 @@
 //! Positions 2-4 of the saga (site, admin_user, registration) are served here by
 //! [`ScriptedStep`]s, which journal what they were asked to do and fail on request.
 
+pub mod docker;
 pub mod scripted;
 
 use std::path::PathBuf;
@@ -124,6 +125,9 @@ impl Harness {
             ("SAGA_RETRY_BASE_MS", "100".into()),
             ("STEP_ACK_WAIT_SECS", "5".into()),
             ("STEP_SHUTDOWN_GRACE_SECS", "2".into()),
+            // Every service of every test on a free port of its own.
+            ("HTTP_ADDR", "127.0.0.1:0".into()),
+            ("HEALTH_ADDR", "127.0.0.1:0".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -543,6 +547,19 @@ pub struct Processes {
 }
 
 impl Processes {
+    /// Stops one service as an orchestrator (compose, systemd) does: SIGTERM, then
+    /// waits for it to exit; returns how long it took.
+    pub fn terminate(&mut self, name: &str) -> Duration {
+        let started = std::time::Instant::now();
+        if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| n == name) {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+            child.wait().expect("exited");
+        }
+        self.children.retain(|(n, _)| n != name);
+        started.elapsed()
+    }
+
     /// Kills one service with SIGKILL.
     pub fn kill(&mut self, name: &str) {
         if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| n == name) {

@@ -6,10 +6,13 @@
 //! process, but every rendering for people (logs, progress, errors) shows `***`, and
 //! output lines are scrubbed of them too.
 //!
-//! Drivers: [`local::LocalBench`] (`BENCH_DRIVER=local`, a child process). The Docker
-//! driver comes with the deployment issue, behind the same trait.
+//! Drivers: [`local::LocalBench`] (`BENCH_DRIVER=local`, a child process) and
+//! [`docker::DockerBench`] (`BENCH_DRIVER=docker`, an exec in the Frappe backend
+//! container through the Docker Engine API); [`Driver`] is whichever the settings name.
 
+pub mod docker;
 pub mod local;
+mod output;
 
 use std::future::Future;
 use std::time::Duration;
@@ -240,15 +243,21 @@ pub enum Error {
         /// The timeout.
         timeout: Duration,
     },
-    /// It could not be started (program missing, bench folder missing, ...).
+    /// It could not be started: program missing, Docker engine unreachable, container
+    /// missing or stopped, exec refused.
     #[error("`{command}` could not be started: {reason}")]
     NotStarted {
         /// The command, secrets hidden.
         command: String,
-        /// Why.
+        /// Machine-readable cause, such as `docker_unreachable`.
+        code: &'static str,
+        /// Why, with what to do about it.
         reason: String,
+        /// Whether retrying cannot help (a missing container) as opposed to a restart
+        /// that may be over soon (the engine or the container restarting).
+        permanent: bool,
     },
-    /// The driver lost the process (killed by a signal, engine gone, ...).
+    /// The driver lost the process (killed by a signal, container stopped, ...).
     #[error("`{command}` ended abnormally: {reason}")]
     Lost {
         /// The command, secrets hidden.
@@ -256,6 +265,29 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+}
+
+impl Error {
+    /// Machine-readable cause, for the step's failure report.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TimedOut { .. } => "bench_timed_out",
+            Self::NotStarted { code, .. } => code,
+            Self::Lost { .. } => "bench_lost",
+        }
+    }
+
+    /// Whether retrying the command cannot help. A lost or timed-out command may
+    /// succeed next time (the step's own idempotence deals with its residue).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::NotStarted {
+                permanent: true,
+                ..
+            }
+        )
+    }
 }
 
 /// Runs commands in a bench's environment.
@@ -268,32 +300,89 @@ pub trait Bench: Send + Sync + 'static {
         timeout: Duration,
         lines: mpsc::UnboundedSender<Line>,
     ) -> impl Future<Output = Result<Finished, Error>> + Send;
+
+    /// Waits until the cleanup of runs dropped by their callers is over (the Docker
+    /// driver kills their processes in the background); called before the service
+    /// exits, so that stopping it leaves no bench running. Nothing to wait for locally:
+    /// a dropped local run kills its process group at once.
+    fn settle(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Whether commands can run now (the bench folder is there; the Docker engine
+    /// answers and the container runs), for readiness probes. `Err` says why not.
+    fn check(&self) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// Keeps the last `max` lines.
-#[derive(Debug)]
-pub(crate) struct Tail {
-    lines: std::collections::VecDeque<Line>,
-    max: usize,
+/// The driver `BENCH_DRIVER` names; the steps do not know which one runs.
+#[derive(Debug, Clone)]
+pub enum Driver {
+    /// `local`.
+    Local(local::LocalBench),
+    /// `docker`.
+    Docker(docker::DockerBench),
 }
 
-impl Tail {
-    pub(crate) fn new(max: usize) -> Self {
-        Self {
-            lines: std::collections::VecDeque::new(),
-            max,
+impl Driver {
+    /// The driver the settings ask for, read through `lookup` (the environment in
+    /// production): `BENCH_DRIVER` (`local` or `docker`), `BENCH_BIN` (default
+    /// `bench`), `BENCH_PATH` (default `/home/frappe/frappe-bench`); for `docker` also
+    /// `DOCKER_HOST`, `BENCH_CONTAINER` (default `frappe-backend`) or
+    /// `BENCH_COMPOSE_PROJECT` (wins when set), `BENCH_USER` (default `frappe`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let bench_bin = lookup("BENCH_BIN").unwrap_or_else(|| "bench".into());
+        let bench_path = lookup("BENCH_PATH").unwrap_or_else(|| "/home/frappe/frappe-bench".into());
+        let driver = lookup("BENCH_DRIVER").unwrap_or_else(|| "local".into());
+        match driver.as_str() {
+            "local" => Ok(Self::Local(local::LocalBench::new(bench_bin, bench_path))),
+            "docker" => {
+                let target = match lookup("BENCH_COMPOSE_PROJECT").filter(|p| !p.is_empty()) {
+                    Some(project) => docker::Target::ComposeProject(project),
+                    None => docker::Target::Container(
+                        lookup("BENCH_CONTAINER").unwrap_or_else(|| "frappe-backend".into()),
+                    ),
+                };
+                docker::DockerBench::new(docker::DockerSettings {
+                    host: lookup("DOCKER_HOST").filter(|h| !h.is_empty()),
+                    target,
+                    user: lookup("BENCH_USER").unwrap_or_else(|| "frappe".into()),
+                    bench_bin,
+                    bench_path,
+                })
+                .map(Self::Docker)
+            }
+            other => Err(format!(
+                "BENCH_DRIVER={other:?} is not a driver: use \"local\" or \"docker\""
+            )),
+        }
+    }
+}
+
+impl Bench for Driver {
+    async fn run(
+        &self,
+        command: &CommandLine,
+        timeout: Duration,
+        lines: mpsc::UnboundedSender<Line>,
+    ) -> Result<Finished, Error> {
+        match self {
+            Self::Local(bench) => bench.run(command, timeout, lines).await,
+            Self::Docker(bench) => bench.run(command, timeout, lines).await,
         }
     }
 
-    pub(crate) fn push(&mut self, line: Line) {
-        if self.lines.len() == self.max {
-            self.lines.pop_front();
+    async fn settle(&self) {
+        match self {
+            Self::Local(bench) => bench.settle().await,
+            Self::Docker(bench) => bench.settle().await,
         }
-        self.lines.push_back(line);
     }
 
-    pub(crate) fn into_vec(self) -> Vec<Line> {
-        self.lines.into()
+    async fn check(&self) -> Result<(), String> {
+        match self {
+            Self::Local(bench) => bench.check().await,
+            Self::Docker(bench) => bench.check().await,
+        }
     }
 }
 

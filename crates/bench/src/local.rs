@@ -10,7 +10,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
-use crate::{Bench, Channel, CommandLine, Error, Finished, Line, Tail};
+use crate::output::LineSink;
+use crate::{Bench, Channel, CommandLine, Error, Finished, Line};
 
 /// Runs `BENCH_BIN` (for `bench`) or the named tool with working directory
 /// `BENCH_PATH`, stdin closed, in its own process group so a timeout kills bench's
@@ -22,21 +23,6 @@ pub struct LocalBench {
 }
 
 impl LocalBench {
-    /// The driver the settings ask for: `BENCH_DRIVER` (only `local` so far), `BENCH_BIN`
-    /// (default `bench`), `BENCH_PATH` (default `/home/frappe/frappe-bench`).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let driver = lookup("BENCH_DRIVER").unwrap_or_else(|| "local".into());
-        if driver != "local" {
-            return Err(format!(
-                "BENCH_DRIVER={driver:?} is not available yet: only \"local\""
-            ));
-        }
-        Ok(Self::new(
-            lookup("BENCH_BIN").unwrap_or_else(|| "bench".into()),
-            lookup("BENCH_PATH").unwrap_or_else(|| "/home/frappe/frappe-bench".into()),
-        ))
-    }
-
     /// A driver for the bench at `bench_path`, run as `bench_bin`.
     pub fn new(bench_bin: impl Into<String>, bench_path: impl Into<PathBuf>) -> Self {
         Self {
@@ -57,45 +43,35 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Reads `reader` and sends every segment ended by `\n` or `\r` as a line.
+/// Reads `reader` to its end through a sink of its own; returns the tail.
 async fn pump(
     mut reader: impl AsyncRead + Unpin,
     channel: Channel,
     command: CommandLine,
     lines: mpsc::UnboundedSender<Line>,
 ) -> Vec<Line> {
-    // Enough for a site_config.json read with `cat`, and a traceback's end.
-    let mut tail = Tail::new(200);
-    let mut pending: Vec<u8> = Vec::new();
+    let mut sink = LineSink::new(command, lines);
     let mut buffer = [0u8; 8192];
-    let emit = |bytes: &[u8], tail: &mut Tail| {
-        let text = command.scrub(String::from_utf8_lossy(bytes).trim_end());
-        if text.is_empty() {
-            return;
-        }
-        let line = Line { channel, text };
-        let _ = lines.send(line.clone());
-        tail.push(line);
-    };
     loop {
-        let n = match reader.read(&mut buffer).await {
+        match reader.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        for byte in &buffer[..n] {
-            if *byte == b'\n' || *byte == b'\r' {
-                emit(&pending, &mut tail);
-                pending.clear();
-            } else {
-                pending.push(*byte);
-            }
+            Ok(n) => sink.feed(channel, &buffer[..n]),
         }
     }
-    emit(&pending, &mut tail);
-    tail.into_vec()
+    sink.finish()
 }
 
 impl Bench for LocalBench {
+    async fn check(&self) -> Result<(), String> {
+        match tokio::fs::metadata(&self.bench_path).await {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            _ => Err(format!(
+                "the bench folder {} is missing (BENCH_PATH)",
+                self.bench_path.display()
+            )),
+        }
+    }
+
     async fn run(
         &self,
         command: &CommandLine,
@@ -119,6 +95,8 @@ impl Bench for LocalBench {
             .spawn()
             .map_err(|e| Error::NotStarted {
                 command: shown.clone(),
+                code: "bench_unavailable",
+                permanent: false,
                 reason: format!(
                     "{e} (program {program:?}, folder {})",
                     self.bench_path.display()

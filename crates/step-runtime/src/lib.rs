@@ -7,6 +7,7 @@
 //! within a grace period, the rest is released to another instance).
 
 pub mod bus;
+pub mod health;
 pub mod telemetry;
 mod worker;
 
@@ -45,6 +46,16 @@ impl StepError {
         Self::Transient {
             code: code.into(),
             message: message.into(),
+        }
+    }
+
+    /// A failure whose policy is decided elsewhere (an adapter's error that knows
+    /// whether retrying can help).
+    pub fn new(permanent: bool, code: &str, message: impl Into<String>) -> Self {
+        if permanent {
+            Self::permanent(code, message)
+        } else {
+            Self::transient(code, message)
         }
     }
 
@@ -100,6 +111,19 @@ pub trait Step: Send + Sync + 'static {
         command: &StepCommand,
         context: &StepContext,
     ) -> impl Future<Output = Result<(), StepError>> + Send;
+
+    /// Called once on shutdown, after the last command ended or was released: waits
+    /// for cleanup the step started in the background (the Docker bench driver's kills
+    /// of abandoned commands). Nothing by default.
+    fn drain(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Whether what the step works with answers now (MariaDB, the bench, ...), for
+    /// `/readyz`; the runtime adds NATS. Nothing by default.
+    fn readiness(&self) -> impl Future<Output = Vec<health::Check>> + Send {
+        async { Vec::new() }
+    }
 }
 
 /// How the runtime runs a step service.
@@ -117,6 +141,9 @@ pub struct RuntimeConfig {
     pub shutdown_grace: Duration,
     /// `SAGA_SECRETS_KEY`.
     pub secrets_key: secrets::SecretsKey,
+    /// `HEALTH_ADDR`: where `/healthz` and `/readyz` answer; `None` = the step's
+    /// default port ([`health::default_addr`]).
+    pub health_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs a step service as a process: telemetry, settings from the environment, the
@@ -164,6 +191,12 @@ pub fn config_from(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Ru
         ack_wait: Duration::from_secs(number("STEP_ACK_WAIT_SECS", 30)?.max(3)),
         shutdown_grace: Duration::from_secs(number("STEP_SHUTDOWN_GRACE_SECS", 20)?),
         secrets_key: secrets::SecretsKey::from_base64(&key)?,
+        health_addr: lookup("HEALTH_ADDR")
+            .map(|v| {
+                v.parse()
+                    .with_context(|| format!("HEALTH_ADDR must be host:port, got {v:?}"))
+            })
+            .transpose()?,
     })
 }
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::{bus, RuntimeConfig, Step, StepContext, StepError};
+use crate::{bus, health, RuntimeConfig, Step, StepContext, StepError};
 
 /// Publishes a command's output lines and its final report.
 #[derive(Clone)]
@@ -92,6 +92,25 @@ pub async fn run<S: Step>(
     let subjects = Subjects::new(&config.namespace);
     let name = step.name().to_string();
     let client = bus::connect(&config.nats_url, &format!("step-{name}")).await?;
+    let step = Arc::new(step);
+    let listener = health::bind(
+        config
+            .health_addr
+            .unwrap_or_else(|| health::default_addr(&name)),
+    )
+    .await?;
+    let probe = {
+        let (step, client) = (step.clone(), client.clone());
+        health::probe(move || {
+            let (step, client) = (step.clone(), client.clone());
+            async move {
+                let mut checks = vec![health::Check::nats(&client)];
+                checks.extend(step.readiness().await);
+                checks
+            }
+        })
+    };
+    let health_server = health::serve(listener, probe, shutdown.clone());
     let js = jetstream::new(client);
     bus::ensure_streams(&js, &subjects).await?;
     let stream = js
@@ -122,7 +141,6 @@ pub async fn run<S: Step>(
         .context("subscribing to step commands")?;
     tracing::info!(step = %name, concurrency = config.concurrency, "step service ready");
 
-    let step = Arc::new(step);
     let limit = Arc::new(Semaphore::new(config.concurrency));
     let in_flight: InFlightMap = Arc::default();
     let work_stop = CancellationToken::new();
@@ -174,6 +192,8 @@ pub async fn run<S: Step>(
         work_stop.cancel();
         while tasks.join_next().await.is_some() {}
     }
+    step.drain().await;
+    let _ = health_server.await;
     Ok(())
 }
 

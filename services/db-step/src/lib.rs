@@ -105,6 +105,8 @@ pub trait TenantDatabases: Send + Sync + 'static {
         name: &str,
         saga: Uuid,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Whether the server answers (for readiness probes).
+    fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 /// The `database` step over any [`TenantDatabases`].
@@ -127,6 +129,11 @@ fn conflict(name: &str, holder: &str) -> StepError {
 }
 
 impl<D: TenantDatabases> Step for DatabaseStep<D> {
+    async fn readiness(&self) -> Vec<step_runtime::health::Check> {
+        let answer = async { self.databases.ping().await.map_err(|e| e.to_string()) };
+        vec![step_runtime::health::Check::within("mariadb", answer).await]
+    }
+
     fn name(&self) -> &str {
         "database"
     }

@@ -103,15 +103,6 @@ impl MariaDb {
         Ok(())
     }
 
-    /// Whether the server answers (for readiness probes).
-    pub async fn ping(&self) -> Result<(), Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(classify)
-            .map(|_| ())
-    }
-
     async fn exists(&self, name: &str) -> Result<bool, Error> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?)
@@ -145,6 +136,14 @@ impl MariaDb {
 }
 
 impl TenantDatabases for MariaDb {
+    async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)
+            .map(|_| ())
+    }
+
     async fn holder(&self, name: &str) -> Result<Holder, Error> {
         let name = checked_identifier(name)?;
         if let Some(saga) = self.ledger_holder(name).await? {

@@ -19,6 +19,8 @@ pub struct Config {
     pub parent_domain: String,
     /// `SAGA_SECRETS_KEY`.
     pub secrets_key: secrets::SecretsKey,
+    /// `HTTP_ADDR`: the HTTP port, serving `/healthz` and `/readyz`.
+    pub http_addr: std::net::SocketAddr,
     /// The saga, with `SAGA_STEP_TIMEOUT_SECS` / `SAGA_RETRY_BASE_MS` applied when set.
     pub definition: SagaDefinition,
 }
@@ -65,6 +67,10 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Co
             .unwrap_or_else(|| "sqlite://data/orchestrator.db".into()),
         parent_domain: parent_domain.to_ascii_lowercase(),
         secrets_key: secrets::SecretsKey::from_base64(&key)?,
+        http_addr: lookup("HTTP_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8001".into())
+            .parse()
+            .context("HTTP_ADDR must be host:port, such as 127.0.0.1:8001")?,
         definition,
     })
 }

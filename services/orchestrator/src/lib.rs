@@ -34,6 +34,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     run_with_store(config, store, shutdown).await
 }
 
+/// `/readyz` of the orchestrator: NATS connected, the saga store answering a read.
+fn readiness<S: SagaStore>(core: Arc<Core<S>>) -> step_runtime::health::Probe {
+    use step_runtime::health::Check;
+    step_runtime::health::probe(move || {
+        let core = core.clone();
+        async move {
+            let store = async {
+                core.store
+                    .get(uuid::Uuid::nil())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("the saga store does not answer: {e}"))
+            };
+            vec![
+                Check::nats(&core.bus.client),
+                Check::within("store", store).await,
+            ]
+        }
+    })
+}
+
 /// Hides the password of a database URL, for logs.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -84,6 +105,7 @@ pub async fn run_with_store<S: SagaStore>(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let subjects = Subjects::new(&config.namespace);
+    let http = step_runtime::health::bind(config.http_addr).await?;
     let client = step_runtime::bus::connect(&config.nats_url, "orchestrator").await?;
     let js = jetstream::new(client.clone());
     step_runtime::bus::ensure_streams(&js, &subjects).await?;
@@ -145,6 +167,7 @@ pub async fn run_with_store<S: SagaStore>(
         stop.clone(),
     ));
     let api = tokio::spawn(api::serve(core.clone(), stop.clone()));
+    let health = step_runtime::health::serve(http, readiness(core.clone()), stop.clone());
     tracing::info!(namespace = %config.namespace, parent_domain = %config.parent_domain, "orchestrator ready");
 
     let result = loop {
@@ -166,6 +189,7 @@ pub async fn run_with_store<S: SagaStore>(
     stop.cancel();
     while workers.join_next().await.is_some() {}
     let _ = outbox.await;
+    let _ = health.await;
     if let Ok(Err(e)) = api.await {
         tracing::warn!(error = %format!("{e:#}"), "request API ended with an error");
     }

@@ -99,11 +99,7 @@ impl<B: Bench> SiteStep<B> {
         );
         match result {
             Ok(finished) => Ok(Outcome { finished }),
-            Err(bench::Error::NotStarted { command, reason }) => Err(StepError::transient(
-                "bench_unavailable",
-                format!("`{command}` could not start: {reason}"),
-            )),
-            Err(e) => Err(StepError::transient("bench_failed", e.to_string())),
+            Err(e) => Err(bench_error(&e)),
         }
     }
 
@@ -113,7 +109,7 @@ impl<B: Bench> SiteStep<B> {
         self.bench
             .run(&command, self.settings.command_timeout, tx)
             .await
-            .map_err(|e| StepError::transient("bench_unavailable", e.to_string()))
+            .map_err(|e| bench_error(&e))
     }
 
     async fn site_config(&self, site: &str) -> Result<Option<serde_json::Value>, StepError> {
@@ -173,13 +169,14 @@ fn progress_percent(line: &str) -> Option<u8> {
 
 /// Turns a finished bench call into the step's policy.
 fn classify(command: &str, finished: &Finished) -> Result<(), StepError> {
-    finished.verdict(command).map_err(|f| {
-        if f.permanent {
-            StepError::permanent(f.code, f.message)
-        } else {
-            StepError::transient(f.code, f.message)
-        }
-    })
+    finished
+        .verdict(command)
+        .map_err(|f| StepError::new(f.permanent, f.code, f.message))
+}
+
+/// A command that did not run to an exit code: the driver knows whether retrying helps.
+fn bench_error(error: &bench::Error) -> StepError {
+    StepError::new(error.is_permanent(), error.code(), error.to_string())
 }
 
 fn database_credentials(
@@ -215,6 +212,14 @@ fn database_credentials(
 }
 
 impl<B: Bench> Step for SiteStep<B> {
+    async fn drain(&self) {
+        self.bench.settle().await;
+    }
+
+    async fn readiness(&self) -> Vec<step_runtime::health::Check> {
+        vec![step_runtime::health::Check::within("bench", self.bench.check()).await]
+    }
+
     fn name(&self) -> &str {
         "site"
     }

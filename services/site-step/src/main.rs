@@ -8,7 +8,7 @@ use site_step::{Settings, SiteStep};
 fn main() -> anyhow::Result<()> {
     step_runtime::serve_from_env(|| async {
         let lookup = |k: &str| std::env::var(k).ok();
-        let bench = bench::local::LocalBench::from_lookup(lookup).map_err(anyhow::Error::msg)?;
+        let bench = bench::Driver::from_lookup(lookup).map_err(anyhow::Error::msg)?;
         let apps = lookup("FRAPPE_APPS")
             .unwrap_or_else(|| "erpnext".into())
             .split(',')

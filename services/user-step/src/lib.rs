@@ -40,19 +40,15 @@ impl<B: Bench> UserStep<B> {
         self.bench
             .run(&command, self.timeout, tx)
             .await
-            .map_err(|e| StepError::transient("bench_unavailable", e.to_string()))
+            .map_err(|e| StepError::new(e.is_permanent(), e.code(), e.to_string()))
     }
 
     async fn checked(&self, command: CommandLine) -> Result<Finished, StepError> {
         let shown = command.to_string();
         let finished = self.call(command).await?;
-        finished.verdict(&shown).map_err(|f| {
-            if f.permanent {
-                StepError::permanent(f.code, f.message)
-            } else {
-                StepError::transient(f.code, f.message)
-            }
-        })?;
+        finished
+            .verdict(&shown)
+            .map_err(|f| StepError::new(f.permanent, f.code, f.message))?;
         Ok(finished)
     }
 
@@ -111,6 +107,14 @@ fn split_name(full: &str) -> (String, Option<String>) {
 }
 
 impl<B: Bench> Step for UserStep<B> {
+    async fn drain(&self) {
+        self.bench.settle().await;
+    }
+
+    async fn readiness(&self) -> Vec<step_runtime::health::Check> {
+        vec![step_runtime::health::Check::within("bench", self.bench.check()).await]
+    }
+
     fn name(&self) -> &str {
         "admin_user"
     }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 fn main() -> anyhow::Result<()> {
     step_runtime::serve_from_env(|| async {
-        let bench = bench::local::LocalBench::from_lookup(|k| std::env::var(k).ok())
-            .map_err(anyhow::Error::msg)?;
+        let bench =
+            bench::Driver::from_lookup(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
         Ok(user_step::UserStep::new(bench, Duration::from_secs(120)))
     })
 }

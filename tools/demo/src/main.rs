@@ -198,6 +198,9 @@ async fn main() -> anyhow::Result<()> {
         ("MASTER_SITE_NAME", "master.localhost".into()),
         ("MASTER_API_KEY", "demo-key".into()),
         ("MASTER_API_SECRET", "demo-secret".into()),
+        // Health endpoints on free ports: a deployment on this host keeps its own.
+        ("HTTP_ADDR", "127.0.0.1:0".into()),
+        ("HEALTH_ADDR", "127.0.0.1:0".into()),
     ];
     let subjects = Subjects::new(&namespace);
 

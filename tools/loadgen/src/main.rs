@@ -116,6 +116,9 @@ async fn run_orchestrated(
         ("SAGA_SECRETS_KEY", key),
         ("SAGA_STORE_URL", store_url.clone()),
         ("STEP_CONCURRENCY", "64".into()),
+        // Any free ports: a deployment on this host keeps its own.
+        ("HTTP_ADDR", "127.0.0.1:0".into()),
+        ("HEALTH_ADDR", "127.0.0.1:0".into()),
     ]);
     let lookup = |k: &str| env.get(k).cloned();
     let config = orchestrator::config::from_lookup(lookup)?;
