@@ -164,17 +164,25 @@ pub fn traceback(frames: &[&str], exception: &str) {
 fn log_command(root: &Path, args: &[String]) {
     let logs = root.join("logs");
     let _ = std::fs::create_dir_all(&logs);
-    if let Ok(mut file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(logs.join("bench.log"))
-    {
-        let _ = writeln!(
-            file,
+    append_line(
+        &logs.join("bench.log"),
+        &format!(
             "{} INFO bench {}",
             chrono::Utc::now().format("%Y-%m-%d %H:%M:%S,%3f"),
             args.join(" ")
-        );
+        ),
+    );
+}
+
+/// Appends `line` to `path` in one `write`, so that lines of bench processes running
+/// at once never interleave (`writeln!` on a file writes each piece separately).
+pub fn append_line(path: &Path, line: &str) {
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = file.write_all(format!("{line}\n").as_bytes());
     }
 }
 

@@ -201,19 +201,14 @@ impl RunRecord {
     }
 
     fn write(&self, what: &str) {
-        use std::io::Write;
-        if let Ok(mut file) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-        {
-            let _ = writeln!(
-                file,
+        crate::append_line(
+            &self.path,
+            &format!(
                 "{} {what} {}",
                 chrono::Utc::now().timestamp_millis(),
                 self.site
-            );
-        }
+            ),
+        );
     }
 }
 
