@@ -29,10 +29,17 @@ fn max_overlap(root: &Path) -> usize {
     let text = std::fs::read_to_string(root.join("logs/new-site-runs.log")).unwrap_or_default();
     let mut events: Vec<(i64, i32)> = text
         .lines()
-        .filter_map(|l| {
+        .map(|l| {
             let mut words = l.split_whitespace();
-            let at: i64 = words.next()?.parse().ok()?;
-            Some((at, if words.next()? == "start" { 1 } else { -1 }))
+            let at: i64 = words
+                .next()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| panic!("a run record without its time: {l:?}"));
+            match words.next() {
+                Some("start") => (at, 1),
+                Some("end") => (at, -1),
+                _ => panic!("a run record neither start nor end: {l:?}"),
+            }
         })
         .collect();
     events.sort();
