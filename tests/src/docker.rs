@@ -249,6 +249,34 @@ impl Backend {
             .expect("stop the test container");
     }
 
+    /// Starts `script` in the container as `frappe` in the bench folder with the
+    /// variables `env`, detached: no one waits for it, as for the commands of a step
+    /// service that died.
+    pub async fn detached(&self, script: &str, env: &[String]) {
+        let options = bollard::exec::CreateExecOptions {
+            cmd: Some(vec!["sh", "-c", script]),
+            env: Some(env.iter().map(String::as_str).collect()),
+            user: Some("frappe"),
+            working_dir: Some(BENCH_PATH),
+            ..Default::default()
+        };
+        let exec = self
+            .docker
+            .create_exec(&self.name, options)
+            .await
+            .expect("create the exec");
+        self.docker
+            .start_exec(
+                &exec.id,
+                Some(bollard::exec::StartExecOptions {
+                    detach: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .expect("start the exec");
+    }
+
     /// Whether it runs.
     pub async fn running(&self) -> bool {
         self.docker

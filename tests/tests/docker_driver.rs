@@ -112,6 +112,61 @@ async fn commands_run_in_the_container_as_frappe_in_the_bench_folder() {
     assert_eq!(result.expect("runs").exit_code, 2);
 }
 
+/// What `ps` shows in the container.
+async fn ps(driver: &Driver) -> String {
+    let (ps, _) = run(driver, CommandLine::new("ps"), Duration::from_secs(10)).await;
+    ps.expect("ps").stdout()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_owned_kills_what_a_dead_service_left_in_the_container_and_nothing_else() {
+    let Some((_dir, backend)) = backend("sweep").await else {
+        return;
+    };
+    let driver = driver(&backend, &[]);
+    let mine = format!("{}/site", uuid::Uuid::new_v4().simple());
+    let theirs = format!("{}/site", uuid::Uuid::new_v4().simple());
+
+    // The driver tags an owned command's processes.
+    let (result, _) = run(
+        &driver,
+        CommandLine::new("sh")
+            .args(["-c", "echo \"[$BENCH_OWNER]\""])
+            .owned_by(&mine),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(result.expect("runs").stdout(), format!("[{mine}]"));
+
+    // Two sagas' commands that nobody waits for any more (their service died).
+    for (owner, seconds) in [(&mine, 61), (&theirs, 62)] {
+        let env = [bench::owner_variable(owner)];
+        backend
+            .detached(&format!("sleep {seconds} & wait"), &env)
+            .await;
+    }
+    tests::assert_eventually!(20, "both left-behind commands run", {
+        let ps = ps(&driver).await;
+        ps.contains("sleep 61") && ps.contains("sleep 62")
+    });
+
+    let killed = driver.stop_owned(&mine).await.expect("swept");
+    assert_eq!(killed, 2, "the shell and its sleep");
+    let after = ps(&driver).await;
+    assert!(!after.contains("sleep 61"), "still running:\n{after}");
+    assert!(
+        after.contains("sleep 62"),
+        "another saga's command was killed:\n{after}"
+    );
+    assert_eq!(driver.stop_owned(&mine).await.expect("swept"), 0);
+    assert_eq!(driver.stop_owned(&theirs).await.expect("swept"), 2);
+
+    // A stopped container has nothing running, and cannot be swept either.
+    backend.stop().await;
+    let error = driver.stop_owned(&mine).await.expect_err("stopped");
+    assert_eq!(error.code(), "container_stopped", "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_kills_the_command_inside_the_container() {
     let Some((dir, backend)) = backend("timeout").await else {
@@ -133,8 +188,7 @@ async fn a_timeout_kills_the_command_inside_the_container() {
         !dir.path().join("survived").exists(),
         "a child of the timed-out command kept running in the container"
     );
-    let (ps, _) = run(&driver, CommandLine::new("ps"), Duration::from_secs(10)).await;
-    let ps = ps.expect("ps").stdout();
+    let ps = ps(&driver).await;
     assert!(!ps.contains("sleep 60"), "still running:\n{ps}");
 }
 
@@ -153,8 +207,7 @@ async fn a_dropped_run_leaves_no_process_behind() {
     .await;
     // What a step service does before it exits: wait for the kills to be over.
     driver.settle().await;
-    let (ps, _) = run(&driver, CommandLine::new("ps"), Duration::from_secs(10)).await;
-    let ps = ps.expect("ps").stdout();
+    let ps = ps(&driver).await;
     assert!(
         !ps.contains("sleep 60"),
         "still running after settle:\n{ps}"

@@ -32,14 +32,33 @@ enum Arg {
 #[derive(Debug, Clone)]
 pub struct CommandLine {
     args: Vec<Arg>,
+    owner: Option<String>,
 }
+
+/// The environment variable that tags a command's processes with their owner
+/// ([`CommandLine::owned_by`]); bench's children inherit it.
+pub const OWNER_VARIABLE: &str = "BENCH_OWNER";
 
 impl CommandLine {
     /// `program` with no arguments yet.
     pub fn new(program: &str) -> Self {
         Self {
             args: vec![Arg::Plain(program.into())],
+            owner: None,
         }
+    }
+
+    /// Tags the command's processes with `owner` (as `BENCH_OWNER=<owner>` in their
+    /// environment), so that [`Bench::stop_owned`] finds them later, even after the
+    /// service that started them died.
+    pub fn owned_by(mut self, owner: &str) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// Whose command this is ([`CommandLine::owned_by`]).
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
     }
 
     /// `bench` followed by `args`.
@@ -290,6 +309,11 @@ impl Error {
     }
 }
 
+/// `BENCH_OWNER=<owner>`, the environment entry that marks the owner's processes.
+pub fn owner_variable(owner: &str) -> String {
+    format!("{OWNER_VARIABLE}={owner}")
+}
+
 /// Runs commands in a bench's environment.
 pub trait Bench: Send + Sync + 'static {
     /// Runs `command` in the bench folder, sends each output line to `lines` as it
@@ -312,6 +336,12 @@ pub trait Bench: Send + Sync + 'static {
     /// Whether commands can run now (the bench folder is there; the Docker engine
     /// answers and the container runs), for readiness probes. `Err` says why not.
     fn check(&self) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// SIGKILLs every process, of the bench's user where bench runs, that carries
+    /// `owner`'s tag ([`CommandLine::owned_by`]), with the children they forked, and
+    /// returns how many there were. Whatever a service killed mid-command (SIGKILL, OOM,
+    /// a lost node) left running is found this way by the next attempt.
+    fn stop_owned(&self, owner: &str) -> impl Future<Output = Result<usize, Error>> + Send;
 }
 
 /// The driver `BENCH_DRIVER` names; the steps do not know which one runs.
@@ -382,6 +412,13 @@ impl Bench for Driver {
         match self {
             Self::Local(bench) => bench.check().await,
             Self::Docker(bench) => bench.check().await,
+        }
+    }
+
+    async fn stop_owned(&self, owner: &str) -> Result<usize, Error> {
+        match self {
+            Self::Local(bench) => bench.stop_owned(owner).await,
+            Self::Docker(bench) => bench.stop_owned(owner).await,
         }
     }
 }

@@ -61,7 +61,61 @@ async fn pump(
     sink.finish()
 }
 
+/// SIGKILLs every process this service may signal whose environment holds `entry`
+/// (`NAME=value`), in rounds so that children forked meanwhile go too; returns how many
+/// processes it killed.
+fn kill_tagged(entry: &str) -> std::io::Result<usize> {
+    let me = std::process::id();
+    let mut killed = std::collections::HashSet::new();
+    for _round in 0..5 {
+        let mut found = false;
+        for process in std::fs::read_dir("/proc")?.flatten() {
+            let Some(pid) = process
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // Others' processes are unreadable, zombies have an empty environment.
+            let Ok(environ) = std::fs::read(process.path().join("environ")) else {
+                continue;
+            };
+            if pid != me
+                && environ.split(|b| *b == 0).any(|e| e == entry.as_bytes())
+                && nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok()
+            {
+                found = true;
+                killed.insert(pid);
+            }
+        }
+        if !found {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(killed.len())
+}
+
 impl Bench for LocalBench {
+    async fn stop_owned(&self, owner: &str) -> Result<usize, Error> {
+        let entry = crate::owner_variable(owner);
+        let swept = tokio::task::spawn_blocking(move || kill_tagged(&entry)).await;
+        match swept {
+            Ok(Ok(killed)) => Ok(killed),
+            Ok(Err(e)) => Err(Error::NotStarted {
+                command: format!("stop the processes of {owner}"),
+                code: "bench_unavailable",
+                reason: format!("cannot list the processes in /proc: {e}"),
+                permanent: false,
+            }),
+            Err(e) => Err(Error::Lost {
+                command: format!("stop the processes of {owner}"),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
     async fn check(&self) -> Result<(), String> {
         match tokio::fs::metadata(&self.bench_path).await {
             Ok(meta) if meta.is_dir() => Ok(()),
@@ -84,7 +138,11 @@ impl Bench for LocalBench {
         } else {
             command.program()
         };
-        let mut child = Command::new(program)
+        let mut process = Command::new(program);
+        if let Some(owner) = command.owner() {
+            process.env(crate::OWNER_VARIABLE, owner);
+        }
+        let mut child = process
             .args(command.expose_args())
             .current_dir(&self.bench_path)
             .stdin(Stdio::null())
@@ -218,6 +276,62 @@ mod tests {
             !marker.exists(),
             "a child of the killed command kept running"
         );
+    }
+
+    /// A process (and its child) tagged as `owner`'s, started outside the driver the
+    /// way a dead service's bench lives on.
+    fn orphan(owner: &str) -> std::process::Child {
+        std::process::Command::new("sh")
+            .args(["-c", "sleep 60 & wait"])
+            .env(crate::OWNER_VARIABLE, owner)
+            .spawn()
+            .expect("sh")
+    }
+
+    fn alive(child: &mut std::process::Child) -> bool {
+        std::thread::sleep(Duration::from_millis(100));
+        child.try_wait().expect("wait").is_none()
+    }
+
+    #[tokio::test]
+    async fn stop_owned_kills_the_owners_processes_and_no_one_elses() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bench = LocalBench::new("bench", dir.path());
+        let owner = format!("{}/site", uuid::Uuid::new_v4());
+        let other = format!("{}/site", uuid::Uuid::new_v4());
+        let (mut left_behind, mut someone_elses) = (orphan(&owner), orphan(&other));
+
+        let killed = bench.stop_owned(&owner).await.expect("swept");
+        assert_eq!(killed, 2, "the shell and its background sleep");
+        assert!(!alive(&mut left_behind), "the owner's process survived");
+        assert!(
+            alive(&mut someone_elses),
+            "another owner's process was killed"
+        );
+        assert_eq!(bench.stop_owned(&owner).await.expect("swept"), 0);
+
+        assert_eq!(bench.stop_owned(&other).await.expect("swept"), 2);
+        assert!(!alive(&mut someone_elses));
+    }
+
+    #[tokio::test]
+    async fn an_owned_command_carries_its_tag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bench = LocalBench::new("bench", dir.path());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let printed = |command: CommandLine| {
+            let (bench, tx) = (bench.clone(), tx.clone());
+            async move {
+                bench
+                    .run(&command, Duration::from_secs(5), tx)
+                    .await
+                    .expect("runs")
+                    .stdout()
+            }
+        };
+        let echo = CommandLine::new("sh").args(["-c", "echo \"[$BENCH_OWNER]\""]);
+        assert_eq!(printed(echo.clone().owned_by("s1/site")).await, "[s1/site]");
+        assert_eq!(printed(echo).await, "[]", "untagged");
     }
 
     #[tokio::test]

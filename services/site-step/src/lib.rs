@@ -16,6 +16,11 @@
 //!
 //! Undo: move the folder to `sites/archived/<site>-<time>` (what drop-site does with
 //! it), only when it is this saga's. The database and its user are the database step's.
+//!
+//! One bench per site at a time, across restarts: bench commands carry the owner tag
+//! `<saga_id>/site`, and every attempt and every undo first kills what a predecessor
+//! that died mid-command (SIGKILL, OOM, a lost node) left running under that tag, so
+//! no orphan keeps writing into a folder being finished or archived.
 
 pub mod queue;
 
@@ -145,6 +150,30 @@ impl<B: Bench> SiteStep<B> {
             == 0)
     }
 
+    /// Kills the bench processes an earlier attempt of this saga left running when its
+    /// service died under them (see the module documentation).
+    async fn stop_leftovers(&self, owner: &str, context: &StepContext) -> Result<(), StepError> {
+        let killed = self
+            .bench
+            .stop_owned(owner)
+            .await
+            .map_err(|e| bench_error(&e))?;
+        if killed > 0 {
+            tracing::warn!(
+                owner,
+                killed,
+                "stopped bench processes an earlier attempt left running"
+            );
+            context
+                .output(
+                    format!("Stopped {killed} bench process(es) an earlier attempt of this signup left running"),
+                    None,
+                )
+                .await;
+        }
+        Ok(())
+    }
+
     async fn expect_ok(
         &self,
         context: &StepContext,
@@ -155,6 +184,11 @@ impl<B: Bench> SiteStep<B> {
         let outcome = self.run(context, command, percent).await?;
         classify(&shown, &outcome.finished)
     }
+}
+
+/// The owner tag of a saga's bench commands in this step.
+fn owner_of(saga: &str) -> String {
+    format!("{saga}/site")
 }
 
 /// Percent from a bench progress line such as `Updating DocTypes for erpnext : [===] 42%`.
@@ -233,6 +267,8 @@ impl<B: Bench> Step for SiteStep<B> {
         let saga = command.saga_id.to_string();
         let lock = self.lock_for(&site);
         let _one_at_a_time = lock.lock().await;
+        let owner = owner_of(&saga);
+        self.stop_leftovers(&owner, context).await?;
 
         let marker_ok = match self.site_config(&site).await? {
             Some(config)
@@ -284,7 +320,8 @@ impl<B: Bench> Step for SiteStep<B> {
             let new_site =
                 CommandLine::bench(["new-site", &site, "--no-setup-db", "--db-name", &db_name])
                     .secret("--db-password", &db_password)
-                    .secret("--admin-password", &admin_password);
+                    .secret("--admin-password", &admin_password)
+                    .owned_by(&owner);
             let shown = new_site.to_string();
             let outcome = self.run(context, new_site, (0, 40)).await?;
             drop(place);
@@ -301,7 +338,8 @@ impl<B: Bench> Step for SiteStep<B> {
             }
             self.expect_ok(
                 context,
-                CommandLine::bench(["--site", &site, "set-config", "provisioning_saga_id", &saga]),
+                CommandLine::bench(["--site", &site, "set-config", "provisioning_saga_id", &saga])
+                    .owned_by(&owner),
                 (40, 41),
             )
             .await?;
@@ -323,14 +361,14 @@ impl<B: Bench> Step for SiteStep<B> {
                 .await;
             self.expect_ok(
                 context,
-                CommandLine::bench(["--site", &site, "install-app", app]),
+                CommandLine::bench(["--site", &site, "install-app", app]).owned_by(&owner),
                 (start, start + span),
             )
             .await?;
         }
         self.expect_ok(
             context,
-            CommandLine::bench(["--site", &site, "enable-scheduler"]),
+            CommandLine::bench(["--site", &site, "enable-scheduler"]).owned_by(&owner),
             (92, 95),
         )
         .await?;
@@ -342,7 +380,8 @@ impl<B: Bench> Step for SiteStep<B> {
                 "set-config",
                 "host_name",
                 &format!("https://{site}"),
-            ]),
+            ])
+            .owned_by(&owner),
             (95, 100),
         )
         .await?;
@@ -364,6 +403,7 @@ impl<B: Bench> Step for SiteStep<B> {
         let saga = command.saga_id.to_string();
         let lock = self.lock_for(&site);
         let _one_at_a_time = lock.lock().await;
+        self.stop_leftovers(&owner_of(&saga), context).await?;
 
         let marked = self.site_config(&site).await?.and_then(|c| {
             c.get("provisioning_saga_id")

@@ -1,12 +1,14 @@
 //! Killing an exec'd command with all its children. Docker has no call that signals an
 //! exec'd process (and the pid it reports is the host's), so each exec carries an
-//! environment marker (`BENCH_EXEC_ID=<uuid>`) that bench's children inherit; killing
-//! execs a small `sh` loop, as the same user, that SIGKILLs every process of the
-//! container whose environment holds the marker. It needs only `sh`, `tr`, `grep`,
-//! `kill` and `sleep`, which frappe_docker's image has.
+//! environment marker (`BENCH_EXEC_ID=<uuid>`, and `BENCH_OWNER=<owner>` when the
+//! command has one) that bench's children inherit; killing execs a small `sh` loop, as
+//! the same user, that SIGKILLs every process of the container whose environment holds
+//! the marker. It needs only `sh`, `tr`, `grep`, `kill` and `sleep`, which
+//! frappe_docker's image has.
 
 use std::time::Duration;
 
+use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::Docker;
@@ -14,17 +16,25 @@ use futures::StreamExt;
 use tokio_util::task::TaskTracker;
 
 /// Kills every process of the container whose environment holds the marker `$1`,
-/// in rounds, so children forked while the first round ran go too.
-const KILL_SCRIPT: &str = r#"for round in 1 2 3 4 5; do
+/// in rounds, so children forked while the first round ran go too; prints how many
+/// processes it killed.
+const KILL_SCRIPT: &str = r#"killed=
+for round in 1 2 3 4 5; do
   found=
   for p in /proc/[0-9]*; do
     if tr '\0' '\n' < "$p/environ" 2>/dev/null | grep -qx "$1"; then
-      kill -KILL "${p#/proc/}" 2>/dev/null && found=1
+      pid=${p#/proc/}
+      if kill -KILL "$pid" 2>/dev/null; then
+        found=1
+        case " $killed " in *" $pid "*) ;; *) killed="$killed $pid" ;; esac
+      fi
     fi
   done
-  [ -z "$found" ] && exit 0
+  [ -z "$found" ] && break
   sleep 0.2
-done"#;
+done
+set -- $killed
+echo "$#""#;
 
 /// SIGKILLs the exec'd command's processes when dropped while armed: a run that is
 /// cancelled (its step undone, the service stopping) leaves no bench behind. The kill
@@ -65,8 +75,14 @@ impl Drop for KillGuard {
     }
 }
 
-/// Execs [`KILL_SCRIPT`] in the container and waits for it.
-async fn kill_marked(docker: &Docker, container: &str, user: &str, marker: &str) {
+/// Execs [`KILL_SCRIPT`] in the container and waits for it; returns how many processes
+/// it killed.
+pub(super) async fn sweep(
+    docker: &Docker,
+    container: &str,
+    user: &str,
+    marker: &str,
+) -> Result<usize, DockerError> {
     let options = CreateExecOptions {
         cmd: Some(vec!["sh", "-c", KILL_SCRIPT, "sh", marker]),
         user: Some(user),
@@ -74,17 +90,25 @@ async fn kill_marked(docker: &Docker, container: &str, user: &str, marker: &str)
         attach_stderr: Some(true),
         ..Default::default()
     };
-    let outcome = async {
-        let exec = docker.create_exec(container, options).await?;
-        if let StartExecResults::Attached { mut output, .. } =
-            docker.start_exec(&exec.id, None).await?
-        {
-            while output.next().await.is_some() {}
+    let exec = docker.create_exec(container, options).await?;
+    let mut printed = String::new();
+    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await?
+    {
+        while let Some(item) = output.next().await {
+            if let LogOutput::StdOut { message } = item? {
+                printed.push_str(&String::from_utf8_lossy(&message));
+            }
         }
-        Ok::<_, DockerError>(())
-    };
+    }
+    Ok(printed.trim().parse().unwrap_or(0))
+}
+
+/// [`sweep`] for a command's own processes, reporting trouble only in the log: the
+/// command has already failed or been abandoned.
+async fn kill_marked(docker: &Docker, container: &str, user: &str, marker: &str) {
+    let outcome = sweep(docker, container, user, marker);
     match tokio::time::timeout(Duration::from_secs(30), outcome).await {
-        Ok(Ok(())) => tracing::debug!(container, "killed the timed-out command's processes"),
+        Ok(Ok(killed)) => tracing::debug!(container, killed, "killed the command's processes"),
         Ok(Err(e)) => tracing::warn!(container, error = %e, "could not kill a command's processes"),
         Err(_) => tracing::warn!(container, "killing a command's processes did not finish"),
     }

@@ -322,9 +322,11 @@ impl DockerBench {
         let mut argv = vec![program];
         argv.extend(command.expose_args());
         let marker = format!("BENCH_EXEC_ID={}", uuid::Uuid::new_v4().simple());
+        let mut env = vec![marker.clone()];
+        env.extend(command.owner().map(crate::owner_variable));
         let options = CreateExecOptions {
             cmd: Some(argv),
-            env: Some(vec![marker.clone()]),
+            env: Some(env),
             user: Some(self.settings.user.clone()),
             working_dir: Some(self.settings.bench_path.clone()),
             attach_stdin: Some(false),
@@ -493,6 +495,19 @@ impl Bench for DockerBench {
         }
         self.kills.wait().await;
         self.kills.reopen();
+    }
+
+    async fn stop_owned(&self, owner: &str) -> Result<usize, Error> {
+        let shown = format!("stop the processes of {owner}");
+        let docker = self.docker(&shown).await?;
+        let container = self.running(docker, &shown).await?;
+        let marker = crate::owner_variable(owner);
+        let swept = kill::sweep(docker, &container.id, &self.settings.user, &marker);
+        match tokio::time::timeout(Duration::from_secs(30), swept).await {
+            Ok(Ok(killed)) => Ok(killed),
+            Ok(Err(e)) => Err(self.engine_error(&shown, &e)),
+            Err(_) => Err(self.lost(&shown, "the sweep did not finish within 30s")),
+        }
     }
 
     async fn check(&self) -> Result<(), String> {
