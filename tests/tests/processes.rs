@@ -188,3 +188,84 @@ async fn site_step_killed_mid_new_site_and_restarted_ends_the_saga_cleanly() {
     drop(services);
     h.finish().await;
 }
+
+/// The bench processes running on this machine for `site`: pid and command line.
+fn benches_for(site: &str) -> Vec<(i32, String)> {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    processes
+        .flatten()
+        .filter_map(|p| {
+            let pid = p.file_name().to_str()?.parse().ok()?;
+            let raw = std::fs::read(p.path().join("cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&raw).replace('\0', " ")))
+        })
+        .filter(|(_, line)| line.contains("bench-emulator") && line.contains(site))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bench_left_running_by_a_killed_site_step_is_stopped_before_the_rollback() {
+    let mut h = Harness::new().await;
+    let subdomain = h.subdomain("orphan");
+    let site = format!("{subdomain}.example.test");
+    let emulator = serde_json::json!({
+        "delay_ms": 30,
+        "fail": [{"command": "install-app", "site": site, "hang": true}]
+    });
+    let root = h.bench_folder(emulator);
+    let (url, master) = h.start_master().await;
+    let mut env = Harness::frappe_env(&root, &url);
+    env.push(("SAGA_STEP_TIMEOUT_SECS", "6".into()));
+    let mut services = h.spawn_all(&env);
+    let id = Uuid::new_v4();
+    h.publish_signup(&h.signup(id, &subdomain)).await;
+    tests::assert_eventually!(
+        30,
+        "install-app is running (and hangs)",
+        benches_for(&site)
+            .iter()
+            .any(|(_, c)| c.contains("install-app"))
+    );
+
+    // SIGKILL: the service cannot stop its bench, which lives on without it.
+    services.kill("site-step");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !benches_for(&site).is_empty(),
+        "the killed service's bench lives on"
+    );
+    let restarted = h.spawn_service("site-step", "1", &env);
+    services.children.push(("site-step".into(), restarted));
+
+    assert_eq!(h.wait_terminal(id, 90).await, SagaStatus::RolledBack);
+    let left = benches_for(&site);
+    for (pid, _) in &left {
+        // Not to leave a hanging process behind when this fails.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(left.is_empty(), "bench still running for {site}: {left:?}");
+    assert!(
+        !root.join(format!("sites/{site}")).exists(),
+        "the half-made site left sites/"
+    );
+    assert_eq!(
+        mariadb_has(&db_step::database_name(&subdomain)).await,
+        (false, false)
+    );
+    assert!(master.lock().expect("master").records.is_empty());
+    let timeline = h.timeline(id, 1).await;
+    assert!(
+        timeline.iter().any(|e| e
+            .message
+            .contains("an earlier attempt of this signup left running")),
+        "the progress says what was stopped: {:?}",
+        timeline.iter().map(|e| &e.message).collect::<Vec<_>>()
+    );
+    drop(services);
+    h.finish().await;
+}

@@ -23,6 +23,9 @@ pub(crate) struct Reporter {
     js: jetstream::Context,
     subject: String,
     command: Arc<StepCommand>,
+    /// Which delivery of the command this is: a redelivery (after its service died)
+    /// numbers its lines anew, and they must not pass for the first delivery's.
+    delivery: i64,
     lines: Arc<AtomicU32>,
 }
 
@@ -43,7 +46,7 @@ impl Reporter {
     pub(crate) async fn output(&self, line: String, percent: Option<u8>) {
         let n = self.lines.fetch_add(1, Ordering::Relaxed);
         let event = self.event(StepReport::Output { line, percent });
-        let msg_id = format!("{}:out:{n}", self.command.command_id);
+        let msg_id = format!("{}:out:{}:{n}", self.command.command_id, self.delivery);
         // Output is best effort: a lost line must not fail the step.
         if let Err(e) = self.publish(&msg_id, &event).await {
             tracing::warn!(error = %e, "could not publish an output line");
@@ -239,6 +242,7 @@ impl<S: Step> Job<S> {
             return;
         };
 
+        let delivery = message.info().map_or(1, |info| info.delivered);
         let message = Arc::new(message);
         let heartbeat = {
             let message = message.clone();
@@ -260,6 +264,7 @@ impl<S: Step> Job<S> {
             js: self.js.clone(),
             subject: self.subject.clone(),
             command: command.clone(),
+            delivery,
             lines: Arc::default(),
         };
         let context = StepContext {
