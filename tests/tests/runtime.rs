@@ -48,12 +48,22 @@ async fn a_stopping_step_service_releases_its_command_to_another_instance() {
     instance_a.await.expect("instance A stops within its grace");
 
     // Instance B gets the same command (released, not timed out) and finishes the saga.
-    h.start_scripted(ScriptedStep::new(
-        "site",
-        Behaviour::default(),
-        journal.clone(),
-    ));
+    let quick = Behaviour {
+        delay: Duration::from_millis(200),
+        ..Behaviour::default()
+    };
+    h.start_scripted(ScriptedStep::new("site", quick, journal.clone()));
     assert_eq!(h.wait_terminal(id, 30).await, SagaStatus::Completed);
+    let working = h
+        .timeline(id, 1)
+        .await
+        .iter()
+        .filter(|e| e.message == "site working")
+        .count();
+    assert_eq!(
+        working, 2,
+        "the progress shows both instances' output, the second not taken for a duplicate"
+    );
     let site_runs: Vec<_> = journal
         .entries()
         .into_iter()
