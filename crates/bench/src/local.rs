@@ -281,11 +281,23 @@ mod tests {
     /// A process (and its child) tagged as `owner`'s, started outside the driver the
     /// way a dead service's bench lives on.
     fn orphan(owner: &str) -> std::process::Child {
-        std::process::Command::new("sh")
+        let child = std::process::Command::new("sh")
             .args(["-c", "sleep 60 & wait"])
             .env(crate::OWNER_VARIABLE, owner)
             .spawn()
-            .expect("sh")
+            .expect("sh");
+        // Both processes exist before the test goes on: the shell has forked its sleep.
+        let children = format!("/proc/{0}/task/{0}/children", child.id());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&children)
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+        {
+            assert!(std::time::Instant::now() < deadline, "sh never forked");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
     }
 
     fn alive(child: &mut std::process::Child) -> bool {
