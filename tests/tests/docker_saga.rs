@@ -16,9 +16,11 @@ struct World {
     backend: Backend,
     master: master_standin::Shared,
     services: tests::Processes,
+    /// The services' settings, to start one again.
+    env: Vec<(&'static str, String)>,
 }
 
-async fn world(emulator: serde_json::Value, extra: &[(&str, String)]) -> Option<World> {
+async fn world(emulator: serde_json::Value, extra: &[(&'static str, String)]) -> Option<World> {
     let docker = tests::docker::engine().await?;
     let mut h = Harness::new().await;
     let root = h.bench_folder(emulator);
@@ -41,6 +43,7 @@ async fn world(emulator: serde_json::Value, extra: &[(&str, String)]) -> Option<
         backend,
         master,
         services,
+        env,
     })
 }
 
@@ -257,6 +260,48 @@ async fn a_stopped_site_step_leaves_no_bench_running_in_the_container() {
     assert!(!left.contains("new-site"), "left running:\n{left}");
 
     tests::drop_tenant(&db_step::database_name(&subdomain)).await;
+    drop(w.services);
+    w.h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bench_orphaned_in_the_container_by_a_killed_site_step_is_stopped_and_rolled_back() {
+    let Some(mut w) = world(
+        serde_json::json!({"delay_ms": 1, "fail": [{"command": "new-site", "hang": true}]}),
+        &[("SAGA_STEP_TIMEOUT_SECS", "6".to_string())],
+    )
+    .await
+    else {
+        return;
+    };
+    let id = Uuid::new_v4();
+    let subdomain = w.h.subdomain("dkorphan");
+    w.h.publish_signup(&w.h.signup(id, &subdomain)).await;
+    tests::assert_eventually!(
+        60,
+        "new-site running in the container",
+        container_processes(&w.backend).await.contains("new-site")
+    );
+    // SIGKILL: no drain, so the bench it exec'd lives on in the container.
+    w.services.kill("site-step");
+    assert!(container_processes(&w.backend).await.contains("new-site"));
+    let env = w.env.clone();
+    let restarted = w.h.spawn_service("site-step", "1", &env);
+    w.services.children.push(("site-step".into(), restarted));
+
+    assert_eq!(w.h.wait_terminal(id, 120).await, SagaStatus::RolledBack);
+    let left = container_processes(&w.backend).await;
+    assert!(!left.contains("new-site"), "left running:\n{left}");
+    let timeline = w.h.timeline(id, 1).await;
+    assert!(
+        timeline.iter().any(|e| e
+            .message
+            .contains("an earlier attempt of this signup left running")),
+        "{:#?}",
+        timeline.iter().map(|e| &e.message).collect::<Vec<_>>()
+    );
+    assert!(archived(&w.root, &subdomain), "site not archived");
+    assert_nothing_left(&w.root, &subdomain).await;
     drop(w.services);
     w.h.finish().await;
 }
