@@ -579,6 +579,22 @@ impl Drop for Processes {
     }
 }
 
+/// What a rollback must leave of `subdomain` (site `<subdomain>.example.test` on the
+/// bench at `root`): no site in `sites/`, no database, no database user.
+pub async fn assert_nothing_left(root: &std::path::Path, subdomain: &str) {
+    assert!(
+        !root
+            .join(format!("sites/{subdomain}.example.test"))
+            .exists(),
+        "{subdomain}: site left in sites/"
+    );
+    assert_eq!(
+        mariadb_has(&db_step::database_name(subdomain)).await,
+        (false, false),
+        "{subdomain}: database or user left"
+    );
+}
+
 /// Whether a database or a user of that name exists on the MariaDB server.
 pub async fn mariadb_has(name: &str) -> (bool, bool) {
     let pool = admin_pool().await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use contracts::SagaStatus;
 use tests::docker::{Backend, BENCH_PATH};
-use tests::{mariadb_has, Harness};
+use tests::Harness;
 use uuid::Uuid;
 
 struct World {
@@ -61,19 +61,6 @@ fn archived(root: &Path, subdomain: &str) -> bool {
             })
         })
         .unwrap_or(false)
-}
-
-/// What a rollback must leave: no site in `sites/`, no database, no database user.
-async fn assert_nothing_left(root: &Path, subdomain: &str) {
-    assert!(
-        !site_folder(root, subdomain).exists(),
-        "{subdomain}: site left in sites/"
-    );
-    assert_eq!(
-        mariadb_has(&db_step::database_name(subdomain)).await,
-        (false, false),
-        "{subdomain}: database or user left"
-    );
 }
 
 /// The processes of the container, as `ps` shows them there.
@@ -159,7 +146,7 @@ async fn a_failure_inside_the_container_rolls_back() {
         error.message.contains("emulated failure of install-app"),
         "{error:?}"
     );
-    assert_nothing_left(&w.root, &subdomain).await;
+    tests::assert_nothing_left(&w.root, &subdomain).await;
     assert!(archived(&w.root, &subdomain), "site not archived");
     drop(w.services);
     w.h.finish().await;
@@ -199,7 +186,7 @@ async fn a_backend_stopped_during_new_site_fails_clearly_and_rolls_back_once_sta
     let reply = w.h.replay(id).await;
     assert!(reply.accepted, "{reply:?}");
     assert_eq!(w.h.wait_terminal(id, 90).await, SagaStatus::RolledBack);
-    assert_nothing_left(&w.root, &subdomain).await;
+    tests::assert_nothing_left(&w.root, &subdomain).await;
     drop(w.services);
     w.h.finish().await;
 }
@@ -230,7 +217,7 @@ async fn a_hung_new_site_is_killed_inside_the_container_and_rolled_back() {
         "no bench new-site left running in the container",
         !container_processes(&w.backend).await.contains("new-site")
     );
-    assert_nothing_left(&w.root, &subdomain).await;
+    tests::assert_nothing_left(&w.root, &subdomain).await;
     drop(w.services);
     w.h.finish().await;
 }
@@ -301,7 +288,7 @@ async fn a_bench_orphaned_in_the_container_by_a_killed_site_step_is_stopped_and_
         timeline.iter().map(|e| &e.message).collect::<Vec<_>>()
     );
     assert!(archived(&w.root, &subdomain), "site not archived");
-    assert_nothing_left(&w.root, &subdomain).await;
+    tests::assert_nothing_left(&w.root, &subdomain).await;
     drop(w.services);
     w.h.finish().await;
 }

@@ -173,14 +173,7 @@ async fn site_step_killed_mid_new_site_and_restarted_ends_the_saga_cleanly() {
             tests::drop_tenant(&db_step::database_name(&subdomain)).await;
         }
         SagaStatus::RolledBack => {
-            assert!(
-                !root.join(format!("sites/{site}")).exists(),
-                "the half-made site left sites/"
-            );
-            assert_eq!(
-                mariadb_has(&db_step::database_name(&subdomain)).await,
-                (false, false)
-            );
+            tests::assert_nothing_left(&root, &subdomain).await;
             assert!(master.lock().expect("master").records.is_empty());
         }
         other => panic!("the saga ended {other:?}"),
@@ -249,14 +242,7 @@ async fn a_bench_left_running_by_a_killed_site_step_is_stopped_before_the_rollba
         );
     }
     assert!(left.is_empty(), "bench still running for {site}: {left:?}");
-    assert!(
-        !root.join(format!("sites/{site}")).exists(),
-        "the half-made site left sites/"
-    );
-    assert_eq!(
-        mariadb_has(&db_step::database_name(&subdomain)).await,
-        (false, false)
-    );
+    tests::assert_nothing_left(&root, &subdomain).await;
     assert!(master.lock().expect("master").records.is_empty());
     let timeline = h.timeline(id, 1).await;
     assert!(
