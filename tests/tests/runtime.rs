@@ -54,15 +54,19 @@ async fn a_stopping_step_service_releases_its_command_to_another_instance() {
     };
     h.start_scripted(ScriptedStep::new("site", quick, journal.clone()));
     assert_eq!(h.wait_terminal(id, 30).await, SagaStatus::Completed);
-    let working = h
-        .timeline(id, 1)
-        .await
+    let timeline = h.timeline(id, 1).await;
+    let working = timeline
         .iter()
         .filter(|e| e.message == "site working")
         .count();
     assert_eq!(
-        working, 2,
-        "the progress shows both instances' output, the second not taken for a duplicate"
+        working,
+        2,
+        "the progress shows both instances' output, the second not taken for a duplicate: {:?}",
+        timeline
+            .iter()
+            .map(|e| format!("{} {:?} {}", e.sequence, e.step_status, e.message))
+            .collect::<Vec<_>>()
     );
     let site_runs: Vec<_> = journal
         .entries()

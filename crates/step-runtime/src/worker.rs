@@ -23,9 +23,11 @@ pub(crate) struct Reporter {
     js: jetstream::Context,
     subject: String,
     command: Arc<StepCommand>,
-    /// Which delivery of the command this is: a redelivery (after its service died)
-    /// numbers its lines anew, and they must not pass for the first delivery's.
-    delivery: i64,
+    /// This handling of the command, unique: an instance that takes over a command
+    /// (after its first one died or released it) numbers its lines from 0 again, and
+    /// they must not pass for the first one's. (The delivery count cannot tell them
+    /// apart: NATS 2.9 redelivers a NAKed message with the same count.)
+    handling: String,
     lines: Arc<AtomicU32>,
 }
 
@@ -46,7 +48,7 @@ impl Reporter {
     pub(crate) async fn output(&self, line: String, percent: Option<u8>) {
         let n = self.lines.fetch_add(1, Ordering::Relaxed);
         let event = self.event(StepReport::Output { line, percent });
-        let msg_id = format!("{}:out:{}:{n}", self.command.command_id, self.delivery);
+        let msg_id = format!("{}:out:{}:{n}", self.command.command_id, self.handling);
         // Output is best effort: a lost line must not fail the step.
         if let Err(e) = self.publish(&msg_id, &event).await {
             tracing::warn!(error = %e, "could not publish an output line");
@@ -242,7 +244,6 @@ impl<S: Step> Job<S> {
             return;
         };
 
-        let delivery = message.info().map_or(1, |info| info.delivered);
         let message = Arc::new(message);
         let heartbeat = {
             let message = message.clone();
@@ -264,7 +265,7 @@ impl<S: Step> Job<S> {
             js: self.js.clone(),
             subject: self.subject.clone(),
             command: command.clone(),
-            delivery,
+            handling: Uuid::new_v4().simple().to_string(),
             lines: Arc::default(),
         };
         let context = StepContext {
