@@ -53,17 +53,7 @@ fn archived_sites(root: &Path) -> Vec<String> {
 /// Nothing of `subdomain`'s saga is left: no site in `sites/`, no database, no
 /// database user, no Master record.
 async fn assert_undone(root: &Path, master: &master_standin::Shared, subdomain: &str) {
-    assert!(
-        !root
-            .join(format!("sites/{subdomain}.example.test"))
-            .exists(),
-        "{subdomain}: site still in sites/"
-    );
-    assert_eq!(
-        mariadb_has(&db_step::database_name(subdomain)).await,
-        (false, false),
-        "{subdomain}: database or user left"
-    );
+    tests::assert_nothing_left(root, subdomain).await;
     assert!(
         !master
             .lock()
