@@ -5,6 +5,7 @@
 //! orchestrator, the step services and the tests agree by construction.
 
 pub mod admin;
+pub mod dead_letter;
 pub mod progress;
 pub mod schema;
 pub mod signup;

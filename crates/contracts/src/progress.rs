@@ -93,6 +93,10 @@ pub struct ErrorInfo {
     /// The step it happened in, when it happened in one.
     #[serde(default)]
     pub step: Option<String>,
+    /// On `compensation_failed`: the failure that started the rollback (this error
+    /// is then the undo's). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Box<ErrorInfo>>,
 }
 
 /// One entry of a saga's timeline (contract v1).

@@ -37,6 +37,7 @@ fn bad_request(message: String) -> ErrorInfo {
         code: "bad_request".into(),
         message,
         step: None,
+        cause: None,
     }
 }
 
@@ -45,6 +46,7 @@ fn unavailable(e: impl std::fmt::Display) -> ErrorInfo {
         code: "store_unavailable".into(),
         message: format!("the saga store cannot be read: {e}"),
         step: None,
+        cause: None,
     }
 }
 
@@ -129,6 +131,7 @@ async fn admin_get<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> GetReply {
                 code: "not_found".into(),
                 message: format!("no saga {}", request.saga_id),
                 step: None,
+                cause: None,
             }),
         },
         (Err(e), _) | (_, Err(e)) => GetReply {
@@ -211,6 +214,7 @@ async fn admin_replay<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> ReplayRep
                 code: "not_replayable".into(),
                 message: reason,
                 step: None,
+                cause: None,
             }),
         },
         Err(_) => ReplayReply {
@@ -222,6 +226,7 @@ async fn admin_replay<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> ReplayRep
                 code: "unavailable".into(),
                 message: "shutting down".into(),
                 step: None,
+                cause: None,
             }),
         },
     }

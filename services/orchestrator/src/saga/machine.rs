@@ -148,6 +148,10 @@ impl Transition<'_> {
                         "compensation_failed saga does not name the step whose undo failed".into(),
                     );
                 };
+                // Back to the failure that started the rollback: the undo error is
+                // stale now, and a new undo failure is set beside the root again.
+                let root = self.saga.error.take().and_then(|e| e.cause).map(|c| *c);
+                self.saga.error = root;
                 self.saga.status = SagaStatus::Compensating;
                 self.publish(Some(position), None, 0, "Resuming the undo".into());
                 self.begin_undo(position, 1);
@@ -265,6 +269,7 @@ impl Transition<'_> {
                     code,
                     message,
                     step: Some(event.step),
+                    cause: None,
                 },
                 retryable,
             ),
@@ -285,6 +290,7 @@ impl Transition<'_> {
                     code,
                     message,
                     step: Some(event.step),
+                    cause: None,
                 },
                 retryable,
             ),
@@ -304,6 +310,7 @@ impl Transition<'_> {
                     code: "step_timeout".into(),
                     message: format!("{name} did not answer within {}s", timeout.as_secs()),
                     step: Some(name),
+                    cause: None,
                 };
                 self.step_failed(step, attempt, error, true);
             }
@@ -318,6 +325,7 @@ impl Transition<'_> {
                         timeout.as_secs()
                     ),
                     step: Some(name),
+                    cause: None,
                 };
                 self.undo_failed(step, attempt, error, true);
             }
@@ -465,7 +473,12 @@ impl Transition<'_> {
             "{} failed: {}; an operator must look (replay resumes the undo)",
             step.undo_message, error.message
         );
-        self.saga.error = Some(error);
+        // The undo's error goes beside the failure that started the rollback, never
+        // over it: that failure is what an operator must mend first.
+        self.saga.error = Some(ErrorInfo {
+            cause: self.saga.error.take().map(Box::new),
+            ..error
+        });
         self.saga.status = SagaStatus::CompensationFailed;
         self.saga.phase = Phase::Finished;
         self.publish(Some(position), Some(StepStatus::Failed), attempt, message);

@@ -184,6 +184,7 @@ impl Saga {
             code: rejection.code.to_string(),
             message: rejection.message.clone(),
             step: None,
+            cause: None,
         });
         let event = saga.progress(
             now,

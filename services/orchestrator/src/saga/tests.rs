@@ -553,3 +553,58 @@ fn a_stale_timer_is_ignored() {
         Decision::Ignore(_)
     ));
 }
+
+#[test]
+fn compensation_failed_keeps_the_failure_that_started_the_rollback() {
+    let saga = check(
+        vec![
+            In::Start,
+            In::Done("database", StepAction::Execute, 1),
+            In::Done("site", StepAction::Execute, 1),
+            In::Fail("admin_user", StepAction::Execute, 1, false),
+            In::Done("admin_user", StepAction::Compensate, 1),
+            In::Fail("site", StepAction::Compensate, 1, false),
+        ],
+        &[
+            "progress accepted - - 0",
+            "progress running database started 1",
+            "dispatch database execute 1",
+            "schedule",
+            "progress running database completed 1",
+            "progress running site started 1",
+            "dispatch site execute 1",
+            "schedule",
+            "progress running site completed 1",
+            "progress running admin_user started 1",
+            "dispatch admin_user execute 1",
+            "schedule",
+            "progress compensating admin_user failed 1",
+            "progress compensating admin_user compensating 1",
+            "dispatch admin_user compensate 1",
+            "schedule",
+            "progress compensating admin_user compensated 1",
+            "progress compensating site compensating 1",
+            "dispatch site compensate 1",
+            "schedule",
+            "progress compensation_failed site failed 1",
+        ],
+    );
+    let error = saga.error.clone().expect("an error is kept");
+    assert_eq!(error.step.as_deref(), Some("site"), "the undo's error");
+    let cause = error.cause.expect("the failure that started the rollback");
+    assert_eq!(cause.step.as_deref(), Some("admin_user"));
+    assert_eq!(cause.message, "admin_user broke");
+
+    // The replay resumes the undo with the root cause as the saga's error again.
+    let def = definition();
+    let Decision::Apply { saga, actions } = next(&def, &saga, Input::Replay, t0()) else {
+        panic!("a compensation_failed saga is replayable");
+    };
+    let Some(Action::Publish(resumed)) = actions.first() else {
+        panic!("the replay publishes first");
+    };
+    let shown = resumed.error.as_ref().expect("the root cause is shown");
+    assert_eq!(shown.step.as_deref(), Some("admin_user"));
+    assert!(shown.cause.is_none());
+    assert_eq!(saga.status, SagaStatus::Compensating);
+}
