@@ -1,5 +1,6 @@
 //! `tenant.signup.requested`: the signup event and the rules it must satisfy.
 
+pub use crate::dead_letter::DeadLetter;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -491,5 +492,3 @@ mod tests {
         }
     }
 }
-
-pub use crate::dead_letter::DeadLetter;

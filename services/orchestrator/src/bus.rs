@@ -1,30 +1,146 @@
-//! The orchestrator's NATS adapter: publishing commands, progress and dead letters.
+//! The orchestrator's NATS adapter: what it publishes (commands, progress, dead
+//! letters) behind the [`Bus`] port, and the inputs it receives as [`Inbound`]
+//! messages, so the driver never names `async-nats` and its tests run on a fake.
 //!
 //! Publishes are sent in order on one connection and confirmed off the saga's
 //! critical path: every transition is stored before anything is sent, so what is not
-//! confirmed is sent again (commands: once at once, then by the step timeout or a
-//! restart; progress: by the outbox sweep).
+//! confirmed is sent again (commands: once at once, then by the sweep, the step
+//! timeout or a restart; progress: by the outbox sweep).
 
 use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream;
+use async_nats::jetstream::{self, AckKind};
 use contracts::signup::DeadLetter;
 use contracts::{ProgressEvent, StepCommand, Subjects};
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
 use step_runtime::bus;
 
-/// What the orchestrator publishes.
+/// Confirmation of published progress: resolves once the stream has every event.
+pub type Confirmation = BoxFuture<'static, anyhow::Result<()>>;
+
+/// What the driver sends out.
+pub trait Bus: Send + Sync + 'static {
+    /// Sends a step command; JetStream drops a second copy with the same id.
+    fn dispatch(&self, command: &StepCommand) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Sends progress events in order; the returned confirmation resolves once the
+    /// stream has them all.
+    fn send_progress(
+        &self,
+        events: &[ProgressEvent],
+    ) -> impl Future<Output = anyhow::Result<Confirmation>> + Send;
+
+    /// Sets an input aside on its dead-letter subject, and waits for the stream to
+    /// have it.
+    fn dead_letter(&self, letter: &DeadLetter) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// How an input message is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Handled: never deliver it again.
+    Ack,
+    /// Not handled: deliver it again after the delay.
+    Retry(Duration),
+    /// Never deliver it again (malformed, or set aside as a dead letter).
+    Term,
+}
+
+/// Settles one delivered message.
+pub trait Acker: Send + Sync {
+    /// Tells the server how the message ended.
+    fn settle(self: Box<Self>, how: Settle) -> BoxFuture<'static, anyhow::Result<()>>;
+}
+
+/// An input message: a signup or a step report.
+pub struct Inbound {
+    /// The subject it arrived on.
+    pub subject: String,
+    /// Its bytes.
+    pub payload: bytes::Bytes,
+    /// How often it has been delivered, 1 the first time.
+    pub delivered: u64,
+    acker: Box<dyn Acker>,
+}
+
+impl Inbound {
+    /// A message that `acker` settles.
+    pub fn new(
+        subject: String,
+        payload: bytes::Bytes,
+        delivered: u64,
+        acker: Box<dyn Acker>,
+    ) -> Self {
+        Self {
+            subject,
+            payload,
+            delivered,
+            acker,
+        }
+    }
+
+    /// Settles the message; a failure only means the server delivers it again.
+    pub async fn settle(self, how: Settle) {
+        if let Err(e) = self.acker.settle(how).await {
+            tracing::warn!(error = %format!("{e:#}"), ?how, "could not settle an input; it will be redelivered");
+        }
+    }
+}
+
+struct JetStreamAcker(jetstream::Message);
+
+impl Acker for JetStreamAcker {
+    fn settle(self: Box<Self>, how: Settle) -> BoxFuture<'static, anyhow::Result<()>> {
+        async move {
+            let kind = match how {
+                Settle::Ack => AckKind::Ack,
+                Settle::Retry(delay) => AckKind::Nak(Some(delay)),
+                Settle::Term => AckKind::Term,
+            };
+            self.0
+                .ack_with(kind)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        .boxed()
+    }
+}
+
+impl From<jetstream::Message> for Inbound {
+    fn from(message: jetstream::Message) -> Self {
+        let delivered = message
+            .info()
+            .map(|info| info.delivered.max(1) as u64)
+            .unwrap_or(1);
+        Self::new(
+            message.subject.to_string(),
+            message.payload.clone(),
+            delivered,
+            Box::new(JetStreamAcker(message)),
+        )
+    }
+}
+
+/// The [`Bus`] over NATS JetStream.
 #[derive(Clone)]
-pub struct Bus {
+pub struct NatsBus {
     pub(crate) js: jetstream::Context,
     pub(crate) client: async_nats::Client,
     pub(crate) subjects: Subjects,
 }
 
-impl Bus {
-    /// Sends a step command (JetStream drops a second copy with the same id) and
-    /// confirms it in the background.
-    pub async fn dispatch(&self, command: &StepCommand) -> anyhow::Result<()> {
+impl NatsBus {
+    /// Publishes progress events in order and waits until the stream has them all.
+    pub async fn progress(&self, events: &[ProgressEvent]) -> anyhow::Result<()> {
+        self.send_progress(events).await?.await
+    }
+}
+
+impl Bus for NatsBus {
+    async fn dispatch(&self, command: &StepCommand) -> anyhow::Result<()> {
         let payload: bytes::Bytes = serde_json::to_vec(command)
             .context("encoding a step command")?
             .into();
@@ -42,19 +158,14 @@ impl Bus {
             if let Err(e) = ack.await {
                 tracing::warn!(error = %e, command = %msg_id, "command not confirmed; sending it again");
                 if let Err(e) = bus::publish_acked(&js, subject, &msg_id, payload).await {
-                    tracing::error!(error = %format!("{e:#}"), command = %msg_id, "command lost; the step timeout will retry it");
+                    tracing::error!(error = %format!("{e:#}"), command = %msg_id, "command lost; the sweep or the step timeout sends it again");
                 }
             }
         });
         Ok(())
     }
 
-    /// Sends progress events in order; the returned future resolves once the stream
-    /// has them all.
-    pub async fn send_progress(
-        &self,
-        events: &[ProgressEvent],
-    ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
+    async fn send_progress(&self, events: &[ProgressEvent]) -> anyhow::Result<Confirmation> {
         let mut acks = Vec::with_capacity(events.len());
         for event in events {
             let payload = serde_json::to_vec(event).context("encoding a progress event")?;
@@ -76,16 +187,11 @@ impl Bus {
                     .context("waiting for a progress ack")?;
             }
             Ok(())
-        })
+        }
+        .boxed())
     }
 
-    /// Publishes progress events in order and waits until the stream has them all.
-    pub async fn progress(&self, events: &[ProgressEvent]) -> anyhow::Result<()> {
-        self.send_progress(events).await?.await
-    }
-
-    /// Sets an unreadable signup aside on the dead-letter subject.
-    pub async fn dead_letter(&self, letter: &DeadLetter) -> anyhow::Result<()> {
+    async fn dead_letter(&self, letter: &DeadLetter) -> anyhow::Result<()> {
         let payload = serde_json::to_vec(letter).context("encoding a dead letter")?;
         let ack = self
             .js

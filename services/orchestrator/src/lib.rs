@@ -5,6 +5,7 @@
 
 mod api;
 mod bus;
+mod clock;
 pub mod config;
 mod driver;
 mod outbox;
@@ -85,6 +86,9 @@ async fn pull_consumer(
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
                 max_ack_pending: 4096,
+                // The driver sets an input aside as a dead letter at its last delivery;
+                // the server's limit only backs that up.
+                max_deliver: driver::MAX_DELIVER as i64 + 1,
                 ..Default::default()
             },
         )
@@ -125,7 +129,7 @@ pub async fn run_with_store<S: SagaStore>(
     .await?;
 
     let (published_tx, published_rx) = tokio::sync::mpsc::unbounded_channel();
-    let bus = bus::Bus {
+    let bus = bus::NatsBus {
         js,
         client,
         subjects,
@@ -139,9 +143,11 @@ pub async fn run_with_store<S: SagaStore>(
                 definition: config.definition.clone(),
                 key: config.secrets_key.clone(),
                 parent_domain: config.parent_domain.clone(),
-                timers: timers::Timers::spawn(router.clone(), stop.clone()),
+                timers: timers::Timers::spawn(router.clone(), clock::Clock::System, stop.clone()),
                 router,
+                clock: clock::Clock::System,
                 published: published_tx,
+                unsent: Default::default(),
             })
         },
         stop.clone(),
@@ -161,6 +167,7 @@ pub async fn run_with_store<S: SagaStore>(
         core.router.send(saga.id, Work::Resume).await;
     }
 
+    let sweep = tokio::spawn(driver::sweep_loop(core.clone(), stop.clone()));
     let outbox = tokio::spawn(outbox::outbox_loop(
         core.clone(),
         published_rx,
@@ -174,12 +181,12 @@ pub async fn run_with_store<S: SagaStore>(
         tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
             next = signups.next() => match next {
-                Some(Ok(message)) => driver::route_signup(&core, message).await,
+                Some(Ok(message)) => driver::route_signup(&core, message.into()).await,
                 Some(Err(e)) => tracing::warn!(error = %e, "error pulling signups"),
                 None => break Err(anyhow::anyhow!("the signup subscription ended")),
             },
             next = events.next() => match next {
-                Some(Ok(message)) => driver::route_event(&core, message).await,
+                Some(Ok(message)) => driver::route_event(&core, message.into()).await,
                 Some(Err(e)) => tracing::warn!(error = %e, "error pulling step events"),
                 None => break Err(anyhow::anyhow!("the step event subscription ended")),
             },
@@ -189,6 +196,7 @@ pub async fn run_with_store<S: SagaStore>(
     stop.cancel();
     while workers.join_next().await.is_some() {}
     let _ = outbox.await;
+    let _ = sweep.await;
     let _ = health.await;
     if let Ok(Err(e)) = api.await {
         tracing::warn!(error = %format!("{e:#}"), "request API ended with an error");

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::driver::{Router, Work};
 use crate::saga::Timer;
 
@@ -24,9 +25,9 @@ pub(crate) struct Timers {
 
 impl Timers {
     /// Starts the task; fired timers go to the saga's worker through `router`.
-    pub(crate) fn spawn(router: Router, stop: CancellationToken) -> Self {
+    pub(crate) fn spawn(router: Router, clock: Clock, stop: CancellationToken) -> Self {
         let (schedule, requests) = mpsc::unbounded_channel();
-        tokio::spawn(run(requests, router, stop));
+        tokio::spawn(run(requests, router, clock, stop));
         Self { schedule }
     }
 
@@ -65,12 +66,13 @@ impl Pending {
 async fn run(
     mut requests: mpsc::UnboundedReceiver<Timer>,
     router: Router,
+    clock: Clock,
     stop: CancellationToken,
 ) {
     let mut pending = Pending::default();
     loop {
         let wait = pending.next_due().map_or(Duration::from_secs(3600), |at| {
-            (at - Utc::now()).to_std().unwrap_or_default()
+            (at - clock.now()).to_std().unwrap_or_default()
         });
         tokio::select! {
             () = stop.cancelled() => return,
@@ -79,7 +81,7 @@ async fn run(
                 None => return,
             },
             () = tokio::time::sleep(wait) => {
-                while let Some(timer) = pending.pop_due(Utc::now()) {
+                while let Some(timer) = pending.pop_due(clock.now()) {
                     router.send(timer.saga_id, Work::Timer(timer)).await;
                 }
             }

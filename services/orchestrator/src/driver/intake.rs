@@ -1,0 +1,184 @@
+//! Signups in: read far enough to route, dedup, validate, claim the subdomain, start,
+//! or reject before anything is created. Step reports are routed here too.
+
+use anyhow::Context as _;
+use contracts::signup::{parse_signup, DeadLetter, ParsedSignup};
+use contracts::{Rejection, SagaStatus, StepEvent, TenantContext};
+use uuid::Uuid;
+
+use super::{Cache, Core, ParsedSignupRead, Work};
+use crate::bus::{Bus, Inbound, Settle};
+use crate::saga::{Input, Saga};
+use crate::store::{Inserted, SagaStore};
+
+impl<S: SagaStore, B: Bus> Core<S, B> {
+    /// A signup: dedup, validate, claim the subdomain, start.
+    pub(super) async fn intake(
+        &self,
+        cache: &mut Cache,
+        saga_id: Uuid,
+        parsed: ParsedSignupRead,
+    ) -> anyhow::Result<()> {
+        // A saga in flight is in the cache; an older one is found by the insert below
+        // (`Duplicate`), which spares a read per signup.
+        if cache.0.contains_key(&saga_id) {
+            tracing::info!("signup seen before: same request, no second saga");
+            return Ok(());
+        }
+        let signup = match parsed.outcome {
+            Ok(signup) => signup,
+            Err(rejection) => {
+                let subdomain: String = parsed.raw_subdomain.chars().take(64).collect();
+                return self
+                    .reject(saga_id, self.tenant_for_rejection(&subdomain), &rejection)
+                    .await;
+            }
+        };
+        let tenant = TenantContext {
+            site_name: format!("{}.{}", signup.subdomain, self.parent_domain),
+            subdomain: signup.subdomain.clone(),
+            organization_name: signup.organization_name.clone(),
+            admin_email: signup.admin_email.clone(),
+            admin_full_name: signup.admin_full_name.clone(),
+            auth_provider: signup.auth_provider,
+            // Sealed at once: the clear password never reaches the store or the bus again.
+            admin_password: signup.admin_password.as_deref().map(|p| self.key.seal(p)),
+        };
+        let saga = Saga::accepted(saga_id, tenant.clone(), self.clock.now());
+        match self
+            .store
+            .insert(&saga, &[])
+            .await
+            .context("storing the new saga")?
+        {
+            Inserted::Stored => {
+                tracing::info!(subdomain = %signup.subdomain, "signup accepted");
+                self.transition(cache, &saga, Input::Start).await?;
+                Ok(())
+            }
+            Inserted::Duplicate => {
+                tracing::info!("signup seen before: same request, no second saga");
+                // A redelivery after the saga was stored but before it started (the
+                // start failed): start it now rather than at the next sweep.
+                if let Some(stored) = self.load(cache, saga_id).await? {
+                    if stored.status == SagaStatus::Accepted {
+                        self.transition(cache, &stored, Input::Start).await?;
+                    }
+                }
+                Ok(())
+            }
+            Inserted::SubdomainTaken(holder) => {
+                tracing::info!(subdomain = %signup.subdomain, %holder, "subdomain taken");
+                let rejection = Rejection {
+                    code: "subdomain_taken",
+                    message: format!(
+                        "the subdomain \"{}\" is already taken; please choose another",
+                        signup.subdomain
+                    ),
+                };
+                self.reject(
+                    saga_id,
+                    TenantContext {
+                        admin_password: None,
+                        ..tenant
+                    },
+                    &rejection,
+                )
+                .await
+            }
+        }
+    }
+
+    fn tenant_for_rejection(&self, subdomain: &str) -> TenantContext {
+        let valid = contracts::signup::check_subdomain(subdomain).is_ok();
+        TenantContext {
+            subdomain: subdomain.to_string(),
+            site_name: if valid {
+                format!("{subdomain}.{}", self.parent_domain)
+            } else {
+                String::new()
+            },
+            organization_name: String::new(),
+            admin_email: String::new(),
+            admin_full_name: String::new(),
+            auth_provider: contracts::signup::AuthProvider::Password,
+            admin_password: None,
+        }
+    }
+
+    async fn reject(
+        &self,
+        saga_id: Uuid,
+        tenant: TenantContext,
+        rejection: &Rejection,
+    ) -> anyhow::Result<()> {
+        tracing::info!(code = rejection.code, message = %rejection.message, "signup rejected");
+        let (saga, event) = Saga::rejected(saga_id, tenant, rejection, self.clock.now());
+        match self
+            .store
+            .insert(&saga, std::slice::from_ref(&event))
+            .await
+            .context("storing the rejection")?
+        {
+            Inserted::Stored => self.publish_progress(&[event]).await,
+            Inserted::Duplicate | Inserted::SubdomainTaken(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Reads a signup far enough to route it; unreadable ones go to the dead-letter subject.
+pub(crate) async fn route_signup<S: SagaStore, B: Bus>(core: &Core<S, B>, message: Inbound) {
+    match parse_signup(&message.payload) {
+        ParsedSignup::Unreadable { error } => {
+            tracing::warn!(%error, bytes = message.payload.len(), "unreadable signup: sent to the dead-letter subject");
+            let letter =
+                DeadLetter::new(&message.subject, error, &message.payload, core.clock.now());
+            match core.bus.dead_letter(&letter).await {
+                Ok(()) => message.settle(Settle::Ack).await,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "dead letter not stored; redelivering");
+                    let delay = super::retry_delay(message.delivered);
+                    message.settle(Settle::Retry(delay)).await;
+                }
+            }
+        }
+        ParsedSignup::Read { signup_id, outcome } => {
+            let raw_subdomain = serde_json::from_slice::<serde_json::Value>(&message.payload)
+                .ok()
+                .and_then(|v| {
+                    v.get("subdomain")
+                        .and_then(|s| s.as_str())
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            core.router
+                .send(
+                    signup_id,
+                    Work::Signup(
+                        message,
+                        Box::new(ParsedSignupRead {
+                            outcome,
+                            raw_subdomain,
+                        }),
+                    ),
+                )
+                .await;
+        }
+    }
+}
+
+/// Reads a step report and routes it; a malformed one is terminated (never redelivered).
+pub(crate) async fn route_event<S: SagaStore, B: Bus>(core: &Core<S, B>, message: Inbound) {
+    match serde_json::from_slice::<StepEvent>(&message.payload) {
+        Ok(event) => {
+            core.router
+                .send(event.saga_id, Work::Event(message, Box::new(event)))
+                .await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, subject = %message.subject, "malformed step event: terminated");
+            message.settle(Settle::Term).await;
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! The driver: feeds inputs from NATS and timers to the state machine, stores each
+//! transition, then carries out its actions.
+//!
+//! Inputs of one saga are handled one at a time, in arrival order: every input is
+//! routed to one of [`SHARDS`] workers by saga id. A message is acknowledged once its
+//! transition is stored; what the transition asks for is then carried out without
+//! ever failing the input: the timer is armed first, and a command or progress event
+//! that could not be sent is sent again by a sweep (`recovery.rs`) or the outbox.
+//! So no stored transition is ever left without its timer.
+//!
+//! `intake.rs` reads signups (and routes reports), `recovery.rs` holds replay, resume
+//! and the sweep; `tests.rs` drives all of it over a fake bus with tokio's clock paused.
+
+mod intake;
+mod recovery;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use contracts::{Rejection, SagaStatus, StepCommand, StepEvent};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub(crate) use intake::{route_event, route_signup};
+pub(crate) use recovery::sweep_loop;
+
+use crate::bus::{Bus, Inbound, NatsBus, Settle};
+use crate::clock::Clock;
+use crate::saga::{next, Action, Decision, Input, Saga, SagaDefinition, Timer};
+use crate::store::{SagaStore, Updated};
+
+/// Number of workers inputs are spread over (by saga id).
+pub const SHARDS: usize = 64;
+
+/// How often an input is delivered before it is set aside as a dead letter. With the
+/// growing redelivery delay ([`retry_delay`]) this rides out about an hour and a half
+/// of store outage before giving up on an input.
+pub(crate) const MAX_DELIVER: u64 = 100;
+
+/// The redelivery delay of an input that could not be applied, growing with each
+/// delivery (1, 2, 4, ... s, at most 60 s), so an outage is not hammered.
+pub(crate) fn retry_delay(delivered: u64) -> Duration {
+    Duration::from_secs(1u64 << delivered.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+/// One input for a saga's worker.
+pub(crate) enum Work {
+    /// A message on the signup subject, parsed far enough to know its id.
+    Signup(Inbound, Box<ParsedSignupRead>),
+    /// A report from a step service.
+    Event(Inbound, Box<StepEvent>),
+    /// A timer fired.
+    Timer(Timer),
+    /// An operator asked for a replay.
+    Replay(oneshot::Sender<Result<SagaStatus, String>>),
+    /// Resume after a restart, or after an error left something unsent: re-send what
+    /// is pending and re-arm the timer (an accepted saga is started).
+    Resume,
+    /// The sweep's check: re-arm the timer (an accepted saga is started).
+    Rearm,
+}
+
+/// The readable part of a signup.
+pub(crate) struct ParsedSignupRead {
+    pub outcome: Result<contracts::ValidSignup, Rejection>,
+    pub raw_subdomain: String,
+}
+
+/// A worker's copy of the sagas it owns, to spare a read per input. Only the owning
+/// worker changes a saga, and every write checks the stored sequence, so a stale copy
+/// is caught (and dropped) instead of overwriting.
+#[derive(Default)]
+pub(crate) struct Cache(HashMap<Uuid, Saga>);
+
+impl Cache {
+    fn keep(&mut self, saga: &Saga) {
+        if saga.status.is_terminal() {
+            self.0.remove(&saga.id);
+        } else {
+            self.0.insert(saga.id, saga.clone());
+        }
+    }
+}
+
+/// Everything the workers share.
+pub(crate) struct Core<S, B = NatsBus> {
+    pub store: S,
+    pub bus: B,
+    pub definition: SagaDefinition,
+    pub key: secrets::SecretsKey,
+    pub parent_domain: String,
+    pub router: Router,
+    pub timers: crate::timers::Timers,
+    pub clock: Clock,
+    pub published: mpsc::UnboundedSender<(Uuid, u64)>,
+    /// Sagas whose last command could not be sent, for the sweep to send again.
+    pub unsent: Mutex<HashSet<Uuid>>,
+}
+
+/// Routes work to the worker that owns a saga.
+#[derive(Clone)]
+pub(crate) struct Router {
+    shards: Arc<Vec<mpsc::Sender<(Uuid, Work)>>>,
+}
+
+impl Router {
+    pub(crate) async fn send(&self, saga_id: Uuid, work: Work) {
+        let shard = (saga_id.as_u128() % self.shards.len() as u128) as usize;
+        if self.shards[shard].send((saga_id, work)).await.is_err() {
+            tracing::debug!(%saga_id, "worker gone (shutting down): input dropped, it will be redelivered");
+        }
+    }
+}
+
+/// Starts the workers; they stop at `stop`, after the input at hand.
+pub(crate) fn spawn_workers<S: SagaStore, B: Bus>(
+    make_core: impl FnOnce(Router) -> Arc<Core<S, B>>,
+    stop: CancellationToken,
+) -> (Arc<Core<S, B>>, tokio::task::JoinSet<()>) {
+    let mut senders = Vec::with_capacity(SHARDS);
+    let mut receivers = Vec::with_capacity(SHARDS);
+    for _ in 0..SHARDS {
+        let (tx, rx) = mpsc::channel::<(Uuid, Work)>(256);
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let core = make_core(Router {
+        shards: Arc::new(senders),
+    });
+    let mut set = tokio::task::JoinSet::new();
+    for mut rx in receivers {
+        let core = core.clone();
+        let stop = stop.clone();
+        set.spawn(async move {
+            // Unhandled inputs are dropped at shutdown: messages are redelivered,
+            // timers re-armed by the next start.
+            let mut cache = Cache::default();
+            loop {
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return,
+                    next = rx.recv() => match next {
+                        Some((saga_id, work)) => core.handle(&mut cache, saga_id, work).await,
+                        None => return,
+                    },
+                }
+            }
+        });
+    }
+    (core, set)
+}
+
+impl<S: SagaStore, B: Bus> Core<S, B> {
+    async fn load(&self, cache: &mut Cache, saga_id: Uuid) -> anyhow::Result<Option<Saga>> {
+        if let Some(saga) = cache.0.get(&saga_id) {
+            return Ok(Some(saga.clone()));
+        }
+        let saga = self.store.get(saga_id).await.context("loading the saga")?;
+        if let Some(saga) = &saga {
+            cache.keep(saga);
+        }
+        Ok(saga)
+    }
+
+    async fn handle(&self, cache: &mut Cache, saga_id: Uuid, work: Work) {
+        use tracing::Instrument;
+        let span = tracing::info_span!("saga", %saga_id);
+        async {
+            match work {
+                Work::Signup(message, parsed) => {
+                    let result = self.intake(cache, saga_id, *parsed).await;
+                    self.settle(message, result).await;
+                }
+                Work::Event(message, event) => {
+                    let result = self
+                        .apply(cache, saga_id, Input::Reported(*event))
+                        .await
+                        .map(|_| ());
+                    self.settle(message, result).await;
+                }
+                Work::Timer(timer) => {
+                    if let Err(e) = self
+                        .apply(cache, saga_id, Input::TimerFired(timer.clone()))
+                        .await
+                    {
+                        tracing::warn!(error = %format!("{e:#}"), "timer could not be applied; retrying in 1s");
+                        self.schedule_at(Timer {
+                            at: self.clock.now() + chrono::Duration::seconds(1),
+                            ..timer
+                        });
+                    }
+                }
+                Work::Replay(reply) => {
+                    let _ = reply.send(self.replay(cache, saga_id).await);
+                }
+                Work::Resume | Work::Rearm => {
+                    let resend = matches!(work, Work::Resume);
+                    if let Err(e) = self.resume(cache, saga_id, resend).await {
+                        tracing::warn!(error = %format!("{e:#}"), "could not resume saga; the sweep tries again");
+                        self.mark_unsent(saga_id);
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Acks a message whose input was handled, asks for a redelivery (later each
+    /// time), or, after [`MAX_DELIVER`] deliveries, sets it aside as a dead letter
+    /// with the reason, so a poison input never loops.
+    async fn settle(&self, message: Inbound, result: anyhow::Result<()>) {
+        let error = match result {
+            Ok(()) => return message.settle(Settle::Ack).await,
+            Err(e) => format!("{e:#}"),
+        };
+        if message.delivered < MAX_DELIVER {
+            let delay = retry_delay(message.delivered);
+            tracing::warn!(%error, delivered = message.delivered, ?delay, "input not applied; redelivering");
+            return message.settle(Settle::Retry(delay)).await;
+        }
+        let letter = contracts::signup::DeadLetter::new(
+            &message.subject,
+            format!(
+                "not applied after {} deliveries: {error}",
+                message.delivered
+            ),
+            &message.payload,
+            self.clock.now(),
+        );
+        match self.bus.dead_letter(&letter).await {
+            Ok(()) => {
+                tracing::error!(%error, delivered = message.delivered, "input set aside as a dead letter");
+                message.settle(Settle::Term).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "dead letter not stored; redelivering");
+                message
+                    .settle(Settle::Retry(retry_delay(MAX_DELIVER)))
+                    .await;
+            }
+        }
+    }
+
+    /// Applies an input to a stored saga. Returns the new state, if it changed.
+    async fn apply(
+        &self,
+        cache: &mut Cache,
+        saga_id: Uuid,
+        input: Input,
+    ) -> anyhow::Result<Option<Saga>> {
+        let Some(saga) = self.load(cache, saga_id).await? else {
+            tracing::warn!("input for an unknown saga: dropped");
+            return Ok(None);
+        };
+        self.transition(cache, &saga, input).await
+    }
+
+    /// Decides, stores, then carries out. Fails only when nothing was stored: once a
+    /// transition is stored, its effects are this driver's to deliver, not the input's.
+    async fn transition(
+        &self,
+        cache: &mut Cache,
+        saga: &Saga,
+        input: Input,
+    ) -> anyhow::Result<Option<Saga>> {
+        match next(&self.definition, saga, input, self.clock.now()) {
+            Decision::Ignore(reason) => {
+                tracing::debug!(%reason, "input ignored");
+                Ok(None)
+            }
+            Decision::Apply {
+                saga: after,
+                actions,
+            } => {
+                let events = progress_of(&actions);
+                match self.store.update(saga, &after, &events).await {
+                    Ok(Updated::Stored) => cache.keep(&after),
+                    Ok(Updated::SubdomainTaken(holder)) => {
+                        anyhow::bail!(
+                            "the subdomain {} is now held by saga {holder}",
+                            saga.tenant.subdomain
+                        )
+                    }
+                    Err(e) => {
+                        // The copy may be stale (another writer?): read afresh next time.
+                        cache.0.remove(&saga.id);
+                        return Err(e).context("storing the transition");
+                    }
+                }
+                self.carry_out(&after, actions).await;
+                Ok(Some(after))
+            }
+        }
+    }
+
+    /// Carries out a stored transition's actions: the timer first (so nothing that
+    /// fails below can leave the saga without one), then commands (the saga's
+    /// critical path), then progress. Never fails: an unsent command is marked for
+    /// the sweep, unsent progress is the outbox's.
+    async fn carry_out(&self, saga: &Saga, actions: Vec<Action>) {
+        let mut events = Vec::new();
+        let mut commands = Vec::new();
+        for action in actions {
+            match action {
+                Action::Schedule(timer) => self.schedule_at(timer),
+                Action::Publish(event) => events.push(event),
+                Action::Dispatch {
+                    step,
+                    action,
+                    attempt,
+                    deadline,
+                } => commands.push(StepCommand {
+                    command_id: StepCommand::id_for(saga.id, saga.run, &step, action, attempt),
+                    saga_id: saga.id,
+                    run: saga.run,
+                    step,
+                    action,
+                    attempt,
+                    deadline,
+                    tenant: saga.tenant.clone(),
+                    outputs: saga.outputs.clone(),
+                }),
+            }
+        }
+        for command in &commands {
+            match self.bus.dispatch(command).await {
+                Ok(()) => {
+                    tracing::info!(step = %command.step, action = command.action.as_str(), attempt = command.attempt, "command dispatched");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), step = %command.step, "command not sent; the sweep sends it again");
+                    self.mark_unsent(saga.id);
+                }
+            }
+        }
+        self.publish_progress(&events).await;
+    }
+
+    fn mark_unsent(&self, saga_id: Uuid) {
+        self.unsent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(saga_id);
+    }
+
+    async fn publish_progress(&self, events: &[contracts::ProgressEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        // Stored already: a failure here is repaired by the outbox sweep, never lost.
+        match self.bus.send_progress(events).await {
+            Ok(confirmation) => {
+                let published = self.published.clone();
+                let keys: Vec<(Uuid, u64)> =
+                    events.iter().map(|e| (e.saga_id, e.sequence)).collect();
+                tokio::spawn(async move {
+                    match confirmation.await {
+                        Ok(()) => keys.into_iter().for_each(|key| {
+                            let _ = published.send(key);
+                        }),
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "progress not confirmed; the outbox sweep retries")
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "progress not sent; the outbox sweep retries")
+            }
+        }
+    }
+
+    pub(crate) fn schedule_at(&self, timer: Timer) {
+        self.timers.schedule(timer);
+    }
+}
+
+fn progress_of(actions: &[Action]) -> Vec<contracts::ProgressEvent> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,132 @@
+//! Getting sagas moving again: an operator's replay, the resume after a restart, and
+//! the sweep that re-sends what an error left unsent and re-arms every saga's timer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use contracts::SagaStatus;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{Cache, Core, Work};
+use crate::bus::Bus;
+use crate::saga::{next, Action, Decision, Input};
+use crate::store::SagaStore;
+
+/// How often the sweep re-sends the commands of sagas marked unsent.
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Every this many sweeps, every saga in flight is checked: its timer re-armed, an
+/// accepted one that never started is started.
+const FULL_SWEEP_ROUNDS: u64 = 12;
+
+/// How long an accepted saga may wait for its start before the sweep starts it (its
+/// intake may still be running).
+const START_GRACE: chrono::Duration = chrono::Duration::seconds(30);
+
+impl<S: SagaStore, B: Bus> Core<S, B> {
+    pub(super) async fn replay(
+        &self,
+        cache: &mut Cache,
+        saga_id: Uuid,
+    ) -> Result<SagaStatus, String> {
+        let saga = match self.load(cache, saga_id).await {
+            Ok(Some(saga)) => saga,
+            Ok(None) => return Err(format!("no saga {saga_id}")),
+            Err(e) => return Err(format!("saga store unavailable: {e}")),
+        };
+        if let Decision::Ignore(reason) =
+            next(&self.definition, &saga, Input::Replay, self.clock.now())
+        {
+            return Err(reason);
+        }
+        match self.transition(cache, &saga, Input::Replay).await {
+            Ok(Some(after)) => {
+                tracing::info!(
+                    run = after.run,
+                    status = after.status.as_str(),
+                    "replay started"
+                );
+                Ok(after.status)
+            }
+            Ok(None) => Err("nothing to replay".into()),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    }
+
+    /// Starts an accepted saga; otherwise re-arms the pending timer and, when
+    /// `resend`, re-sends the pending command (the step finds its work done if it had
+    /// run, and JetStream drops a copy within its duplicate window).
+    pub(super) async fn resume(
+        &self,
+        cache: &mut Cache,
+        saga_id: Uuid,
+        resend: bool,
+    ) -> anyhow::Result<()> {
+        let Some(saga) = self.load(cache, saga_id).await? else {
+            return Ok(());
+        };
+        if saga.status == SagaStatus::Accepted {
+            self.transition(cache, &saga, Input::Start).await?;
+            return Ok(());
+        }
+        let mut actions: Vec<Action> = saga.timer().map(Action::Schedule).into_iter().collect();
+        if resend {
+            actions.extend(saga.pending_dispatch(&self.definition));
+            tracing::info!(
+                status = saga.status.as_str(),
+                pending = actions.len(),
+                "resuming saga"
+            );
+        }
+        self.carry_out(&saga, actions).await;
+        Ok(())
+    }
+}
+
+/// Every [`SWEEP_EVERY`]: sends again the commands an error left unsent. Every
+/// [`FULL_SWEEP_ROUNDS`] sweeps: asks each saga in flight's worker to re-arm its timer
+/// (through the worker, so a newer timer is never replaced by a stale one) and to
+/// start an accepted saga that waited too long.
+pub(crate) async fn sweep_loop<S: SagaStore, B: Bus>(
+    core: Arc<Core<S, B>>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut round = 0u64;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        round += 1;
+        let unsent: Vec<Uuid> = core
+            .unsent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for saga_id in unsent {
+            core.router.send(saga_id, Work::Resume).await;
+        }
+        if round % FULL_SWEEP_ROUNDS != 0 {
+            continue;
+        }
+        match core.store.in_flight().await {
+            Ok(sagas) => {
+                let now = core.clock.now();
+                for saga in sagas {
+                    let waited = now - saga.created_at;
+                    if saga.status != SagaStatus::Accepted || waited > START_GRACE {
+                        core.router.send(saga.id, Work::Rearm).await;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "sweep could not list sagas in flight")
+            }
+        }
+    }
+}
