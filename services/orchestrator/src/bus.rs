@@ -4,8 +4,8 @@
 //!
 //! Publishes are sent in order on one connection and confirmed off the saga's
 //! critical path: every transition is stored before anything is sent, so what is not
-//! confirmed is sent again (commands: once at once, then by the sweep, the step
-//! timeout or a restart; progress: by the outbox sweep).
+//! confirmed is sent again (commands: by the driver's sweep, progress: by the outbox
+//! sweep), and the step's deadline is armed whatever happens to the command.
 
 use std::future::Future;
 use std::time::Duration;
@@ -18,13 +18,17 @@ use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use step_runtime::bus;
 
-/// Confirmation of published progress: resolves once the stream has every event.
+/// Confirmation of a publish: resolves once the stream has every message.
 pub type Confirmation = BoxFuture<'static, anyhow::Result<()>>;
 
 /// What the driver sends out.
 pub trait Bus: Send + Sync + 'static {
-    /// Sends a step command; JetStream drops a second copy with the same id.
-    fn dispatch(&self, command: &StepCommand) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Sends a step command (JetStream drops a second copy with the same id); the
+    /// returned confirmation resolves once the stream has it.
+    fn dispatch(
+        &self,
+        command: &StepCommand,
+    ) -> impl Future<Output = anyhow::Result<Confirmation>> + Send;
 
     /// Sends progress events in order; the returned confirmation resolves once the
     /// stream has them all.
@@ -140,29 +144,19 @@ impl NatsBus {
 }
 
 impl Bus for NatsBus {
-    async fn dispatch(&self, command: &StepCommand) -> anyhow::Result<()> {
+    async fn dispatch(&self, command: &StepCommand) -> anyhow::Result<Confirmation> {
         let payload: bytes::Bytes = serde_json::to_vec(command)
             .context("encoding a step command")?
             .into();
         let subject = self.subjects.step_command(&command.step);
-        let ack = bus::publish_once(
-            &self.js,
-            subject.clone(),
-            &command.command_id,
-            payload.clone(),
-        )
-        .await?;
-        let js = self.js.clone();
-        let msg_id = command.command_id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = ack.await {
-                tracing::warn!(error = %e, command = %msg_id, "command not confirmed; sending it again");
-                if let Err(e) = bus::publish_acked(&js, subject, &msg_id, payload).await {
-                    tracing::error!(error = %format!("{e:#}"), command = %msg_id, "command lost; the sweep or the step timeout sends it again");
-                }
-            }
-        });
-        Ok(())
+        let ack = bus::publish_once(&self.js, subject, &command.command_id, payload).await?;
+        Ok(async move {
+            ack.await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("waiting for the command's ack")?;
+            Ok(())
+        }
+        .boxed())
     }
 
     async fn send_progress(&self, events: &[ProgressEvent]) -> anyhow::Result<Confirmation> {

@@ -99,7 +99,7 @@ pub(crate) struct Core<S, B = NatsBus> {
     pub clock: Clock,
     pub published: mpsc::UnboundedSender<(Uuid, u64)>,
     /// Sagas whose last command could not be sent, for the sweep to send again.
-    pub unsent: Mutex<HashSet<Uuid>>,
+    pub unsent: Arc<Mutex<HashSet<Uuid>>>,
 }
 
 /// Routes work to the worker that owns a saga.
@@ -330,8 +330,16 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         }
         for command in &commands {
             match self.bus.dispatch(command).await {
-                Ok(()) => {
+                Ok(confirmation) => {
                     tracing::info!(step = %command.step, action = command.action.as_str(), attempt = command.attempt, "command dispatched");
+                    let unsent = self.unsent.clone();
+                    let saga_id = saga.id;
+                    tokio::spawn(async move {
+                        if let Err(e) = confirmation.await {
+                            tracing::warn!(error = %format!("{e:#}"), %saga_id, "command not confirmed; the sweep sends it again");
+                            unsent.lock().unwrap_or_else(|p| p.into_inner()).insert(saga_id);
+                        }
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), step = %command.step, "command not sent; the sweep sends it again");

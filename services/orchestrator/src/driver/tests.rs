@@ -26,6 +26,8 @@ struct FakeBus(Arc<Mutex<Sent>>);
 #[derive(Default)]
 struct Sent {
     down: bool,
+    /// Commands are sent but their acks never come.
+    acks_lost: bool,
     commands: Vec<StepCommand>,
     progress: Vec<ProgressEvent>,
     dead_letters: Vec<DeadLetter>,
@@ -49,9 +51,13 @@ impl FakeBus {
 }
 
 impl Bus for FakeBus {
-    async fn dispatch(&self, command: &StepCommand) -> anyhow::Result<()> {
-        self.up()?.commands.push(command.clone());
-        Ok(())
+    async fn dispatch(&self, command: &StepCommand) -> anyhow::Result<Confirmation> {
+        let mut sent = self.up()?;
+        sent.commands.push(command.clone());
+        if sent.acks_lost {
+            return Ok(async { anyhow::bail!("timed out waiting for the ack") }.boxed());
+        }
+        Ok(async { Ok(()) }.boxed())
     }
     async fn send_progress(&self, events: &[ProgressEvent]) -> anyhow::Result<Confirmation> {
         self.up()?.progress.extend_from_slice(events);
@@ -283,6 +289,24 @@ async fn a_command_not_sent_because_nats_was_away_is_sent_by_the_sweep() {
         "the sweep sends the first command again",
         async || rig.sent_to("database", StepAction::Execute) == vec![1],
     )
+    .await;
+    finish_every_step(&rig, id).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_whose_ack_never_came_is_sent_again() {
+    let rig = Rig::new();
+    let id = Uuid::new_v4();
+    rig.bus.0.lock().expect("lock").acks_lost = true;
+    rig.signup(id).await;
+    within(Duration::from_secs(1), "the first command", async || {
+        rig.sent_to("database", StepAction::Execute) == vec![1]
+    })
+    .await;
+    rig.bus.0.lock().expect("lock").acks_lost = false;
+    within(SWEEP_EVERY * 2, "the same command again", async || {
+        rig.sent_to("database", StepAction::Execute) == vec![1, 1]
+    })
     .await;
     finish_every_step(&rig, id).await;
 }

@@ -1,0 +1,163 @@
+//! NATS goes away while the orchestrator dispatches: a private nats-server (its own
+//! port and file store) is stopped while a saga waits for a retry, so the retry's
+//! command is dispatched with no server to take it, then started again on the same
+//! store. The saga must still end, completed, with every step run.
+//!
+//! One test per binary: the harness reads the NATS address from `TEST_NATS_URL`,
+//! which this test points at its private server.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use contracts::{SagaStatus, StepAction};
+use tests::{Behaviour, Harness};
+use uuid::Uuid;
+
+/// The nats-server executable: `NATS_SERVER_BIN`, else the one on PATH, else Debian's.
+fn nats_server_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("NATS_SERVER_BIN") {
+        return bin.into();
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    let bin = on_path.unwrap_or_else(|| "/usr/sbin/nats-server".into());
+    assert!(
+        bin.is_file(),
+        "this test needs a nats-server executable (dev/test installs one); set NATS_SERVER_BIN"
+    );
+    bin
+}
+
+/// A nats-server of this test's own, killed when dropped.
+struct PrivateNats {
+    port: u16,
+    store: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateNats {
+    fn start(dir: &Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut nats = Self {
+            port,
+            store: dir.join("jetstream"),
+            log: dir.join("nats-server.log"),
+            child: None,
+        };
+        nats.run();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn run(&mut self) {
+        let child = Command::new(nats_server_bin())
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&self.store)
+            .arg("-l")
+            .arg(&self.log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nats-server did not open port {}", self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_dispatched_while_nats_is_down_still_ends_the_saga() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nats = PrivateNats::start(dir.path());
+    // Before the harness is made, and this binary has this one test: nothing else
+    // reads the environment meanwhile.
+    std::env::set_var("TEST_NATS_URL", nats.url());
+
+    let mut h = Harness::new().await;
+    // The site step fails its first attempt (retryable); the retry is due 4 s later,
+    // while NATS is down.
+    let journal = h.start_steps(&[(
+        "site",
+        Behaviour {
+            fail_executes: 1,
+            ..Behaviour::default()
+        },
+    )]);
+    let mut env = h.env();
+    env.retain(|(k, _)| k != "SAGA_RETRY_BASE_MS" && k != "SAGA_STEP_TIMEOUT_SECS");
+    env.push(("SAGA_RETRY_BASE_MS".into(), "4000".into()));
+    env.push(("SAGA_STEP_TIMEOUT_SECS".into(), "30".into()));
+    let config = orchestrator::config::from_lookup(|k| {
+        env.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone())
+    })
+    .expect("orchestrator config");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let orchestrator = tokio::spawn(orchestrator::run(config, stop.clone()));
+
+    let id = Uuid::new_v4();
+    h.publish_signup(&h.signup(id, &h.subdomain("outage"))).await;
+    tests::assert_eventually!(
+        30,
+        "the site step's first attempt failed",
+        journal
+            .entries()
+            .iter()
+            .any(|e| e.step == "site" && e.attempt == 1 && !e.ok)
+    );
+    // Give the orchestrator a moment to store the retry, then take NATS away past the
+    // retry's due time.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.stop();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    nats.run();
+
+    assert_eq!(
+        h.wait_terminal(id, 120).await,
+        SagaStatus::Completed,
+        "nats-server log: {}",
+        std::fs::read_to_string(&nats.log).unwrap_or_default()
+    );
+    let site_runs: Vec<(u32, bool)> = journal
+        .entries()
+        .iter()
+        .filter(|e| e.step == "site" && e.action == StepAction::Execute && e.saga_id == id)
+        .map(|e| (e.attempt, e.ok))
+        .collect();
+    assert_eq!(site_runs.first(), Some(&(1, false)));
+    assert!(
+        site_runs.iter().any(|(_, ok)| *ok),
+        "a later attempt of the site step succeeded: {site_runs:?}"
+    );
+    stop.cancel();
+    let _ = orchestrator.await;
+    h.finish().await;
+}
