@@ -6,13 +6,16 @@
 
 pub mod admin;
 pub mod dead_letter;
+pub mod probe;
 pub mod progress;
 pub mod schema;
 pub mod signup;
 pub mod step;
+pub mod step_dead_letter;
 pub mod subdomain;
 pub mod subjects;
 
+pub use probe::{ProbeReply, SubdomainProbe};
 pub use progress::{ErrorInfo, ProgressEvent, SagaStatus, StepStatus};
 pub use signup::{Rejection, SignupRequested, ValidSignup};
 pub use step::{Sealed, StepAction, StepCommand, StepEvent, StepReport, TenantContext};
