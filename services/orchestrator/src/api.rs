@@ -87,12 +87,37 @@ pub(crate) async fn subdomain_check<S: SagaStore>(
             available: false,
             reason: Some(UnavailableReason::Taken),
         },
-        Ok(None) => SubdomainCheckReply {
-            message: format!("\"{subdomain}\" is available"),
-            subdomain,
-            available: true,
-            reason: None,
-        },
+        Ok(None) => {
+            let tenant = contracts::TenantContext {
+                site_name: format!("{subdomain}.{}", core.parent_domain),
+                subdomain: subdomain.clone(),
+                organization_name: String::new(),
+                admin_email: String::new(),
+                admin_full_name: String::new(),
+                auth_provider: contracts::signup::AuthProvider::Password,
+                admin_password: None,
+            };
+            match crate::driver::held_elsewhere(&core.bus, &core.definition, &tenant).await {
+                Ok(None) => SubdomainCheckReply {
+                    message: format!("\"{subdomain}\" is available"),
+                    subdomain,
+                    available: true,
+                    reason: None,
+                },
+                Ok(Some(holder)) => SubdomainCheckReply {
+                    message: format!("\"{subdomain}\" is already taken ({holder})"),
+                    subdomain,
+                    available: false,
+                    reason: Some(UnavailableReason::Taken),
+                },
+                Err(e) => SubdomainCheckReply {
+                    message: format!("availability cannot be checked right now: {e:#}"),
+                    subdomain,
+                    available: false,
+                    reason: None,
+                },
+            }
+        }
         Err(e) => SubdomainCheckReply {
             message: format!("availability cannot be checked right now: {e}"),
             subdomain,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind};
 use contracts::signup::DeadLetter;
-use contracts::{ProgressEvent, StepCommand, Subjects};
+use contracts::{ProbeReply, ProgressEvent, StepCommand, SubdomainProbe, Subjects};
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use step_runtime::bus;
@@ -40,7 +40,17 @@ pub trait Bus: Send + Sync + 'static {
     /// Sets an input aside on its dead-letter subject, and waits for the stream to
     /// have it.
     fn dead_letter(&self, letter: &DeadLetter) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Asks `step`'s service whether it sees the subdomain held (`saga.probe.<step>`).
+    fn probe(
+        &self,
+        step: &str,
+        probe: &SubdomainProbe,
+    ) -> impl Future<Output = anyhow::Result<ProbeReply>> + Send;
 }
+
+/// How long a step service has to answer a probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How an input message is settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,5 +206,15 @@ impl Bus for NatsBus {
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("waiting for the dead-letter ack")?;
         Ok(())
+    }
+
+    async fn probe(&self, step: &str, probe: &SubdomainProbe) -> anyhow::Result<ProbeReply> {
+        let subject = self.subjects.step_probe(step);
+        let body = serde_json::to_vec(probe).context("encoding a probe")?;
+        let reply = tokio::time::timeout(PROBE_TIMEOUT, self.client.request(subject, body.into()))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within {PROBE_TIMEOUT:?}"))?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        serde_json::from_slice(&reply.payload).context("reading the probe's reply")
     }
 }

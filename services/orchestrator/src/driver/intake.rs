@@ -3,12 +3,12 @@
 
 use anyhow::Context as _;
 use contracts::signup::{parse_signup, DeadLetter, ParsedSignup};
-use contracts::{Rejection, SagaStatus, StepEvent, TenantContext};
+use contracts::{Rejection, SagaStatus, StepEvent, SubdomainProbe, TenantContext};
 use uuid::Uuid;
 
 use super::{Cache, Core, ParsedSignupRead, Work};
 use crate::bus::{Bus, Inbound, Settle};
-use crate::saga::{Input, Saga};
+use crate::saga::{Input, Saga, SagaDefinition};
 use crate::store::{Inserted, SagaStore};
 
 impl<S: SagaStore, B: Bus> Core<S, B> {
@@ -53,8 +53,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         {
             Inserted::Stored => {
                 tracing::info!(subdomain = %signup.subdomain, "signup accepted");
-                self.transition(cache, &saga, Input::Start).await?;
-                Ok(())
+                self.start_unless_held(cache, &saga).await
             }
             Inserted::Duplicate => {
                 tracing::info!("signup seen before: same request, no second saga");
@@ -62,7 +61,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                 // start failed): start it now rather than at the next sweep.
                 if let Some(stored) = self.load(cache, saga_id).await? {
                     if stored.status == SagaStatus::Accepted {
-                        self.transition(cache, &stored, Input::Start).await?;
+                        self.start_unless_held(cache, &stored).await?;
                     }
                 }
                 Ok(())
@@ -87,6 +86,32 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                 .await
             }
         }
+    }
+
+    /// Starts an accepted saga, unless a step service sees its subdomain held outside
+    /// the saga store (a registered tenant, a site folder): then it ends rejected
+    /// before anything is created. When a step cannot tell, the saga stays accepted
+    /// and the error asks for another try (the signup's redelivery, or the sweep).
+    pub(super) async fn start_unless_held(
+        &self,
+        cache: &mut Cache,
+        saga: &Saga,
+    ) -> anyhow::Result<()> {
+        let input = match held_elsewhere(&self.bus, &self.definition, &saga.tenant).await? {
+            None => Input::Start,
+            Some(holder) => {
+                tracing::info!(subdomain = %saga.tenant.subdomain, %holder, "subdomain held outside the saga store");
+                Input::Refuse(Rejection {
+                    code: "subdomain_taken",
+                    message: format!(
+                        "the subdomain \"{}\" is already taken ({holder}); please choose another",
+                        saga.tenant.subdomain
+                    ),
+                })
+            }
+        };
+        self.transition(cache, saga, input).await?;
+        Ok(())
     }
 
     fn tenant_for_rejection(&self, subdomain: &str) -> TenantContext {
@@ -125,6 +150,39 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         }
         Ok(())
     }
+}
+
+/// What holds `tenant`'s subdomain outside the saga store, as the step services see
+/// it (every step is asked, at once; one that knows nothing of subdomains says free).
+/// An error when a step could not tell or did not answer.
+pub(crate) async fn held_elsewhere<B: Bus>(
+    bus: &B,
+    definition: &SagaDefinition,
+    tenant: &TenantContext,
+) -> anyhow::Result<Option<String>> {
+    let probe = SubdomainProbe {
+        subdomain: tenant.subdomain.clone(),
+        site_name: tenant.site_name.clone(),
+    };
+    let replies = futures::future::join_all(definition.steps.iter().map(|step| {
+        let probe = &probe;
+        async move { (step.name.as_str(), bus.probe(&step.name, probe).await) }
+    }))
+    .await;
+    for (step, reply) in replies {
+        let reply = reply.with_context(|| format!("asking the {step} step about the subdomain"))?;
+        if let Some(error) = reply.error {
+            anyhow::bail!("the {step} step could not tell whether the subdomain is free: {error}");
+        }
+        if reply.held {
+            return Ok(Some(
+                reply
+                    .reason
+                    .unwrap_or_else(|| format!("held according to the {step} step")),
+            ));
+        }
+    }
+    Ok(None)
 }
 
 /// Reads a signup far enough to route it; unreadable ones go to the dead-letter subject.

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub(crate) use intake::{route_event, route_signup};
+pub(crate) use intake::{held_elsewhere, route_event, route_signup};
 pub(crate) use recovery::sweep_loop;
 
 use crate::bus::{Bus, Inbound, NatsBus, Settle};
@@ -337,7 +337,10 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                     tokio::spawn(async move {
                         if let Err(e) = confirmation.await {
                             tracing::warn!(error = %format!("{e:#}"), %saga_id, "command not confirmed; the sweep sends it again");
-                            unsent.lock().unwrap_or_else(|p| p.into_inner()).insert(saga_id);
+                            unsent
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(saga_id);
                         }
                     });
                 }

@@ -67,8 +67,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             return Ok(());
         };
         if saga.status == SagaStatus::Accepted {
-            self.transition(cache, &saga, Input::Start).await?;
-            return Ok(());
+            return self.start_unless_held(cache, &saga).await;
         }
         let mut actions: Vec<Action> = saga.timer().map(Action::Schedule).into_iter().collect();
         if resend {

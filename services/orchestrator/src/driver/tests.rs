@@ -28,6 +28,10 @@ struct Sent {
     down: bool,
     /// Commands are sent but their acks never come.
     acks_lost: bool,
+    /// What each step's probe answers: held by this (step, reason).
+    held: Option<(String, String)>,
+    /// The step services do not answer probes.
+    probes_unanswered: bool,
     commands: Vec<StepCommand>,
     progress: Vec<ProgressEvent>,
     dead_letters: Vec<DeadLetter>,
@@ -66,6 +70,22 @@ impl Bus for FakeBus {
     async fn dead_letter(&self, letter: &DeadLetter) -> anyhow::Result<()> {
         self.up()?.dead_letters.push(letter.clone());
         Ok(())
+    }
+    async fn probe(
+        &self,
+        step: &str,
+        _probe: &contracts::SubdomainProbe,
+    ) -> anyhow::Result<contracts::ProbeReply> {
+        // `down` takes JetStream publishes away, as when the server goes just after
+        // the signup arrived; probes have a switch of their own.
+        let sent = self.0.lock().expect("lock");
+        anyhow::ensure!(!sent.probes_unanswered, "no responders");
+        let reason = sent
+            .held
+            .as_ref()
+            .filter(|(holder, _)| holder == step)
+            .map(|(_, reason)| reason.clone());
+        Ok(contracts::ProbeReply::answer(reason))
     }
 }
 
@@ -458,4 +478,64 @@ fn redelivery_waits_longer_each_time_up_to_a_minute() {
         .map(|n| retry_delay(n).as_secs())
         .collect();
     assert_eq!(delays, [1, 2, 4, 8, 60, 60, 60]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subdomain_held_by_a_registered_tenant_is_rejected_before_anything_is_created() {
+    let rig = Rig::new();
+    rig.bus.0.lock().expect("lock").held =
+        Some(("registration".into(), "a registered tenant".into()));
+    let id = Uuid::new_v4();
+    rig.signup(id).await;
+    within(Duration::from_secs(1), "rejected", async || {
+        matches!(rig.core.store.get(id).await, Ok(Some(s)) if s.status == SagaStatus::Rejected)
+    })
+    .await;
+    let saga = rig.saga(id).await;
+    let error = saga.error.expect("the reason");
+    assert_eq!(error.code, "subdomain_taken");
+    assert!(
+        error.message.contains("a registered tenant"),
+        "{}",
+        error.message
+    );
+    assert!(rig.bus.commands().is_empty(), "no step ran");
+    assert_eq!(
+        rig.core
+            .store
+            .subdomain_holder(&saga.tenant.subdomain)
+            .await
+            .expect("store"),
+        None,
+        "the saga store does not keep the subdomain for a rejected signup"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_signup_whose_subdomain_cannot_be_checked_waits_accepted_then_starts() {
+    let rig = Rig::new();
+    rig.bus.0.lock().expect("lock").probes_unanswered = true;
+    let id = Uuid::new_v4();
+    rig.signup(id).await;
+    within(
+        Duration::from_secs(1),
+        "the signup is settled",
+        async || !rig.settled.0.lock().expect("lock").is_empty(),
+    )
+    .await;
+    assert_eq!(rig.saga(id).await.status, SagaStatus::Accepted);
+    assert!(
+        matches!(rig.settled.0.lock().expect("lock")[0], Settle::Retry(_)),
+        "asked for a redelivery"
+    );
+    assert!(rig.bus.commands().is_empty(), "nothing starts unchecked");
+    rig.bus.0.lock().expect("lock").probes_unanswered = false;
+    // No redelivery comes in this test: the sweep starts it.
+    within(
+        Duration::from_secs(120),
+        "started by the sweep",
+        async || !rig.sent_to("database", StepAction::Execute).is_empty(),
+    )
+    .await;
+    finish_every_step(&rig, id).await;
 }

@@ -3,7 +3,7 @@
 //! actions. Every decision about retries, timeouts and compensation is made here.
 
 use chrono::{DateTime, Utc};
-use contracts::{ErrorInfo, SagaStatus, StepAction, StepEvent, StepReport, StepStatus};
+use contracts::{ErrorInfo, Rejection, SagaStatus, StepAction, StepEvent, StepReport, StepStatus};
 
 use super::definition::{RetryPolicy, SagaDefinition, StepDefinition};
 use super::state::{Action, Decision, Input, Phase, Saga, Timer};
@@ -80,6 +80,7 @@ impl Transition<'_> {
     fn apply(&mut self, input: Input) -> Result<(), String> {
         match input {
             Input::Start => self.start(),
+            Input::Refuse(rejection) => self.refuse(&rejection),
             Input::Replay => self.replay(),
             Input::Reported(event) => self.reported(event),
             Input::TimerFired(timer) => self.timer_fired(timer),
@@ -114,6 +115,34 @@ impl Transition<'_> {
         self.publish(None, None, 0, "Signup accepted".into());
         self.saga.status = SagaStatus::Running;
         self.begin_step(0, 1);
+        Ok(())
+    }
+
+    /// An accepted saga found, before it started, that it must not run (its subdomain
+    /// is held outside the saga store): it ends rejected, nothing was created.
+    fn refuse(&mut self, rejection: &Rejection) -> Result<(), String> {
+        if self.saga.status != SagaStatus::Accepted || self.saga.phase != Phase::Idle {
+            return Err(format!(
+                "only a saga that has not started can be refused; this one is {}",
+                self.saga.status.as_str()
+            ));
+        }
+        self.saga.status = SagaStatus::Rejected;
+        self.saga.phase = Phase::Finished;
+        // Nothing will use it: a rejected saga keeps no secret, sealed or not.
+        self.saga.tenant.admin_password = None;
+        self.saga.error = Some(ErrorInfo {
+            code: rejection.code.to_string(),
+            message: rejection.message.clone(),
+            step: None,
+            cause: None,
+        });
+        self.publish(
+            None,
+            None,
+            0,
+            format!("Signup rejected: {}", rejection.message),
+        );
         Ok(())
     }
 

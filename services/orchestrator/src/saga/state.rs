@@ -107,6 +107,8 @@ pub struct Timer {
 pub enum Input {
     /// The signup was accepted and stored: start the first step.
     Start,
+    /// The signup was accepted and stored, but must not run: end it rejected.
+    Refuse(Rejection),
     /// An operator asked to replay.
     Replay,
     /// A step service reported.

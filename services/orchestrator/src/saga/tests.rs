@@ -608,3 +608,38 @@ fn compensation_failed_keeps_the_failure_that_started_the_rollback() {
     assert!(shown.cause.is_none());
     assert_eq!(saga.status, SagaStatus::Compensating);
 }
+
+#[test]
+fn an_accepted_saga_refused_before_it_starts_ends_rejected_with_nothing_to_undo() {
+    let def = definition();
+    let mut saga = new_saga();
+    saga.tenant.admin_password = Some(contracts::Sealed("v1:sealed".into()));
+    let refusal = contracts::Rejection {
+        code: "subdomain_taken",
+        message: "held by a registered tenant".into(),
+    };
+    let Decision::Apply { saga, actions } = next(&def, &saga, Input::Refuse(refusal.clone()), t0())
+    else {
+        panic!("an accepted saga can be refused");
+    };
+    assert_eq!(summary(&actions), ["progress rejected - - 0"]);
+    assert_eq!(saga.status, SagaStatus::Rejected);
+    assert_eq!(saga.timer(), None, "nothing pending");
+    assert_eq!(saga.tenant.admin_password, None, "no secret kept");
+    assert_eq!(
+        saga.error.as_ref().map(|e| e.code.as_str()),
+        Some("subdomain_taken")
+    );
+    assert!(matches!(
+        next(&def, &saga, Input::Start, t0()),
+        Decision::Ignore(_)
+    ));
+    // Once started, a saga is never refused.
+    let Decision::Apply { saga: running, .. } = next(&def, &new_saga(), Input::Start, t0()) else {
+        panic!("starts");
+    };
+    assert!(matches!(
+        next(&def, &running, Input::Refuse(refusal), t0()),
+        Decision::Ignore(_)
+    ));
+}
