@@ -335,6 +335,23 @@ async fn unreadable_signups_go_to_the_dead_letter_subject_and_service_goes_on() 
         !letters[1].payload.contains("Leaky-Secret-1"),
         "secrets are masked in dead letters"
     );
+    assert_eq!(letters[0].payload_bytes, 20);
+    assert!(letters[0].payload_sha256.is_some(), "{letters:?}");
+
+    // Operators see them, newest first, without reading the stream themselves.
+    let listed: contracts::admin::DeadLettersReply = h
+        .request(
+            h.subjects.admin_dead_letters(),
+            &serde_json::json!({ "limit": 10 }),
+        )
+        .await;
+    assert_eq!(listed.error, None);
+    let sequences: Vec<u64> = listed.letters.iter().map(|l| l.sequence).collect();
+    assert_eq!(sequences, [2, 1]);
+    assert!(listed.letters[0].letter["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("signup_id")));
+    assert!(!serde_json::to_string(&listed).expect("json").contains("Leaky-Secret-1"));
 
     tests::drop_tenant(&db_step::database_name(&subdomain)).await;
     h.finish().await;

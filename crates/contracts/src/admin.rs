@@ -1,4 +1,5 @@
-//! `saga.admin.get`, `saga.admin.list`, `saga.admin.replay`: operators' request/reply API.
+//! `saga.admin.get`, `saga.admin.list`, `saga.admin.replay`, `saga.admin.dead_letters`:
+//! operators' request/reply API.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -79,5 +80,37 @@ pub struct ReplayReply {
     /// What happens now, or why nothing does.
     pub message: String,
     /// Why the request was refused.
+    pub error: Option<ErrorInfo>,
+}
+
+/// Request on `saga.admin.dead_letters`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct DeadLettersRequest {
+    /// At most this many, newest first (default 50, at most 500).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// One dead letter as stored on stream `TENANT_DEAD_LETTERS`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeadLetterEntry {
+    /// Its sequence in the stream.
+    pub sequence: u64,
+    /// `tenant.signup.dead_letter` (a signup) or `saga.dead_letter.<source>` (a step
+    /// command, or a report the orchestrator gave up on).
+    pub subject: String,
+    /// The letter: a `DeadLetter` or a `StepDeadLetter` (schemas
+    /// `tenant.signup.dead_letter.json`, `internal/saga.dead_letter.json`). Never holds
+    /// a secret.
+    pub letter: serde_json::Value,
+}
+
+/// Reply on `saga.admin.dead_letters`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct DeadLettersReply {
+    /// Newest first.
+    pub letters: Vec<DeadLetterEntry>,
+    /// Set when the stream could not be read.
+    #[serde(default)]
     pub error: Option<ErrorInfo>,
 }

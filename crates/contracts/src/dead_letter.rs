@@ -63,6 +63,16 @@ impl DeadLetter {
     }
 }
 
+/// Size, SHA-256 and masked excerpt of `payload`, for a letter that keeps no byte of
+/// it.
+pub fn summarize(payload: &[u8]) -> crate::step_dead_letter::PayloadSummary {
+    crate::step_dead_letter::PayloadSummary {
+        bytes: payload.len(),
+        sha256: hex(&Sha256::digest(payload)),
+        excerpt: masked_excerpt(payload),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

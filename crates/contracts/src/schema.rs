@@ -48,6 +48,14 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
             to_value(schema_for!(crate::admin::ListReply)),
         ),
         (
+            "saga.admin.dead_letters.request.json",
+            to_value(schema_for!(crate::admin::DeadLettersRequest)),
+        ),
+        (
+            "saga.admin.dead_letters.reply.json",
+            to_value(schema_for!(crate::admin::DeadLettersReply)),
+        ),
+        (
             "saga.admin.replay.request.json",
             to_value(schema_for!(crate::admin::SagaRef)),
         ),

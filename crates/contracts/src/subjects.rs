@@ -89,6 +89,11 @@ impl Subjects {
         self.subject("saga.admin.list")
     }
 
+    /// `saga.admin.dead_letters`: what was set aside, newest first.
+    pub fn admin_dead_letters(&self) -> String {
+        self.subject("saga.admin.dead_letters")
+    }
+
     /// `saga.admin.replay`: run a rolled-back saga again, or resume a failed undo.
     pub fn admin_replay(&self) -> String {
         self.subject("saga.admin.replay")

@@ -1,9 +1,13 @@
-//! Request/reply endpoints: `tenant.subdomain.check` and `saga.admin.{get,list,replay}`.
+//! Request/reply endpoints: `tenant.subdomain.check` and
+//! `saga.admin.{get,list,replay,dead_letters}`.
 //! Each runs in a queue group, so several orchestrators can answer.
 
 use std::sync::Arc;
 
-use contracts::admin::{GetReply, ListReply, ListRequest, ReplayReply, SagaRef, SagaSummary};
+use contracts::admin::{
+    DeadLettersReply, DeadLettersRequest, GetReply, ListReply, ListRequest, ReplayReply, SagaRef,
+    SagaSummary,
+};
 use contracts::subdomain::{SubdomainCheckReply, SubdomainCheckRequest, UnavailableReason};
 use contracts::ErrorInfo;
 use futures::StreamExt;
@@ -257,6 +261,38 @@ async fn admin_replay<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> ReplayRep
     }
 }
 
+async fn admin_dead_letters<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> DeadLettersReply {
+    let request: DeadLettersRequest = if payload.is_empty() {
+        DeadLettersRequest::default()
+    } else {
+        match serde_json::from_slice(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                return DeadLettersReply {
+                    letters: Vec::new(),
+                    error: Some(bad_request(format!("unreadable request: {e}"))),
+                }
+            }
+        }
+    };
+    let limit = request.limit.unwrap_or(50).clamp(1, 500);
+    match core.bus.recent_dead_letters(u64::from(limit)).await {
+        Ok(letters) => DeadLettersReply {
+            letters,
+            error: None,
+        },
+        Err(e) => DeadLettersReply {
+            letters: Vec::new(),
+            error: Some(ErrorInfo {
+                code: "dead_letters_unavailable".into(),
+                message: format!("the dead letters cannot be read: {e:#}"),
+                step: None,
+                cause: None,
+            }),
+        },
+    }
+}
+
 /// Serves the request/reply endpoints until `stop`.
 pub(crate) async fn serve<S: SagaStore>(
     core: Arc<Core<S>>,
@@ -277,6 +313,7 @@ pub(crate) async fn serve<S: SagaStore>(
     let mut get = subscribe(subjects.admin_get()).await?;
     let mut list = subscribe(subjects.admin_list()).await?;
     let mut replay = subscribe(subjects.admin_replay()).await?;
+    let mut dead_letters = subscribe(subjects.admin_dead_letters()).await?;
     loop {
         let (message, kind) = tokio::select! {
             () = stop.cancelled() => return Ok(()),
@@ -284,6 +321,7 @@ pub(crate) async fn serve<S: SagaStore>(
             Some(m) = get.next() => (m, "get"),
             Some(m) = list.next() => (m, "list"),
             Some(m) = replay.next() => (m, "replay"),
+            Some(m) = dead_letters.next() => (m, "dead_letters"),
             else => anyhow::bail!("request subscriptions ended"),
         };
         let Some(reply_to) = message.reply.clone() else {
@@ -298,6 +336,7 @@ pub(crate) async fn serve<S: SagaStore>(
                 "check" => serde_json::to_vec(&subdomain_check(&core, payload).await),
                 "get" => serde_json::to_vec(&admin_get(&core, payload).await),
                 "list" => serde_json::to_vec(&admin_list(&core, payload).await),
+                "dead_letters" => serde_json::to_vec(&admin_dead_letters(&core, payload).await),
                 _ => serde_json::to_vec(&admin_replay(&core, payload).await),
             };
             match body {

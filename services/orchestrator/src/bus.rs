@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind};
+use contracts::admin::DeadLetterEntry;
 use contracts::signup::DeadLetter;
+use contracts::step_dead_letter::StepDeadLetter;
 use contracts::{ProbeReply, ProgressEvent, StepCommand, SubdomainProbe, Subjects};
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
@@ -39,7 +41,7 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Sets an input aside on its dead-letter subject, and waits for the stream to
     /// have it.
-    fn dead_letter(&self, letter: &DeadLetter) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn dead_letter(&self, letter: &SetAside) -> impl Future<Output = anyhow::Result<()>> + Send;
 
     /// Asks `step`'s service whether it sees the subdomain held (`saga.probe.<step>`).
     fn probe(
@@ -51,6 +53,19 @@ pub trait Bus: Send + Sync + 'static {
 
 /// How long a step service has to answer a probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A dead letter: a signup on `tenant.signup.dead_letter` (the web app's contract),
+/// anything else the orchestrator gives up on on `saga.dead_letter.orchestrator`.
+#[derive(Debug, Clone)]
+pub enum SetAside {
+    /// A signup that cannot be read or applied.
+    Signup(DeadLetter),
+    /// A step report that cannot be applied.
+    Input(StepDeadLetter),
+}
+
+/// The `source` of the orchestrator's own dead letters (`saga.dead_letter.<source>`).
+pub const DEAD_LETTER_SOURCE: &str = "orchestrator";
 
 /// How an input message is settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +166,38 @@ impl NatsBus {
     pub async fn progress(&self, events: &[ProgressEvent]) -> anyhow::Result<()> {
         self.send_progress(events).await?.await
     }
+
+    /// The newest `limit` dead letters, newest first.
+    pub async fn recent_dead_letters(&self, limit: u64) -> anyhow::Result<Vec<DeadLetterEntry>> {
+        let mut stream = self
+            .js
+            .get_stream(self.subjects.dead_letter_stream())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("opening the dead-letter stream")?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("reading the dead-letter stream's state")?
+            .state
+            .clone();
+        let mut letters = Vec::new();
+        let mut sequence = state.last_sequence;
+        while sequence >= state.first_sequence.max(1) && (letters.len() as u64) < limit {
+            // A gap (a letter removed by hand) is skipped.
+            if let Ok(message) = stream.get_raw_message(sequence).await {
+                letters.push(DeadLetterEntry {
+                    sequence,
+                    subject: message.subject.to_string(),
+                    letter: serde_json::from_slice(&message.payload)
+                        .unwrap_or_else(|_| serde_json::Value::String("(not JSON)".into())),
+                });
+            }
+            sequence -= 1;
+        }
+        Ok(letters)
+    }
 }
 
 impl Bus for NatsBus {
@@ -195,11 +242,21 @@ impl Bus for NatsBus {
         .boxed())
     }
 
-    async fn dead_letter(&self, letter: &DeadLetter) -> anyhow::Result<()> {
-        let payload = serde_json::to_vec(letter).context("encoding a dead letter")?;
+    async fn dead_letter(&self, letter: &SetAside) -> anyhow::Result<()> {
+        let (subject, payload) = match letter {
+            SetAside::Signup(letter) => (
+                self.subjects.signup_dead_letter(),
+                serde_json::to_vec(letter),
+            ),
+            SetAside::Input(letter) => (
+                self.subjects.dead_letter(DEAD_LETTER_SOURCE),
+                serde_json::to_vec(letter),
+            ),
+        };
+        let payload = payload.context("encoding a dead letter")?;
         let ack = self
             .js
-            .publish(self.subjects.signup_dead_letter(), payload.into())
+            .publish(subject, payload.into())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         ack.await

@@ -129,6 +129,7 @@ pub async fn run_with_store<S: SagaStore>(
     .await?;
 
     let (published_tx, published_rx) = tokio::sync::mpsc::unbounded_channel();
+    let signup_subject = subjects.signup_requested();
     let bus = bus::NatsBus {
         js,
         client,
@@ -147,6 +148,7 @@ pub async fn run_with_store<S: SagaStore>(
                 router,
                 clock: clock::Clock::System,
                 published: published_tx,
+                signup_subject,
                 unsent: Default::default(),
             })
         },

@@ -7,7 +7,7 @@ use contracts::{Rejection, SagaStatus, StepEvent, SubdomainProbe, TenantContext}
 use uuid::Uuid;
 
 use super::{Cache, Core, ParsedSignupRead, Work};
-use crate::bus::{Bus, Inbound, Settle};
+use crate::bus::{Bus, Inbound, SetAside, Settle};
 use crate::saga::{Input, Saga, SagaDefinition};
 use crate::store::{Inserted, SagaStore};
 
@@ -192,7 +192,7 @@ pub(crate) async fn route_signup<S: SagaStore, B: Bus>(core: &Core<S, B>, messag
             tracing::warn!(%error, bytes = message.payload.len(), "unreadable signup: sent to the dead-letter subject");
             let letter =
                 DeadLetter::new(&message.subject, error, &message.payload, core.clock.now());
-            match core.bus.dead_letter(&letter).await {
+            match core.bus.dead_letter(&SetAside::Signup(letter)).await {
                 Ok(()) => message.settle(Settle::Ack).await,
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "dead letter not stored; redelivering");

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use contracts::step_dead_letter::StepDeadLetter;
 use contracts::{Rejection, SagaStatus, StepCommand, StepEvent};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -29,7 +30,7 @@ use uuid::Uuid;
 pub(crate) use intake::{held_elsewhere, route_event, route_signup};
 pub(crate) use recovery::sweep_loop;
 
-use crate::bus::{Bus, Inbound, NatsBus, Settle};
+use crate::bus::{Bus, Inbound, NatsBus, SetAside, Settle};
 use crate::clock::Clock;
 use crate::saga::{next, Action, Decision, Input, Saga, SagaDefinition, Timer};
 use crate::store::{SagaStore, Updated};
@@ -98,6 +99,9 @@ pub(crate) struct Core<S, B = NatsBus> {
     pub timers: crate::timers::Timers,
     pub clock: Clock,
     pub published: mpsc::UnboundedSender<(Uuid, u64)>,
+    /// The subject signups arrive on (their dead letters keep the signup contract's
+    /// form).
+    pub signup_subject: String,
     /// Sagas whose last command could not be sent, for the sweep to send again.
     pub unsent: Arc<Mutex<HashSet<Uuid>>>,
 }
@@ -224,15 +228,30 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             tracing::warn!(%error, delivered = message.delivered, ?delay, "input not applied; redelivering");
             return message.settle(Settle::Retry(delay)).await;
         }
-        let letter = contracts::signup::DeadLetter::new(
-            &message.subject,
-            format!(
-                "not applied after {} deliveries: {error}",
-                message.delivered
-            ),
-            &message.payload,
-            self.clock.now(),
+        let reason = format!(
+            "not applied after {} deliveries: {error}",
+            message.delivered
         );
+        let letter = if message.subject == self.signup_subject {
+            SetAside::Signup(contracts::signup::DeadLetter::new(
+                &message.subject,
+                reason,
+                &message.payload,
+                self.clock.now(),
+            ))
+        } else {
+            let event = serde_json::from_slice::<StepEvent>(&message.payload).ok();
+            SetAside::Input(StepDeadLetter {
+                source: crate::bus::DEAD_LETTER_SOURCE.into(),
+                subject: message.subject.clone(),
+                reason,
+                deliveries: message.delivered,
+                command_id: event.as_ref().map(|e| e.command_id.clone()),
+                saga_id: event.as_ref().map(|e| e.saga_id),
+                payload: contracts::dead_letter::summarize(&message.payload),
+                at: self.clock.now(),
+            })
+        };
         match self.bus.dead_letter(&letter).await {
             Ok(()) => {
                 tracing::error!(%error, delivered = message.delivered, "input set aside as a dead letter");

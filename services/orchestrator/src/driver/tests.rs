@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use contracts::signup::DeadLetter;
 use contracts::{ProgressEvent, SagaStatus, StepAction, StepCommand, StepEvent, StepReport};
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
@@ -14,7 +13,7 @@ use uuid::Uuid;
 
 use super::recovery;
 use super::*;
-use crate::bus::{Acker, Confirmation};
+use crate::bus::{Acker, Confirmation, SetAside};
 use crate::saga::Phase;
 use crate::store::{Error as StoreError, Inserted, MemoryStore};
 use recovery::SWEEP_EVERY;
@@ -34,7 +33,7 @@ struct Sent {
     probes_unanswered: bool,
     commands: Vec<StepCommand>,
     progress: Vec<ProgressEvent>,
-    dead_letters: Vec<DeadLetter>,
+    dead_letters: Vec<SetAside>,
 }
 
 impl FakeBus {
@@ -44,7 +43,7 @@ impl FakeBus {
     fn commands(&self) -> Vec<StepCommand> {
         self.0.lock().expect("lock").commands.clone()
     }
-    fn dead_letters(&self) -> Vec<DeadLetter> {
+    fn dead_letters(&self) -> Vec<SetAside> {
         self.0.lock().expect("lock").dead_letters.clone()
     }
     fn up(&self) -> anyhow::Result<std::sync::MutexGuard<'_, Sent>> {
@@ -67,7 +66,7 @@ impl Bus for FakeBus {
         self.up()?.progress.extend_from_slice(events);
         Ok(async { Ok(()) }.boxed())
     }
-    async fn dead_letter(&self, letter: &DeadLetter) -> anyhow::Result<()> {
+    async fn dead_letter(&self, letter: &SetAside) -> anyhow::Result<()> {
         self.up()?.dead_letters.push(letter.clone());
         Ok(())
     }
@@ -175,6 +174,7 @@ impl Rig {
                     router,
                     clock,
                     published,
+                    signup_subject: "tenant.signup.requested".into(),
                     unsent: Default::default(),
                 })
             },
@@ -190,9 +190,9 @@ impl Rig {
         }
     }
 
-    fn inbound(&self, payload: Vec<u8>, delivered: u64) -> Inbound {
+    fn inbound(&self, subject: &str, payload: Vec<u8>, delivered: u64) -> Inbound {
         Inbound::new(
-            "tenant.signup.requested".into(),
+            subject.into(),
             payload.into(),
             delivered,
             Box::new(self.settled.clone()),
@@ -208,7 +208,8 @@ impl Rig {
             "admin_full_name": "Test Admin",
             "admin_password": "Correct-Horse-42",
         });
-        let message = self.inbound(serde_json::to_vec(&payload).expect("json"), 1);
+        let payload = serde_json::to_vec(&payload).expect("json");
+        let message = self.inbound("tenant.signup.requested", payload, 1);
         route_signup(&self.core, message).await;
     }
 
@@ -231,7 +232,8 @@ impl Rig {
             report,
             at: self.core.clock.now(),
         };
-        let message = self.inbound(serde_json::to_vec(&event).expect("json"), delivered);
+        let payload = serde_json::to_vec(&event).expect("json");
+        let message = self.inbound(&format!("saga.evt.{step}"), payload, delivered);
         route_event(&self.core, message).await;
     }
 
@@ -460,15 +462,18 @@ async fn an_input_that_keeps_failing_becomes_a_dead_letter_instead_of_looping() 
         "redelivered later each time, then set aside"
     );
     let letters = rig.bus.dead_letters();
-    assert_eq!(letters.len(), 1);
+    let [SetAside::Input(letter)] = letters.as_slice() else {
+        panic!("one dead letter of a step report: {letters:?}");
+    };
     assert!(
-        letters[0]
-            .error
-            .contains("not applied after 100 deliveries")
-            && letters[0].error.contains("the disk is on fire"),
+        letter.reason.contains("not applied after 100 deliveries")
+            && letter.reason.contains("the disk is on fire"),
         "{}",
-        letters[0].error
+        letter.reason
     );
+    assert_eq!(letter.source, "orchestrator");
+    assert_eq!(letter.saga_id, Some(id));
+    assert_eq!(letter.deliveries, MAX_DELIVER);
 }
 
 #[test]
