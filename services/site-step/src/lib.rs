@@ -1,10 +1,12 @@
-//! The site step: the tenant's Frappe site, made with bench exactly as
-//! `../shared/frappe-facts.md` records it, through the [`bench::Bench`] port (so the same
-//! code runs bench locally or, later, in the frappe_docker backend container).
+//! The site step: the tenant's Frappe site, made with bench as a Frappe v15 bench
+//! behaves (options, exit codes, residue), through the [`bench::Bench`] port (so the same
+//! code runs bench locally or in the frappe_docker backend container).
 //!
 //! Effect, in order: record a claim (`sites/.provisioning/<site>/<saga_id>`), then
 //! `bench new-site <site> --no-setup-db --db-name <db> --db-password <pw>
-//! --admin-password <generated>`, the marker `set-config provisioning_saga_id <saga>`,
+//! --admin-password <generated>`, `set-config provisioning_admin_password <sealed>`
+//! (Administrator's password sealed with the saga's key, so a run after completion
+//! reports the same result), the marker `set-config provisioning_saga_id <saga>`,
 //! `install-app` per app of `FRAPPE_APPS`, `enable-scheduler`, and
 //! `set-config host_name https://<site>`. Only options Frappe v15 has; never `--force`.
 //!
@@ -253,7 +255,8 @@ impl<B: Bench> Step for SiteStep<B> {
         let owner = owner_of(&saga);
         self.stop_leftovers(&owner, context).await?;
 
-        let marker_ok = match self.marker(&site).await? {
+        let config = self.site_config(&site).await?;
+        let marker_ok = match sites::text(config.as_ref(), sites::MARKER) {
             Some(marker) if marker == saga => true,
             _ if self.site_folder_exists(&site).await? => {
                 if self.claimed(&site, &saga).await? {
@@ -267,8 +270,14 @@ impl<B: Bench> Step for SiteStep<B> {
             _ => false,
         };
 
-        let admin_password = secrets::generate_password(24);
+        let mut administrator_password = if marker_ok {
+            // Frappe keeps only a hash: the first run's sealed copy is the result.
+            sites::text(config.as_ref(), sites::KEPT_ADMIN_PASSWORD)
+        } else {
+            None
+        };
         if !marker_ok {
+            let admin_password = secrets::generate_password(24);
             let (db_name, db_password) = database_credentials(command, context)?;
             let limit = self.settings.concurrency;
             let place = self
@@ -303,13 +312,22 @@ impl<B: Bench> Step for SiteStep<B> {
                     Ok(()) => StepError::permanent("bench_error", "new-site failed".to_string()),
                 });
             }
-            self.expect_ok(
-                context,
-                CommandLine::bench(["--site", &site, "set-config", "provisioning_saga_id", &saga])
-                    .owned_by(&owner),
-                (40, 41),
-            )
-            .await?;
+            // The sealed password first, then the marker: a site with the marker always
+            // has it, so a run after completion reports the same result.
+            let sealed = context.secrets().seal(admin_password.expose_secret()).0;
+            for (key, value) in [
+                (sites::KEPT_ADMIN_PASSWORD, sealed.as_str()),
+                (sites::MARKER, saga.as_str()),
+            ] {
+                self.expect_ok(
+                    context,
+                    CommandLine::bench(["--site", &site, "set-config", key, value])
+                        .owned_by(&owner),
+                    (40, 41),
+                )
+                .await?;
+            }
+            administrator_password = Some(sealed);
         } else {
             context
                 .output(
@@ -362,8 +380,9 @@ impl<B: Bench> Step for SiteStep<B> {
         Ok(json!({
             "site_name": site,
             "apps": apps,
-            // Administrator's password, for operators; the tenant uses its own account.
-            "administrator_password": if marker_ok { serde_json::Value::Null } else { json!(context.secrets().seal(admin_password.expose_secret()).0) },
+            // Administrator's password (sealed), for operators; the tenant uses its own
+            // account. Null only for a site made before the step kept a copy.
+            "administrator_password": administrator_password,
         }))
     }
 
@@ -382,7 +401,8 @@ impl<B: Bench> Step for SiteStep<B> {
         let _one_at_a_time = lock.lock().await;
         self.stop_leftovers(&owner_of(&saga), context).await?;
 
-        let marked = self.marker(&site).await?;
+        let config = self.site_config(&site).await?;
+        let marked = sites::text(config.as_ref(), sites::MARKER);
         let ours = marked.as_deref() == Some(saga.as_str())
             || (marked.is_none() && self.claimed(&site, &saga).await?);
         let exists = self.site_folder_exists(&site).await?;

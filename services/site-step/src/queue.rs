@@ -44,12 +44,7 @@ struct Ticket<'q> {
 impl Ticket<'_> {
     /// Place in line, 1 = next.
     fn position(&self) -> usize {
-        self.queue
-            .line()
-            .waiting
-            .range(..self.number)
-            .count()
-            + 1
+        self.queue.line().waiting.range(..self.number).count() + 1
     }
 }
 
@@ -156,9 +151,7 @@ mod tests {
         let task = {
             let (queue, seen) = (queue.clone(), seen.clone());
             tokio::spawn(async move {
-                let _place = queue
-                    .enter(|n| seen.lock().expect("lock").push(n))
-                    .await;
+                let _place = queue.enter(|n| seen.lock().expect("lock").push(n)).await;
                 let _ = release.await;
             })
         };

@@ -9,6 +9,18 @@ use step_runtime::StepError;
 
 use crate::{SiteStep, CLAIMS};
 
+/// The key of the marker in `site_config.json`: the saga that made the site.
+pub(crate) const MARKER: &str = "provisioning_saga_id";
+
+/// The key in `site_config.json` of Administrator's password, sealed with the saga's
+/// key (Frappe keeps only a hash of it): what a run after completion reports again.
+pub(crate) const KEPT_ADMIN_PASSWORD: &str = "provisioning_admin_password";
+
+/// The string at `key` of a site's config.
+pub(crate) fn text(config: Option<&serde_json::Value>, key: &str) -> Option<String> {
+    config?.get(key)?.as_str().map(str::to_string)
+}
+
 /// Whether `site` can be a folder name in `sites/` made by this step: a host name
 /// (letters, digits, `-`, `.`), so that no path built from it leaves `sites/`.
 pub(crate) fn valid_site_name(site: &str) -> bool {
@@ -66,15 +78,6 @@ impl<B: Bench> SiteStep<B> {
         Ok(Some(
             serde_json::from_str(&finished.stdout()).unwrap_or_else(|_| json!({})),
         ))
-    }
-
-    /// The saga whose marker (`provisioning_saga_id`) the site's config carries.
-    pub(crate) async fn marker(&self, site: &str) -> Result<Option<String>, StepError> {
-        Ok(self.site_config(site).await?.and_then(|c| {
-            c.get("provisioning_saga_id")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        }))
     }
 
     fn claim_of(site: &str, saga: &str) -> String {
