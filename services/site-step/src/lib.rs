@@ -313,19 +313,18 @@ impl<B: Bench> Step for SiteStep<B> {
                 });
             }
             // The sealed password first, then the marker: a site with the marker always
-            // has it, so a run after completion reports the same result.
+            // has it, so a run after completion reports the same result. Sealed, it is
+            // no secret, but logs and progress show it as `***` all the same.
             let sealed = context.secrets().seal(admin_password.expose_secret()).0;
-            for (key, value) in [
-                (sites::KEPT_ADMIN_PASSWORD, sealed.as_str()),
-                (sites::MARKER, saga.as_str()),
+            for set_config in [
+                CommandLine::bench(["--site", &site, "set-config"]).secret(
+                    sites::KEPT_ADMIN_PASSWORD,
+                    &SecretString::from(sealed.clone()),
+                ),
+                CommandLine::bench(["--site", &site, "set-config", sites::MARKER, &saga]),
             ] {
-                self.expect_ok(
-                    context,
-                    CommandLine::bench(["--site", &site, "set-config", key, value])
-                        .owned_by(&owner),
-                    (40, 41),
-                )
-                .await?;
+                self.expect_ok(context, set_config.owned_by(&owner), (40, 41))
+                    .await?;
             }
             administrator_password = Some(sealed);
         } else {
