@@ -580,7 +580,8 @@ impl Drop for Processes {
 }
 
 /// What a rollback must leave of `subdomain` (site `<subdomain>.example.test` on the
-/// bench at `root`): no site in `sites/`, no database, no database user.
+/// bench at `root`): no site in `sites/`, no provisioning bookkeeping, no database, no
+/// database user.
 pub async fn assert_nothing_left(root: &std::path::Path, subdomain: &str) {
     assert!(
         !root
@@ -588,10 +589,29 @@ pub async fn assert_nothing_left(root: &std::path::Path, subdomain: &str) {
             .exists(),
         "{subdomain}: site left in sites/"
     );
+    assert_no_claims(root, subdomain);
     assert_eq!(
         mariadb_has(&db_step::database_name(subdomain)).await,
         (false, false),
         "{subdomain}: database or user left"
+    );
+}
+
+/// What any ended saga must leave of the site step's bookkeeping for `subdomain`'s site
+/// on the bench at `root`: nothing under `sites/.provisioning/`.
+pub fn assert_no_claims(root: &std::path::Path, subdomain: &str) {
+    let claims = root.join(format!("sites/.provisioning/{subdomain}.example.test"));
+    let inside: Vec<String> = std::fs::read_dir(&claims)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !claims.exists(),
+        "{subdomain}: provisioning bookkeeping left in sites/: {} holding {inside:?}",
+        claims.display()
     );
 }
 

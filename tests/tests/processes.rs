@@ -255,3 +255,83 @@ async fn a_bench_left_running_by_a_killed_site_step_is_stopped_before_the_rollba
     drop(services);
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_burst_whose_waiters_gave_up_in_line_a_new_signup_still_gets_its_site() {
+    let mut h = Harness::new().await;
+    // new-site takes at least 5 x 120 ms (its progress pauses) holding the only place,
+    // so the ninth and tenth of a burst of ten wait longer than the 4 s step timeout:
+    // they give up in line (and their retries may again). A signup on its own needs far
+    // less than 4 s per step.
+    let root = h.bench_folder(serde_json::json!({"delay_ms": 120}));
+    let (url, _master) = h.start_master().await;
+    let mut env = Harness::frappe_env(&root, &url);
+    env.push(("SITE_CONCURRENCY", "1".into()));
+    env.push(("SAGA_STEP_TIMEOUT_SECS", "4".into()));
+    // Every command of the burst reaches the line at once (not held back in the stream).
+    env.push(("STEP_CONCURRENCY", "16".into()));
+    let services = h.spawn_all(&env);
+
+    let burst: Vec<(Uuid, String)> = (0..10)
+        .map(|i| (Uuid::new_v4(), h.subdomain(&format!("burst{i}"))))
+        .collect();
+    for (id, subdomain) in &burst {
+        h.publish_signup(&h.signup(*id, subdomain)).await;
+    }
+    let mut gave_up = 0;
+    for (id, subdomain) in &burst {
+        match h.wait_terminal(*id, 120).await {
+            SagaStatus::Completed => tests::assert_no_claims(&root, subdomain),
+            SagaStatus::RolledBack => tests::assert_nothing_left(&root, subdomain).await,
+            other => panic!("{subdomain} ended {other:?}"),
+        }
+        let timeline = h.timeline(*id, 1).await;
+        let queued = timeline
+            .iter()
+            .any(|e| e.message.starts_with("Queued: place"));
+        let timed_out = timeline.iter().any(|e| {
+            e.step.as_deref() == Some("site")
+                && e.error.as_ref().is_some_and(|e| e.code == "step_timeout")
+        });
+        gave_up += usize::from(queued && timed_out);
+    }
+    assert!(
+        gave_up >= 1,
+        "the burst did make waiters give up (the case under test)"
+    );
+
+    // The line still lets a newcomer through.
+    let id = Uuid::new_v4();
+    let subdomain = h.subdomain("after");
+    h.publish_signup(&h.signup(id, &subdomain)).await;
+    assert_eq!(
+        h.wait_terminal(id, 90).await,
+        SagaStatus::Completed,
+        "a signup after the burst gets its site: {:?}",
+        h.timeline(id, 1)
+            .await
+            .iter()
+            .map(|e| &e.message)
+            .collect::<Vec<_>>()
+    );
+    let config = std::fs::read_to_string(
+        root.join(format!("sites/{subdomain}.example.test/site_config.json")),
+    )
+    .expect("site");
+    assert!(
+        config.contains(&id.to_string()),
+        "its site carries its marker"
+    );
+    tests::assert_no_claims(&root, &subdomain);
+    assert!(
+        h.service_logs()
+            .contains("left the line for new-site before its turn"),
+        "site-step logged the waiters that gave up"
+    );
+
+    drop(services);
+    for subdomain in burst.iter().map(|(_, s)| s).chain([&subdomain]) {
+        tests::drop_tenant(&db_step::database_name(subdomain)).await;
+    }
+    h.finish().await;
+}

@@ -1,7 +1,8 @@
 //! The Frappe steps wired in this process (real orchestrator, db-step, site-step and
 //! user-step; bench = the emulator with a real MariaDB; registration scripted), looking
-//! closely at what a successful saga leaves on the bench. Failures and the five
-//! services as processes: `full_saga.rs`.
+//! closely at what a saga leaves on the bench: a successful one, one whose site command
+//! is delivered again after it completed, a rolled-back one. Failures at each step and
+//! the five services as processes: `full_saga.rs`.
 
 use std::path::Path;
 
@@ -113,6 +114,204 @@ async fn a_signup_gets_a_marked_site_on_its_own_database() {
     assert_eq!(Some(secret.expose_secret()), user["api_secret"].as_str());
     assert!(!text.contains(secret.expose_secret()) && !text.contains("TestPass123!"));
 
+    // The claim served only until the marker was written: no bookkeeping stays.
+    tests::assert_no_claims(&root, &subdomain);
+
     tests::drop_tenant(&db_step::database_name(&subdomain)).await;
     h.finish().await;
+}
+
+/// Every message on `subject` from now on, decoded, in a shared list.
+async fn record<T: serde::de::DeserializeOwned + Send + 'static>(
+    h: &Harness,
+    subject: String,
+) -> std::sync::Arc<std::sync::Mutex<Vec<T>>> {
+    use futures::StreamExt;
+    let mut subscription = h.client.subscribe(subject).await.expect("subscribe");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    tokio::spawn(async move {
+        while let Some(message) = subscription.next().await {
+            if let Ok(value) = serde_json::from_slice(&message.payload) {
+                keep.lock().expect("lock").push(value);
+            }
+        }
+    });
+    seen
+}
+
+/// The output of each report of `command_id` that says it completed.
+fn completions(
+    events: &std::sync::Mutex<Vec<contracts::StepEvent>>,
+    command_id: &str,
+) -> Vec<serde_json::Value> {
+    events
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|e| e.command_id == command_id)
+        .filter_map(|e| match &e.report {
+            contracts::StepReport::Completed { output } => Some(output.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_site_command_delivered_again_after_it_completed_gives_the_same_result_and_no_second_site(
+) {
+    let mut h = Harness::new().await;
+    let root = h.bench_folder(serde_json::json!({"delay_ms": 1}));
+    h.start_orchestrator();
+    h.start_db_step();
+    h.start_site_step(&root, 2);
+    start_rest(&mut h, &root, false);
+    // Core subscriptions see every command and report as it is published.
+    let commands = record::<contracts::StepCommand>(&h, h.subjects.step_command("site")).await;
+    let events = record::<contracts::StepEvent>(&h, h.subjects.step_event("site")).await;
+    let id = Uuid::new_v4();
+    let subdomain = h.subdomain("again");
+    h.publish_signup(&h.signup(id, &subdomain)).await;
+    assert_eq!(h.wait_terminal(id, 60).await, SagaStatus::Completed);
+
+    let command = commands
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|c| c.saga_id == id && !completions(&events, &c.command_id).is_empty())
+        .cloned()
+        .expect("the site command that completed");
+    let first = completions(&events, &command.command_id).remove(0);
+    assert!(
+        first["administrator_password"].is_string(),
+        "the first run reports Administrator's sealed password: {first}"
+    );
+
+    // Delivered again, as JetStream does when the ack or the report was lost. (A fresh
+    // message: the acknowledged one left the work queue. A fresh deadline too, so a slow
+    // machine cannot turn the redelivery into a skipped, expired command.)
+    let mut again = command.clone();
+    again.deadline = chrono::Utc::now() + chrono::Duration::seconds(60);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("{}:delivered-again", command.command_id).as_str(),
+    );
+    h.js.publish_with_headers(
+        h.subjects.step_command("site"),
+        headers,
+        serde_json::to_vec(&again).expect("json").into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+    tests::assert_eventually!(
+        30,
+        "the step reports the command again",
+        completions(&events, &command.command_id).len() >= 2
+    );
+    let second = completions(&events, &command.command_id).remove(1);
+    assert_eq!(
+        second, first,
+        "the same result, Administrator's password included"
+    );
+
+    // One effect: one new-site, one site folder, nothing archived, no bookkeeping.
+    let log = std::fs::read_to_string(root.join("logs/bench.log")).expect("bench.log");
+    assert_eq!(
+        log.lines().filter(|l| l.contains(" new-site ")).count(),
+        1,
+        "{log}"
+    );
+    let site = format!("{subdomain}.example.test");
+    let folders: Vec<String> = std::fs::read_dir(root.join("sites"))
+        .expect("sites")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != ".provisioning")
+        .collect();
+    assert_eq!(folders, vec![site.clone()]);
+    tests::assert_no_claims(&root, &subdomain);
+    let config = read(&root.join(format!("sites/{site}/site_config.json")));
+    assert_eq!(config["provisioning_saga_id"], id.to_string());
+    assert_eq!(h.wait_terminal(id, 10).await, SagaStatus::Completed);
+
+    tests::drop_tenant(&db_step::database_name(&subdomain)).await;
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_signup_leaves_its_site_archived_and_no_bookkeeping() {
+    let mut h = Harness::new().await;
+    let root = h.bench_folder(serde_json::json!({"delay_ms": 1}));
+    h.start_orchestrator();
+    h.start_db_step();
+    h.start_site_step(&root, 2);
+    start_rest(&mut h, &root, true);
+    let id = Uuid::new_v4();
+    let subdomain = h.subdomain("undone");
+    h.publish_signup(&h.signup(id, &subdomain)).await;
+    assert_eq!(h.wait_terminal(id, 60).await, SagaStatus::RolledBack);
+
+    tests::assert_nothing_left(&root, &subdomain).await;
+    let archived: Vec<String> = std::fs::read_dir(root.join("sites/archived"))
+        .expect("sites/archived")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        archived
+            .iter()
+            .any(|a| a.starts_with(&format!("{subdomain}.example.test-"))),
+        "the site was archived: {archived:?}"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn site_folder_exists_tells_what_is_in_sites() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("sites/taken.example.test")).expect("folder");
+    std::fs::write(dir.path().join("sites/a-file.example.test"), "x").expect("file");
+    let step = |root: &Path| {
+        site_step::SiteStep::new(
+            bench::local::LocalBench::new("bench", root),
+            site_step::Settings {
+                apps: vec![],
+                concurrency: 1,
+                command_timeout: std::time::Duration::from_secs(10),
+            },
+        )
+    };
+    let bench = step(dir.path());
+    assert_eq!(
+        bench.site_folder_exists("taken.example.test").await,
+        Ok(true)
+    );
+    assert_eq!(
+        bench.site_folder_exists("a-file.example.test").await,
+        Ok(true),
+        "anything of that name holds it"
+    );
+    assert_eq!(
+        bench.site_folder_exists("free.example.test").await,
+        Ok(false)
+    );
+    for bad in ["../sites", "a/b", ".provisioning", ""] {
+        assert!(
+            matches!(
+                bench.site_folder_exists(bad).await,
+                Err(step_runtime::StepError::Permanent { ref code, .. }) if code == "invalid_site_name"
+            ),
+            "{bad:?} is refused"
+        );
+    }
+    // A bench that cannot answer is an error, never "free".
+    let gone = step(&dir.path().join("no-such-bench"));
+    assert!(matches!(
+        gone.site_folder_exists("taken.example.test").await,
+        Err(step_runtime::StepError::Transient { .. })
+    ));
 }

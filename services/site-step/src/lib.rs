@@ -1,10 +1,12 @@
-//! The site step: the tenant's Frappe site, made with bench exactly as
-//! `../shared/frappe-facts.md` records it, through the [`bench::Bench`] port (so the same
-//! code runs bench locally or, later, in the frappe_docker backend container).
+//! The site step: the tenant's Frappe site, made with bench as a Frappe v15 bench
+//! behaves (options, exit codes, residue), through the [`bench::Bench`] port (so the same
+//! code runs bench locally or in the frappe_docker backend container).
 //!
 //! Effect, in order: record a claim (`sites/.provisioning/<site>/<saga_id>`), then
 //! `bench new-site <site> --no-setup-db --db-name <db> --db-password <pw>
-//! --admin-password <generated>`, the marker `set-config provisioning_saga_id <saga>`,
+//! --admin-password <generated>`, `set-config provisioning_admin_password <sealed>`
+//! (Administrator's password sealed with the saga's key, so a run after completion
+//! reports the same result), the marker `set-config provisioning_saga_id <saga>`,
 //! `install-app` per app of `FRAPPE_APPS`, `enable-scheduler`, and
 //! `set-config host_name https://<site>`. Only options Frappe v15 has; never `--force`.
 //!
@@ -12,10 +14,14 @@
 //! finishes what is missing (each later call is idempotent). A folder without the
 //! marker is someone else's: the step fails for good and never touches it, unless this
 //! saga's claim shows that it made the folder itself and stopped before the marker
-//! (then the step fails and the undo archives that residue).
+//! (then the step fails and the undo archives that residue). The claim is only for
+//! that gap: once the step completed, the marker proves ownership and the claim (with
+//! the site's claim folder, when empty) is removed, so no bookkeeping stays in
+//! `sites/`.
 //!
 //! Undo: move the folder to `sites/archived/<site>-<time>` (what drop-site does with
-//! it), only when it is this saga's. The database and its user are the database step's.
+//! it), only when it is this saga's, then remove the claim. The database and its user
+//! are the database step's.
 //!
 //! One bench per site at a time, across restarts: bench commands carry the owner tag
 //! `<saga_id>/site`, and every attempt and every undo first kills what a predecessor
@@ -23,6 +29,7 @@
 //! no orphan keeps writing into a folder being finished or archived.
 
 pub mod queue;
+mod sites;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +67,11 @@ pub struct SiteStep<B> {
 /// What a bench call showed.
 struct Outcome {
     finished: Finished,
+}
+
+/// The place of a waiting signup, as its progress shows it.
+fn queued_message(in_line: usize, limit: usize) -> String {
+    format!("Queued: place {in_line} in line (at most {limit} sites are created at once)")
 }
 
 impl<B: Bench> SiteStep<B> {
@@ -109,45 +121,12 @@ impl<B: Bench> SiteStep<B> {
     }
 
     /// Runs a plain file command quietly (no progress lines).
-    async fn quiet(&self, command: CommandLine) -> Result<Finished, StepError> {
+    pub(crate) async fn quiet(&self, command: CommandLine) -> Result<Finished, StepError> {
         let (tx, _rx) = mpsc::unbounded_channel();
         self.bench
             .run(&command, self.settings.command_timeout, tx)
             .await
             .map_err(|e| bench_error(&e))
-    }
-
-    async fn site_config(&self, site: &str) -> Result<Option<serde_json::Value>, StepError> {
-        let finished = self
-            .quiet(
-                CommandLine::new("cat").args([format!("sites/{site}/site_config.json").as_str()]),
-            )
-            .await?;
-        if finished.exit_code != 0 {
-            return Ok(None);
-        }
-        Ok(Some(
-            serde_json::from_str(&finished.stdout()).unwrap_or_else(|_| json!({})),
-        ))
-    }
-
-    async fn folder_exists(&self, site: &str) -> Result<bool, StepError> {
-        Ok(self
-            .quiet(CommandLine::new("ls").args(["-d", format!("sites/{site}").as_str()]))
-            .await?
-            .exit_code
-            == 0)
-    }
-
-    async fn claimed(&self, site: &str, saga: &str) -> Result<bool, StepError> {
-        Ok(self
-            .quiet(
-                CommandLine::new("ls")
-                    .args(["-d", format!("sites/{CLAIMS}/{site}/{saga}").as_str()]),
-            )
-            .await?
-            .exit_code
-            == 0)
     }
 
     /// Kills the bench processes an earlier attempt of this saga left running when its
@@ -265,19 +244,21 @@ impl<B: Bench> Step for SiteStep<B> {
     ) -> Result<serde_json::Value, StepError> {
         let site = command.tenant.site_name.clone();
         let saga = command.saga_id.to_string();
+        if !sites::valid_site_name(&site) {
+            return Err(StepError::permanent(
+                "invalid_site_name",
+                format!("{site:?} is not a site name; nothing was created"),
+            ));
+        }
         let lock = self.lock_for(&site);
         let _one_at_a_time = lock.lock().await;
         let owner = owner_of(&saga);
         self.stop_leftovers(&owner, context).await?;
 
-        let marker_ok = match self.site_config(&site).await? {
-            Some(config)
-                if config.get("provisioning_saga_id").and_then(|v| v.as_str())
-                    == Some(saga.as_str()) =>
-            {
-                true
-            }
-            Some(_) | None if self.folder_exists(&site).await? => {
+        let config = self.site_config(&site).await?;
+        let marker_ok = match sites::text(config.as_ref(), sites::MARKER) {
+            Some(marker) if marker == saga => true,
+            _ if self.site_folder_exists(&site).await? => {
                 if self.claimed(&site, &saga).await? {
                     return Err(StepError::permanent(
                         "site_incomplete",
@@ -289,34 +270,29 @@ impl<B: Bench> Step for SiteStep<B> {
             _ => false,
         };
 
-        let admin_password = secrets::generate_password(24);
+        let mut administrator_password = if marker_ok {
+            // Frappe keeps only a hash: the first run's sealed copy is the result.
+            sites::text(config.as_ref(), sites::KEPT_ADMIN_PASSWORD)
+        } else {
+            None
+        };
         if !marker_ok {
+            let admin_password = secrets::generate_password(24);
             let (db_name, db_password) = database_credentials(command, context)?;
+            let limit = self.settings.concurrency;
             let place = self
                 .queue
-                .enter(command.saga_id, |in_line| {
+                .enter(|in_line| {
+                    tracing::info!(in_line, limit, "waiting for a place to run new-site");
                     let context = context.clone();
-                    let limit = self.settings.concurrency;
                     tokio::spawn(async move {
-                        context.output(format!("Queued: place {in_line} in line (at most {limit} sites are created at once)"), Some(0)).await;
+                        context
+                            .output(queued_message(in_line, limit), Some(0))
+                            .await;
                     });
                 })
                 .await;
-            self.quiet(
-                CommandLine::new("mkdir")
-                    .args(["-p", format!("sites/{CLAIMS}/{site}/{saga}").as_str()]),
-            )
-            .await
-            .and_then(|f| {
-                if f.exit_code == 0 {
-                    Ok(())
-                } else {
-                    Err(StepError::transient(
-                        "bench_unavailable",
-                        format!("cannot record the claim on {site}: {}", f.summary(2)),
-                    ))
-                }
-            })?;
+            self.record_claim(&site, &saga).await?;
             let new_site =
                 CommandLine::bench(["new-site", &site, "--no-setup-db", "--db-name", &db_name])
                     .secret("--db-password", &db_password)
@@ -336,13 +312,21 @@ impl<B: Bench> Step for SiteStep<B> {
                     Ok(()) => StepError::permanent("bench_error", "new-site failed".to_string()),
                 });
             }
-            self.expect_ok(
-                context,
-                CommandLine::bench(["--site", &site, "set-config", "provisioning_saga_id", &saga])
-                    .owned_by(&owner),
-                (40, 41),
-            )
-            .await?;
+            // The sealed password first, then the marker: a site with the marker always
+            // has it, so a run after completion reports the same result. Sealed, it is
+            // no secret, but logs and progress show it as `***` all the same.
+            let sealed = context.secrets().seal(admin_password.expose_secret()).0;
+            for set_config in [
+                CommandLine::bench(["--site", &site, "set-config"]).secret(
+                    sites::KEPT_ADMIN_PASSWORD,
+                    &SecretString::from(sealed.clone()),
+                ),
+                CommandLine::bench(["--site", &site, "set-config", sites::MARKER, &saga]),
+            ] {
+                self.expect_ok(context, set_config.owned_by(&owner), (40, 41))
+                    .await?;
+            }
+            administrator_password = Some(sealed);
         } else {
             context
                 .output(
@@ -385,12 +369,19 @@ impl<B: Bench> Step for SiteStep<B> {
             (95, 100),
         )
         .await?;
+        // Done: from here the marker alone proves the site is this saga's. A leftover
+        // claim is harmless (only read when there is no marker), so failing to remove
+        // it must not roll back a finished site; a retry removes it.
+        if let Err(e) = self.drop_claim(&site, &saga).await {
+            tracing::warn!(error = %e, "could not remove the claim of a finished site");
+        }
 
         Ok(json!({
             "site_name": site,
             "apps": apps,
-            // Administrator's password, for operators; the tenant uses its own account.
-            "administrator_password": if marker_ok { serde_json::Value::Null } else { json!(context.secrets().seal(admin_password.expose_secret()).0) },
+            // Administrator's password (sealed), for operators; the tenant uses its own
+            // account. Null only for a site made before the step kept a copy.
+            "administrator_password": administrator_password,
         }))
     }
 
@@ -401,39 +392,25 @@ impl<B: Bench> Step for SiteStep<B> {
     ) -> Result<(), StepError> {
         let site = command.tenant.site_name.clone();
         let saga = command.saga_id.to_string();
+        if !sites::valid_site_name(&site) {
+            // The effect refuses such a name before doing anything: nothing to undo.
+            return Ok(());
+        }
         let lock = self.lock_for(&site);
         let _one_at_a_time = lock.lock().await;
         self.stop_leftovers(&owner_of(&saga), context).await?;
 
-        let marked = self.site_config(&site).await?.and_then(|c| {
-            c.get("provisioning_saga_id")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        });
+        let config = self.site_config(&site).await?;
+        let marked = sites::text(config.as_ref(), sites::MARKER);
         let ours = marked.as_deref() == Some(saga.as_str())
             || (marked.is_none() && self.claimed(&site, &saga).await?);
-        if ours && self.folder_exists(&site).await? {
-            let archived = format!(
-                "sites/archived/{site}-{}",
-                chrono::Utc::now().format("%Y%m%d%H%M%S")
-            );
-            for step in [
-                CommandLine::new("mkdir").args(["-p", "sites/archived"]),
-                CommandLine::new("mv").args([format!("sites/{site}").as_str(), archived.as_str()]),
-            ] {
-                let shown = step.to_string();
-                let finished = self.quiet(step).await?;
-                if finished.exit_code != 0 {
-                    return Err(StepError::transient(
-                        "archive_failed",
-                        format!("`{shown}` failed: {}", finished.summary(2)),
-                    ));
-                }
-            }
+        let exists = self.site_folder_exists(&site).await?;
+        if ours && exists {
+            let archived = self.archive(&site).await?;
             context
                 .output(format!("Moved {site} to {archived}"), None)
                 .await;
-        } else if self.folder_exists(&site).await? {
+        } else if exists {
             context
                 .output(
                     format!("Site {site} is not this signup's: left untouched"),
@@ -442,9 +419,7 @@ impl<B: Bench> Step for SiteStep<B> {
                 .await;
         }
         // The claim goes last: until then a retry still knows the residue is ours.
-        let claim = format!("sites/{CLAIMS}/{site}/{saga}");
-        self.quiet(CommandLine::new("rm").args(["-rf", claim.as_str()]))
-            .await?;
+        self.drop_claim(&site, &saga).await?;
         Ok(())
     }
 }

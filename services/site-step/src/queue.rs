@@ -1,37 +1,60 @@
 //! At most N `new-site` runs at once, first come first served, and each waiting saga
 //! knows its place in the line.
+//!
+//! Cancel-safe: a waiter whose future is dropped (its deadline passed, an undo of its
+//! saga arrived) leaves the line at once, and the places of those behind it move up.
+//! The places are a [`tokio::sync::Semaphore`] (fair, and a dropped `acquire` leaves
+//! its queue); the position shown to people comes from tickets: each waiter takes the
+//! next number, its place is one more than the number of smaller tickets still
+//! waiting, and a guard returns the ticket when the waiter gets in or gives up.
 
-use std::collections::VecDeque;
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use tokio::sync::Notify;
-use uuid::Uuid;
+use tokio::sync::{watch, Semaphore, SemaphorePermit};
 
-/// A FIFO gate with `capacity` places.
+/// A fair gate with `capacity` places.
 pub struct Queue {
-    capacity: usize,
-    state: Mutex<State>,
-    changed: Notify,
+    places: Semaphore,
+    line: Mutex<Line>,
+    /// Bumped whenever a ticket leaves the line, so that waiters recount their place.
+    moved: watch::Sender<u64>,
 }
 
-struct State {
-    running: usize,
-    waiting: VecDeque<Uuid>,
+/// The tickets of the waiters, in the order they came.
+#[derive(Default)]
+struct Line {
+    next: u64,
+    waiting: BTreeSet<u64>,
 }
 
 /// A place held; dropping it lets the next one in.
 pub struct Place<'q> {
-    queue: &'q Queue,
+    _permit: SemaphorePermit<'q>,
 }
 
-impl Drop for Place<'_> {
+/// A waiter's ticket; it leaves the line when dropped, whether the waiter got in or
+/// gave up.
+struct Ticket<'q> {
+    queue: &'q Queue,
+    number: u64,
+    admitted: bool,
+}
+
+impl Ticket<'_> {
+    /// Place in line, 1 = next.
+    fn position(&self) -> usize {
+        self.queue.line().waiting.range(..self.number).count() + 1
+    }
+}
+
+impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        self.queue
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .running -= 1;
-        self.queue.changed.notify_waiters();
+        if !self.admitted {
+            tracing::info!("left the line for new-site before its turn");
+        }
+        self.queue.line().waiting.remove(&self.number);
+        self.queue.moved.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -39,43 +62,67 @@ impl Queue {
     /// A gate letting `capacity` (at least 1) through at once.
     pub fn new(capacity: usize) -> Self {
         Self {
-            capacity: capacity.max(1),
-            state: Mutex::new(State {
-                running: 0,
-                waiting: VecDeque::new(),
-            }),
-            changed: Notify::new(),
+            places: Semaphore::new(capacity.max(1)),
+            line: Mutex::default(),
+            moved: watch::Sender::new(0),
         }
     }
 
+    fn line(&self) -> std::sync::MutexGuard<'_, Line> {
+        // The line holds plain numbers: a panic elsewhere cannot leave it inconsistent.
+        self.line.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many wait for a place now.
+    pub fn waiting(&self) -> usize {
+        self.line().waiting.len()
+    }
+
     /// Waits for a place; `on_position(n)` is called with the place in line (1 = next)
-    /// whenever it changes while waiting (not called when a place is free at once).
-    pub async fn enter(&self, id: Uuid, mut on_position: impl FnMut(usize)) -> Place<'_> {
-        let mut last = None;
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .waiting
-            .push_back(id);
-        loop {
-            let notified = self.changed.notified();
-            {
-                let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                let position = state.waiting.iter().position(|w| *w == id).unwrap_or(0);
-                if position == 0 && state.running < self.capacity {
-                    state.waiting.pop_front();
-                    state.running += 1;
-                    drop(state);
-                    self.changed.notify_waiters();
-                    return Place { queue: self };
-                }
-                let in_line = position + 1;
-                if last != Some(in_line) {
-                    last = Some(in_line);
-                    on_position(in_line);
+    /// when the wait starts and whenever it changes (not at all when a place is free
+    /// at once). Dropping the returned future while it waits leaves the line.
+    pub async fn enter(&self, mut on_position: impl FnMut(usize)) -> Place<'_> {
+        let mut ticket = {
+            let mut line = self.line();
+            // Straight in only when nobody waits: a newcomer never passes the line.
+            if line.waiting.is_empty() {
+                if let Ok(permit) = self.places.try_acquire() {
+                    return Place { _permit: permit };
                 }
             }
-            notified.await;
+            let number = line.next;
+            line.next += 1;
+            line.waiting.insert(number);
+            Ticket {
+                queue: self,
+                number,
+                admitted: false,
+            }
+        };
+        let mut moved = self.moved.subscribe();
+        // One `acquire` for the whole wait: it keeps this waiter's turn in the
+        // semaphore's queue, which a fresh call per change would lose.
+        let acquire = self.places.acquire();
+        tokio::pin!(acquire);
+        let mut shown = None;
+        loop {
+            let position = ticket.position();
+            if shown != Some(position) {
+                shown = Some(position);
+                on_position(position);
+            }
+            tokio::select! {
+                biased;
+                permit = &mut acquire => {
+                    ticket.admitted = true;
+                    drop(ticket);
+                    return Place {
+                        _permit: permit.expect("the places are never closed"),
+                    };
+                }
+                // The sender lives in `self`: `changed` cannot fail while we wait.
+                _ = moved.changed() => {}
+            }
         }
     }
 }
@@ -84,29 +131,152 @@ impl Queue {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::time::Duration;
 
-    #[tokio::test]
-    async fn lets_capacity_through_and_reports_positions() {
-        let queue = Arc::new(Queue::new(2));
-        let a = queue
-            .enter(Uuid::new_v4(), |_| panic!("a place was free"))
-            .await;
-        let _b = queue
-            .enter(Uuid::new_v4(), |_| panic!("a place was free"))
-            .await;
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let waiter = {
+    /// Lets every task that can run do so (time is paused: the sleep ends only once
+    /// the runtime has nothing else to do).
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    type Seen = Arc<Mutex<Vec<usize>>>;
+
+    /// A task waiting for a place, recording the positions it is told; it holds the
+    /// place until `release` is dropped or sent.
+    fn waiter(
+        queue: &Arc<Queue>,
+        release: tokio::sync::oneshot::Receiver<()>,
+    ) -> (Seen, tokio::task::JoinHandle<()>) {
+        let seen: Seen = Arc::default();
+        let task = {
             let (queue, seen) = (queue.clone(), seen.clone());
             tokio::spawn(async move {
-                let _c = queue
-                    .enter(Uuid::new_v4(), |n| seen.lock().expect("lock").push(n))
-                    .await;
+                let _place = queue.enter(|n| seen.lock().expect("lock").push(n)).await;
+                let _ = release.await;
             })
         };
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert!(!waiter.is_finished(), "the third waits");
-        assert_eq!(*seen.lock().expect("lock"), vec![1]);
+        (seen, task)
+    }
+
+    fn positions(seen: &Seen) -> Vec<usize> {
+        seen.lock().expect("lock").clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lets_capacity_through_and_reports_positions() {
+        let queue = Arc::new(Queue::new(2));
+        let a = queue.enter(|_| panic!("a place was free")).await;
+        let _b = queue.enter(|_| panic!("a place was free")).await;
+        let (release, held) = tokio::sync::oneshot::channel();
+        let (seen, third) = waiter(&queue, held);
+        settle().await;
+        assert!(!third.is_finished(), "the third waits");
+        assert_eq!(positions(&seen), vec![1]);
+        assert_eq!(queue.waiting(), 1);
         drop(a);
-        waiter.await.expect("the third gets in once a place frees");
+        settle().await;
+        assert_eq!(queue.waiting(), 0, "the third got in once a place freed");
+        drop(release);
+        third.await.expect("the third ran");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_gives_up_leaves_the_line_at_once() {
+        let queue = Arc::new(Queue::new(1));
+        let first = queue.enter(|_| panic!("a place was free")).await;
+
+        // The second gives up after 5 s, as a step does when its deadline passes.
+        let gives_up = {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_secs(5), queue.enter(|_| {}))
+                    .await
+                    .is_err()
+            })
+        };
+        settle().await;
+        let (release_third, held) = tokio::sync::oneshot::channel();
+        let (third_seen, third) = waiter(&queue, held);
+        settle().await;
+        let (_release_fourth, held) = tokio::sync::oneshot::channel();
+        let (fourth_seen, fourth) = waiter(&queue, held);
+        settle().await;
+        assert_eq!(queue.waiting(), 3);
+        assert_eq!(positions(&third_seen), vec![2]);
+        assert_eq!(positions(&fourth_seen), vec![3]);
+
+        assert!(gives_up.await.expect("task"), "the second timed out");
+        assert_eq!(queue.waiting(), 2, "the second left the line at once");
+        settle().await;
+        assert_eq!(positions(&third_seen), vec![2, 1], "the third moved up");
+        assert_eq!(positions(&fourth_seen), vec![3, 2], "the fourth moved up");
+
+        // The place goes to the third, not to the one that gave up.
+        drop(first);
+        settle().await;
+        assert_eq!(queue.waiting(), 1, "the third got in");
+        assert_eq!(positions(&fourth_seen), vec![3, 2, 1]);
+        drop(release_third);
+        third.await.expect("the third ran");
+        settle().await;
+        assert_eq!(queue.waiting(), 0, "the fourth got in");
+        drop(_release_fourth);
+        fourth.await.expect("the fourth ran");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_aborted_while_next_in_line_passes_its_turn_on() {
+        // An undo arriving drops the waiting execute: the same as aborting its task.
+        let queue = Arc::new(Queue::new(1));
+        let first = queue.enter(|_| panic!("a place was free")).await;
+        let (_keep, held) = tokio::sync::oneshot::channel();
+        let (_, aborted) = waiter(&queue, held);
+        settle().await;
+        aborted.abort();
+        assert!(aborted.await.expect_err("aborted").is_cancelled());
+        assert_eq!(queue.waiting(), 0);
+        drop(first);
+
+        // Later arrivals find the line empty and a place free: straight in.
+        let again = tokio::time::timeout(
+            Duration::from_secs(1),
+            queue.enter(|_| panic!("nobody should be ahead")),
+        )
+        .await;
+        assert!(again.is_ok(), "a later arrival gets the place");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_capacity_inside_and_every_patient_waiter_gets_in() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let queue = Arc::new(Queue::new(2));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..8u64 {
+            let (queue, inside, most) = (queue.clone(), inside.clone(), most.clone());
+            // Every other one (from the third on) gives up while it waits.
+            let patient = i < 2 || i % 2 == 0;
+            tasks.push((
+                patient,
+                tokio::spawn(async move {
+                    let wait = Duration::from_secs(if patient { 3600 } else { 1 });
+                    let Ok(_place) = tokio::time::timeout(wait, queue.enter(|_| {})).await else {
+                        return false;
+                    };
+                    let now = inside.fetch_add(1, SeqCst) + 1;
+                    most.fetch_max(now, SeqCst);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    inside.fetch_sub(1, SeqCst);
+                    true
+                }),
+            ));
+            settle().await;
+        }
+        for (patient, task) in tasks {
+            assert_eq!(task.await.expect("task"), patient);
+        }
+        assert_eq!(most.load(SeqCst), 2);
+        assert_eq!(queue.waiting(), 0);
     }
 }
