@@ -5,13 +5,16 @@
 //! orchestrator, the step services and the tests agree by construction.
 
 pub mod admin;
+pub mod probe;
 pub mod progress;
 pub mod schema;
 pub mod signup;
 pub mod step;
+pub mod step_dead_letter;
 pub mod subdomain;
 pub mod subjects;
 
+pub use probe::{ProbeReply, SubdomainProbe};
 pub use progress::{ErrorInfo, ProgressEvent, SagaStatus, StepStatus};
 pub use signup::{Rejection, SignupRequested, ValidSignup};
 pub use step::{Sealed, StepAction, StepCommand, StepEvent, StepReport, TenantContext};

@@ -63,6 +63,18 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
             "internal/saga.evt.json",
             to_value(schema_for!(crate::StepEvent)),
         ),
+        (
+            "internal/saga.probe.request.json",
+            to_value(schema_for!(crate::SubdomainProbe)),
+        ),
+        (
+            "internal/saga.probe.reply.json",
+            to_value(schema_for!(crate::ProbeReply)),
+        ),
+        (
+            "internal/saga.dead_letter.json",
+            to_value(schema_for!(crate::step_dead_letter::StepDeadLetter)),
+        ),
     ]
 }
 

@@ -114,6 +114,28 @@ impl Subjects {
         self.subject("saga.evt.>")
     }
 
+    /// `saga.probe.<step>`: request/reply, does this step see a subdomain as held?
+    pub fn step_probe(&self, step: &str) -> String {
+        self.subject(&format!("saga.probe.{step}"))
+    }
+
+    /// `saga.dead_letter.<source>`: inputs that `source` (a step's name) gave up on:
+    /// unreadable, or failing until the consumer's `max_deliver`.
+    pub fn dead_letter(&self, source: &str) -> String {
+        self.subject(&format!("saga.dead_letter.{source}"))
+    }
+
+    /// `saga.dead_letter.>`: every source's dead letters.
+    pub fn dead_letters_all(&self) -> String {
+        self.subject("saga.dead_letter.>")
+    }
+
+    /// Key-value bucket `SAGA_FINISHED_COMMANDS`: the final report of every finished
+    /// command by command id, so that a redelivered command is answered, not run again.
+    pub fn finished_commands_bucket(&self) -> String {
+        self.stream("SAGA_FINISHED_COMMANDS")
+    }
+
     /// Stream `TENANT_SIGNUPS` (work queue: a signup leaves it once accepted).
     pub fn signups_stream(&self) -> String {
         self.stream("TENANT_SIGNUPS")
@@ -124,7 +146,8 @@ impl Subjects {
         self.stream("TENANT_PROGRESS")
     }
 
-    /// Stream `TENANT_DEAD_LETTERS`.
+    /// Stream `TENANT_DEAD_LETTERS`: `tenant.signup.dead_letter` and
+    /// `saga.dead_letter.>`.
     pub fn dead_letter_stream(&self) -> String {
         self.stream("TENANT_DEAD_LETTERS")
     }
@@ -139,14 +162,16 @@ impl Subjects {
         self.stream("SAGA_EVENTS")
     }
 
-    /// Every stream of the saga, for set-up and clean-up.
-    pub fn streams(&self) -> [String; 5] {
+    /// Every stream of the saga, for set-up and clean-up; the last one holds the
+    /// finished-commands bucket (a key-value bucket is a stream `KV_<bucket>`).
+    pub fn streams(&self) -> [String; 6] {
         [
             self.signups_stream(),
             self.progress_stream(),
             self.dead_letter_stream(),
             self.commands_stream(),
             self.events_stream(),
+            format!("KV_{}", self.finished_commands_bucket()),
         ]
     }
 
@@ -168,6 +193,9 @@ mod tests {
         assert_eq!(s.admin_replay(), "saga.admin.replay");
         assert_eq!(s.signups_stream(), "TENANT_SIGNUPS");
         assert_eq!(s.progress_stream(), "TENANT_PROGRESS");
+        assert_eq!(s.step_probe("registration"), "saga.probe.registration");
+        assert_eq!(s.dead_letters_all(), "saga.dead_letter.>");
+        assert_eq!(s.finished_commands_bucket(), "SAGA_FINISHED_COMMANDS");
         let id = uuid::Uuid::nil();
         assert_eq!(
             s.progress(&id),
@@ -182,5 +210,9 @@ mod tests {
         assert_eq!(s.step_command("site"), "t1_x.saga.cmd.site");
         assert_eq!(s.signups_stream(), "T1_X_TENANT_SIGNUPS");
         assert_eq!(s.consumer("orchestrator"), "t1_x_orchestrator");
+        assert_eq!(s.step_probe("site"), "t1_x.saga.probe.site");
+        assert_eq!(s.dead_letter("site"), "t1_x.saga.dead_letter.site");
+        assert_eq!(s.finished_commands_bucket(), "T1_X_SAGA_FINISHED_COMMANDS");
+        assert_eq!(s.streams()[5], "KV_T1_X_SAGA_FINISHED_COMMANDS");
     }
 }

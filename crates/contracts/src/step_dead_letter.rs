@@ -1,0 +1,48 @@
+//! `saga.dead_letter.<source>`: inputs a consumer gave up on.
+//!
+//! A step command that could not be read, or that kept failing to be handled or
+//! reported until its consumer's `max_deliver`, is set aside here and terminated, so it
+//! never loops. A dead letter holds no payload as it came: only its size, a hash and an
+//! excerpt in which every value is masked, so that a secret in clear (a message
+//! published by mistake) never sits in the dead-letter stream.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A payload described without being kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PayloadSummary {
+    /// Its size in bytes.
+    pub bytes: usize,
+    /// SHA-256 of the payload, lowercase hex: tells two copies apart, or finds the
+    /// original where it is still kept.
+    pub sha256: String,
+    /// The start of the payload with every value masked (`"***"`, `***`); field names
+    /// and punctuation are kept, so its shape can be seen.
+    pub excerpt: String,
+}
+
+/// What goes to `saga.dead_letter.<source>` (stream `TENANT_DEAD_LETTERS`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StepDeadLetter {
+    /// Who gave up: a step's name, such as `database`.
+    pub source: String,
+    /// The subject the input arrived on.
+    pub subject: String,
+    /// Why it was set aside, free of secrets.
+    pub reason: String,
+    /// How many times it had been delivered.
+    pub deliveries: u64,
+    /// The command's id, when it could be read.
+    #[serde(default)]
+    pub command_id: Option<String>,
+    /// Its saga, when it could be read.
+    #[serde(default)]
+    pub saga_id: Option<Uuid>,
+    /// The input, described.
+    pub payload: PayloadSummary,
+    /// When it was set aside.
+    pub at: DateTime<Utc>,
+}
