@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::{self, kv, stream};
 use contracts::StepReport;
 
 /// The bucket of finished commands.
@@ -24,22 +24,36 @@ pub(crate) struct FinishedCommands {
 
 impl FinishedCommands {
     /// Creates the bucket or updates its TTL (idempotent, at start-up).
+    ///
+    /// The bucket's stream is declared here with the settings a key-value bucket has
+    /// (as async-nats' `create_key_value` would): that call first reads the account's
+    /// info, whose NATS 2.9 form async-nats 0.51 cannot decode.
     pub(crate) async fn open(
         js: &jetstream::Context,
         bucket: &str,
         ttl: Duration,
     ) -> anyhow::Result<Self> {
-        let store = js
-            .create_or_update_key_value(kv::Config {
-                bucket: bucket.to_string(),
-                description: "final reports of finished step commands, by command id".into(),
-                history: 1,
-                max_age: ttl,
-                ..Default::default()
-            })
+        let config = stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some("final reports of finished step commands, by command id".into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: ttl,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        };
+        js.create_or_update_stream(config)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| format!("declaring the key-value bucket {bucket}"))?;
+        let store = js
+            .get_key_value(bucket)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("opening the key-value bucket {bucket}"))?;
         Ok(Self { store })
     }
 

@@ -59,6 +59,10 @@ async fn answer<S: Step>(step: &S, payload: &[u8]) -> ProbeReply {
         Ok(probe) => probe,
         Err(e) => return ProbeReply::failed(format!("unreadable probe: {e}")),
     };
+    // Steps put these names in paths and URLs: nothing else reaches them.
+    if let Err(e) = probe.check() {
+        return ProbeReply::failed(format!("refused probe: {e}"));
+    }
     let span = tracing::info_span!("probe", subdomain = %probe.subdomain);
     let held = tokio::time::timeout(PROBE_TIMEOUT, step.holds(&probe))
         .instrument(span.clone())
