@@ -144,6 +144,8 @@ impl<S: Step> Job<S> {
             handling: Uuid::new_v4().simple().to_string(),
             lines: Arc::default(),
         };
+        // Looked up once claimed: a duplicate arriving while the first delivery runs is
+        // caught by the claim above, one arriving after it finds the stored report.
         let settle = match self.remembered(&command).await {
             Some(report) => {
                 tracing::info!(
