@@ -7,6 +7,7 @@
 
 pub mod docker;
 pub mod scripted;
+pub mod steps;
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -63,7 +63,14 @@ impl PrivateNats {
 
     fn run(&mut self) {
         let child = Command::new(nats_server_bin())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(&self.store)
             .arg("-l")
             .arg(&self.log)
@@ -117,14 +124,17 @@ async fn a_retry_dispatched_while_nats_is_down_still_ends_the_saga() {
     env.push(("SAGA_RETRY_BASE_MS".into(), "4000".into()));
     env.push(("SAGA_STEP_TIMEOUT_SECS".into(), "30".into()));
     let config = orchestrator::config::from_lookup(|k| {
-        env.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone())
+        env.iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
     })
     .expect("orchestrator config");
     let stop = tokio_util::sync::CancellationToken::new();
     let orchestrator = tokio::spawn(orchestrator::run(config, stop.clone()));
 
     let id = Uuid::new_v4();
-    h.publish_signup(&h.signup(id, &h.subdomain("outage"))).await;
+    h.publish_signup(&h.signup(id, &h.subdomain("outage")))
+        .await;
     tests::assert_eventually!(
         30,
         "the site step's first attempt failed",

@@ -1,9 +1,14 @@
 //! The step runtime's promises, seen from outside: graceful shutdown releases
-//! unfinished work to another instance, and malformed commands never stop a service.
+//! unfinished work to another instance, malformed commands never stop a service and
+//! become dead letters, a finished command delivered again is answered from memory, a
+//! command that cannot be reported stops at `max_deliver` as a dead letter, a
+//! panicking step is reported, and steps answer subdomain probes.
 
 use std::time::Duration;
 
-use contracts::SagaStatus;
+use contracts::{SagaStatus, StepAction, StepCommand, StepReport};
+use step_runtime::{Step, StepContext, StepError};
+use tests::steps::command;
 use tests::{Behaviour, Harness, Journal, ScriptedStep};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -92,7 +97,8 @@ async fn a_malformed_command_is_set_aside_and_the_service_goes_on() {
     let mut h = Harness::new().await;
     h.start_orchestrator();
     h.start_steps(&[]);
-    h.js.publish(h.subjects.step_command("site"), "{ not a command".into())
+    let garbage = br#"{"command_id": "x", "admin_password": "Leaky-Secret-2", "#;
+    h.js.publish(h.subjects.step_command("site"), garbage.to_vec().into())
         .await
         .expect("publish")
         .await
@@ -111,7 +117,217 @@ async fn a_malformed_command_is_set_aside_and_the_service_goes_on() {
         "command stream drained",
         commands.info().await.expect("info").state.messages == 0
     );
+    // Set aside described, never kept as it came.
+    let letters = h.step_dead_letters("site").await;
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert!(letters[0].reason.contains("unreadable"), "{letters:#?}");
+    assert_eq!(letters[0].command_id, None);
+    assert_eq!(letters[0].payload.bytes, garbage.len());
+    let stored = serde_json::to_string(&letters[0]).expect("json");
+    assert!(!stored.contains("Leaky-Secret-2"), "{stored}");
+    assert!(
+        letters[0]
+            .payload
+            .excerpt
+            .contains(r#""admin_password": "***""#),
+        "{}",
+        letters[0].payload.excerpt
+    );
 
     tests::drop_tenant(&db_step::database_name(&subdomain)).await;
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_command_delivered_again_is_answered_from_memory_and_its_undo_still_runs() {
+    let mut h = Harness::new().await;
+    let journal = Journal::default();
+    h.start_scripted(ScriptedStep::new(
+        "site",
+        Behaviour::default(),
+        journal.clone(),
+    ));
+    let saga = Uuid::new_v4();
+    let execute = command(saga, "site", StepAction::Execute, 1, &h.subdomain("memory"));
+    h.publish_command(&execute, &execute.command_id).await;
+    let first = h.final_report("site", &execute.command_id, 20).await;
+    assert!(matches!(first, StepReport::Completed { .. }), "{first:?}");
+
+    // The same command again, as after a lost ack or a resume past the duplicate window.
+    h.publish_command(&execute, "sent-again").await;
+    tests::assert_eventually!(10, "second delivery handled", h.commands_left().await == 0);
+    assert_eq!(
+        journal.lines(saga),
+        ["site execute"],
+        "the second delivery was answered, not run"
+    );
+
+    // Its undo is another command: it runs.
+    let undo = command(
+        saga,
+        "site",
+        StepAction::Compensate,
+        1,
+        &execute.tenant.subdomain,
+    );
+    h.publish_command(&undo, &undo.command_id).await;
+    let undone = h.final_report("site", &undo.command_id, 20).await;
+    assert!(matches!(undone, StepReport::Completed { .. }), "{undone:?}");
+    assert_eq!(journal.lines(saga), ["site execute", "site compensate"]);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_whose_report_cannot_be_published_is_dead_lettered_after_max_deliver() {
+    let h = Harness::new().await;
+    let journal = Journal::default();
+    let mut config = h.runtime_config();
+    config.max_deliver = 3;
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(step_runtime::run(
+        ScriptedStep::new("site", Behaviour::default(), journal.clone()),
+        config,
+        stop.clone(),
+    ));
+    h.wait_step_consumer("site").await;
+    // No stream takes the reports any more: every report publish fails.
+    h.js.delete_stream(h.subjects.events_stream())
+        .await
+        .expect("events stream deleted");
+
+    let saga = Uuid::new_v4();
+    let execute = command(
+        saga,
+        "site",
+        StepAction::Execute,
+        1,
+        &h.subdomain("deadletter"),
+    );
+    h.publish_command(&execute, &execute.command_id).await;
+    tests::assert_eventually!(
+        30,
+        "a dead letter for the command",
+        !h.step_dead_letters("site").await.is_empty()
+    );
+    let letters = h.step_dead_letters("site").await;
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    let letter = &letters[0];
+    assert_eq!(
+        letter.command_id.as_deref(),
+        Some(execute.command_id.as_str())
+    );
+    assert_eq!(letter.saga_id, Some(saga));
+    assert_eq!(letter.deliveries, 3);
+    assert!(
+        letter.reason.contains("report could not be published"),
+        "{}",
+        letter.reason
+    );
+    assert_eq!(
+        letter.payload,
+        contracts::dead_letter::summarize(&serde_json::to_vec(&execute).expect("json"))
+    );
+
+    // Terminated: out of the work queue, delivered exactly max_deliver times.
+    assert_eq!(h.commands_left().await, 0);
+    let consumer =
+        h.js.get_stream(h.subjects.commands_stream())
+            .await
+            .expect("stream")
+            .consumer_info(h.subjects.consumer("step-site"))
+            .await
+            .expect("consumer");
+    assert_eq!(consumer.delivered.consumer_sequence, 3);
+    assert_eq!((consumer.num_pending, consumer.num_ack_pending), (0, 0));
+    assert_eq!(
+        journal.lines(saga),
+        ["site execute"],
+        "run once; the redeliveries were answered from memory"
+    );
+    stop.cancel();
+    service
+        .await
+        .expect("joined")
+        .expect("service ends cleanly");
+    h.finish().await;
+}
+
+/// A step that panics on its first execute.
+struct Panicky;
+
+impl Step for Panicky {
+    fn name(&self) -> &str {
+        "site"
+    }
+
+    async fn execute(
+        &self,
+        command: &StepCommand,
+        _context: &StepContext,
+    ) -> Result<serde_json::Value, StepError> {
+        assert!(command.attempt > 1, "a bug in the step");
+        Ok(serde_json::Value::Null)
+    }
+
+    async fn compensate(
+        &self,
+        _command: &StepCommand,
+        _context: &StepContext,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_step_is_reported_failed_and_the_saga_is_not_wedged() {
+    let h = Harness::new().await;
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(step_runtime::run(Panicky, h.runtime_config(), stop.clone()));
+    let saga = Uuid::new_v4();
+    let subdomain = h.subdomain("panic");
+    let execute = command(saga, "site", StepAction::Execute, 1, &subdomain);
+    h.publish_command(&execute, &execute.command_id).await;
+    match h.final_report("site", &execute.command_id, 20).await {
+        StepReport::Failed {
+            code, retryable, ..
+        } => assert_eq!((code.as_str(), retryable), ("step_panicked", true)),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    // The saga's next commands are not left waiting for the panicked one.
+    let retry = command(saga, "site", StepAction::Execute, 2, &subdomain);
+    h.publish_command(&retry, &retry.command_id).await;
+    let retried = h.final_report("site", &retry.command_id, 20).await;
+    assert!(
+        matches!(retried, StepReport::Completed { .. }),
+        "{retried:?}"
+    );
+    stop.cancel();
+    service
+        .await
+        .expect("joined")
+        .expect("service ends cleanly");
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_without_a_probe_sees_every_subdomain_free() {
+    let mut h = Harness::new().await;
+    h.start_scripted(ScriptedStep::new(
+        "admin_user",
+        Behaviour::default(),
+        Journal::default(),
+    ));
+    let reply = h.probe("admin_user", &h.subdomain("anything")).await;
+    assert_eq!(reply, contracts::ProbeReply::answer(None));
+    // A name that is no subdomain never reaches a step.
+    let refused = h.probe("admin_user", "../etc").await;
+    assert!(!refused.held);
+    assert!(
+        refused
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused")),
+        "{refused:?}"
+    );
     h.finish().await;
 }

@@ -351,7 +351,9 @@ async fn unreadable_signups_go_to_the_dead_letter_subject_and_service_goes_on() 
     assert!(listed.letters[0].letter["error"]
         .as_str()
         .is_some_and(|e| e.contains("signup_id")));
-    assert!(!serde_json::to_string(&listed).expect("json").contains("Leaky-Secret-1"));
+    assert!(!serde_json::to_string(&listed)
+        .expect("json")
+        .contains("Leaky-Secret-1"));
 
     tests::drop_tenant(&db_step::database_name(&subdomain)).await;
     h.finish().await;

@@ -12,6 +12,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::step_dead_letter::PayloadSummary;
+
 /// What goes to a dead-letter subject (`tenant.signup.dead_letter` for signups).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DeadLetter {
@@ -20,8 +22,8 @@ pub struct DeadLetter {
     /// Why it was set aside.
     pub error: String,
     /// JSON: the payload with every `*password*` / `*secret*` field masked, cut to
-    /// 4 KiB. Anything else: a masked excerpt (keys and punctuation only, every value
-    /// `***`), cut to 256 characters.
+    /// 4 KiB. Anything else: a masked excerpt of its first 256 characters (field
+    /// names and punctuation only, every value `***`; `…` when cut).
     pub payload: String,
     /// Size of the original payload in bytes.
     pub payload_bytes: usize,
@@ -34,8 +36,6 @@ pub struct DeadLetter {
 }
 
 const MAX_JSON: usize = 4096;
-const MAX_EXCERPT: usize = 256;
-const MAX_KEY: usize = 64;
 
 impl DeadLetter {
     /// Builds the dead letter for `payload`, keeping nothing that may be a secret.
@@ -60,16 +60,6 @@ impl DeadLetter {
             payload_sha256: Some(hex(&Sha256::digest(payload))),
             at,
         }
-    }
-}
-
-/// Size, SHA-256 and masked excerpt of `payload`, for a letter that keeps no byte of
-/// it.
-pub fn summarize(payload: &[u8]) -> crate::step_dead_letter::PayloadSummary {
-    crate::step_dead_letter::PayloadSummary {
-        bytes: payload.len(),
-        sha256: hex(&Sha256::digest(payload)),
-        excerpt: masked_excerpt(payload),
     }
 }
 
@@ -106,66 +96,93 @@ pub fn mask_secrets(value: &mut serde_json::Value) {
     }
 }
 
-/// Characters that give a payload its shape (JSON, form encoding) and never belong to
-/// a value.
-fn is_structure(c: char) -> bool {
-    matches!(c, '{' | '}' | '[' | ']' | ':' | ',' | '=' | '&' | ';' | ' ')
+/// Characters of the payload the excerpt looks at.
+const EXCERPT_SOURCE_CHARS: usize = 256;
+/// A field name longer than this, or with other characters than `[A-Za-z0-9_.-]`, is
+/// masked like a value: names are kept because they are short identifiers.
+const NAME_MAX_CHARS: usize = 40;
+
+/// Size, hash and masked excerpt of `payload`.
+pub fn summarize(payload: &[u8]) -> PayloadSummary {
+    PayloadSummary {
+        bytes: payload.len(),
+        sha256: hex(&Sha256::digest(payload)),
+        excerpt: masked_excerpt(payload),
+    }
 }
 
-/// The shape of a payload that is not JSON: a quoted string directly followed by `:`
-/// (a key) is kept, every other quoted string and every run of other characters
-/// becomes `***`; structural characters stay.
-fn masked_excerpt(payload: &[u8]) -> String {
-    let Ok(text) = std::str::from_utf8(payload) else {
-        return format!("(binary, {} bytes)", payload.len());
-    };
-    let chars: Vec<char> = text.chars().collect();
+/// The start of `payload` with every value masked. Quoted strings and bare words are
+/// kept only when they are field names (followed by `:` or `=`) made of
+/// `[A-Za-z0-9_.-]`; every other one becomes `"***"` or `***`. Punctuation and spaces
+/// are kept, so `{"admin_password": "hunter2", "n": 5` reads
+/// `{"admin_password": "***", "n": ***`.
+pub fn masked_excerpt(payload: &[u8]) -> String {
+    let text: Vec<char> = String::from_utf8_lossy(payload)
+        .chars()
+        .take(EXCERPT_SOURCE_CHARS)
+        .collect();
+    let truncated = payload.len() > text.iter().map(|c| c.len_utf8()).sum::<usize>();
     let mut out = String::new();
     let mut i = 0;
-    while i < chars.len() && out.len() < MAX_EXCERPT {
-        let c = chars[i];
-        if c == '"' {
-            let mut end = i + 1;
-            while end < chars.len() && chars[end] != '"' {
-                end += if chars[end] == '\\' { 2 } else { 1 };
+    while i < text.len() {
+        let c = text[i];
+        if c == '"' || c == '\'' {
+            let start = i + 1;
+            let mut end = start;
+            while end < text.len() && text[end] != c {
+                end += if text[end] == '\\' { 2 } else { 1 };
             }
-            let closed = end < chars.len();
-            let after = chars[(end + 1).min(chars.len())..]
-                .iter()
-                .find(|c| !c.is_whitespace());
-            let inner: String = chars[i + 1..end.min(chars.len())].iter().collect();
-            let is_key = closed
-                && after == Some(&':')
-                && inner.chars().count() <= MAX_KEY
-                && !inner.to_ascii_lowercase().contains("secret")
-                && !inner.chars().any(|c| c == '\\');
-            if is_key {
-                out.push('"');
+            let inner: String = text[start..end.min(text.len())].iter().collect();
+            let next = end + 1;
+            if is_name(&inner) && followed_by_separator(&text, next) {
+                out.push(c);
                 out.push_str(&inner);
-                out.push('"');
+                out.push(c);
             } else {
-                out.push_str("\"***");
-                if closed {
-                    out.push('"');
-                }
+                out.push(c);
+                out.push_str("***");
+                out.push(c);
             }
-            i = end + 1;
-        } else if is_structure(c) {
-            out.push(c);
-            i += 1;
-        } else if c.is_whitespace() {
-            out.push(' ');
-            i += 1;
-        } else {
-            while i < chars.len()
-                && !(chars[i] == '"' || is_structure(chars[i]) || chars[i].is_whitespace())
-            {
+            i = next;
+        } else if is_word_char(c) {
+            let start = i;
+            while i < text.len() && is_word_char(text[i]) {
                 i += 1;
             }
-            out.push_str("***");
+            let word: String = text[start..i].iter().collect();
+            if is_name(&word) && followed_by_separator(&text, i) {
+                out.push_str(&word);
+            } else {
+                out.push_str("***");
+            }
+        } else {
+            out.push(if c.is_control() { ' ' } else { c });
+            i += 1;
         }
     }
-    cut(out, MAX_EXCERPT)
+    if truncated {
+        out.push('…');
+    }
+    out
+}
+
+fn is_word_char(c: char) -> bool {
+    !c.is_whitespace() && !c.is_control() && !"{}[],:=;&\"'()<>".contains(c)
+}
+
+fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.chars().count() <= NAME_MAX_CHARS
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+fn followed_by_separator(text: &[char], from: usize) -> bool {
+    text.iter()
+        .skip(from)
+        .find(|c| !c.is_whitespace())
+        .is_some_and(|c| *c == ':' || *c == '=')
 }
 
 #[cfg(test)]
@@ -187,22 +204,55 @@ mod tests {
         for (payload, shape) in [
             (
                 &br#"{"signup_id": "0192", "admin_password": "TopSecret1!", "org"#[..],
-                r#"{"signup_id": "***", "admin_password": "***", "***"#,
+                r#"{"signup_id": "***", "admin_password": "***", "***""#,
             ),
-            (b"admin_password=TopSecret1!&x=1", "***=***&***=***"),
+            (
+                b"admin_password=TopSecret1!&x=1",
+                "admin_password=***&x=***",
+            ),
             (b"TopSecret1!", "***"),
         ] {
             let dl = DeadLetter::new("s", "not JSON".into(), payload, chrono::Utc::now());
             assert!(!dl.payload.contains("TopSecret"), "{}", dl.payload);
             assert_eq!(dl.payload, shape);
             assert_eq!(dl.payload_bytes, payload.len());
-            assert_eq!(
-                dl.payload_sha256.as_deref(),
-                Some(hex(&Sha256::digest(payload)).as_str())
-            );
-            assert_eq!(dl.payload_sha256.as_ref().map(String::len), Some(64));
+            assert_eq!(dl.payload_sha256, Some(summarize(payload).sha256));
         }
         let binary = DeadLetter::new("s", "x".into(), b"\xff\x00Secret", chrono::Utc::now());
-        assert_eq!(binary.payload, "(binary, 8 bytes)");
+        assert!(!binary.payload.contains("Secret"), "{}", binary.payload);
+    }
+
+    #[test]
+    fn values_are_masked_and_names_kept() {
+        let cut = br#"{"signup_id": "0192", "admin_password": "TopSecret1!", "n": 5, "ok": tr"#;
+        assert_eq!(
+            masked_excerpt(cut),
+            r#"{"signup_id": "***", "admin_password": "***", "n": ***, "ok": ***"#
+        );
+        assert_eq!(
+            masked_excerpt(b"password=hunter2&user=bob"),
+            "password=***&user=***"
+        );
+        // A bare secret, or words that are no field names, are masked whole.
+        assert_eq!(masked_excerpt(b"TopSecret1!"), "***");
+        assert_eq!(masked_excerpt(b"{ not a command"), "{ *** *** ***");
+        // An escaped quote does not end a string early.
+        assert_eq!(masked_excerpt(br#"["a\"b: c", 1]"#), r#"["***", ***]"#);
+        // Binary garbage shows as masked words.
+        assert!(!masked_excerpt(b"\xff\x00secret").contains("secret"));
+    }
+
+    #[test]
+    fn long_payloads_are_cut_and_hashed() {
+        let long = format!(r#"{{"k": "{}"}}"#, "x".repeat(1000));
+        let summary = summarize(long.as_bytes());
+        assert_eq!(summary.bytes, long.len());
+        assert_eq!(summary.sha256.len(), 64);
+        assert!(summary.excerpt.ends_with('…'), "{}", summary.excerpt);
+        assert!(!summary.excerpt.contains("xxxx"));
+        assert_eq!(
+            summarize(b"abc").sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

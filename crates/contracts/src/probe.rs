@@ -17,6 +17,37 @@ pub struct SubdomainProbe {
     pub site_name: String,
 }
 
+impl SubdomainProbe {
+    /// Refuses names a step could not safely put in a path or URL: the subdomain must
+    /// be `[a-z0-9-]` (1-63 characters) and the site name that subdomain followed by
+    /// `.` and a domain of `[a-z0-9.-]`, without empty labels. (Reserved or short
+    /// subdomains pass: whether they are allowed is the orchestrator's rule.)
+    pub fn check(&self) -> Result<(), String> {
+        let label_ok = |label: &str| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if !label_ok(&self.subdomain) {
+            return Err(format!("{:?} is not a subdomain", self.subdomain));
+        }
+        let site_ok = self
+            .site_name
+            .strip_prefix(&self.subdomain)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|domain| domain.split('.').all(label_ok))
+            && self.site_name.len() <= 253;
+        if !site_ok {
+            return Err(format!(
+                "{:?} is not a site name of subdomain {:?}",
+                self.site_name, self.subdomain
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Reply on `saga.probe.<step>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ProbeReply {
@@ -68,5 +99,30 @@ mod tests {
         let free: ProbeReply = serde_json::from_str(r#"{"held":false}"#).expect("minimal reply");
         assert_eq!(free, ProbeReply::answer(None));
         assert!(ProbeReply::failed("master down").error.is_some());
+    }
+
+    #[test]
+    fn only_names_safe_in_paths_pass() {
+        let probe = |subdomain: &str, site_name: &str| SubdomainProbe {
+            subdomain: subdomain.into(),
+            site_name: site_name.into(),
+        };
+        assert_eq!(probe("test-org", "test-org.example.com").check(), Ok(()));
+        assert_eq!(probe("ab", "ab.localhost").check(), Ok(()));
+        for (subdomain, site_name) in [
+            ("../x", "../x.example.com"),
+            ("a/b", "a/b.example.com"),
+            ("Test", "Test.example.com"),
+            ("", ".example.com"),
+            ("test-org", "other.example.com"),
+            ("test-org", "test-org..com"),
+            ("test-org", "test-org"),
+            ("test-org", "test-org.example.com/../../etc"),
+        ] {
+            assert!(
+                probe(subdomain, site_name).check().is_err(),
+                "{subdomain} {site_name}"
+            );
+        }
     }
 }

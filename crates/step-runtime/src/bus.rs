@@ -34,7 +34,9 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
         .with_context(|| format!("connecting to NATS at {url}"))
 }
 
-/// Declares every stream of the saga (idempotent: existing streams are kept as they are).
+/// Declares every stream of the saga (idempotent: existing streams are kept as they
+/// are, except that a stream missing one of its subjects, declared by an older
+/// release, gets it added).
 pub async fn ensure_streams(js: &jetstream::Context, subjects: &Subjects) -> anyhow::Result<()> {
     let day = Duration::from_secs(24 * 3600);
     let streams = [
@@ -57,7 +59,7 @@ pub async fn ensure_streams(js: &jetstream::Context, subjects: &Subjects) -> any
         },
         stream::Config {
             name: subjects.dead_letter_stream(),
-            subjects: vec![subjects.signup_dead_letter()],
+            subjects: vec![subjects.signup_dead_letter(), subjects.dead_letters_all()],
             retention: stream::RetentionPolicy::Limits,
             max_age: 30 * day,
             ..Default::default()
@@ -81,10 +83,32 @@ pub async fn ensure_streams(js: &jetstream::Context, subjects: &Subjects) -> any
     ];
     for config in streams {
         let name = config.name.clone();
-        js.get_or_create_stream(config)
+        let mut stream = js
+            .get_or_create_stream(config.clone())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| format!("declaring stream {name}"))?;
+        let existing = &stream
+            .info()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("reading stream {name}"))?
+            .config;
+        let missing: Vec<String> = config
+            .subjects
+            .iter()
+            .filter(|s| !existing.subjects.contains(s))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            let mut updated = existing.clone();
+            updated.subjects.extend(missing.iter().cloned());
+            js.update_stream(updated)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("adding {missing:?} to stream {name}"))?;
+            tracing::info!(stream = %name, subjects = ?missing, "stream subjects added");
+        }
     }
     Ok(())
 }

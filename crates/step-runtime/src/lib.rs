@@ -2,19 +2,26 @@
 //!
 //! A step service is a small implementation of [`Step`]; [`run`] owns the rest:
 //! a durable pull consumer on `saga.cmd.<step>`, a concurrency limit, ack-progress
-//! heartbeats while a long step runs, dedup of redelivered commands, deadlines,
-//! reporting on `saga.evt.<step>`, and graceful shutdown (in-flight work finishes
-//! within a grace period, the rest is released to another instance).
+//! heartbeats while a long step runs, dedup of redelivered commands (running ones in
+//! this instance; finished ones in a key-value bucket, answered with their stored
+//! report), deadlines, reporting on `saga.evt.<step>`, dead letters for commands that
+//! cannot be read or keep failing to be handled, the subdomain probe responder on
+//! `saga.probe.<step>`, and graceful shutdown (in-flight work finishes within a grace
+//! period, the rest is released to another instance).
 
 pub mod bus;
 pub mod health;
+mod job;
+mod memory;
+mod probe;
+mod reporter;
 pub mod telemetry;
 mod worker;
 
 use std::future::Future;
 use std::time::Duration;
 
-use contracts::StepCommand;
+use contracts::{StepCommand, SubdomainProbe};
 pub use worker::run;
 
 /// Why a step did not complete. The variant decides the policy.
@@ -72,10 +79,18 @@ impl StepError {
 #[derive(Clone)]
 pub struct StepContext {
     key: secrets::SecretsKey,
-    reporter: worker::Reporter,
+    reporter: Option<reporter::Reporter>,
 }
 
 impl StepContext {
+    /// A context outside the runtime (tests, tools): output lines are only logged.
+    pub fn standalone(key: secrets::SecretsKey) -> Self {
+        Self {
+            key,
+            reporter: None,
+        }
+    }
+
     /// The key that opens sealed secrets in the command and seals secrets in outputs.
     pub fn secrets(&self) -> &secrets::SecretsKey {
         &self.key
@@ -84,7 +99,10 @@ impl StepContext {
     /// Reports a line of progress (shown on the saga's progress subject). The line
     /// must not contain secrets. `percent` is progress within this step, when known.
     pub async fn output(&self, line: impl Into<String>, percent: Option<u8>) {
-        self.reporter.output(line.into(), percent).await;
+        match &self.reporter {
+            Some(reporter) => reporter.output(line.into(), percent).await,
+            None => tracing::info!(line = %line.into(), ?percent, "step output"),
+        }
     }
 }
 
@@ -124,6 +142,18 @@ pub trait Step: Send + Sync + 'static {
     fn readiness(&self) -> impl Future<Output = Vec<health::Check>> + Send {
         async { Vec::new() }
     }
+
+    /// Whether something this step sees holds `probe`'s subdomain (a registered
+    /// tenant, a site folder): `Some(reason)`, a short phrase for people, when held.
+    /// Answers `saga.probe.<step>`; an error means the step could not tell. Not held by
+    /// default.
+    fn holds(
+        &self,
+        probe: &SubdomainProbe,
+    ) -> impl Future<Output = Result<Option<String>, StepError>> + Send {
+        let _ = probe;
+        async { Ok(None) }
+    }
 }
 
 /// How the runtime runs a step service.
@@ -144,6 +174,12 @@ pub struct RuntimeConfig {
     /// `HEALTH_ADDR`: where `/healthz` and `/readyz` answer; `None` = the step's
     /// default port ([`health::default_addr`]).
     pub health_addr: Option<std::net::SocketAddr>,
+    /// `STEP_MAX_DELIVER`: deliveries of one command at most; a command still not
+    /// handled and reported at the last one goes to `saga.dead_letter.<step>`.
+    pub max_deliver: u32,
+    /// `STEP_REPORT_TTL_HOURS`: how long finished commands' reports are remembered,
+    /// longer than any redelivery (the command stream keeps a command 7 days).
+    pub report_ttl: Duration,
 }
 
 /// Runs a step service as a process: telemetry, settings from the environment, the
@@ -197,6 +233,8 @@ pub fn config_from(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Ru
                     .with_context(|| format!("HEALTH_ADDR must be host:port, got {v:?}"))
             })
             .transpose()?,
+        max_deliver: number("STEP_MAX_DELIVER", 10)?.clamp(1, 1000) as u32,
+        report_ttl: Duration::from_secs(3600 * number("STEP_REPORT_TTL_HOURS", 7 * 24)?.max(1)),
     })
 }
 
@@ -211,6 +249,8 @@ mod tests {
             config_from(|k| (k == "SAGA_SECRETS_KEY").then(|| key.clone())).expect("config");
         assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
         assert_eq!(config.concurrency, 8);
+        assert_eq!(config.max_deliver, 10);
+        assert_eq!(config.report_ttl, Duration::from_secs(7 * 24 * 3600));
         assert!(config_from(|_| None).is_err(), "the key is required");
         let bad = config_from(|k| match k {
             "SAGA_SECRETS_KEY" => Some(key.clone()),

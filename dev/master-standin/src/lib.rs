@@ -32,6 +32,9 @@ pub struct Master {
     pub fail_next_posts: Vec<u16>,
     /// Names whose POST always fails validation (417).
     pub refuse_names: Vec<String>,
+    /// POSTs received by the resource routes (admitted or not), so tests can tell
+    /// whether a step wrote again.
+    pub posts: usize,
 }
 
 /// The shared state.
@@ -98,6 +101,7 @@ async fn create(
     body: Bytes,
 ) -> Response {
     let mut master = state.lock().unwrap_or_else(|p| p.into_inner());
+    master.posts += 1;
     if let Err(response) = admit(&master, &headers, &doctype) {
         return response;
     }

@@ -2,15 +2,24 @@
 //!
 //! The database and its user share one deterministic name derived from the subdomain
 //! (Frappe v15 connects with user = database name), so an undo finds them even when
-//! nothing else is left. A ledger table records which saga created which database:
-//! a retry finds its own work done, and a database or user that exists without a
+//! nothing else is left. A ledger table records which saga created which database,
+//! and the password it gave its user (sealed): a retry finds its own work done and
+//! answers with the same password, and a database or user that exists without a
 //! ledger entry of this saga is someone else's and is never touched.
+//!
+//! The password is chosen once and kept before the user is made, so running the step
+//! again never rotates it under a site that already uses it. A ledger entry without a
+//! password (made by a release before passwords were kept) or with one this
+//! `SAGA_SECRETS_KEY` cannot open is answered by a new password only when the user does
+//! not exist yet (nobody can be using it); when it does, the step fails permanently
+//! (`database_password_unknown`) and leaves the user as it is: a site that reached its
+//! database keeps reaching it.
 
 pub mod mariadb;
 
 use std::future::Future;
 
-use contracts::StepCommand;
+use contracts::{Sealed, StepCommand};
 use secrets::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -86,12 +95,29 @@ pub enum Holder {
 pub trait TenantDatabases: Send + Sync + 'static {
     /// Who holds `name`.
     fn holder(&self, name: &str) -> impl Future<Output = Result<Holder, Error>> + Send;
-    /// Records `name` as created by `saga`; returns the holder when another was first.
+    /// Records `name` as created by `saga`, with its user's `password` (sealed); returns
+    /// the holder when another was first.
     fn record(
         &self,
         name: &str,
         saga: Uuid,
+        password: &Sealed,
     ) -> impl Future<Output = Result<Option<Uuid>, Error>> + Send;
+    /// The sealed password kept with `saga`'s entry for `name`, if any.
+    fn kept_password(
+        &self,
+        name: &str,
+        saga: Uuid,
+    ) -> impl Future<Output = Result<Option<Sealed>, Error>> + Send;
+    /// Keeps `password` (sealed) with `saga`'s entry for `name`, replacing any.
+    fn keep_password(
+        &self,
+        name: &str,
+        saga: Uuid,
+        password: &Sealed,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Whether a database user `name` exists.
+    fn user_exists(&self, name: &str) -> impl Future<Output = Result<bool, Error>> + Send;
     /// Creates the database, the user with `password` (or sets it when the user
     /// exists already) and grants the user all on that database only. Idempotent.
     fn create(
@@ -128,6 +154,38 @@ fn conflict(name: &str, holder: &str) -> StepError {
     )
 }
 
+impl<D: TenantDatabases> DatabaseStep<D> {
+    /// The password this saga's ledger entry keeps for `name`, or a new one (kept) when
+    /// the entry has none this key opens and no user exists yet that could be using an
+    /// unknown one.
+    async fn kept_or_new_password(
+        &self,
+        name: &str,
+        saga: Uuid,
+        context: &StepContext,
+    ) -> Result<(SecretString, Sealed), StepError> {
+        let kept = self.databases.kept_password(name, saga).await?;
+        let unkept = match &kept {
+            Some(sealed) => match context.secrets().open(sealed) {
+                Ok(password) => return Ok((password, sealed.clone())),
+                Err(_) => "cannot be opened with this SAGA_SECRETS_KEY",
+            },
+            None => "was not kept (the database predates kept passwords)",
+        };
+        if self.databases.user_exists(name).await? {
+            return Err(StepError::permanent(
+                "database_password_unknown",
+                format!("database {name} was made by this signup, but its user's password {unkept}; the user was left as it is, so whatever uses it keeps working"),
+            ));
+        }
+        tracing::info!(db = %name, reason = unkept, "no usable kept password and no user yet: choosing one");
+        let password = secrets::generate_password(32);
+        let sealed = context.secrets().seal(password.expose_secret());
+        self.databases.keep_password(name, saga, &sealed).await?;
+        Ok((password, sealed))
+    }
+}
+
 impl<D: TenantDatabases> Step for DatabaseStep<D> {
     async fn readiness(&self) -> Vec<step_runtime::health::Check> {
         let answer = async { self.databases.ping().await.map_err(|e| e.to_string()) };
@@ -144,24 +202,33 @@ impl<D: TenantDatabases> Step for DatabaseStep<D> {
         context: &StepContext,
     ) -> Result<serde_json::Value, StepError> {
         let name = database_name(&command.tenant.subdomain);
-        match self.databases.holder(&name).await? {
+        let (password, sealed) = match self.databases.holder(&name).await? {
             Holder::Saga(id) if id == command.saga_id => {
-                tracing::info!(db = %name, "database recorded for this saga: making sure it is complete");
+                tracing::info!(db = %name, "database recorded for this saga: making sure it is complete, with its first password");
+                self.kept_or_new_password(&name, command.saga_id, context)
+                    .await?
             }
             Holder::Saga(other) => {
                 return Err(conflict(&name, &format!("another signup (saga {other})")))
             }
             Holder::Foreign => return Err(conflict(&name, "someone else (no saga created it)")),
             Holder::Nobody => {
-                if let Some(other) = self.databases.record(&name, command.saga_id).await? {
+                // Kept before the user exists: whatever happens next, a retry finds it.
+                let password = secrets::generate_password(32);
+                let sealed = context.secrets().seal(password.expose_secret());
+                if let Some(other) = self
+                    .databases
+                    .record(&name, command.saga_id, &sealed)
+                    .await?
+                {
                     return Err(conflict(&name, &format!("another signup (saga {other})")));
                 }
+                (password, sealed)
             }
-        }
+        };
         context
             .output(format!("Creating database {name}"), Some(30))
             .await;
-        let password = secrets::generate_password(32);
         self.databases.create(&name, &password).await?;
         context
             .output(format!("Database {name} and its user are ready"), Some(100))
@@ -169,7 +236,7 @@ impl<D: TenantDatabases> Step for DatabaseStep<D> {
         let output = DatabaseOutput {
             db_name: name.clone(),
             db_user: name,
-            db_password: context.secrets().seal(password.expose_secret()),
+            db_password: sealed,
         };
         serde_json::to_value(output).map_err(|e| StepError::permanent("internal", e.to_string()))
     }

@@ -1,6 +1,8 @@
 //! [`TenantDatabases`] over a real MariaDB/MySQL server, with an administrative
 //! account (`TENANT_DB_ADMIN_URL`). The ledger lives in its own database
-//! (`TENANT_DB_LEDGER`, default `saga_provisioning`).
+//! (`TENANT_DB_LEDGER`, default `saga_provisioning`); its `db_password` column (the
+//! user's password, sealed) is added to a ledger made by an older release with
+//! MariaDB's `ADD COLUMN IF NOT EXISTS`.
 //!
 //! Names are interpolated into SQL (identifiers cannot be bound), so every name is
 //! checked against `[a-z0-9_]` first; passwords come from `[A-Za-z0-9]` only.
@@ -8,6 +10,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use contracts::Sealed;
 use secrets::{ExposeSecret, SecretString};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{ConnectOptions, MySqlPool, Row};
@@ -87,7 +90,8 @@ impl MariaDb {
         })
     }
 
-    /// Creates the ledger if it is missing.
+    /// Creates the ledger if it is missing, and adds the password column to an older
+    /// one (nullable: entries made before it have none).
     pub async fn prepare(&self) -> Result<(), Error> {
         let ledger = &self.ledger;
         sqlx::raw_sql(&format!(
@@ -95,7 +99,9 @@ impl MariaDb {
              CREATE TABLE IF NOT EXISTS `{ledger}`.tenant_databases (
                 db_name VARCHAR(64) NOT NULL PRIMARY KEY,
                 saga_id CHAR(36) NOT NULL,
-                created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+                created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                db_password VARCHAR(512) NULL);
+             ALTER TABLE `{ledger}`.tenant_databases ADD COLUMN IF NOT EXISTS db_password VARCHAR(512) NULL;"
         ))
         .execute(&self.pool)
         .await
@@ -156,14 +162,20 @@ impl TenantDatabases for MariaDb {
         })
     }
 
-    async fn record(&self, name: &str, saga: Uuid) -> Result<Option<Uuid>, Error> {
+    async fn record(
+        &self,
+        name: &str,
+        saga: Uuid,
+        password: &Sealed,
+    ) -> Result<Option<Uuid>, Error> {
         let name = checked_identifier(name)?;
         let inserted = sqlx::query(&format!(
-            "INSERT INTO `{}`.tenant_databases (db_name, saga_id) VALUES (?, ?)",
+            "INSERT INTO `{}`.tenant_databases (db_name, saga_id, db_password) VALUES (?, ?, ?)",
             self.ledger
         ))
         .bind(name)
         .bind(saga.to_string())
+        .bind(&password.0)
         .execute(&self.pool)
         .await;
         match inserted {
@@ -174,6 +186,47 @@ impl TenantDatabases for MariaDb {
                 .filter(|holder| *holder != saga)),
             Err(e) => Err(classify(e)),
         }
+    }
+
+    async fn kept_password(&self, name: &str, saga: Uuid) -> Result<Option<Sealed>, Error> {
+        let name = checked_identifier(name)?;
+        let row = sqlx::query(&format!(
+            "SELECT db_password FROM `{}`.tenant_databases WHERE db_name = ? AND saga_id = ?",
+            self.ledger
+        ))
+        .bind(name)
+        .bind(saga.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        let Some(row) = row else { return Ok(None) };
+        let sealed: Option<String> = row.try_get("db_password").map_err(classify)?;
+        Ok(sealed.filter(|s| !s.is_empty()).map(Sealed))
+    }
+
+    async fn keep_password(&self, name: &str, saga: Uuid, password: &Sealed) -> Result<(), Error> {
+        let name = checked_identifier(name)?;
+        sqlx::query(&format!(
+            "UPDATE `{}`.tenant_databases SET db_password = ? WHERE db_name = ? AND saga_id = ?",
+            self.ledger
+        ))
+        .bind(&password.0)
+        .bind(name)
+        .bind(saga.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn user_exists(&self, name: &str) -> Result<bool, Error> {
+        let name = checked_identifier(name)?;
+        let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mysql.user WHERE User = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(found > 0)
     }
 
     async fn create(&self, name: &str, password: &SecretString) -> Result<(), Error> {

@@ -7,10 +7,13 @@
 //! permanent failure. 401/403/417 are permanent, with Frappe's own message taken from
 //! `_server_messages`; 429, 5xx and connection errors are transient.
 //! Undo: `DELETE` the record if it is this saga's (404 = already gone).
+//! Probe (`saga.probe.registration`): a subdomain with a record is held by "a
+//! registered tenant" (GET 200), free on Frappe's 404; anything else means the step
+//! cannot tell.
 
 use std::time::Duration;
 
-use contracts::StepCommand;
+use contracts::{StepCommand, SubdomainProbe};
 use secrets::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use step_runtime::{Step, StepContext, StepError};
@@ -191,6 +194,13 @@ fn without_url(e: &reqwest::Error) -> String {
 impl Step for RegistryStep {
     fn name(&self) -> &str {
         "registration"
+    }
+
+    async fn holds(&self, probe: &SubdomainProbe) -> Result<Option<String>, StepError> {
+        Ok(self
+            .read(&probe.subdomain)
+            .await?
+            .map(|_| "a registered tenant".to_string()))
     }
 
     async fn execute(

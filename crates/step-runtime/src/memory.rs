@@ -1,0 +1,153 @@
+//! Finished commands, remembered: the final report of each command by command id, in a
+//! JetStream key-value bucket (`SAGA_FINISHED_COMMANDS`, namespaced like the streams,
+//! entries expiring after `STEP_REPORT_TTL_HOURS`).
+//!
+//! A command delivered again after it finished (its ack lost, its report's publish
+//! failed, the orchestrator re-sending it after a restart) is answered with the stored
+//! report instead of being run again: a step's second run could otherwise make a
+//! second, different result (a new password) while the saga keeps the first. Reports
+//! carry secrets only sealed (the steps seal them), so the bucket holds none in clear.
+//! The bucket is an optimisation over the steps' own idempotence: when it cannot be
+//! read or written, the command runs (again) as before.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, kv, stream};
+use contracts::StepReport;
+
+/// The bucket of finished commands.
+#[derive(Clone)]
+pub(crate) struct FinishedCommands {
+    store: kv::Store,
+}
+
+impl FinishedCommands {
+    /// Creates the bucket or updates its TTL (idempotent, at start-up).
+    ///
+    /// The bucket's stream is declared here with the settings a key-value bucket has
+    /// (as async-nats' `create_key_value` would): that call first reads the account's
+    /// info, whose NATS 2.9 form async-nats 0.51 cannot decode.
+    pub(crate) async fn open(
+        js: &jetstream::Context,
+        bucket: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Self> {
+        let config = stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some("final reports of finished step commands, by command id".into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: ttl,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        };
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("declaring the key-value bucket {bucket}"))?;
+        let store = js
+            .get_key_value(bucket)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("opening the key-value bucket {bucket}"))?;
+        Ok(Self { store })
+    }
+
+    /// The stored report of `command_id`, if it finished before.
+    pub(crate) async fn recall(&self, command_id: &str) -> anyhow::Result<Option<StepReport>> {
+        let Some(bytes) = self
+            .store
+            .get(key(command_id))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("reading the finished-commands bucket")?
+        else {
+            return Ok(None);
+        };
+        let report = serde_json::from_slice(&bytes).context("decoding a remembered report")?;
+        Ok(Some(report))
+    }
+
+    /// Stores `report` as the final one of `command_id`.
+    pub(crate) async fn remember(
+        &self,
+        command_id: &str,
+        report: &StepReport,
+    ) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec(report).context("encoding the report")?;
+        self.store
+            .put(key(command_id), bytes.into())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("writing the finished-commands bucket")?;
+        Ok(())
+    }
+}
+
+/// Whether a report ends the command for good: completed, or failed so that no retry
+/// can help. A retryable failure is not remembered: the same command may be worth
+/// running again.
+pub(crate) fn is_final(report: &StepReport) -> bool {
+    matches!(
+        report,
+        StepReport::Completed { .. }
+            | StepReport::Failed {
+                retryable: false,
+                ..
+            }
+    )
+}
+
+/// The bucket key of a command id. Keys allow `[-/_=.a-zA-Z0-9]` only, and a command id
+/// holds `:`: every byte outside `[-_a-zA-Z0-9]` is written `=XX` (hex), so distinct ids
+/// stay distinct and no key has an empty `.` token.
+pub(crate) fn key(command_id: &str) -> String {
+    let mut out = String::with_capacity(command_id.len() + 8);
+    for byte in command_id.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("={byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_valid_and_distinct() {
+        let id = "0192f1b4-0000-7000-8000-000000000001:1:database:execute:2";
+        let k = key(id);
+        assert_eq!(
+            k,
+            "0192f1b4-0000-7000-8000-000000000001=3A1=3Adatabase=3Aexecute=3A2"
+        );
+        assert!(k
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-/_=.".contains(c)));
+        // `=` itself is escaped, so an id that looks like an escape stays distinct.
+        assert_ne!(key("a:b"), key("a=3Ab"));
+        assert_ne!(key("a.b"), key("a:b"));
+    }
+
+    #[test]
+    fn only_final_reports_are_remembered() {
+        let failed = |retryable| StepReport::Failed {
+            code: "x".into(),
+            message: "y".into(),
+            retryable,
+        };
+        assert!(is_final(&StepReport::Completed {
+            output: serde_json::Value::Null
+        }));
+        assert!(is_final(&failed(false)));
+        assert!(!is_final(&failed(true)));
+    }
+}
