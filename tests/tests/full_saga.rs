@@ -147,6 +147,17 @@ async fn a_refused_registration_undoes_user_site_and_database() {
         left.get("admin@test.com").is_none(),
         "the admin user was deleted before the site was archived: {left}"
     );
+    // Frappe refuses to delete the site's last System Manager; the undo still went
+    // through, and says what it did.
+    let undo = format!("Removed user admin@test.com from {subdomain}.example.test");
+    let timeline = h.timeline(id, 1).await;
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.step.as_deref() == Some("admin_user") && e.message.starts_with(&undo)),
+        "no {undo:?} in {:#?}",
+        timeline.iter().map(|e| &e.message).collect::<Vec<_>>()
+    );
     h.finish().await;
 }
 

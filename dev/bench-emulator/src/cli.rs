@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::{say, site, Bench};
+use crate::{execute, http, say, site, users, Bench};
 
 /// One command's options: `(name, takes a value)`, and its positional arguments.
 pub struct Spec {
@@ -177,6 +177,21 @@ const DISABLE_USER: Spec = Spec {
     positionals: &["EMAIL"],
 };
 
+const SERVE: Spec = Spec {
+    name: "serve",
+    usage: "[OPTIONS]",
+    options: &[
+        ("--port", true),
+        ("--profile", false),
+        ("--proxy", false),
+        ("--noreload", false),
+        ("--nothreading", false),
+        ("--with-coverage", false),
+        ("--help", false),
+    ],
+    positionals: &[],
+};
+
 /// Runs `bench <args>`; returns the exit code.
 pub fn dispatch(bench: &Bench, args: &[String]) -> u8 {
     let mut args = args.to_vec();
@@ -223,14 +238,15 @@ pub fn dispatch(bench: &Bench, args: &[String]) -> u8 {
             needs_site(&site).map_or_else(|c| c, |s| site::set_config(bench, &s, p))
         }),
         "execute" => run(&EXECUTE, &|p| {
-            needs_site(&site).map_or_else(|c| c, |s| site::execute(bench, &s, p))
+            needs_site(&site).map_or_else(|c| c, |s| execute::execute(bench, &s, p))
         }),
         "add-system-manager" => run(&ADD_SYSTEM_MANAGER, &|p| {
-            needs_site(&site).map_or_else(|c| c, |s| site::add_system_manager(bench, &s, p))
+            needs_site(&site).map_or_else(|c| c, |s| users::add_system_manager(bench, &s, p))
         }),
         "disable-user" => run(&DISABLE_USER, &|p| {
-            needs_site(&site).map_or_else(|c| c, |s| site::disable_user(bench, &s, p))
+            needs_site(&site).map_or_else(|c| c, |s| users::disable_user(bench, &s, p))
         }),
+        "serve" => run(&SERVE, &|p| http::serve(bench, p)),
         "version" => {
             say("frappe 15.44.2 (bench-emulator)");
             0

@@ -1,21 +1,30 @@
 //! `bench-emulator`: an EMULATOR of a Frappe v15 bench, for development and tests only.
 //! It is not Frappe. It behaves like the real `bench` for the commands the step
-//! services use, as `../shared/frappe-facts.md` records them: same options (anything
+//! services use, as `FACTS.md` beside this crate records them: same options (anything
 //! v15 lacks is a usage error, exit 2 with Click's message), same exit codes and
 //! messages, same residue on failure, a prompt-needing call aborts like a TTY-less
-//! bench, and `new-site` really connects to MariaDB with the given credentials.
+//! bench, `new-site` really connects to MariaDB with the given credentials, and the
+//! admin user's rules (the last System Manager can be neither deleted nor disabled
+//! through the document API) hold. `bench serve --port N` answers the sites' login and
+//! token checks over HTTP.
 //!
 //! Run it with the bench folder as working directory (like `BENCH_PATH`). State:
 //! `sites/<site>/site_config.json`, and the emulator's own `sites/<site>/emulator/*.json`
-//! (apps, users and keys). Every command line is appended to `logs/bench.log`, secrets
-//! included, as the real bench does.
+//! (apps, users, the `__Auth` table, deleted documents). Every command line is appended
+//! to `logs/bench.log`, secrets included, as the real bench does.
 //!
 //! Failure injection, for tests: `<bench>/emulator.json`, for example
 //! `{"delay_ms": 20, "fail": [{"command": "install-app", "site": "x.localhost"}]}`
-//! (`site` and `app` are optional filters; `"hang": true` makes the command hang).
+//! (`site`, `app` and, for `execute`, `method` are optional filters; `"hang": true`
+//! makes the command hang; `exception` replaces the last line of the traceback).
 
 mod cli;
+mod execute;
+mod http;
+mod pyliteral;
 mod site;
+mod store;
+mod users;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,6 +43,13 @@ pub struct Fault {
     /// Only for this app (install-app).
     #[serde(default)]
     pub app: Option<String>,
+    /// Only for this method (execute).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// The exception line the traceback ends with, instead of the default
+    /// `ValidationError: emulated failure of ...`.
+    #[serde(default)]
+    pub exception: Option<String>,
     /// Hang instead of failing (to test timeouts).
     #[serde(default)]
     pub hang: bool,
@@ -74,15 +90,17 @@ impl Bench {
             .unwrap_or_else(|| serde_json::json!({}))
     }
 
-    /// The scripted fault for this command, if any.
-    pub fn fault(&self, command: &str, site: Option<&str>, app: Option<&str>) -> Option<Fault> {
+    /// The scripted fault for this command, if any. `detail` is the app of
+    /// `install-app` or the method of `execute`.
+    pub fn fault(&self, command: &str, site: Option<&str>, detail: Option<&str>) -> Option<Fault> {
         self.settings
             .fail
             .iter()
             .find(|f| {
                 f.command == command
                     && f.site.as_deref().is_none_or(|s| Some(s) == site)
-                    && f.app.as_deref().is_none_or(|a| Some(a) == app)
+                    && f.app.as_deref().is_none_or(|a| Some(a) == detail)
+                    && f.method.as_deref().is_none_or(|m| Some(m) == detail)
             })
             .cloned()
     }
@@ -126,15 +144,19 @@ pub fn read_json(path: &Path) -> Option<serde_json::Value> {
         .and_then(|t| serde_json::from_str(&t).ok())
 }
 
-/// Writes a JSON file the way Frappe does (indented).
+/// Writes a JSON file the way Frappe does (indented), through a rename, so that a
+/// reader (`bench serve` answering a request) never sees half a file.
 pub fn write_json(path: &Path, value: &serde_json::Value) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".{}.partial", std::process::id()));
     std::fs::write(
-        path,
+        &partial,
         serde_json::to_string_pretty(value).unwrap_or_default() + "\n",
-    )
+    )?;
+    std::fs::rename(&partial, path)
 }
 
 /// Prints to stdout now (bench output is read line by line by the caller).
@@ -159,6 +181,32 @@ pub fn traceback(frames: &[&str], exception: &str) {
         let _ = writeln!(err, "  File \"{frame}");
     }
     let _ = writeln!(err, "{exception}");
+}
+
+/// A Python exception raised by an emulated Frappe function: printed as the
+/// traceback bench shows, and exit 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raised {
+    /// The frame it was raised in, as `file", line N, in function`.
+    pub frame: &'static str,
+    /// The last line, such as `frappe.exceptions.ValidationError: ...`.
+    pub exception: String,
+}
+
+impl Raised {
+    /// `frappe.exceptions.<class>: <message>` raised in `frame`.
+    pub fn frappe(frame: &'static str, class: &str, message: impl std::fmt::Display) -> Self {
+        Self {
+            frame,
+            exception: format!("frappe.exceptions.{class}: {message}"),
+        }
+    }
+
+    /// Prints the traceback; returns bench's exit code.
+    pub fn print(&self) -> u8 {
+        traceback(&[self.frame], &self.exception);
+        1
+    }
 }
 
 fn log_command(root: &Path, args: &[String]) {

@@ -1,4 +1,4 @@
-//! The site commands, emulated after `../shared/frappe-facts.md`.
+//! The site commands: `new-site`, `install-app`, `enable-scheduler`, `set-config`.
 
 use std::path::PathBuf;
 
@@ -7,6 +7,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use crate::cli::Parsed;
+use crate::store::SiteUsers;
 use crate::{read_json, say, say_segment, traceback, write_json, Bench};
 
 fn site_dir(bench: &Bench, site: &str) -> PathBuf {
@@ -26,16 +27,25 @@ fn random(len: usize) -> String {
 }
 
 /// Honours a scripted fault: hangs, or fails with a traceback. `None` = no fault.
-fn scripted(bench: &Bench, command: &str, site: Option<&str>, app: Option<&str>) -> Option<u8> {
-    let fault = bench.fault(command, site, app)?;
+/// `detail` is the app of `install-app` or the method of `execute`.
+pub fn scripted(
+    bench: &Bench,
+    command: &str,
+    site: Option<&str>,
+    detail: Option<&str>,
+) -> Option<u8> {
+    let fault = bench.fault(command, site, detail)?;
     if fault.hang {
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
     }
+    let exception = fault.exception.unwrap_or_else(|| format!(
+        "frappe.exceptions.ValidationError: emulated failure of {command} (scripted in emulator.json)"
+    ));
     traceback(
         &["apps/frappe/frappe/commands/site.py\", line 1, in emulated"],
-        &format!("frappe.exceptions.ValidationError: emulated failure of {command} (scripted in emulator.json)"),
+        &exception,
     );
     Some(1)
 }
@@ -177,8 +187,13 @@ pub fn new_site(bench: &Bench, p: Parsed) -> u8 {
         return 1;
     }
     progress(bench, "frappe");
-    let admin = json!({ "Administrator": { "first_name": "Administrator", "roles": ["Administrator", "System Manager"], "enabled": true, "password_set": !admin_password.is_empty() } });
-    let _ = write_json(&emulator_file(bench, site, "users.json"), &admin);
+    let mut users = SiteUsers::load(bench, site);
+    users.users.insert(
+        "Administrator".into(),
+        json!({ "first_name": "Administrator", "roles": ["Administrator", "System Manager"], "enabled": 1, "api_key": null, "api_secret": null }),
+    );
+    users.set_password("Administrator", admin_password);
+    users.save();
     let _ = write_json(&emulator_file(bench, site, "apps.json"), &json!(["frappe"]));
     say("*** Scheduler is disabled ***");
     0
@@ -284,237 +299,4 @@ pub fn set_config(bench: &Bench, site: &str, p: Parsed) -> u8 {
     };
     set_key(bench, site, key, value);
     0
-}
-
-fn users(bench: &Bench, site: &str) -> serde_json::Map<String, Value> {
-    read_json(&emulator_file(bench, site, "users.json"))
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default()
-}
-
-fn save_users(bench: &Bench, site: &str, users: serde_json::Map<String, Value>) {
-    let _ = write_json(
-        &emulator_file(bench, site, "users.json"),
-        &Value::Object(users),
-    );
-}
-
-/// Parses a Python list literal of strings such as `['User', 'a@b.co']`.
-fn python_list(text: &str) -> Option<Vec<String>> {
-    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
-    let mut items = Vec::new();
-    let mut chars = inner.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
-            chars.next();
-        }
-        let Some(quote) = chars.next() else { break };
-        if quote != '\'' && quote != '"' {
-            // A bare token: None, a number, True/False.
-            let mut token = String::from(quote);
-            while chars.peek().is_some_and(|c| *c != ',') {
-                token.push(chars.next()?);
-            }
-            items.push(token.trim().to_string());
-            continue;
-        }
-        let mut item = String::new();
-        loop {
-            match chars.next()? {
-                '\\' => item.push(chars.next()?),
-                c if c == quote => break,
-                c => item.push(c),
-            }
-        }
-        items.push(item);
-    }
-    Some(items)
-}
-
-fn does_not_exist(what: &str) -> u8 {
-    traceback(
-        &["apps/frappe/frappe/model/document.py\", line 1, in load_from_db"],
-        &format!("frappe.exceptions.DoesNotExistError: {what} not found"),
-    );
-    1
-}
-
-/// `bench --site SITE execute METHOD --args "[...]"`: prints `json.dumps(result)` only
-/// for a truthy result, as Frappe does.
-pub fn execute(bench: &Bench, site: &str, p: Parsed) -> u8 {
-    let method = p.positionals[0].as_str();
-    let args = match p.value("--args").map(python_list) {
-        Some(Some(args)) => args,
-        Some(None) => {
-            traceback(&["<string>\", line 1"], "SyntaxError: invalid syntax");
-            return 1;
-        }
-        None => Vec::new(),
-    };
-    if let Some(code) = scripted(bench, "execute", Some(site), None) {
-        return code;
-    }
-    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_default();
-    let mut users = users(bench, site);
-    let result: Value = match method {
-        "frappe.db.exists" if arg(0) == "User" => {
-            if users.contains_key(arg(1)) {
-                json!(arg(1))
-            } else {
-                Value::Null
-            }
-        }
-        "frappe.db.get_value" if arg(0) == "User" => users
-            .get(arg(1))
-            .and_then(|u| u.get(arg(2)))
-            .cloned()
-            .unwrap_or(Value::Null),
-        "frappe.core.doctype.user.user.generate_keys" => {
-            let Some(user) = users.get_mut(arg(0)) else {
-                return does_not_exist(&format!("User {}", arg(0)));
-            };
-            if user.get("api_key").is_none_or(Value::is_null) {
-                user["api_key"] = json!(random(15).to_lowercase());
-            }
-            let secret = random(15).to_lowercase();
-            user["api_secret"] = json!(secret);
-            save_users(bench, site, users);
-            json!({ "api_secret": secret })
-        }
-        "frappe.db.set_value" if arg(0) == "User" => {
-            let Some(user) = users.get_mut(arg(1)) else {
-                return does_not_exist(&format!("User {}", arg(1)));
-            };
-            let value = match arg(3) {
-                "None" => Value::Null,
-                "0" | "False" => json!(false),
-                "1" | "True" => json!(true),
-                other => json!(other),
-            };
-            let field = if arg(2) == "enabled" {
-                "enabled"
-            } else {
-                arg(2)
-            };
-            user[field] = value;
-            save_users(bench, site, users);
-            Value::Null
-        }
-        "frappe.delete_doc" if arg(0) == "User" => {
-            if ["Administrator", "Guest"].contains(&arg(1)) {
-                traceback(
-                    &["apps/frappe/frappe/core/doctype/user/user.py\", line 1, in on_trash"],
-                    &format!(
-                        "frappe.exceptions.PermissionError: User {} cannot be deleted",
-                        arg(1)
-                    ),
-                );
-                return 1;
-            }
-            // ignore_missing defaults to True.
-            users.remove(arg(1));
-            save_users(bench, site, users);
-            Value::Null
-        }
-        other => {
-            traceback(
-                &["apps/frappe/frappe/__init__.py\", line 1, in get_attr"],
-                &format!("AttributeError: the emulator does not know {other}"),
-            );
-            return 1;
-        }
-    };
-    let truthy =
-        !(result.is_null() || result == json!("") || result == json!(false) || result == json!(0));
-    if truthy {
-        say(&crate::python_dumps(&result));
-    }
-    0
-}
-
-/// `bench --site SITE add-system-manager EMAIL --first-name F --last-name L --password P`.
-pub fn add_system_manager(bench: &Bench, site: &str, p: Parsed) -> u8 {
-    let email = p.positionals[0].clone();
-    if let Some(code) = scripted(bench, "add-system-manager", Some(site), None) {
-        return code;
-    }
-    let mut users = users(bench, site);
-    if users.contains_key(&email) {
-        traceback(
-            &["apps/frappe/frappe/database/database.py\", line 1, in sql"],
-            &format!("frappe.exceptions.DuplicateEntryError: ('User', '{email}', IntegrityError(1062, \"Duplicate entry '{email}' for key 'PRIMARY'\"))"),
-        );
-        return 1;
-    }
-    let roles: Vec<&str> = vec![
-        "System Manager",
-        "Accounts Manager",
-        "Sales Manager",
-        "Purchase Manager",
-        "Stock Manager",
-        "HR Manager",
-    ];
-    users.insert(
-        email.clone(),
-        json!({
-            "first_name": p.value("--first-name").unwrap_or(&email),
-            "last_name": p.value("--last-name"),
-            "roles": roles,
-            "enabled": true,
-            "password_set": p.value("--password").is_some_and(|v| !v.is_empty()),
-            "api_key": null,
-        }),
-    );
-    save_users(bench, site, users);
-    0
-}
-
-/// `bench --site SITE disable-user EMAIL`: refuses the last System Manager.
-pub fn disable_user(bench: &Bench, site: &str, p: Parsed) -> u8 {
-    let email = p.positionals[0].clone();
-    let mut users = users(bench, site);
-    let managers = users
-        .iter()
-        .filter(|(name, u)| name.as_str() != "Administrator" && u["enabled"] == json!(true))
-        .filter(|(_, u)| {
-            u["roles"]
-                .as_array()
-                .is_some_and(|r| r.contains(&json!("System Manager")))
-        })
-        .count();
-    let Some(user) = users.get_mut(&email) else {
-        return does_not_exist(&format!("User {email}"));
-    };
-    if managers <= 1
-        && user["roles"]
-            .as_array()
-            .is_some_and(|r| r.contains(&json!("System Manager")))
-    {
-        traceback(&["apps/frappe/frappe/core/doctype/user/user.py\", line 1, in check_enable_disable_system_manager"], "frappe.exceptions.ValidationError: There should remain at least one System Manager");
-        return 1;
-    }
-    user["enabled"] = json!(false);
-    save_users(bench, site, users);
-    0
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn reads_python_lists() {
-        assert_eq!(
-            super::python_list("['User', 'a@b.co']"),
-            Some(vec!["User".to_string(), "a@b.co".to_string()])
-        );
-        assert_eq!(
-            super::python_list("[\"User\", 'it\\'s', 'api_key']").map(|v| v.len()),
-            Some(3)
-        );
-        assert_eq!(super::python_list("[]"), Some(vec![]));
-        assert_eq!(super::python_list("User"), None);
-        assert_eq!(
-            super::python_list("['User', 'a@b.co', 'api_key', None]").map(|v| v[3].clone()),
-            Some("None".to_string())
-        );
-    }
 }

@@ -7,25 +7,69 @@
 //! `execute ...generate_keys` and `execute frappe.db.get_value` for the key. The key
 //! and the sealed secret go into the saga's `completed` result.
 //!
-//! Undo: delete the user (`frappe.delete_doc`). A disabled user's token still works and
-//! `disable-user` refuses the last System Manager, so disabling is no undo; should the
-//! delete fail, the keys are cleared and the user disabled through `frappe.db.set_value`
-//! before the failure is reported. Nothing to do when the site is already gone or is
-//! not this saga's.
+//! Run again after it completed (a lost report, a retry after a timeout), the step
+//! gives the same result and changes nothing: `generate_keys` would make a new secret
+//! and kill the one the saga already handed on, so when the user exists its key is read
+//! with `get_value` and its secret with `get_decrypted_password` (which does not
+//! rotate); keys are generated only when either is missing.
+//!
+//! Undo: Frappe refuses to delete or disable the last System Manager besides
+//! Administrator ("There should remain at least one System Manager", every time), and on
+//! a site this saga made the admin user always is that one. So the undo first takes the
+//! user's access away with `frappe.db.set_value` (no document checks): `api_key` and
+//! `api_secret` cleared (a token is looked up by its key, so it stops working; the
+//! `Deleted Document` Frappe keeps then holds no key either) and `enabled` 0 (password
+//! login refused). Then `frappe.delete_doc` with `ignore_on_trash`, which skips that
+//! check (a plain delete would always fail here, and `on_trash`'s other work, ToDos,
+//! shares and the like of a user who never logged in, is nothing on a fresh site), and
+//! `clear_sessions`. Should Frappe still refuse the delete as the last System Manager,
+//! the undo counts as done only once the user is seen disabled and without a key. It
+//! never touches a site that is not this saga's.
+
+mod site_users;
 
 use std::time::Duration;
 
-use bench::{Bench, CommandLine, Finished};
+use bench::{Bench, CommandLine};
 use contracts::StepCommand;
-use secrets::SecretString;
+use secrets::{ExposeSecret, SecretString};
 use serde_json::json;
+use site_users::{Py, SiteUsers, LAST_SYSTEM_MANAGER};
 use step_runtime::{Step, StepContext, StepError};
-use tokio::sync::mpsc;
 
 /// The `admin_user` step over any [`Bench`].
 pub struct UserStep<B> {
     bench: B,
     timeout: Duration,
+}
+
+/// What the undo did with the admin user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undone {
+    /// Deleted, after its keys were revoked and it was disabled.
+    Removed,
+    /// Frappe kept it as the last System Manager: it stays disabled, without API keys.
+    KeptLockedOut,
+    /// It was not on the site (never made, or removed by an earlier attempt).
+    NoUser,
+    /// The site is gone or is not this saga's: nothing was touched.
+    NotOurSite,
+}
+
+impl Undone {
+    /// The progress line that says what was done.
+    pub fn describe(self, email: &str, site: &str) -> String {
+        match self {
+            Self::Removed => format!("Removed user {email} from {site} (API keys revoked first)"),
+            Self::KeptLockedOut => format!(
+                "Kept user {email} on {site} disabled with its API keys revoked (Frappe keeps the last System Manager)"
+            ),
+            Self::NoUser => format!("User {email} is not on {site}: nothing to remove"),
+            Self::NotOurSite => {
+                format!("Site {site} is gone or not this signup's: no user to remove")
+            }
+        }
+    }
 }
 
 impl<B: Bench> UserStep<B> {
@@ -34,52 +78,18 @@ impl<B: Bench> UserStep<B> {
         Self { bench, timeout }
     }
 
-    async fn call(&self, command: CommandLine) -> Result<Finished, StepError> {
-        tracing::info!(command = %command, "bench");
-        let (tx, _rx) = mpsc::unbounded_channel();
-        self.bench
-            .run(&command, self.timeout, tx)
-            .await
-            .map_err(|e| StepError::new(e.is_permanent(), e.code(), e.to_string()))
-    }
-
-    async fn checked(&self, command: CommandLine) -> Result<Finished, StepError> {
-        let shown = command.to_string();
-        let finished = self.call(command).await?;
-        finished
-            .verdict(&shown)
-            .map_err(|f| StepError::new(f.permanent, f.code, f.message))?;
-        Ok(finished)
-    }
-
-    /// `bench --site S execute METHOD --args "[...]"`, returning what it printed (JSON
-    /// of a truthy result, or nothing).
-    async fn execute_method(
-        &self,
-        site: &str,
-        method: &str,
-        args: &[&str],
-    ) -> Result<Option<serde_json::Value>, StepError> {
-        let list = format!(
-            "[{}]",
-            args.iter()
-                .map(|a| python_str(a))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let finished = self
-            .checked(CommandLine::bench([
-                "--site", site, "execute", method, "--args", &list,
-            ]))
-            .await?;
-        let printed = finished.stdout();
-        let last = printed.lines().rev().find(|l| !l.trim().is_empty());
-        Ok(last.and_then(|l| serde_json::from_str(l.trim()).ok()))
+    fn users<'a>(&'a self, site: &'a str) -> SiteUsers<'a, B> {
+        SiteUsers {
+            bench: &self.bench,
+            timeout: self.timeout,
+            site,
+        }
     }
 
     /// Whether the site exists and carries this saga's marker.
     async fn site_is_ours(&self, site: &str, saga: &str) -> Result<bool, StepError> {
         let finished = self
+            .users(site)
             .call(CommandLine::new("cat").args([format!("sites/{site}/site_config.json").as_str()]))
             .await?;
         if finished.exit_code != 0 {
@@ -89,11 +99,70 @@ impl<B: Bench> UserStep<B> {
             serde_json::from_str(&finished.stdout()).unwrap_or_default();
         Ok(config.get("provisioning_saga_id").and_then(|v| v.as_str()) == Some(saga))
     }
-}
 
-/// A Python string literal (single quotes; `'` and `\` escaped).
-fn python_str(text: &str) -> String {
-    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+    /// The user's API key and secret: the ones it has when both are set, else new ones.
+    /// `fresh` = the user was just made (it has no keys yet: no need to look).
+    async fn keys(
+        &self,
+        users: &SiteUsers<'_, B>,
+        email: &str,
+        fresh: bool,
+    ) -> Result<(String, SecretString, bool), StepError> {
+        if !fresh {
+            let key = users.get_value(email, "api_key").await?;
+            if let Some(key) = key.as_ref().and_then(|k| k.as_str()) {
+                if let Some(secret) = users.stored_secret(email).await? {
+                    return Ok((key.to_string(), secret, true));
+                }
+            }
+        }
+        let secret = users.generate_keys(email).await?;
+        let key = users.get_value(email, "api_key").await?;
+        let key = key.as_ref().and_then(|k| k.as_str()).ok_or_else(|| {
+            StepError::transient(
+                "keys_missing",
+                "the user has no api_key after generate_keys",
+            )
+        })?;
+        Ok((key.to_string(), secret, false))
+    }
+
+    /// Takes the user's access away, deletes it where Frappe lets it, ends its sessions.
+    async fn remove(&self, site: &str, email: &str) -> Result<Undone, StepError> {
+        let users = self.users(site);
+        if !users.exists(email).await? {
+            // An earlier attempt may have deleted it and stopped before this.
+            users.clear_sessions(email).await?;
+            return Ok(Undone::NoUser);
+        }
+        users.set_value(email, "api_key", Py::None).await?;
+        users.set_value(email, "api_secret", Py::None).await?;
+        users.set_value(email, "enabled", Py::Int(0)).await?;
+        let deleted = users.delete_without_on_trash(email).await?;
+        let undone = if deleted.exit_code == 0 {
+            Undone::Removed
+        } else if deleted.mentions(LAST_SYSTEM_MANAGER) && self.locked_out(&users, email).await? {
+            Undone::KeptLockedOut
+        } else {
+            return Err(StepError::transient(
+                "user_delete_failed",
+                format!(
+                    "`bench --site {site} execute frappe.delete_doc` failed (exit {}): {}",
+                    deleted.exit_code,
+                    deleted.summary(1)
+                ),
+            ));
+        };
+        users.clear_sessions(email).await?;
+        Ok(undone)
+    }
+
+    /// Whether the user can no longer get in: disabled (no password login) and without
+    /// an API key (no token).
+    async fn locked_out(&self, users: &SiteUsers<'_, B>, email: &str) -> Result<bool, StepError> {
+        Ok(users.get_value(email, "enabled").await?.is_none()
+            && users.get_value(email, "api_key").await?.is_none())
+    }
 }
 
 /// Splits a full name into first and last name at the first space.
@@ -135,10 +204,8 @@ impl<B: Bench> Step for UserStep<B> {
                 format!("site {site} is missing or not this signup's"),
             ));
         }
-        let exists = self
-            .execute_method(site, "frappe.db.exists", &["User", email])
-            .await?
-            .is_some();
+        let users = self.users(site);
+        let exists = users.exists(email).await?;
         if exists {
             context
                 .output(
@@ -166,7 +233,7 @@ impl<B: Bench> Step for UserStep<B> {
             if let Some(last) = &last {
                 add = add.args(["--last-name", last]);
             }
-            self.checked(add.secret("--password", &password)).await?;
+            users.checked(add.secret("--password", &password)).await?;
             context
                 .output(
                     format!("System Manager {email} created on {site}"),
@@ -174,34 +241,14 @@ impl<B: Bench> Step for UserStep<B> {
                 )
                 .await;
         }
-        // Each call rotates the secret: the one returned here is the one that works.
-        let keys = self
-            .execute_method(
-                site,
-                "frappe.core.doctype.user.user.generate_keys",
-                &[email],
-            )
-            .await?;
-        let secret = keys
-            .as_ref()
-            .and_then(|k| k.get("api_secret"))
-            .and_then(|s| s.as_str())
-            .ok_or_else(|| {
-                StepError::transient("keys_missing", "generate_keys printed no api_secret")
-            })?;
-        let key = self
-            .execute_method(site, "frappe.db.get_value", &["User", email, "api_key"])
-            .await?;
-        let key = key.as_ref().and_then(|k| k.as_str()).ok_or_else(|| {
-            StepError::transient(
-                "keys_missing",
-                "the user has no api_key after generate_keys",
-            )
-        })?;
-        context
-            .output(format!("API keys issued for {email}"), Some(100))
-            .await;
-        let sealed_secret = context.secrets().seal(secret);
+        let (key, secret, kept) = self.keys(&users, email, !exists).await?;
+        let said = if kept {
+            format!("API keys of {email} kept (issued by an earlier attempt)")
+        } else {
+            format!("API keys issued for {email}")
+        };
+        context.output(said, Some(100)).await;
+        let sealed_secret = context.secrets().seal(secret.expose_secret());
         Ok(json!({
             "admin_email": email,
             "result": { "api_key": key, "api_secret": sealed_secret.0 },
@@ -215,84 +262,18 @@ impl<B: Bench> Step for UserStep<B> {
     ) -> Result<(), StepError> {
         let site = command.tenant.site_name.as_str();
         let email = command.tenant.admin_email.as_str();
-        if !self
+        let undone = if self
             .site_is_ours(site, &command.saga_id.to_string())
             .await?
         {
-            context
-                .output(
-                    format!("Site {site} is gone or not this signup's: no user to remove"),
-                    None,
-                )
-                .await;
-            return Ok(());
-        }
-        let shown = format!("bench --site {site} execute frappe.delete_doc");
-        let list = format!("[{}, {}]", python_str("User"), python_str(email));
-        let deleted = self
-            .call(CommandLine::bench([
-                "--site",
-                site,
-                "execute",
-                "frappe.delete_doc",
-                "--args",
-                &list,
-            ]))
-            .await?;
-        if deleted.exit_code == 0 {
-            context
-                .output(format!("Removed user {email} from {site}"), None)
-                .await;
-            return Ok(());
-        }
-        // Could not delete: at least take its access away, then report.
-        for (field, value) in [
-            ("api_key", "None"),
-            ("api_secret", "None"),
-            ("enabled", "0"),
-        ] {
-            let args = format!(
-                "[{}, {}, {}, {value}]",
-                python_str("User"),
-                python_str(email),
-                python_str(field)
-            );
-            let _ = self
-                .call(CommandLine::bench([
-                    "--site",
-                    site,
-                    "execute",
-                    "frappe.db.set_value",
-                    "--args",
-                    &args,
-                ]))
-                .await?;
-        }
-        Err(StepError::transient(
-            "user_delete_failed",
-            format!(
-                "`{shown}` failed: {}; keys cleared and user disabled meanwhile",
-                deleted.summary(2)
-            ),
-        ))
+            self.remove(site, email).await?
+        } else {
+            Undone::NotOurSite
+        };
+        context.output(undone.describe(email, site), None).await;
+        Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_literals() {
-        assert_eq!(
-            split_name("Test Admin"),
-            ("Test".into(), Some("Admin".into()))
-        );
-        assert_eq!(split_name("Madonna"), ("Madonna".into(), None));
-        assert_eq!(
-            split_name(" Jean  de la Fontaine "),
-            ("Jean".into(), Some("de la Fontaine".into()))
-        );
-        assert_eq!(python_str("o'brien@x.io"), "'o\\'brien@x.io'");
-    }
-}
+mod tests;
