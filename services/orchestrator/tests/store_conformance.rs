@@ -298,9 +298,8 @@ async fn sqlite_store_lets_one_of_two_writers_win() {
     groups::two_writers_race(&first, &second, &gate).await;
 }
 
-/// A MariaDB database of one test's own.
+/// A MariaDB database of one test's own, dropped when the test ends, failed or not.
 struct MysqlDatabase {
-    admin: sqlx::AnyPool,
     server: String,
     name: String,
 }
@@ -311,18 +310,14 @@ impl MysqlDatabase {
             .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
         let name = format!("saga_store_test_{}", Uuid::new_v4().simple());
         sqlx::any::install_default_drivers();
-        let admin = sqlx::AnyPool::connect(&server)
+        let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&server)
             .await
             .expect("MariaDB on TEST_MYSQL_URL");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
             .await
             .expect("create db");
-        Self {
-            admin,
-            server,
-            name,
-        }
+        Self { server, name }
     }
 
     fn url(&self) -> String {
@@ -332,12 +327,31 @@ impl MysqlDatabase {
     async fn store(&self) -> SqlStore {
         SqlStore::connect(&self.url()).await.expect("mysql store")
     }
+}
 
-    async fn drop_it(self) {
-        sqlx::query(&format!("DROP DATABASE {}", self.name))
-            .execute(&self.admin)
-            .await
-            .expect("drop db");
+impl Drop for MysqlDatabase {
+    fn drop(&mut self) {
+        // The test's runtime may be unwinding: a thread and a runtime of its own.
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&server)
+                    .await
+                    .expect("MariaDB on TEST_MYSQL_URL");
+                sqlx::raw_sql(&format!("DROP DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("drop db");
+            });
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("test database {} could not be dropped", self.name);
+        }
     }
 }
 
@@ -345,7 +359,6 @@ impl MysqlDatabase {
 async fn mysql_store_conforms() {
     let database = MysqlDatabase::create().await;
     conformance(database.store().await).await;
-    database.drop_it().await;
 }
 
 #[tokio::test]
@@ -355,7 +368,6 @@ async fn mysql_store_isolates_changes_made_at_once() {
     groups::many_changes_at_once(&store).await;
     groups::a_conflict_inside_a_group_fails_alone(&store).await;
     groups::a_refused_change_fails_alone(&store).await;
-    database.drop_it().await;
 }
 
 #[tokio::test]
@@ -367,5 +379,4 @@ async fn mysql_store_lets_one_of_two_writers_win() {
         database: database.name.clone(),
     };
     groups::two_writers_race(&first, &second, &gate).await;
-    database.drop_it().await;
 }
