@@ -87,16 +87,17 @@ docker_ok() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 # with its own data root, socket and pid file under a temporary directory, the network
 # bridge disabled (tests run containers with host networking), and stops it on exit
 # (stop_private_docker). Sets DOCKER_HOST and REQUIRE_DOCKER=1 when an engine is
-# there, so the tests fail rather than skip; prints why when none can start.
+# there. Fails, saying why, when it cannot provide one: dev/test then stops, since
+# the Docker driver's tests would not run.
 ensure_docker() {
   if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
     say "Docker: installing docker.io"
-    apt_install docker.io || { say "Docker: docker.io could not be installed; the Docker driver tests will be skipped"; return 0; }
+    apt_install docker.io || { say "Docker: docker.io could not be installed"; return 1; }
   fi
   # The tests' image is built from local files around a static busybox.
   if ! file -L /bin/busybox 2>/dev/null | grep -q 'statically linked'; then
     say "Docker: installing busybox-static (for the tests' image)"
-    apt_install busybox-static file || true
+    apt_install busybox-static file || { say "Docker: busybox-static could not be installed"; return 1; }
   fi
   if docker_ok; then
     say "Docker: reusing the engine at ${DOCKER_HOST:-unix:///var/run/docker.sock}"
@@ -112,12 +113,14 @@ ensure_docker() {
   export DOCKER_HOST="unix://$dir/docker.sock"
   for _ in $(seq 1 60); do docker_ok && break; sleep 0.5; done
   if docker_ok; then
+    say "Docker: private dockerd $(docker version --format '{{.Server.Version}}') answers on $DOCKER_HOST"
     export REQUIRE_DOCKER=1
   else
-    say "Docker: dockerd could not start (see below); the Docker driver tests will be skipped"
-    tail -n 5 "$dir/dockerd.log" >&2 || true
+    say "Docker: dockerd could not start; the end of its log:"
+    tail -n 20 "$dir/dockerd.log" >&2 || true
     stop_private_docker
     unset DOCKER_HOST
+    return 1
   fi
 }
 

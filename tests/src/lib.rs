@@ -6,6 +6,7 @@
 //! [`ScriptedStep`]s, which journal what they were asked to do and fail on request.
 
 pub mod docker;
+mod process;
 pub mod scripted;
 pub mod steps;
 
@@ -21,6 +22,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use process::Service;
 pub use scripted::{Behaviour, Journal, ScriptedStep};
 
 /// NATS the tests use (`TEST_NATS_URL`, default the local server).
@@ -69,6 +71,10 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     /// Short unique suffix for tenant names.
     pub suffix: String,
+    /// Where the service processes of this test write their output:
+    /// `target/test-logs/<test binary>/<test>/`, emptied when the test starts and
+    /// kept afterwards (its path is printed when the test fails).
+    pub logs: PathBuf,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -100,6 +106,7 @@ impl Harness {
             js,
             dir: tempfile::tempdir().expect("tempdir"),
             suffix: id[..6].to_string(),
+            logs: process::test_log_folder(),
             stop: CancellationToken::new(),
             tasks: Vec::new(),
         }
@@ -291,24 +298,22 @@ impl Harness {
     }
 
     /// Starts service binary `name` as a process of this world, its output in
-    /// `<name>-<tag>.log` under the world's folder; `extra` adds or overrides variables.
-    pub fn spawn_service(
-        &self,
-        name: &str,
-        tag: &str,
-        extra: &[(&str, String)],
-    ) -> std::process::Child {
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}-{tag}.log")))
-            .expect("log file");
-        std::process::Command::new(binary(name))
+    /// `<name>-<tag>.log` under [`Harness::logs`]; `extra` adds or overrides variables.
+    /// Services log at `RUST_LOG=debug` (unless `extra` says otherwise), so the tests
+    /// that look for secrets in logs see everything a debug log says.
+    pub fn spawn_service(&self, name: &str, tag: &str, extra: &[(&str, String)]) -> Service {
+        let path = self.logs.join(format!("{name}-{tag}.log"));
+        let log = std::fs::File::create(&path).expect("log file");
+        let child = std::process::Command::new(binary(name))
             .envs(self.env())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "debug")
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("{name} starts: {e}"))
+            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
+        Service::new(name, path, child)
     }
 
     /// The variables the Frappe steps' processes need, for a bench folder `root` and a
@@ -346,7 +351,7 @@ impl Harness {
     /// Everything the services' processes wrote so far.
     pub fn service_logs(&self) -> String {
         let mut all = String::new();
-        for entry in std::fs::read_dir(self.dir.path()).expect("dir").flatten() {
+        for entry in std::fs::read_dir(&self.logs).expect("log folder").flatten() {
             if entry.file_name().to_string_lossy().ends_with(".log") {
                 all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
             }
@@ -544,7 +549,7 @@ impl Harness {
 /// Service processes of a test, killed on drop.
 pub struct Processes {
     /// `(name, process)`.
-    pub children: Vec<(String, std::process::Child)>,
+    pub children: Vec<(String, Service)>,
 }
 
 impl Processes {
@@ -568,15 +573,6 @@ impl Processes {
             child.wait().expect("reaped");
         }
         self.children.retain(|(n, _)| n != name);
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -666,13 +662,18 @@ pub fn binary(name: &str) -> PathBuf {
         .to_path_buf();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            // The whole workspace, like the outer build: building a subset would unify
-            // features differently and rebuild half the dependency tree every time.
+        let mut build = std::process::Command::new(cargo);
+        // The whole workspace, like the outer build: building a subset would unify
+        // features differently and rebuild half the dependency tree every time.
+        build
             .args(["build", "--quiet", "--workspace", "--bins"])
-            .stdout(Stdio::null())
-            .status()
-            .expect("cargo build");
+            .stdout(Stdio::null());
+        for key in std::env::vars_os().filter_map(|(key, _)| key.into_string().ok()) {
+            if process::set_by_cargo_for_this_test(&key) {
+                build.env_remove(key);
+            }
+        }
+        let status = build.status().expect("cargo build");
         assert!(status.success(), "building the service binaries failed");
     });
     dir.join(name)

@@ -2,36 +2,18 @@
 //! exactly once. The orchestrator runs as a real process here; the step services run
 //! in the test process (they are not the ones being killed).
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use contracts::{SagaStatus, StepStatus};
 use secrets::ExposeSecret;
-use tests::{Behaviour, Harness};
+use tests::{Behaviour, Harness, Service};
 use uuid::Uuid;
 
-fn spawn_orchestrator(h: &Harness, generation: usize, extra_env: &[(&str, &str)]) -> Child {
-    let log = std::fs::File::create(h.dir.path().join(format!("orchestrator-{generation}.log")))
-        .expect("log file");
-    Command::new(tests::binary("orchestrator"))
-        .envs(h.env())
-        .env("RUST_LOG", "debug")
-        .envs(extra_env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("orchestrator starts")
-}
-
-fn logs(h: &Harness) -> String {
-    let mut all = String::new();
-    for entry in std::fs::read_dir(h.dir.path()).expect("dir").flatten() {
-        if entry.file_name().to_string_lossy().ends_with(".log") {
-            all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
-        }
-    }
-    all
+/// The orchestrator as a process (at `RUST_LOG=debug`, as every service process the
+/// harness starts), killed if the test fails.
+fn spawn_orchestrator(h: &Harness, generation: usize, extra_env: &[(&str, &str)]) -> Service {
+    let extra: Vec<(&str, String)> = extra_env.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    h.spawn_service("orchestrator", &generation.to_string(), &extra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,13 +101,14 @@ async fn orchestrator_killed_repeatedly_mid_saga_finishes_it_exactly_once() {
             .expose_secret()
             .to_string()
     };
-    let logs = logs(&h);
+    let logs = h.service_logs();
     assert!(
         logs.contains("resuming"),
         "the restarted orchestrator resumed the saga"
     );
     assert!(!logs.contains("TestPass123!"), "admin password in logs");
     assert!(!logs.contains(&db_password), "database password in logs");
+    assert!(!logs.contains(&h.key_base64), "the sealing key in logs");
 
     child.kill().expect("stop");
     child.wait().expect("reaped");

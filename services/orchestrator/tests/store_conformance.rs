@@ -1,6 +1,11 @@
-//! One conformance suite, run against every saga store backend: embedded SQLite and
-//! MariaDB/MySQL (the server on `TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306`).
-//! Each MariaDB test gets its own database, dropped afterwards.
+//! One conformance suite, run against every saga store backend: the memory store,
+//! embedded SQLite and MariaDB/MySQL (the server on `TEST_MYSQL_URL`, default
+//! `mysql://root@127.0.0.1:3306`). Each MariaDB test gets its own database, dropped
+//! afterwards. `groups.rs` holds the scenarios of many changes at once and of two
+//! writers on one database.
+
+#[path = "store_conformance/groups.rs"]
+mod groups;
 
 use std::time::Duration;
 
@@ -158,6 +163,16 @@ async fn conformance(store: impl SagaStore) {
         .await
         .expect_err("stale update");
     assert!(matches!(err, orchestrator::store::Error::Conflict(id) if id == saga.id));
+    // A transition must advance the sequence, or the check could pass twice.
+    let unmoved = Saga {
+        percent: moved.percent + 1,
+        ..moved.clone()
+    };
+    assert!(matches!(
+        store.update(&moved, &unmoved, &[]).await,
+        Err(orchestrator::store::Error::Refused(_))
+    ));
+    assert_eq!(store.get(moved.id).await.expect("get"), Some(moved.clone()));
 
     // Rolling back frees the subdomain; a replay takes it back unless someone else has it.
     let rolled_back =
@@ -236,9 +251,29 @@ async fn memory_store_conforms() {
 }
 
 #[tokio::test]
-async fn sqlite_store_conforms() {
+async fn memory_store_isolates_changes_made_at_once() {
+    let store = MemoryStore::default();
+    groups::many_changes_at_once(&store).await;
+    groups::a_conflict_inside_a_group_fails_alone(&store).await;
+    groups::a_refused_change_fails_alone(&store).await;
+}
+
+#[tokio::test]
+async fn memory_store_lets_one_of_two_writers_win() {
+    let store = MemoryStore::default();
+    groups::two_writers_race(&store, &store, &groups::Gate::Open).await;
+}
+
+/// A SQLite file in a folder that goes with the test.
+fn sqlite_file() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/nested/store.db", dir.path().display());
+    (dir, url)
+}
+
+#[tokio::test]
+async fn sqlite_store_conforms() {
+    let (_dir, url) = sqlite_file();
     conformance(SqlStore::connect(&url).await.expect("sqlite store")).await;
     // Reopening finds the same data (and creates nothing twice).
     let again = SqlStore::connect(&url).await.expect("reopen");
@@ -246,24 +281,102 @@ async fn sqlite_store_conforms() {
 }
 
 #[tokio::test]
+async fn sqlite_store_isolates_changes_made_at_once() {
+    let (_dir, url) = sqlite_file();
+    let store = SqlStore::connect(&url).await.expect("sqlite store");
+    groups::many_changes_at_once(&store).await;
+    groups::a_conflict_inside_a_group_fails_alone(&store).await;
+    groups::a_refused_change_fails_alone(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_lets_one_of_two_writers_win() {
+    let (_dir, url) = sqlite_file();
+    let first = SqlStore::connect(&url).await.expect("sqlite store");
+    let second = SqlStore::connect(&url).await.expect("second sqlite store");
+    let gate = groups::Gate::Sqlite(format!("{url}?mode=rw"));
+    groups::two_writers_race(&first, &second, &gate).await;
+}
+
+/// A MariaDB database of one test's own, dropped when the test ends, failed or not.
+struct MysqlDatabase {
+    server: String,
+    name: String,
+}
+
+impl MysqlDatabase {
+    async fn create() -> Self {
+        let server = std::env::var("TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+        let name = format!("saga_store_test_{}", Uuid::new_v4().simple());
+        sqlx::any::install_default_drivers();
+        let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&server)
+            .await
+            .expect("MariaDB on TEST_MYSQL_URL");
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create db");
+        Self { server, name }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+
+    async fn store(&self) -> SqlStore {
+        SqlStore::connect(&self.url()).await.expect("mysql store")
+    }
+}
+
+impl Drop for MysqlDatabase {
+    fn drop(&mut self) {
+        // The test's runtime may be unwinding: a thread and a runtime of its own.
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&server)
+                    .await
+                    .expect("MariaDB on TEST_MYSQL_URL");
+                sqlx::raw_sql(&format!("DROP DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("drop db");
+            });
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("test database {} could not be dropped", self.name);
+        }
+    }
+}
+
+#[tokio::test]
 async fn mysql_store_conforms() {
-    let server =
-        std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
-    let database = format!("saga_store_test_{}", Uuid::new_v4().simple());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&server)
-        .await
-        .expect("MariaDB on TEST_MYSQL_URL");
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&admin)
-        .await
-        .expect("create db");
-    let store = SqlStore::connect(&format!("{server}/{database}"))
-        .await
-        .expect("mysql store");
-    conformance(store).await;
-    sqlx::query(&format!("DROP DATABASE {database}"))
-        .execute(&admin)
-        .await
-        .expect("drop db");
+    let database = MysqlDatabase::create().await;
+    conformance(database.store().await).await;
+}
+
+#[tokio::test]
+async fn mysql_store_isolates_changes_made_at_once() {
+    let database = MysqlDatabase::create().await;
+    let store = database.store().await;
+    groups::many_changes_at_once(&store).await;
+    groups::a_conflict_inside_a_group_fails_alone(&store).await;
+    groups::a_refused_change_fails_alone(&store).await;
+}
+
+#[tokio::test]
+async fn mysql_store_lets_one_of_two_writers_win() {
+    let database = MysqlDatabase::create().await;
+    let (first, second) = (database.store().await, database.store().await);
+    let gate = groups::Gate::Mysql {
+        url: database.url(),
+        database: database.name.clone(),
+    };
+    groups::two_writers_race(&first, &second, &gate).await;
 }

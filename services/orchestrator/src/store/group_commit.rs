@@ -3,22 +3,27 @@
 //!
 //! Through sqlx every statement is a round trip to the database (for SQLite, to its
 //! worker thread), and those round trips, not SQLite's work, dominate a transition's
-//! cost. So a group uses multi-row statements of 64, 16, 4 or 1 rows: few round trips,
-//! and few distinct statement texts, which stay in sqlx's prepared-statement cache.
+//! cost. So a group is first written with multi-row statements (see `statements.rs`):
+//! few round trips, few distinct statement texts.
+//!
+//! Two slower paths keep one change from deciding the fate of the others:
+//! - a transition whose stored sequence moved on (a stale copy, a second writer, the
+//!   same saga twice in the group) makes a multi-row UPDATE match fewer rows than it
+//!   names; the group is then written again change by change, where each UPDATE says
+//!   by its own row count whether it won, and the losers get `Conflict`;
+//! - a change the database refuses (a statement error) aborts the group's transaction;
+//!   the changes are then written one per transaction, so only the refused one gets
+//!   the error and the others commit.
 
-use std::collections::HashMap;
-
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::statements::{self, Lost};
 use super::{Error, Inserted, Updated};
 
 /// Most changes committed together.
 pub(super) const GROUP_MAX: usize = 256;
-
-/// Row counts of the multi-row statements.
-const CHUNKS: [usize; 4] = [64, 16, 4, 1];
 
 /// A saga row as written.
 #[derive(Debug)]
@@ -56,19 +61,41 @@ pub(super) enum Change {
     },
 }
 
-/// Splits `len` rows into chunk sizes from [`CHUNKS`].
-fn chunks(mut len: usize) -> Vec<usize> {
-    let mut sizes = Vec::new();
-    while len > 0 {
-        let size = CHUNKS.into_iter().find(|n| *n <= len).unwrap_or(1);
-        sizes.push(size);
-        len -= size;
-    }
-    sizes
+/// What a committed change came to, in the group's order.
+enum Outcome {
+    Inserted(Result<Inserted, Error>),
+    Updated(Result<Updated, Error>),
+    Published,
 }
 
-fn repeat(piece: &str, n: usize, separator: &str) -> String {
-    vec![piece; n].join(separator)
+/// Why a group's transaction did not commit.
+enum Failed {
+    /// A multi-row UPDATE matched fewer rows than it named: write change by change.
+    Lost,
+    /// The database failed or refused a statement.
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Failed {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+impl From<Lost> for Failed {
+    fn from(_: Lost) -> Self {
+        Self::Lost
+    }
+}
+
+/// How a transaction checks the transitions' sequences.
+#[derive(Clone, Copy)]
+enum Checks {
+    /// Multi-row statements; any lost check fails the whole transaction.
+    Batched,
+    /// One statement per change, in arrival order; a lost check is that change's
+    /// `Conflict`.
+    OneByOne,
 }
 
 pub(super) async fn writer_loop(pool: AnyPool, mut changes: mpsc::Receiver<Change>) {
@@ -80,302 +107,187 @@ pub(super) async fn writer_loop(pool: AnyPool, mut changes: mpsc::Receiver<Chang
                 Err(_) => break,
             }
         }
-        if let Err(e) = commit(&pool, &mut group).await {
-            let message = format!("group commit failed: {e}");
-            tracing::warn!(error = %e, changes = group.len(), "group commit failed");
-            for change in group {
-                match change {
-                    Change::Insert { reply, .. } => {
-                        let _ = reply.send(Err(Error::Corrupt(message.clone())));
-                    }
-                    Change::Update { reply, .. } => {
-                        let _ = reply.send(Err(Error::Corrupt(message.clone())));
-                    }
-                    Change::Published { reply, .. } => {
-                        let _ = reply.send(Err(Error::Corrupt(message.clone())));
-                    }
-                }
+        write(&pool, group).await;
+    }
+}
+
+/// Writes a group and answers every change.
+async fn write(pool: &AnyPool, group: Vec<Change>) {
+    let e = match commit(pool, &group, Checks::Batched).await {
+        Ok(outcomes) => return answer(group, outcomes),
+        Err(Failed::Lost) => match commit_one_by_one(pool, &group).await {
+            Ok(outcomes) => return answer(group, outcomes),
+            Err(e) => e,
+        },
+        Err(Failed::Database(e)) => e,
+    };
+    if group.len() == 1 || !refused(&e) {
+        tracing::warn!(error = %e, changes = group.len(), "group commit failed");
+        return fail_all(group, e);
+    }
+    tracing::warn!(error = %e, changes = group.len(), "group commit refused, writing its changes one at a time");
+    let mut changes = group.into_iter();
+    while let Some(change) = changes.next() {
+        let alone = vec![change];
+        match commit_one_by_one(pool, &alone).await {
+            Ok(outcomes) => answer(alone, outcomes),
+            Err(e) if refused(&e) => {
+                tracing::warn!(error = %e, "change refused by the saga store");
+                fail_all(alone, e);
+            }
+            Err(e) => {
+                // The database is gone: the rest would only wait for it in turn.
+                tracing::warn!(error = %e, "group commit failed");
+                fail_all(alone.into_iter().chain(changes.by_ref()).collect(), e);
             }
         }
     }
 }
 
-/// Writes a group. Replies are sent only after the commit; on error the caller
-/// answers every change with the error.
-async fn commit(pool: &AnyPool, group: &mut Vec<Change>) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let mut events: Vec<(String, i64, String)> = Vec::new();
-    let mut insert_outcomes: Vec<Result<Inserted, Error>> = Vec::new();
-    let mut update_outcomes: Vec<Result<Updated, Error>> = Vec::new();
+/// [`commit`] change by change, where a lost sequence check is that change's conflict.
+async fn commit_one_by_one(pool: &AnyPool, group: &[Change]) -> Result<Vec<Outcome>, sqlx::Error> {
+    match commit(pool, group, Checks::OneByOne).await {
+        Ok(outcomes) => Ok(outcomes),
+        Err(Failed::Database(e)) => Err(e),
+        // Only multi-row statements lose checks; none run here.
+        Err(Failed::Lost) => Err(sqlx::Error::Protocol(
+            "a sequence check was lost writing change by change".into(),
+        )),
+    }
+}
 
-    // Updates: check every expected sequence in one pass, then write the valid ones.
-    let updates: Vec<(&Row_, i64, bool)> = group
-        .iter()
-        .filter_map(|c| match c {
+/// Whether the database answered and refused a statement (one change may be the
+/// cause), rather than being unreachable (every change would fail alike).
+fn refused(e: &sqlx::Error) -> bool {
+    !matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
+fn answer(group: Vec<Change>, outcomes: Vec<Outcome>) {
+    for (change, outcome) in group.into_iter().zip(outcomes) {
+        match (change, outcome) {
+            (Change::Insert { reply, .. }, Outcome::Inserted(result)) => {
+                let _ = reply.send(result);
+            }
+            (Change::Update { reply, .. }, Outcome::Updated(result)) => {
+                let _ = reply.send(result);
+            }
+            (Change::Published { reply, .. }, Outcome::Published) => {
+                let _ = reply.send(Ok(()));
+            }
+            (change, _) => fail(change, Error::Corrupt("group commit lost its order".into())),
+        }
+    }
+}
+
+/// Answers every change with the failure: a change alone gets the error itself, the
+/// changes of a group its text (an error cannot be cloned).
+fn fail_all(mut group: Vec<Change>, e: sqlx::Error) {
+    if group.len() == 1 {
+        if let Some(change) = group.pop() {
+            fail(change, Error::Database(e));
+        }
+        return;
+    }
+    let message = format!("group commit failed: {e}");
+    for change in group {
+        fail(change, Error::Unavailable(message.clone()));
+    }
+}
+
+fn fail(change: Change, error: Error) {
+    match change {
+        Change::Insert { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        Change::Update { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        Change::Published { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+    }
+}
+
+/// Writes `group` in one transaction; the outcomes come in the group's order and
+/// hold only once the transaction committed.
+async fn commit(pool: &AnyPool, group: &[Change], checks: Checks) -> Result<Vec<Outcome>, Failed> {
+    let mut tx = pool.begin().await?;
+    if let Checks::Batched = checks {
+        // Transitions first, every sequence checked by the UPDATE itself: all win, or
+        // the group is written again one by one.
+        let rows: Vec<(&Row_, i64)> = group
+            .iter()
+            .filter_map(|c| match c {
+                Change::Update {
+                    row,
+                    previous_sequence,
+                    ..
+                } => Some((row, *previous_sequence)),
+                _ => None,
+            })
+            .collect();
+        statements::update_sagas(&mut tx, &rows).await??;
+    }
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut events: Vec<(Uuid, i64, &str)> = Vec::new();
+    let mut released: Vec<Uuid> = Vec::new();
+    let mut published: Vec<(Uuid, u64)> = Vec::new();
+    for change in group {
+        let (row, outcome) = match change {
+            // Inserts one by one: each may meet a duplicate id or a taken subdomain,
+            // which fails only its statement (SQLite and InnoDB roll back the
+            // statement, not the transaction).
+            Change::Insert { row, claim, .. } => {
+                let inserted = statements::insert_saga(&mut tx, row, *claim).await?;
+                let stored = matches!(inserted, Ok(Inserted::Stored));
+                (stored.then_some(row), Outcome::Inserted(inserted))
+            }
             Change::Update {
                 row,
                 previous_sequence,
                 release_claim,
                 ..
-            } => Some((row, *previous_sequence, *release_claim)),
-            _ => None,
-        })
-        .collect();
-    let stored = stored_sequences(
-        &mut tx,
-        updates.iter().map(|(row, _, _)| row.saga_id).collect(),
-    )
-    .await?;
-    let valid: Vec<&Row_> = updates
-        .iter()
-        .filter(|(row, previous, _)| stored.get(&row.saga_id) == Some(previous))
-        .map(|(row, _, _)| *row)
-        .collect();
-    write_updates(&mut tx, &valid).await?;
-    for (row, previous, release) in &updates {
-        if stored.get(&row.saga_id) != Some(previous) {
-            update_outcomes.push(Err(Error::Conflict(row.saga_id)));
-            continue;
-        }
-        if *release {
-            sqlx::query("DELETE FROM subdomain_claims WHERE saga_id = ?")
-                .bind(row.saga_id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        events.extend(
-            row.events
-                .iter()
-                .map(|(seq, e)| (row.saga_id.to_string(), *seq, e.clone())),
-        );
-        update_outcomes.push(Ok(Updated::Stored));
-    }
-
-    // Inserts: one by one, each may meet a duplicate id or a taken subdomain. A failed
-    // statement does not abort the transaction (SQLite and InnoDB roll back the
-    // statement only).
-    for change in group.iter() {
-        let Change::Insert { row, claim, .. } = change else {
-            continue;
+            } => {
+                let won = match checks {
+                    Checks::Batched => true,
+                    Checks::OneByOne => {
+                        statements::update_saga(&mut tx, row, *previous_sequence).await?
+                    }
+                };
+                if !won {
+                    outcomes.push(Outcome::Updated(Err(Error::Conflict(row.saga_id))));
+                    continue;
+                }
+                if *release_claim {
+                    released.push(row.saga_id);
+                }
+                (Some(row), Outcome::Updated(Ok(Updated::Stored)))
+            }
+            Change::Published { keys, .. } => {
+                published.extend_from_slice(keys);
+                (None, Outcome::Published)
+            }
         };
-        insert_outcomes.push(insert_one(&mut tx, row, *claim).await?);
-        if matches!(insert_outcomes.last(), Some(Ok(Inserted::Stored))) {
+        if let Some(row) = row {
             events.extend(
                 row.events
                     .iter()
-                    .map(|(seq, e)| (row.saga_id.to_string(), *seq, e.clone())),
+                    .map(|(sequence, event)| (row.saga_id, *sequence, event.as_str())),
             );
         }
+        outcomes.push(outcome);
     }
-
-    insert_events(&mut tx, &events).await?;
-    let published: Vec<(Uuid, u64)> = group
-        .iter()
-        .flat_map(|c| match c {
-            Change::Published { keys, .. } => keys.clone(),
-            _ => Vec::new(),
-        })
-        .collect();
-    mark_published(&mut tx, &published).await?;
+    statements::release_claims(&mut tx, &released).await?;
+    statements::insert_events(&mut tx, &events).await?;
+    statements::mark_published(&mut tx, &published).await?;
     tx.commit().await?;
-
-    let mut inserts = insert_outcomes.into_iter();
-    let mut updates = update_outcomes.into_iter();
-    for change in group.drain(..) {
-        match change {
-            Change::Insert { reply, .. } => {
-                let _ = reply.send(
-                    inserts
-                        .next()
-                        .unwrap_or(Err(Error::Corrupt("missing outcome".into()))),
-                );
-            }
-            Change::Update { reply, .. } => {
-                let _ = reply.send(
-                    updates
-                        .next()
-                        .unwrap_or(Err(Error::Corrupt("missing outcome".into()))),
-                );
-            }
-            Change::Published { reply, .. } => {
-                let _ = reply.send(Ok(()));
-            }
-        }
-    }
-    Ok(())
-}
-
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
-
-async fn stored_sequences(
-    tx: &mut Tx<'_>,
-    ids: Vec<Uuid>,
-) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
-    let mut found = HashMap::with_capacity(ids.len());
-    let mut rest = ids.as_slice();
-    for size in chunks(ids.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        let sql = format!(
-            "SELECT saga_id, sequence FROM sagas WHERE saga_id IN ({})",
-            repeat("?", size, ", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(id.to_string());
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            let id: String = row.try_get(0)?;
-            let sequence: i64 = row.try_get(1)?;
-            if let Ok(id) = Uuid::parse_str(&id) {
-                found.insert(id, sequence);
-            }
-        }
-        rest = tail;
-    }
-    Ok(found)
-}
-
-async fn write_updates(tx: &mut Tx<'_>, rows: &[&Row_]) -> Result<(), sqlx::Error> {
-    let mut rest = rows;
-    for size in chunks(rows.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        let case = |column: &str| {
-            format!(
-                "{column} = CASE saga_id {} END",
-                repeat("WHEN ? THEN ?", size, " ")
-            )
-        };
-        let sql = format!(
-            "UPDATE sagas SET {}, {}, {}, {} WHERE saga_id IN ({})",
-            case("status"),
-            case("sequence"),
-            case("state"),
-            case("updated_at"),
-            repeat("?", size, ", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            query = query.bind(row.saga_id.to_string()).bind(row.status);
-        }
-        for row in chunk {
-            query = query.bind(row.saga_id.to_string()).bind(row.sequence);
-        }
-        for row in chunk {
-            query = query.bind(row.saga_id.to_string()).bind(row.state.as_str());
-        }
-        for row in chunk {
-            query = query.bind(row.saga_id.to_string()).bind(row.updated_at);
-        }
-        for row in chunk {
-            query = query.bind(row.saga_id.to_string());
-        }
-        query.execute(&mut **tx).await?;
-        rest = tail;
-    }
-    Ok(())
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-async fn insert_one(
-    tx: &mut Tx<'_>,
-    row: &Row_,
-    claim: bool,
-) -> Result<Result<Inserted, Error>, sqlx::Error> {
-    let inserted = sqlx::query("INSERT INTO sagas (saga_id, subdomain, status, sequence, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-        .bind(row.saga_id.to_string())
-        .bind(row.subdomain.as_str())
-        .bind(row.status)
-        .bind(row.sequence)
-        .bind(row.state.as_str())
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .execute(&mut **tx)
-        .await;
-    match inserted {
-        Ok(_) => {}
-        Err(e) if is_unique_violation(&e) => return Ok(Ok(Inserted::Duplicate)),
-        Err(e) => return Err(e),
-    }
-    if !claim {
-        return Ok(Ok(Inserted::Stored));
-    }
-    let claimed = sqlx::query("INSERT INTO subdomain_claims (subdomain, saga_id) VALUES (?, ?)")
-        .bind(row.subdomain.as_str())
-        .bind(row.saga_id.to_string())
-        .execute(&mut **tx)
-        .await;
-    match claimed {
-        Ok(_) => Ok(Ok(Inserted::Stored)),
-        Err(e) if is_unique_violation(&e) => {
-            // Taken: the saga row goes again, within this transaction.
-            sqlx::query("DELETE FROM sagas WHERE saga_id = ?")
-                .bind(row.saga_id.to_string())
-                .execute(&mut **tx)
-                .await?;
-            let holder: String =
-                sqlx::query("SELECT saga_id FROM subdomain_claims WHERE subdomain = ?")
-                    .bind(row.subdomain.as_str())
-                    .fetch_one(&mut **tx)
-                    .await?
-                    .try_get(0)?;
-            Ok(match Uuid::parse_str(&holder) {
-                Ok(holder) => Ok(Inserted::SubdomainTaken(holder)),
-                Err(e) => Err(Error::Corrupt(e.to_string())),
-            })
-        }
-        Err(e) => Err(e),
-    }
-}
-
-async fn insert_events(tx: &mut Tx<'_>, rows: &[(String, i64, String)]) -> Result<(), sqlx::Error> {
-    let mut rest = rows;
-    for size in chunks(rows.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        let sql = format!(
-            "INSERT INTO progress_events (saga_id, sequence, event, published) VALUES {}",
-            repeat("(?, ?, ?, 0)", size, ", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for (saga_id, sequence, event) in chunk {
-            query = query
-                .bind(saga_id.as_str())
-                .bind(*sequence)
-                .bind(event.as_str());
-        }
-        query.execute(&mut **tx).await?;
-        rest = tail;
-    }
-    Ok(())
-}
-
-async fn mark_published(tx: &mut Tx<'_>, keys: &[(Uuid, u64)]) -> Result<(), sqlx::Error> {
-    let mut rest = keys;
-    for size in chunks(keys.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        let sql = format!(
-            "UPDATE progress_events SET published = 1 WHERE {}",
-            repeat("(saga_id = ? AND sequence = ?)", size, " OR ")
-        );
-        let mut query = sqlx::query(&sql);
-        for (saga_id, sequence) in chunk {
-            query = query.bind(saga_id.to_string()).bind(*sequence as i64);
-        }
-        query.execute(&mut **tx).await?;
-        rest = tail;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn chunks_cover_the_rows_with_few_statement_shapes() {
-        assert_eq!(super::chunks(0), Vec::<usize>::new());
-        assert_eq!(super::chunks(1), vec![1]);
-        assert_eq!(super::chunks(87), vec![64, 16, 4, 1, 1, 1]);
-        assert_eq!(super::chunks(200).iter().sum::<usize>(), 200);
-    }
+    Ok(outcomes)
 }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use contracts::{ProgressEvent, SagaStatus};
 use uuid::Uuid;
 
-use super::{ClaimChange, Error, Inserted, SagaStore, Updated};
+use super::{check_advances, ClaimChange, Error, Inserted, SagaStore, Updated};
 use crate::saga::Saga;
 
 #[derive(Default)]
@@ -33,6 +33,21 @@ impl MemoryStore {
     }
 }
 
+/// Refuses events stored already, as the SQL store's primary key does: a timeline is
+/// only appended to.
+fn check_new(state: &State, events: &[ProgressEvent]) -> Result<(), Error> {
+    match events
+        .iter()
+        .find(|e| state.events.contains_key(&(e.saga_id, e.sequence)))
+    {
+        Some(e) => Err(Error::Refused(format!(
+            "event {} of saga {} is stored already",
+            e.sequence, e.saga_id
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn add_events(state: &mut State, events: &[ProgressEvent]) {
     for e in events {
         state
@@ -47,6 +62,7 @@ impl SagaStore for MemoryStore {
             if state.sagas.contains_key(&saga.id) {
                 return Ok(Inserted::Duplicate);
             }
+            check_new(state, events)?;
             if saga.status != SagaStatus::Rejected {
                 if let Some(holder) = state.claims.get(&saga.tenant.subdomain) {
                     return Ok(Inserted::SubdomainTaken(*holder));
@@ -65,10 +81,12 @@ impl SagaStore for MemoryStore {
         saga: &Saga,
         events: &[ProgressEvent],
     ) -> Result<Updated, Error> {
+        check_advances(previous, saga)?;
         self.with(|state| {
             if state.sagas.get(&saga.id).map(|s| s.sequence) != Some(previous.sequence) {
                 return Err(Error::Conflict(saga.id));
             }
+            check_new(state, events)?;
             match ClaimChange::of(previous, saga) {
                 ClaimChange::Reclaim => {
                     if let Some(holder) = state.claims.get(&saga.tenant.subdomain) {

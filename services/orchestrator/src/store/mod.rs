@@ -5,6 +5,7 @@
 mod group_commit;
 mod memory;
 mod sql;
+mod statements;
 
 use std::future::Future;
 
@@ -15,13 +16,23 @@ use crate::saga::Saga;
 pub use memory::MemoryStore;
 pub use sql::SqlStore;
 
-/// Store failures. All are worth a retry except `Corrupt`.
+/// Store failures. Nothing of a change that fails is stored. All are worth a retry
+/// except `Corrupt` and `Refused`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database could not be reached or refused the statement.
     #[error("saga store: {0}")]
     Database(#[from] sqlx::Error),
-    /// Another writer changed the saga first (two orchestrators on one store?).
+    /// The database failed the whole group commit this change waited in (it could not
+    /// be reached), or the store's writer stopped.
+    #[error("saga store unavailable: {0}")]
+    Unavailable(String),
+    /// The change breaks a rule of the store (for example, it re-stores an event: a
+    /// timeline is only appended to).
+    #[error("saga store refused the change: {0}")]
+    Refused(String),
+    /// Another writer changed the saga first (a stale copy, or two orchestrators on
+    /// one store): the stored sequence is no longer the transition's previous one.
     #[error("saga {0} was changed concurrently")]
     Conflict(Uuid),
     /// A stored row could not be read back.
@@ -77,6 +88,19 @@ impl ClaimChange {
     }
 }
 
+/// Refuses a transition that does not advance the saga's sequence: the sequence is
+/// what every store checks a transition against, so a transition that kept it could
+/// be stored twice from one state.
+fn check_advances(previous: &Saga, saga: &Saga) -> Result<(), Error> {
+    if saga.id != previous.id || saga.sequence <= previous.sequence {
+        return Err(Error::Refused(format!(
+            "a transition of saga {} must advance its sequence (from {} to {})",
+            previous.id, previous.sequence, saga.sequence
+        )));
+    }
+    Ok(())
+}
+
 /// Where sagas live. Implemented over SQLite and MySQL/MariaDB by [`SqlStore`]; the
 /// conformance suite in `tests/store_conformance.rs` runs against both.
 pub trait SagaStore: Send + Sync + 'static {
@@ -91,6 +115,12 @@ pub trait SagaStore: Send + Sync + 'static {
     /// Stores a transition from `previous` to `saga`, with the events it produced.
     /// Releases the subdomain when the saga ends rolled back, claims it again when a
     /// rolled-back saga is replayed.
+    ///
+    /// Stored only if the stored saga is still at `previous.sequence`, checked
+    /// atomically with the write: of two writers moving one saga on from the same
+    /// state, whichever process or store instance they run in, exactly one succeeds
+    /// and the other gets [`Error::Conflict`]. `saga.sequence` must be greater than
+    /// `previous.sequence` ([`Error::Refused`] otherwise).
     fn update(
         &self,
         previous: &Saga,

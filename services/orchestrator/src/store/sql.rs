@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::group_commit::{self, Change, Row_};
-use super::{ClaimChange, Error, Inserted, SagaStore, Updated};
+use super::{check_advances, ClaimChange, Error, Inserted, SagaStore, Updated};
 use crate::saga::Saga;
 
 /// Saga store over a SQL database.
@@ -283,7 +283,7 @@ fn row_of(saga: &Saga, events: &[ProgressEvent]) -> Result<Row_, Error> {
 }
 
 fn writer_stopped() -> Error {
-    Error::Corrupt("the store writer stopped".into())
+    Error::Unavailable("the store writer stopped".into())
 }
 
 fn saga_from_row(row: &sqlx::any::AnyRow) -> Result<Saga, Error> {
@@ -307,6 +307,7 @@ impl SagaStore for SqlStore {
         saga: &Saga,
         events: &[ProgressEvent],
     ) -> Result<Updated, Error> {
+        check_advances(previous, saga)?;
         let claim = ClaimChange::of(previous, saga);
         if claim == ClaimChange::Reclaim {
             // Taking the subdomain back may fail: its own transaction.

@@ -1,0 +1,142 @@
+//! What the harness does about the processes of a test: service processes that die
+//! with the test, even when it panics; anything left running in the test's folder
+//! stopped when its world drops; logs kept per test under `target/test-logs`; and the
+//! environment of the inner `cargo build` (see `binary`).
+
+use std::path::PathBuf;
+
+use crate::Harness;
+
+/// Drops of a test's world: the service processes it started are gone, and so is
+/// anything still running in its folder (a bench a killed service left behind), so a
+/// test that fails leaves nothing running.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        kill_running_in(self.dir.path());
+        if std::thread::panicking() {
+            let files: Vec<String> = std::fs::read_dir(&self.logs)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            eprintln!(
+                "the service logs of this test are kept in {} {files:?}",
+                self.logs.display()
+            );
+        }
+    }
+}
+
+/// A service process of a test: killed and reaped when dropped, so a test that
+/// panics leaves it running no longer. Derefs to its [`std::process::Child`].
+pub struct Service {
+    /// The binary it runs.
+    pub name: String,
+    /// The file its stdout and stderr go to.
+    pub log: PathBuf,
+    child: std::process::Child,
+}
+
+impl Service {
+    /// Takes `child` over.
+    pub(crate) fn new(name: &str, log: PathBuf, child: std::process::Child) -> Self {
+        Self {
+            name: name.to_string(),
+            log,
+            child,
+        }
+    }
+}
+
+impl std::ops::Deref for Service {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for Service {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.child
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // Once reaped, kill does nothing (std keeps the exit status).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The folder for the service logs of the running test (named by the thread libtest
+/// runs it on), emptied.
+pub(crate) fn test_log_folder() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("test binaries live in <target>/<profile>/deps")
+        .to_path_buf();
+    let binary = exe
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // deps/<name>-<hash>: the hash changes with every build.
+    let binary = binary
+        .rsplit_once('-')
+        .map_or(binary.as_str(), |(name, _)| name)
+        .to_string();
+    let test = match std::thread::current().name() {
+        Some(name) if name != "main" => name.replace("::", "-"),
+        _ => format!("unnamed-{}", std::process::id()),
+    };
+    let folder = target.join("test-logs").join(binary).join(test);
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).expect("test log folder");
+    folder
+}
+
+/// SIGKILLs every process whose working directory is inside `folder` (benches run in
+/// the test's bench folder).
+fn kill_running_in(folder: &std::path::Path) {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for process in processes.flatten() {
+        let Some(pid) = process.file_name().to_str().and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        if std::fs::read_link(process.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(folder)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Whether cargo set variable `key` for this test's package. Passed on to the inner
+/// build they reach its build scripts (cargo itself sets them per package), and
+/// build scripts that watch them (ring's does, `CARGO_MANIFEST_DIR` and `CARGO_PKG_*`)
+/// then see a changed environment: ring and everything above it would be rebuilt by
+/// the inner build, and again by the next outer one.
+pub(crate) fn set_by_cargo_for_this_test(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_BIN_EXE_")
+        || matches!(
+            key,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
+}
