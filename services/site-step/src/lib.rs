@@ -236,10 +236,7 @@ impl<B: Bench> Step for SiteStep<B> {
     /// Any folder of the site's name holds the subdomain: a site made by hand, by
     /// another tool, or left from before; a signup for it is refused before anything
     /// is created.
-    async fn holds(
-        &self,
-        probe: &contracts::SubdomainProbe,
-    ) -> Result<Option<String>, StepError> {
+    async fn holds(&self, probe: &contracts::SubdomainProbe) -> Result<Option<String>, StepError> {
         Ok(self
             .site_folder_exists(&probe.site_name)
             .await?
