@@ -162,7 +162,7 @@ async fn a_refused_registration_undoes_user_site_and_database() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_master_is_retried_and_another_signups_record_is_left_alone() {
+async fn a_busy_master_is_retried_and_a_registered_tenant_refuses_the_signup() {
     let World {
         h,
         master,
@@ -184,24 +184,33 @@ async fn a_busy_master_is_retried_and_another_signups_record_is_left_alone() {
         .count();
     assert_eq!(retries, 2, "503 and 429 are transient");
 
-    // A record with the same name from someone else: permanent, and kept.
+    // A tenant already registered in the Master under that subdomain: taken, the
+    // check says so and the signup is refused before anything is made; the record
+    // is kept.
     let other = h.subdomain("squatted");
     master.lock().expect("master").records.insert(
         other.clone(),
         serde_json::json!({"name": other, "saga_id": "someone-else"}),
     );
+    let check = h.check_subdomain(&other).await;
+    assert!(!check.available, "{check:?}");
+    assert!(check.message.contains("a registered tenant"), "{check:?}");
     let second = Uuid::new_v4();
     h.publish_signup(&h.signup(second, &other)).await;
-    assert_eq!(h.wait_terminal(second, 60).await, SagaStatus::RolledBack);
+    assert_eq!(h.wait_terminal(second, 60).await, SagaStatus::Rejected);
+    let error = h
+        .get(second)
+        .await
+        .saga
+        .expect("saga")
+        .error
+        .expect("error");
+    assert_eq!(error.code, "subdomain_taken");
+    assert!(error.message.contains("a registered tenant"), "{error:?}");
     assert_eq!(
-        h.get(second)
-            .await
-            .saga
-            .expect("saga")
-            .error
-            .expect("error")
-            .code,
-        "tenant_registered"
+        mariadb_has(&db_step::database_name(&other)).await,
+        (false, false),
+        "no database was made for it"
     );
     assert_eq!(
         master.lock().expect("master").records[&other]["saga_id"],
@@ -281,7 +290,7 @@ async fn a_foreign_database_stops_the_saga_before_anything_else_is_made() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_site_is_archived_and_a_foreign_site_folder_kept() {
+async fn a_failed_site_is_archived_and_a_foreign_site_folder_refuses_the_signup() {
     let bad = format!("badsite-{}", &Uuid::new_v4().simple().to_string()[..6]);
     let bad_site = format!("{bad}.example.test");
     let World {
@@ -306,7 +315,13 @@ async fn a_failed_site_is_archived_and_a_foreign_site_folder_kept() {
     h.publish_signup(&h.signup(first, &bad)).await;
     h.publish_signup(&h.signup(second, &foreign)).await;
     assert_eq!(h.wait_terminal(first, 60).await, SagaStatus::RolledBack);
-    assert_eq!(h.wait_terminal(second, 60).await, SagaStatus::RolledBack);
+    assert_eq!(h.wait_terminal(second, 60).await, SagaStatus::Rejected);
+    let check = h.check_subdomain(&foreign).await;
+    assert!(!check.available, "{check:?}");
+    assert!(
+        check.message.contains("an existing site folder"),
+        "{check:?}"
+    );
 
     assert_undone(&root, &master, &bad).await;
     let archived = archived_sites(&root);
@@ -318,20 +333,22 @@ async fn a_failed_site_is_archived_and_a_foreign_site_folder_kept() {
         std::fs::read_to_string(foreign_dir.join("site_config.json")).expect("kept"),
         r#"{"db_name": "someone_else"}"#
     );
-    assert_eq!(
-        h.get(second)
-            .await
-            .saga
-            .expect("saga")
-            .error
-            .expect("error")
-            .code,
-        "site_conflict"
+    let error = h
+        .get(second)
+        .await
+        .saga
+        .expect("saga")
+        .error
+        .expect("error");
+    assert_eq!(error.code, "subdomain_taken");
+    assert!(
+        error.message.contains("an existing site folder"),
+        "{error:?}"
     );
     assert_eq!(
         mariadb_has(&db_step::database_name(&foreign)).await,
         (false, false),
-        "the signup's own database is undone"
+        "nothing was made for the refused signup"
     );
     assert!(master.lock().expect("master").records.is_empty());
     h.finish().await;
