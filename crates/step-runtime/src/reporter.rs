@@ -19,7 +19,7 @@ pub(crate) struct Reporter {
     /// This handling of the command, unique: an instance that takes over a command
     /// (after its first one died or released it) numbers its lines from 0 again, and
     /// they must not pass for the first one's. (The delivery count cannot tell them
-    /// apart: NATS 2.9 redelivers a NAKed message with the same count.)
+    /// apart: a copy the orchestrator sends again is a new message counting from 1.)
     pub(crate) handling: String,
     pub(crate) lines: Arc<AtomicU32>,
 }
