@@ -1,8 +1,8 @@
 //! Dead letters: messages set aside because they could not be handled, kept for an
 //! operator without ever holding a secret.
 //!
-//! A message that is JSON keeps its structure with every `*password*` / `*secret*`
-//! field masked. One that is not JSON may be anything (a truncated signup, form
+//! A message that is JSON keeps its structure and the signup contract's harmless
+//! fields; every other string is masked. One that is not JSON may be anything (a truncated signup, form
 //! encoding, bytes), so no byte of it can be trusted to be harmless: it is kept only as
 //! its size, its SHA-256 (to match it against the sender's own records) and a masked
 //! excerpt that shows its shape (quoted keys before a `:` and punctuation) and no
@@ -21,7 +21,9 @@ pub struct DeadLetter {
     pub subject: String,
     /// Why it was set aside.
     pub error: String,
-    /// JSON: the payload with every `*password*` / `*secret*` field masked, cut to
+    /// JSON: the payload with every string masked but the signup contract's harmless
+    /// fields (`signup_id`, `organization_name`, `subdomain`, `admin_email`,
+    /// `admin_full_name`, `auth_provider`, `requested_at`), cut to
     /// 4 KiB. Anything else: a masked excerpt of its first 256 characters (field
     /// names and punctuation only, every value `***`; `…` when cut).
     pub payload: String,
@@ -78,20 +80,32 @@ fn cut(mut text: String, max: usize) -> String {
     text
 }
 
-/// Every JSON object field whose name holds `password` or `secret` becomes `***`.
+/// Fields of the signup contract whose values are no secret: kept in a dead letter.
+const KEPT_FIELDS: [&str; 7] = [
+    "signup_id",
+    "organization_name",
+    "subdomain",
+    "admin_email",
+    "admin_full_name",
+    "auth_provider",
+    "requested_at",
+];
+
+/// Every string of a JSON value becomes `***`, except the value of a field the signup
+/// contract names as no secret ([`KEPT_FIELDS`]): a secret may sit under any name
+/// (`pwd`, `token`, a misspelt `pasword`), so only the known harmless ones are kept.
+/// Numbers, booleans and the structure stay.
 pub fn mask_secrets(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             for (key, v) in map.iter_mut() {
-                let key = key.to_ascii_lowercase();
-                if key.contains("password") || key.contains("secret") {
-                    *v = serde_json::Value::String("***".into());
-                } else {
+                if !(KEPT_FIELDS.contains(&key.as_str()) && v.is_string()) {
                     mask_secrets(v);
                 }
             }
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(mask_secrets),
+        serde_json::Value::String(text) => *text = "***".into(),
         _ => {}
     }
 }
@@ -188,6 +202,18 @@ fn followed_by_separator(text: &[char], from: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_dead_letters_keep_only_the_contracts_harmless_values() {
+        let payload = br#"{"signup_id": 5, "subdomain": "acme", "pwd": "TopSecret1!", "token": ["abc"], "n": {"admin_email": "a@b.c", "k": "x"}}"#;
+        let dl = DeadLetter::new("s", "bad".into(), payload, chrono::Utc::now());
+        assert_eq!(
+            dl.payload,
+            r#"{"n":{"admin_email":"a@b.c","k":"***"},"pwd":"***","signup_id":5,"subdomain":"acme","token":["***"]}"#
+        );
+        let bare = DeadLetter::new("s", "bad".into(), br#""TopSecret1!""#, chrono::Utc::now());
+        assert_eq!(bare.payload, r#""***""#);
+    }
 
     #[test]
     fn masks_secrets_in_json_dead_letters() {

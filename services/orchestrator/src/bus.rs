@@ -51,8 +51,9 @@ pub trait Bus: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<ProbeReply>> + Send;
 }
 
-/// How long a step service has to answer a probe.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a step service has to answer a probe: the saga's worker waits for it
+/// (its other sagas' inputs too), and an unanswered probe starts the saga anyway.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A dead letter: a signup on `tenant.signup.dead_letter` (the web app's contract),
 /// anything else the orchestrator gives up on on `saga.dead_letter.orchestrator`.

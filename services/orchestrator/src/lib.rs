@@ -77,21 +77,19 @@ async fn pull_consumer(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("opening stream {stream}"))?;
+    // Create or update: a consumer declared by an older release gets `max_deliver`.
     let consumer = stream
-        .get_or_create_consumer(
-            &durable,
-            pull::Config {
-                durable_name: Some(durable.clone()),
-                filter_subject: filter,
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                max_ack_pending: 4096,
-                // The driver sets an input aside as a dead letter at its last delivery;
-                // the server's limit only backs that up.
-                max_deliver: driver::MAX_DELIVER as i64 + 1,
-                ..Default::default()
-            },
-        )
+        .create_consumer(pull::Config {
+            durable_name: Some(durable.clone()),
+            filter_subject: filter,
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 4096,
+            // The driver sets an input aside as a dead letter at its last delivery;
+            // the server's limit only backs that up.
+            max_deliver: driver::MAX_DELIVER as i64 + 1,
+            ..Default::default()
+        })
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("declaring consumer {durable}"))?;

@@ -3,6 +3,7 @@
 
 use anyhow::Context as _;
 use contracts::signup::{parse_signup, DeadLetter, ParsedSignup};
+use contracts::step_dead_letter::StepDeadLetter;
 use contracts::{Rejection, SagaStatus, StepEvent, SubdomainProbe, TenantContext};
 use uuid::Uuid;
 
@@ -90,16 +91,21 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
 
     /// Starts an accepted saga, unless a step service sees its subdomain held outside
     /// the saga store (a registered tenant, a site folder): then it ends rejected
-    /// before anything is created. When a step cannot tell, the saga stays accepted
-    /// and the error asks for another try (the signup's redelivery, or the sweep).
+    /// before anything is created. A step that cannot tell (down, Master unreachable)
+    /// does not hold the signup up: the steps themselves never touch a foreign site
+    /// folder or record, so such a signup is then refused by its rollback instead.
     pub(super) async fn start_unless_held(
         &self,
         cache: &mut Cache,
         saga: &Saga,
     ) -> anyhow::Result<()> {
-        let input = match held_elsewhere(&self.bus, &self.definition, &saga.tenant).await? {
-            None => Input::Start,
-            Some(holder) => {
+        let input = match held_elsewhere(&self.bus, &self.definition, &saga.tenant).await {
+            Ok(None) => Input::Start,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "subdomain not checked outside the saga store; starting, the steps refuse what is not theirs");
+                Input::Start
+            }
+            Ok(Some(holder)) => {
                 tracing::info!(subdomain = %saga.tenant.subdomain, %holder, "subdomain held outside the saga store");
                 Input::Refuse(Rejection {
                     code: "subdomain_taken",
@@ -235,8 +241,32 @@ pub(crate) async fn route_event<S: SagaStore, B: Bus>(core: &Core<S, B>, message
                 .await
         }
         Err(e) => {
-            tracing::error!(error = %e, subject = %message.subject, "malformed step event: terminated");
-            message.settle(Settle::Term).await;
+            // serde's text may quote the payload: only where it broke is kept.
+            let reason = format!(
+                "not a step event ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            );
+            tracing::error!(%reason, subject = %message.subject, "malformed step event: set aside");
+            let letter = SetAside::Input(StepDeadLetter {
+                source: crate::bus::DEAD_LETTER_SOURCE.into(),
+                subject: message.subject.clone(),
+                reason,
+                deliveries: message.delivered,
+                command_id: None,
+                saga_id: None,
+                payload: contracts::dead_letter::summarize(&message.payload),
+                at: core.clock.now(),
+            });
+            match core.bus.dead_letter(&letter).await {
+                Ok(()) => message.settle(Settle::Term).await,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "dead letter not stored; redelivering");
+                    let delay = super::retry_delay(message.delivered);
+                    message.settle(Settle::Retry(delay)).await;
+                }
+            }
         }
     }
 }
