@@ -416,7 +416,8 @@ impl<B: Bench> Step for SiteStep<B> {
             || (marked.is_none() && self.claimed(&site, &saga).await?);
         let exists = self.site_folder_exists(&site).await?;
         if ours && exists {
-            let archived = self.archive(&site).await?;
+            let tag = format!("{}-r{}", &saga[..8.min(saga.len())], command.run);
+            let archived = self.archive(&site, &tag).await?;
             context
                 .output(format!("Moved {site} to {archived}"), None)
                 .await;

@@ -129,11 +129,13 @@ impl<B: Bench> SiteStep<B> {
         Ok(())
     }
 
-    /// Moves `sites/<site>` to `sites/archived/<site>-<time>` (what drop-site does with
-    /// it); returns where it went.
-    pub(crate) async fn archive(&self, site: &str) -> Result<String, StepError> {
+    /// Moves `sites/<site>` to `sites/archived/<site>-<time>-<tag>` (what drop-site
+    /// does with it); returns where it went. The tag (the saga and its run) keeps two
+    /// archives of one site within a second apart: `mv` onto an existing folder would
+    /// nest the site inside it.
+    pub(crate) async fn archive(&self, site: &str, tag: &str) -> Result<String, StepError> {
         let archived = format!(
-            "sites/archived/{site}-{}",
+            "sites/archived/{site}-{}-{tag}",
             chrono::Utc::now().format("%Y%m%d%H%M%S")
         );
         for step in [
