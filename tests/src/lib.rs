@@ -6,7 +6,9 @@
 //! [`ScriptedStep`]s, which journal what they were asked to do and fail on request.
 
 pub mod docker;
+mod leftovers;
 mod process;
+mod requests;
 pub mod scripted;
 pub mod steps;
 
@@ -16,12 +18,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use contracts::admin::{GetReply, SagaRef};
-use contracts::{ProgressEvent, SagaStatus, Subjects};
-use futures::StreamExt;
+use contracts::Subjects;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use leftovers::{admin_pool, assert_no_claims, assert_nothing_left, drop_tenant, mariadb_has};
 pub use process::Service;
 pub use scripted::{Behaviour, Journal, ScriptedStep};
 
@@ -409,125 +410,6 @@ impl Harness {
             .await;
     }
 
-    /// Sends a request/reply call and decodes the answer.
-    pub async fn request<T: serde::de::DeserializeOwned>(
-        &self,
-        subject: String,
-        body: &serde_json::Value,
-    ) -> T {
-        let reply = tokio::time::timeout(
-            Duration::from_secs(10),
-            self.client.request(
-                subject.clone(),
-                serde_json::to_vec(body).expect("json").into(),
-            ),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("no reply on {subject}"))
-        .unwrap_or_else(|e| panic!("request on {subject}: {e}"));
-        serde_json::from_slice(&reply.payload).unwrap_or_else(|e| panic!("reply on {subject}: {e}"))
-    }
-
-    /// `saga.admin.replay`.
-    pub async fn replay(&self, saga_id: Uuid) -> contracts::admin::ReplayReply {
-        self.request(
-            self.subjects.admin_replay(),
-            &serde_json::json!({ "saga_id": saga_id }),
-        )
-        .await
-    }
-
-    /// `saga.admin.list` for one status.
-    pub async fn list(&self, status: SagaStatus) -> contracts::admin::ListReply {
-        self.request(
-            self.subjects.admin_list(),
-            &serde_json::json!({ "status": status }),
-        )
-        .await
-    }
-
-    /// `tenant.subdomain.check`.
-    pub async fn check_subdomain(
-        &self,
-        subdomain: &str,
-    ) -> contracts::subdomain::SubdomainCheckReply {
-        self.request(
-            self.subjects.subdomain_check(),
-            &serde_json::json!({ "subdomain": subdomain }),
-        )
-        .await
-    }
-
-    /// `saga.admin.get`, retried while the orchestrator is not answering yet.
-    pub async fn get(&self, saga_id: Uuid) -> GetReply {
-        let body = serde_json::to_value(SagaRef { saga_id }).expect("json");
-        for _ in 0..100 {
-            let reply = tokio::time::timeout(
-                Duration::from_secs(2),
-                self.client.request(
-                    self.subjects.admin_get(),
-                    serde_json::to_vec(&body).expect("json").into(),
-                ),
-            )
-            .await;
-            if let Ok(Ok(reply)) = reply {
-                return serde_json::from_slice(&reply.payload).expect("GetReply");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("saga.admin.get never answered")
-    }
-
-    /// Waits until the saga reaches a terminal status; returns its status.
-    pub async fn wait_terminal(&self, saga_id: Uuid, secs: u64) -> SagaStatus {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(saga) = self.get(saga_id).await.saga {
-                if saga.status.is_terminal() {
-                    return saga.status;
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "saga {saga_id} not finished after {secs}s: {:#?}",
-                self.get(saga_id).await
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Reads a saga's timeline from the progress stream, as a dashboard joining late
-    /// would: from the first event, until `terminals` terminal events were read (one
-    /// per run) or 10 s pass.
-    pub async fn timeline(&self, saga_id: Uuid, terminals: usize) -> Vec<ProgressEvent> {
-        let stream = self
-            .js
-            .get_stream(self.subjects.progress_stream())
-            .await
-            .expect("progress stream");
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                filter_subject: self.subjects.progress(&saga_id),
-                deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .expect("ordered consumer");
-        let mut messages = consumer.messages().await.expect("messages");
-        let mut events = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, messages.next()).await {
-            let event: ProgressEvent =
-                serde_json::from_slice(&message.payload).expect("progress event");
-            let terminal = event.status.is_terminal();
-            events.push(event);
-            if terminal && events.iter().filter(|e| e.status.is_terminal()).count() >= terminals {
-                break;
-            }
-        }
-        events
-    }
-
     /// Stops the in-process services and waits for them.
     pub async fn stop_services(&mut self) {
         self.stop.cancel();
@@ -574,81 +456,6 @@ impl Processes {
         }
         self.children.retain(|(n, _)| n != name);
     }
-}
-
-/// What a rollback must leave of `subdomain` (site `<subdomain>.example.test` on the
-/// bench at `root`): no site in `sites/`, no provisioning bookkeeping, no database, no
-/// database user.
-pub async fn assert_nothing_left(root: &std::path::Path, subdomain: &str) {
-    assert!(
-        !root
-            .join(format!("sites/{subdomain}.example.test"))
-            .exists(),
-        "{subdomain}: site left in sites/"
-    );
-    assert_no_claims(root, subdomain);
-    assert_eq!(
-        mariadb_has(&db_step::database_name(subdomain)).await,
-        (false, false),
-        "{subdomain}: database or user left"
-    );
-}
-
-/// What any ended saga must leave of the site step's bookkeeping for `subdomain`'s site
-/// on the bench at `root`: nothing under `sites/.provisioning/`.
-pub fn assert_no_claims(root: &std::path::Path, subdomain: &str) {
-    let claims = root.join(format!("sites/.provisioning/{subdomain}.example.test"));
-    let inside: Vec<String> = std::fs::read_dir(&claims)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(
-        !claims.exists(),
-        "{subdomain}: provisioning bookkeeping left in sites/: {} holding {inside:?}",
-        claims.display()
-    );
-}
-
-/// Whether a database or a user of that name exists on the MariaDB server.
-pub async fn mariadb_has(name: &str) -> (bool, bool) {
-    let pool = admin_pool().await;
-    let db: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-    )
-    .bind(name)
-    .fetch_one(&pool)
-    .await
-    .expect("schemata");
-    let user: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mysql.user WHERE User = ?")
-        .bind(name)
-        .fetch_one(&pool)
-        .await
-        .expect("users");
-    (db > 0, user > 0)
-}
-
-/// A pool with the MariaDB admin account.
-pub async fn admin_pool() -> sqlx::MySqlPool {
-    sqlx::MySqlPool::connect(&mysql_url())
-        .await
-        .expect("MariaDB on TEST_MYSQL_URL")
-}
-
-/// Drops a tenant database and user left by a test (never needed when sagas roll back).
-pub async fn drop_tenant(name: &str) {
-    let pool = admin_pool().await;
-    let _ = sqlx::raw_sql(&format!(
-        "DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'%';"
-    ))
-    .execute(&pool)
-    .await;
-    let _ = sqlx::query("DELETE FROM saga_provisioning.tenant_databases WHERE db_name = ?")
-        .bind(name)
-        .execute(&pool)
-        .await;
 }
 
 /// Builds a workspace binary once per test process and returns its path.

@@ -1,0 +1,133 @@
+//! What the tests ask the orchestrator (request/reply) and read from the progress
+//! stream, as operators and dashboards would.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use contracts::admin::{GetReply, SagaRef};
+use contracts::{ProgressEvent, SagaStatus};
+use futures::StreamExt;
+use uuid::Uuid;
+
+use crate::Harness;
+
+impl Harness {
+    /// Sends a request/reply call and decodes the answer.
+    pub async fn request<T: serde::de::DeserializeOwned>(
+        &self,
+        subject: String,
+        body: &serde_json::Value,
+    ) -> T {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.client.request(
+                subject.clone(),
+                serde_json::to_vec(body).expect("json").into(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no reply on {subject}"))
+        .unwrap_or_else(|e| panic!("request on {subject}: {e}"));
+        serde_json::from_slice(&reply.payload).unwrap_or_else(|e| panic!("reply on {subject}: {e}"))
+    }
+
+    /// `saga.admin.replay`.
+    pub async fn replay(&self, saga_id: Uuid) -> contracts::admin::ReplayReply {
+        self.request(
+            self.subjects.admin_replay(),
+            &serde_json::json!({ "saga_id": saga_id }),
+        )
+        .await
+    }
+
+    /// `saga.admin.list` for one status.
+    pub async fn list(&self, status: SagaStatus) -> contracts::admin::ListReply {
+        self.request(
+            self.subjects.admin_list(),
+            &serde_json::json!({ "status": status }),
+        )
+        .await
+    }
+
+    /// `tenant.subdomain.check`.
+    pub async fn check_subdomain(
+        &self,
+        subdomain: &str,
+    ) -> contracts::subdomain::SubdomainCheckReply {
+        self.request(
+            self.subjects.subdomain_check(),
+            &serde_json::json!({ "subdomain": subdomain }),
+        )
+        .await
+    }
+
+    /// `saga.admin.get`, retried while the orchestrator is not answering yet.
+    pub async fn get(&self, saga_id: Uuid) -> GetReply {
+        let body = serde_json::to_value(SagaRef { saga_id }).expect("json");
+        for _ in 0..100 {
+            let reply = tokio::time::timeout(
+                Duration::from_secs(2),
+                self.client.request(
+                    self.subjects.admin_get(),
+                    serde_json::to_vec(&body).expect("json").into(),
+                ),
+            )
+            .await;
+            if let Ok(Ok(reply)) = reply {
+                return serde_json::from_slice(&reply.payload).expect("GetReply");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("saga.admin.get never answered")
+    }
+
+    /// Waits until the saga reaches a terminal status; returns its status.
+    pub async fn wait_terminal(&self, saga_id: Uuid, secs: u64) -> SagaStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(saga) = self.get(saga_id).await.saga {
+                if saga.status.is_terminal() {
+                    return saga.status;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "saga {saga_id} not finished after {secs}s: {:#?}",
+                self.get(saga_id).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Reads a saga's timeline from the progress stream, as a dashboard joining late
+    /// would: from the first event, until `terminals` terminal events were read (one
+    /// per run) or 10 s pass.
+    pub async fn timeline(&self, saga_id: Uuid, terminals: usize) -> Vec<ProgressEvent> {
+        let stream = self
+            .js
+            .get_stream(self.subjects.progress_stream())
+            .await
+            .expect("progress stream");
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                filter_subject: self.subjects.progress(&saga_id),
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .expect("ordered consumer");
+        let mut messages = consumer.messages().await.expect("messages");
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, messages.next()).await {
+            let event: ProgressEvent =
+                serde_json::from_slice(&message.payload).expect("progress event");
+            let terminal = event.status.is_terminal();
+            events.push(event);
+            if terminal && events.iter().filter(|e| e.status.is_terminal()).count() >= terminals {
+                break;
+            }
+        }
+        events
+    }
+}
