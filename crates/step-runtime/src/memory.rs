@@ -23,7 +23,7 @@ pub(crate) struct FinishedCommands {
 }
 
 impl FinishedCommands {
-    /// Creates the bucket or updates its TTL (idempotent, at start-up).
+    /// Creates the bucket, or updates its TTL when it changed (idempotent, at start-up).
     ///
     /// The bucket's stream is declared here with the settings a key-value bucket has
     /// (as async-nats' `create_key_value` would): that call first reads the account's
@@ -45,10 +45,28 @@ impl FinishedCommands {
             discard: stream::DiscardPolicy::New,
             ..Default::default()
         };
-        js.create_or_update_stream(config)
+        // Updated only when its TTL changed: every step service opens the bucket at
+        // start-up, and nats-server 2.9 has been seen to crash (SIGSEGV in
+        // `updateWithAdvisory`) under concurrent updates of one stream.
+        let mut declared = js
+            .get_or_create_stream(config.clone())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| format!("declaring the key-value bucket {bucket}"))?;
+        let current = declared
+            .info()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("reading the key-value bucket {bucket}"))?
+            .config
+            .max_age;
+        if current != ttl {
+            js.update_stream(config)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("changing the key-value bucket {bucket}'s TTL"))?;
+            tracing::info!(%bucket, ?ttl, "finished-commands bucket TTL changed");
+        }
         let store = js
             .get_key_value(bucket)
             .await
