@@ -436,10 +436,18 @@ async fn a_failed_undo_ends_compensation_failed_and_replay_resumes_it() {
         h.wait_terminal(id, 30).await,
         SagaStatus::CompensationFailed
     );
-    let saga = h.get(id).await.saga.expect("saga");
+    // The undo's error, with the failure that started the rollback beside it: in the
+    // admin reply (read from the store) and on the saga's last progress event.
+    let error = h.get(id).await.saga.expect("saga").error.expect("error");
+    assert_eq!(error.step.as_deref(), Some("admin_user"));
+    let cause = error.cause.expect("the root cause is kept");
+    assert_eq!(cause.step.as_deref(), Some("registration"), "{cause:?}");
+    let last = h.timeline(id, 1).await.pop().expect("progress");
+    assert_eq!(last.status, SagaStatus::CompensationFailed);
+    let published = last.error.expect("error on the progress event");
     assert_eq!(
-        saga.error.expect("error").step.as_deref(),
-        Some("admin_user")
+        published.cause.and_then(|c| c.step),
+        Some("registration".to_string())
     );
     assert_eq!(
         mariadb_has(&db_step::database_name(&subdomain)).await,
