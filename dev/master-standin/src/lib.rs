@@ -1,5 +1,5 @@
 //! A STAND-IN for the Master Frappe site's REST API, for development and tests only: it
-//! answers `/api/resource/<doctype>` the way Frappe does (`../shared/frappe-facts.md`):
+//! answers `/api/resource/<doctype>` the way Frappe 15 does (observed on a real bench):
 //! token auth, `X-Frappe-Site-Name`, 200 `{"data": ...}`, 409 `DuplicateEntryError`,
 //! 417 `ValidationError` with `_server_messages`, 404 `{"exc_type":"DoesNotExistError"}`,
 //! DELETE 202 `{"data":"ok"}`, and an HTML 404 for an unknown site.
