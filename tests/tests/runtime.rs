@@ -331,3 +331,70 @@ async fn a_step_without_a_probe_sees_every_subdomain_free() {
     );
     h.finish().await;
 }
+
+/// `max_deliver` of the durable consumer `durable` on stream `stream`.
+async fn max_deliver_of(h: &Harness, stream: &str, durable: &str) -> i64 {
+    let stream = h.js.get_stream(stream).await.expect("stream");
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer(durable).await.expect("consumer");
+    consumer
+        .info()
+        .await
+        .expect("consumer info")
+        .config
+        .max_deliver
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_declared_by_an_older_release_get_max_deliver() {
+    use async_nats::jetstream::consumer::{pull, AckPolicy};
+    let mut h = Harness::new().await;
+    // As the release before this one declared them: no delivery limit.
+    let old = [
+        (
+            h.subjects.commands_stream(),
+            h.subjects.consumer("step-site"),
+            h.subjects.step_command("site"),
+        ),
+        (
+            h.subjects.events_stream(),
+            h.subjects.consumer("orchestrator-events"),
+            h.subjects.step_events_all(),
+        ),
+    ];
+    for (stream, durable, filter) in &old {
+        let stream = h.js.get_stream(stream).await.expect("stream");
+        stream
+            .create_consumer(pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject: filter.clone(),
+                ack_policy: AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .expect("old consumer");
+        assert_eq!(
+            max_deliver_of(&h, &stream.cached_info().config.name, durable).await,
+            -1
+        );
+    }
+    h.start_orchestrator();
+    h.start_scripted(ScriptedStep::new(
+        "site",
+        Behaviour::default(),
+        Journal::default(),
+    ));
+    let (commands, site) = (&old[0].0, &old[0].1);
+    let (events, orchestrator) = (&old[1].0, &old[1].1);
+    tests::assert_eventually!(
+        30,
+        "the step service set its consumer's max_deliver",
+        max_deliver_of(&h, commands, site).await == 10
+    );
+    tests::assert_eventually!(
+        30,
+        "the orchestrator set its consumer's max_deliver",
+        max_deliver_of(&h, events, orchestrator).await == 101
+    );
+    h.finish().await;
+}
