@@ -88,15 +88,9 @@ async fn an_undo_dispatched_by_a_timer_while_nats_is_away_is_sent_again() {
     let rig = Rig::new();
     let id = Uuid::new_v4();
     rig.signup(id).await;
-    within(Duration::from_secs(1), "database command", async || {
-        !rig.sent_to("database", StepAction::Execute).is_empty()
-    })
-    .await;
+    rig.command_sent("database", StepAction::Execute).await;
     rig.complete("database").await;
-    within(Duration::from_secs(1), "site command", async || {
-        !rig.sent_to("site", StepAction::Execute).is_empty()
-    })
-    .await;
+    rig.command_sent("site", StepAction::Execute).await;
     let failed = StepReport::Failed {
         code: "boom".into(),
         message: "site broke".into(),
@@ -104,10 +98,7 @@ async fn an_undo_dispatched_by_a_timer_while_nats_is_away_is_sent_again() {
     };
     rig.bus.set_down(true);
     rig.report("site", failed, 1).await;
-    within(Duration::from_secs(1), "compensating", async || {
-        rig.saga(id).await.status == SagaStatus::Compensating
-    })
-    .await;
+    rig.reaches(id, SagaStatus::Compensating).await;
     assert!(rig.sent_to("site", StepAction::Compensate).is_empty());
     rig.bus.set_down(false);
     within(SWEEP_EVERY * 2, "the undo is sent", async || {
@@ -115,15 +106,9 @@ async fn an_undo_dispatched_by_a_timer_while_nats_is_away_is_sent_again() {
     })
     .await;
     rig.complete("site").await;
-    within(Duration::from_secs(1), "database undo", async || {
-        !rig.sent_to("database", StepAction::Compensate).is_empty()
-    })
-    .await;
+    rig.command_sent("database", StepAction::Compensate).await;
     rig.complete("database").await;
-    within(Duration::from_secs(1), "rolled back", async || {
-        rig.saga(id).await.status == SagaStatus::RolledBack
-    })
-    .await;
+    rig.reaches(id, SagaStatus::RolledBack).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -131,25 +116,16 @@ async fn a_replay_while_nats_is_away_still_runs() {
     let rig = Rig::new();
     let id = Uuid::new_v4();
     rig.signup(id).await;
-    within(Duration::from_secs(1), "database command", async || {
-        !rig.sent_to("database", StepAction::Execute).is_empty()
-    })
-    .await;
+    rig.command_sent("database", StepAction::Execute).await;
     let failed = StepReport::Failed {
         code: "boom".into(),
         message: "database broke".into(),
         retryable: false,
     };
     rig.report("database", failed, 1).await;
-    within(Duration::from_secs(1), "database undo", async || {
-        !rig.sent_to("database", StepAction::Compensate).is_empty()
-    })
-    .await;
+    rig.command_sent("database", StepAction::Compensate).await;
     rig.complete("database").await;
-    within(Duration::from_secs(1), "rolled back", async || {
-        rig.saga(id).await.status == SagaStatus::RolledBack
-    })
-    .await;
+    rig.reaches(id, SagaStatus::RolledBack).await;
 
     rig.bus.set_down(true);
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -168,10 +144,7 @@ async fn an_input_that_keeps_failing_becomes_a_dead_letter_instead_of_looping() 
     let rig = Rig::new();
     let id = Uuid::new_v4();
     rig.signup(id).await;
-    within(Duration::from_secs(1), "database command", async || {
-        !rig.sent_to("database", StepAction::Execute).is_empty()
-    })
-    .await;
+    rig.command_sent("database", StepAction::Execute).await;
     rig.core.store.failing.store(true, Ordering::SeqCst);
     let done = || StepReport::Completed {
         output: serde_json::json!({}),

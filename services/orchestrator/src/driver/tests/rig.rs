@@ -245,6 +245,22 @@ impl Rig {
         self.core.store.get(id).await.expect("store").expect("saga")
     }
 
+    /// Waits (virtual time, at most 1 s) until a command went to `step`.
+    pub(super) async fn command_sent(&self, step: &str, action: StepAction) {
+        within(Duration::from_secs(1), step, async || {
+            !self.sent_to(step, action).is_empty()
+        })
+        .await;
+    }
+
+    /// Waits (virtual time, at most 1 s) until the stored saga has `status`.
+    pub(super) async fn reaches(&self, id: Uuid, status: SagaStatus) {
+        within(Duration::from_secs(1), status.as_str(), async || {
+            self.saga(id).await.status == status
+        })
+        .await;
+    }
+
     pub(super) fn sent_to(&self, step: &str, action: StepAction) -> Vec<u32> {
         self.bus
             .commands()
