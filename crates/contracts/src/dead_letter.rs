@@ -65,6 +65,17 @@ impl DeadLetter {
     }
 }
 
+/// Where a JSON payload broke (kind, line, column), without serde's message, which
+/// may quote the payload's values.
+pub fn where_it_broke(error: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        error.classify(),
+        error.line(),
+        error.column()
+    )
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

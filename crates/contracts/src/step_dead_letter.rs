@@ -46,3 +46,30 @@ pub struct StepDeadLetter {
     /// When it was set aside.
     pub at: DateTime<Utc>,
 }
+
+impl StepDeadLetter {
+    /// The letter for a message on `subject` that `source` gives up on; the payload is
+    /// kept only as its [`summary`](crate::dead_letter::summarize), `ids` are the
+    /// command's id and saga when they could be read.
+    pub fn new(
+        source: &str,
+        subject: &str,
+        reason: String,
+        deliveries: u64,
+        ids: Option<(String, Uuid)>,
+        payload: &[u8],
+        at: DateTime<Utc>,
+    ) -> Self {
+        let (command_id, saga_id) = ids.map_or((None, None), |(c, s)| (Some(c), Some(s)));
+        Self {
+            source: source.to_string(),
+            subject: subject.to_string(),
+            reason,
+            deliveries,
+            command_id,
+            saga_id,
+            payload: crate::dead_letter::summarize(payload),
+            at,
+        }
+    }
+}

@@ -83,10 +83,8 @@ impl<S: Step> Job<S> {
             Err(e) => {
                 // serde's message may quote the payload's values: only say where it broke.
                 let reason = format!(
-                    "unreadable step command: {:?} error at line {} column {}",
-                    e.classify(),
-                    e.line(),
-                    e.column()
+                    "unreadable step command: {}",
+                    contracts::dead_letter::where_it_broke(&e)
                 );
                 tracing::error!(subject = %message.subject, %reason, "malformed step command: set aside");
                 self.give_up(&message, None, reason, deliveries).await;
@@ -318,16 +316,15 @@ impl<S: Step> Job<S> {
         reason: String,
         deliveries: u64,
     ) {
-        let letter = StepDeadLetter {
-            source: self.step.name().to_string(),
-            subject: message.subject.to_string(),
+        let letter = StepDeadLetter::new(
+            self.step.name(),
+            &message.subject,
             reason,
             deliveries,
-            command_id: command.map(|c| c.command_id.clone()),
-            saga_id: command.map(|c| c.saga_id),
-            payload: contracts::dead_letter::summarize(&message.payload),
-            at: Utc::now(),
-        };
+            command.map(|c| (c.command_id.clone(), c.saga_id)),
+            &message.payload,
+            Utc::now(),
+        );
         let msg_id = match message.info() {
             Ok(info) => format!("dead:{}:{}", info.stream, info.stream_sequence),
             Err(_) => format!("dead:{}", letter.payload.sha256),

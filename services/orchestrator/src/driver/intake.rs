@@ -198,14 +198,8 @@ pub(crate) async fn route_signup<S: SagaStore, B: Bus>(core: &Core<S, B>, messag
             tracing::warn!(%error, bytes = message.payload.len(), "unreadable signup: sent to the dead-letter subject");
             let letter =
                 DeadLetter::new(&message.subject, error, &message.payload, core.clock.now());
-            match core.bus.dead_letter(&SetAside::Signup(letter)).await {
-                Ok(()) => message.settle(Settle::Ack).await,
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "dead letter not stored; redelivering");
-                    let delay = super::retry_delay(message.delivered);
-                    message.settle(Settle::Retry(delay)).await;
-                }
-            }
+            core.set_aside(message, &SetAside::Signup(letter), Settle::Ack)
+                .await;
         }
         ParsedSignup::Read { signup_id, outcome } => {
             let raw_subdomain = serde_json::from_slice::<serde_json::Value>(&message.payload)
@@ -232,7 +226,8 @@ pub(crate) async fn route_signup<S: SagaStore, B: Bus>(core: &Core<S, B>, messag
     }
 }
 
-/// Reads a step report and routes it; a malformed one is terminated (never redelivered).
+/// Reads a step report and routes it; a malformed one is set aside as a dead letter
+/// (never redelivered).
 pub(crate) async fn route_event<S: SagaStore, B: Bus>(core: &Core<S, B>, message: Inbound) {
     match serde_json::from_slice::<StepEvent>(&message.payload) {
         Ok(event) => {
@@ -241,32 +236,21 @@ pub(crate) async fn route_event<S: SagaStore, B: Bus>(core: &Core<S, B>, message
                 .await
         }
         Err(e) => {
-            // serde's text may quote the payload: only where it broke is kept.
             let reason = format!(
-                "not a step event ({:?} error at line {}, column {})",
-                e.classify(),
-                e.line(),
-                e.column()
+                "not a step event ({})",
+                contracts::dead_letter::where_it_broke(&e)
             );
             tracing::error!(%reason, subject = %message.subject, "malformed step event: set aside");
-            let letter = SetAside::Input(StepDeadLetter {
-                source: crate::bus::DEAD_LETTER_SOURCE.into(),
-                subject: message.subject.clone(),
+            let letter = SetAside::Input(StepDeadLetter::new(
+                crate::bus::DEAD_LETTER_SOURCE,
+                &message.subject,
                 reason,
-                deliveries: message.delivered,
-                command_id: None,
-                saga_id: None,
-                payload: contracts::dead_letter::summarize(&message.payload),
-                at: core.clock.now(),
-            });
-            match core.bus.dead_letter(&letter).await {
-                Ok(()) => message.settle(Settle::Term).await,
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "dead letter not stored; redelivering");
-                    let delay = super::retry_delay(message.delivered);
-                    message.settle(Settle::Retry(delay)).await;
-                }
-            }
+                message.delivered,
+                None,
+                &message.payload,
+                core.clock.now(),
+            ));
+            core.set_aside(message, &letter, Settle::Term).await;
         }
     }
 }

@@ -241,27 +241,29 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             ))
         } else {
             let event = serde_json::from_slice::<StepEvent>(&message.payload).ok();
-            SetAside::Input(StepDeadLetter {
-                source: crate::bus::DEAD_LETTER_SOURCE.into(),
-                subject: message.subject.clone(),
+            SetAside::Input(StepDeadLetter::new(
+                crate::bus::DEAD_LETTER_SOURCE,
+                &message.subject,
                 reason,
-                deliveries: message.delivered,
-                command_id: event.as_ref().map(|e| e.command_id.clone()),
-                saga_id: event.as_ref().map(|e| e.saga_id),
-                payload: contracts::dead_letter::summarize(&message.payload),
-                at: self.clock.now(),
-            })
+                message.delivered,
+                event.map(|e| (e.command_id, e.saga_id)),
+                &message.payload,
+                self.clock.now(),
+            ))
         };
-        match self.bus.dead_letter(&letter).await {
-            Ok(()) => {
-                tracing::error!(%error, delivered = message.delivered, "input set aside as a dead letter");
-                message.settle(Settle::Term).await;
-            }
+        tracing::error!(%error, delivered = message.delivered, "input given up: setting it aside as a dead letter");
+        self.set_aside(message, &letter, Settle::Term).await;
+    }
+
+    /// Publishes `letter` for `message`, then settles the message `done`; when the
+    /// letter cannot be stored, the message is delivered again later instead.
+    pub(super) async fn set_aside(&self, message: Inbound, letter: &SetAside, done: Settle) {
+        match self.bus.dead_letter(letter).await {
+            Ok(()) => message.settle(done).await,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "dead letter not stored; redelivering");
-                message
-                    .settle(Settle::Retry(retry_delay(MAX_DELIVER)))
-                    .await;
+                let delay = retry_delay(message.delivered);
+                message.settle(Settle::Retry(delay)).await;
             }
         }
     }
