@@ -92,16 +92,11 @@ pub(crate) async fn subdomain_check<S: SagaStore>(
             reason: Some(UnavailableReason::Taken),
         },
         Ok(None) => {
-            let tenant = contracts::TenantContext {
+            let probe = contracts::SubdomainProbe {
                 site_name: format!("{subdomain}.{}", core.parent_domain),
                 subdomain: subdomain.clone(),
-                organization_name: String::new(),
-                admin_email: String::new(),
-                admin_full_name: String::new(),
-                auth_provider: contracts::signup::AuthProvider::Password,
-                admin_password: None,
             };
-            match crate::driver::held_elsewhere(&core.bus, &core.definition, &tenant).await {
+            match crate::driver::held_elsewhere(&core.bus, &core.definition, &probe).await {
                 Ok(None) => SubdomainCheckReply {
                     message: format!("\"{subdomain}\" is available"),
                     subdomain,

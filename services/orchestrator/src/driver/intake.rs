@@ -99,7 +99,11 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         cache: &mut Cache,
         saga: &Saga,
     ) -> anyhow::Result<()> {
-        let input = match held_elsewhere(&self.bus, &self.definition, &saga.tenant).await {
+        let probe = SubdomainProbe {
+            subdomain: saga.tenant.subdomain.clone(),
+            site_name: saga.tenant.site_name.clone(),
+        };
+        let input = match held_elsewhere(&self.bus, &self.definition, &probe).await {
             Ok(None) => Input::Start,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "subdomain not checked outside the saga store; starting, the steps refuse what is not theirs");
@@ -158,22 +162,20 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
     }
 }
 
-/// What holds `tenant`'s subdomain outside the saga store, as the step services see
+/// What holds `probe`'s subdomain outside the saga store, as the step services see
 /// it (every step is asked, at once; one that knows nothing of subdomains says free).
 /// An error when a step could not tell or did not answer.
 pub(crate) async fn held_elsewhere<B: Bus>(
     bus: &B,
     definition: &SagaDefinition,
-    tenant: &TenantContext,
+    probe: &SubdomainProbe,
 ) -> anyhow::Result<Option<String>> {
-    let probe = SubdomainProbe {
-        subdomain: tenant.subdomain.clone(),
-        site_name: tenant.site_name.clone(),
-    };
-    let replies = futures::future::join_all(definition.steps.iter().map(|step| {
-        let probe = &probe;
-        async move { (step.name.as_str(), bus.probe(&step.name, probe).await) }
-    }))
+    let replies = futures::future::join_all(
+        definition
+            .steps
+            .iter()
+            .map(|step| async move { (step.name.as_str(), bus.probe(&step.name, probe).await) }),
+    )
     .await;
     for (step, reply) in replies {
         let reply = reply.with_context(|| format!("asking the {step} step about the subdomain"))?;
