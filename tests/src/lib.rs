@@ -94,7 +94,7 @@ impl Harness {
             .await
             .expect("NATS with JetStream on TEST_NATS_URL");
         let js = jetstream::new(client.clone());
-        step_runtime::bus::ensure_streams(&js, &subjects)
+        step_runtime::bus::ensure_streams(&js, &subjects, 1)
             .await
             .expect("declare streams");
         let key_base64 = secrets::SecretsKey::generate_base64();

@@ -159,8 +159,8 @@ pub trait Step: Send + Sync + 'static {
 /// How the runtime runs a step service.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// `NATS_URL`.
-    pub nats_url: String,
+    /// `NATS_URL`, `NATS_STREAM_REPLICAS`.
+    pub nats: bus::NatsConfig,
     /// `NATS_NAMESPACE`: prefix of subjects and streams (empty in production).
     pub namespace: String,
     /// Commands run at once (`STEP_CONCURRENCY`).
@@ -221,7 +221,7 @@ pub fn config_from(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Ru
             .map(|v| v.unwrap_or(default))
     };
     Ok(RuntimeConfig {
-        nats_url: lookup("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+        nats: bus::NatsConfig::from_lookup(&lookup)?,
         namespace: lookup("NATS_NAMESPACE").unwrap_or_default(),
         concurrency: number("STEP_CONCURRENCY", 8)?.max(1) as usize,
         ack_wait: Duration::from_secs(number("STEP_ACK_WAIT_SECS", 30)?.max(3)),
@@ -247,7 +247,8 @@ mod tests {
         let key = secrets::SecretsKey::generate_base64();
         let config =
             config_from(|k| (k == "SAGA_SECRETS_KEY").then(|| key.clone())).expect("config");
-        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(config.nats.url, "nats://127.0.0.1:4222");
+        assert_eq!(config.nats.stream_replicas, 1);
         assert_eq!(config.concurrency, 8);
         assert_eq!(config.max_deliver, 10);
         assert_eq!(config.report_ttl, Duration::from_secs(7 * 24 * 3600));

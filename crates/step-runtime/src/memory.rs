@@ -32,6 +32,7 @@ impl FinishedCommands {
         js: &jetstream::Context,
         bucket: &str,
         ttl: Duration,
+        replicas: usize,
     ) -> anyhow::Result<Self> {
         let config = stream::Config {
             name: format!("KV_{bucket}"),
@@ -43,9 +44,10 @@ impl FinishedCommands {
             deny_delete: true,
             allow_direct: true,
             discard: stream::DiscardPolicy::New,
+            num_replicas: replicas,
             ..Default::default()
         };
-        // Updated only when its TTL changed: every step service opens the bucket at
+        // Updated only when its TTL or replicas changed: every step service opens the bucket at
         // start-up, and nats-server 2.9 has been seen to crash (SIGSEGV in
         // `updateWithAdvisory`) under concurrent updates of one stream.
         let mut declared = js
@@ -59,13 +61,15 @@ impl FinishedCommands {
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| format!("reading the key-value bucket {bucket}"))?
             .config
-            .max_age;
-        if current != ttl {
+            .clone();
+        if current.max_age != ttl || current.num_replicas != replicas {
             js.update_stream(config)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| format!("changing the key-value bucket {bucket}'s TTL"))?;
-            tracing::info!(%bucket, ?ttl, "finished-commands bucket TTL changed");
+                .with_context(|| {
+                    format!("changing the key-value bucket {bucket}'s TTL or replicas")
+                })?;
+            tracing::info!(%bucket, ?ttl, replicas, "finished-commands bucket changed");
         }
         let store = js
             .get_key_value(bucket)

@@ -22,7 +22,7 @@ pub async fn run<S: Step>(
 ) -> anyhow::Result<()> {
     let subjects = Subjects::new(&config.namespace);
     let name = step.name().to_string();
-    let client = bus::connect(&config.nats_url, &format!("step-{name}")).await?;
+    let client = bus::connect(&config.nats, &format!("step-{name}")).await?;
     let step = Arc::new(step);
     let listener = health::bind(
         config
@@ -50,10 +50,14 @@ pub async fn run<S: Step>(
     )
     .await?;
     let js = jetstream::new(client);
-    bus::ensure_streams(&js, &subjects).await?;
-    let memory =
-        FinishedCommands::open(&js, &subjects.finished_commands_bucket(), config.report_ttl)
-            .await?;
+    bus::ensure_streams(&js, &subjects, config.nats.stream_replicas).await?;
+    let memory = FinishedCommands::open(
+        &js,
+        &subjects.finished_commands_bucket(),
+        config.report_ttl,
+        config.nats.stream_replicas,
+    )
+    .await?;
     let stream = js
         .get_stream(subjects.commands_stream())
         .await

@@ -9,8 +9,8 @@ use crate::saga::SagaDefinition;
 /// Everything the orchestrator needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `NATS_URL`.
-    pub nats_url: String,
+    /// `NATS_URL`, `NATS_STREAM_REPLICAS`.
+    pub nats: step_runtime::bus::NatsConfig,
     /// `NATS_NAMESPACE`: prefix of subjects and streams; empty in production.
     pub namespace: String,
     /// `SAGA_STORE_URL`: `sqlite://...` (embedded) or `mysql://...` (shared).
@@ -61,7 +61,7 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Co
         }
     }
     Ok(Config {
-        nats_url: lookup("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+        nats: step_runtime::bus::NatsConfig::from_lookup(&lookup)?,
         namespace: lookup("NATS_NAMESPACE").unwrap_or_default(),
         store_url: lookup("SAGA_STORE_URL")
             .unwrap_or_else(|| "sqlite://data/orchestrator.db".into()),
@@ -92,7 +92,7 @@ mod tests {
     fn defaults_follow_the_contract() {
         let key = secrets::SecretsKey::generate_base64();
         let config = from_lookup(lookup(&[("SAGA_SECRETS_KEY", &key)])).expect("config");
-        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(config.nats.url, "nats://127.0.0.1:4222");
         assert_eq!(config.store_url, "sqlite://data/orchestrator.db");
         assert_eq!(config.parent_domain, "localhost");
         assert_eq!(config.definition, SagaDefinition::tenant_provisioning());

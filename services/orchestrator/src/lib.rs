@@ -108,9 +108,9 @@ pub async fn run_with_store<S: SagaStore>(
 ) -> anyhow::Result<()> {
     let subjects = Subjects::new(&config.namespace);
     let http = step_runtime::health::bind(config.http_addr).await?;
-    let client = step_runtime::bus::connect(&config.nats_url, "orchestrator").await?;
+    let client = step_runtime::bus::connect(&config.nats, "orchestrator").await?;
     let js = jetstream::new(client.clone());
-    step_runtime::bus::ensure_streams(&js, &subjects).await?;
+    step_runtime::bus::ensure_streams(&js, &subjects, config.nats.stream_replicas).await?;
     let mut signups = pull_consumer(
         &js,
         subjects.signups_stream(),

@@ -219,7 +219,7 @@ async fn main() -> anyhow::Result<()> {
 
     let client = async_nats::connect(&nats_url).await?;
     let js = jetstream::new(client);
-    step_runtime::bus::ensure_streams(&js, &subjects).await?;
+    step_runtime::bus::ensure_streams(&js, &subjects, 1).await?;
     let admin = sqlx::MySqlPool::connect(&mysql_url)
         .await
         .context("MariaDB")?;

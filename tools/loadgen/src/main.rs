@@ -150,7 +150,7 @@ async fn run_orchestrated(
         )));
     }
     let js = async_nats::jetstream::new(client.clone());
-    step_runtime::bus::ensure_streams(&js, &subjects).await?;
+    step_runtime::bus::ensure_streams(&js, &subjects, 1).await?;
 
     // Progress is read on a plain subscription: what a live dashboard sees.
     let mut progress = client.subscribe(subjects.progress_all()).await?;
