@@ -1,6 +1,8 @@
 //! Durable saga state. Every transition is stored, with the progress events it
 //! produced, before anything is published; the events double as an outbox that a
-//! restarted orchestrator republishes from.
+//! restarted orchestrator republishes from. Several orchestrators may share a store:
+//! a leader lease says which one drives, and fences the writes of the others
+//! (`lease.rs`).
 
 mod group_commit;
 mod lease;
@@ -192,7 +194,8 @@ pub trait SagaStore: Send + Sync + 'static {
 
     /// Extends the lease by `ttl` from now (database clock). `false` when
     /// `holder`/`fence` no longer hold it (another took over); this instance's writes
-    /// are refused from then on.
+    /// are refused from then on. Renewing never gives an instance its writes back:
+    /// only `try_lead` does.
     fn renew_lead(
         &self,
         holder: &str,
