@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(config.definition, SagaDefinition::tenant_provisioning());
         assert_eq!(config.lease, Duration::from_secs(3));
         let other = from_lookup(lookup(&[("SAGA_SECRETS_KEY", &key)])).expect("config");
-        assert_ne!(config.instance, other.instance, "each instance is its own holder");
+        assert_ne!(
+            config.instance, other.instance,
+            "each instance is its own holder"
+        );
     }
 
     #[test]

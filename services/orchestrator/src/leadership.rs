@@ -34,7 +34,11 @@ impl Lease {
 
     /// Waits until this instance holds the lead, and returns its fence number; `None`
     /// when `stop` comes first.
-    pub async fn acquire<S: SagaStore>(&self, store: &S, stop: &CancellationToken) -> Option<u64> {
+    pub async fn acquire<S: SagaStore>(
+        self,
+        store: Arc<S>,
+        stop: CancellationToken,
+    ) -> Option<u64> {
         let mut standing_by = false;
         loop {
             match store.try_lead(&self.holder, self.ttl).await {
@@ -52,7 +56,9 @@ impl Lease {
                     );
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot reach the saga store to take the lead"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach the saga store to take the lead")
+                }
             }
             tokio::select! {
                 () = stop.cancelled() => return None,
@@ -98,11 +104,16 @@ impl Lease {
     }
 
     /// Gives the lead up, so a standby takes over at once rather than after the lease.
-    pub async fn resign<S: SagaStore>(&self, store: &S, fence: u64) {
+    pub async fn resign<S: SagaStore>(self, store: Arc<S>, fence: u64) {
         match tokio::time::timeout(self.renew_every(), store.resign(&self.holder, fence)).await {
             Ok(Ok(())) => tracing::info!(fence, "lead given up"),
-            Ok(Err(e)) => tracing::warn!(error = %e, fence, "could not give the lead up; it lapses with its lease"),
-            Err(_) => tracing::warn!(fence, "giving the lead up got no answer; it lapses with its lease"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, fence, "could not give the lead up; it lapses with its lease")
+            }
+            Err(_) => tracing::warn!(
+                fence,
+                "giving the lead up got no answer; it lapses with its lease"
+            ),
         }
     }
 }
@@ -117,4 +128,74 @@ pub(crate) fn instance_name() -> String {
         .unwrap_or_else(|| "orchestrator".into());
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{host}/{}/{}", std::process::id(), &random[..6])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn lease(holder: &str) -> Lease {
+        Lease {
+            holder: holder.into(),
+            ttl: Duration::from_secs(3),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_leader_stands_down_when_another_takes_the_lead() {
+        let store = Arc::new(MemoryStore::default());
+        let stop = CancellationToken::new();
+        let first = lease("first");
+        let fence = first
+            .clone()
+            .acquire(store.clone(), stop.clone())
+            .await
+            .expect("the lead");
+        let session = CancellationToken::new();
+        let keeper = tokio::spawn(first.clone().keep(store.clone(), fence, session.clone()));
+
+        // While it renews, nobody else gets the lead.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(
+            store.try_lead("second", first.ttl).await.expect("ask"),
+            None
+        );
+        assert!(!session.is_cancelled());
+
+        // Given up (as if its lease lapsed), the lead goes to another holder; the
+        // first's next renewal finds that out and ends its session.
+        store.resign("first", fence).await.expect("resign");
+        let taken = store.try_lead("second", first.ttl).await.expect("ask");
+        assert!(taken.is_some_and(|second| second > fence), "{taken:?}");
+        keeper.await.expect("keeper");
+        assert!(session.is_cancelled(), "the deposed leader's session ends");
+    }
+
+    #[tokio::test]
+    async fn a_standby_waits_until_the_lead_is_free() {
+        let store = Arc::new(MemoryStore::default());
+        let stop = CancellationToken::new();
+        let fence = lease("first")
+            .acquire(store.clone(), stop.clone())
+            .await
+            .expect("lead");
+        let waiting = {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(lease("second").acquire(store, stop))
+        };
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the standby waits while the lead is held"
+        );
+        lease("first").resign(store.clone(), fence).await;
+        let second = waiting.await.expect("standby").expect("the lead");
+        assert!(second > fence);
+
+        // A standby that is told to stop stops waiting.
+        let stop = CancellationToken::new();
+        stop.cancel();
+        assert_eq!(lease("third").acquire(store, stop).await, None);
+    }
 }

@@ -150,7 +150,7 @@ pub async fn run_with_store<S: SagaStore>(
         ttl: config.lease,
     };
     let result = loop {
-        let Some(fence) = lease.acquire(&*store, &shutdown).await else {
+        let Some(fence) = lease.clone().acquire(store.clone(), shutdown.clone()).await else {
             break Ok(());
         };
         let session = shutdown.child_token();
@@ -159,7 +159,7 @@ pub async fn run_with_store<S: SagaStore>(
         session.cancel();
         let _ = keeper.await;
         if driven.is_err() || shutdown.is_cancelled() {
-            lease.resign(&*store, fence).await;
+            lease.clone().resign(store.clone(), fence).await;
             break driven;
         }
         tracing::warn!(fence, "lost the lead: standing by");

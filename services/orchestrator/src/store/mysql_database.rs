@@ -87,7 +87,10 @@ async fn create(options: &AnyConnectOptions, missing: bool) -> Result<(), Error>
     let statement = format!(
         "CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
     );
-    let created = sqlx::raw_sql(&statement).execute(&mut conn).await;
+    // Through `Executor` rather than `raw_sql`: `raw_sql`'s future on a borrowed
+    // connection is not provably `Send` for every lifetime, and callers spawn
+    // `connect` (rust-lang/rust#110338).
+    let created = sqlx::Executor::execute(&mut conn, statement.as_str()).await;
     let _ = conn.close().await;
     match created {
         Ok(_) => {
