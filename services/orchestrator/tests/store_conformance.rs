@@ -433,3 +433,11 @@ async fn mysql_store_passes_the_lead_between_two_instances() {
     let (first, second) = (database.store().await, database.store().await);
     lease::two_instances(&first, &second, &database.store().await).await;
 }
+
+#[tokio::test]
+async fn mysql_store_takeover_waits_for_a_write_in_flight() {
+    let database = MysqlDatabase::create().await;
+    let (first, second) = (database.store().await, database.store().await);
+    lease::takeover_waits_for_a_write_in_flight(&first, &second, &database.url(), &database.name)
+        .await;
+}

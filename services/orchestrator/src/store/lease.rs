@@ -270,9 +270,9 @@ pub(super) mod sql {
             "UPDATE orchestrator_lease SET holder = ?, fence = fence + 1, expires_at = {now} + ?
              WHERE name = 'driver' AND (holder = '' OR expires_at < {now} OR holder = ?)"
         ))
-        .bind(holder)
+        .bind(holder.to_string())
         .bind(millis(ttl))
-        .bind(holder)
+        .bind(holder.to_string())
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -300,7 +300,7 @@ pub(super) mod sql {
             "UPDATE orchestrator_lease SET expires_at = {now} + ? WHERE name = 'driver' AND holder = ? AND fence = ?"
         ))
         .bind(millis(ttl))
-        .bind(holder)
+        .bind(holder.to_string())
         .bind(fence as i64)
         .execute(pool)
         .await?;
@@ -320,7 +320,7 @@ pub(super) mod sql {
         sqlx::query(&format!(
             "UPDATE orchestrator_lease SET holder = '', expires_at = {now} WHERE name = 'driver' AND holder = ? AND fence = ?"
         ))
-        .bind(holder)
+        .bind(holder.to_string())
         .bind(fence as i64)
         .execute(pool)
         .await?;
@@ -372,7 +372,7 @@ pub(super) mod sql {
         let matched = sqlx::query(
             "UPDATE orchestrator_lease SET fence = fence WHERE name = 'driver' AND holder = ? AND fence = ?",
         )
-        .bind(holder)
+        .bind(holder.to_string())
         .bind(number as i64)
         .execute(&mut **tx)
         .await?

@@ -4,7 +4,7 @@
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::mysql::MySqlDatabaseError;
-use sqlx::{AnyPool, ConnectOptions, Connection, Row};
+use sqlx::{AnyPool, ConnectOptions, Row};
 
 use super::Error;
 
@@ -72,26 +72,28 @@ fn plain_name(name: &str) -> bool {
 /// Creates the URL's database through a connection to the server alone; `missing`
 /// when the server said so (rather than denying access to the name).
 async fn create(options: &AnyConnectOptions, missing: bool) -> Result<(), Error> {
-    let url = &options.database_url;
-    let name = url.path().trim_start_matches('/').to_string();
+    let mut server_url = options.database_url.clone();
+    let name = server_url.path().trim_start_matches('/').to_string();
     if !plain_name(&name) {
         return Err(Error::Unavailable(format!(
             "the store database {name:?} cannot be opened, and a name other than letters, digits, '_', '-' or '$' is not created automatically: create it yourself"
         )));
     }
-    let mut server_url = url.clone();
+    let url_user = server_url.username().to_string();
     server_url.set_path("");
     let server = AnyConnectOptions::from_url(&server_url)?.disable_statement_logging();
-    let mut conn = sqlx::AnyConnection::connect_with(&server).await?;
-    let account = account(&mut conn, url.username()).await;
+    // A pool of one, not a bare connection: executing on `&mut AnyConnection` makes
+    // the future's `Send` unprovable too.
+    let conn = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect_with(server)
+        .await?;
+    let account = account(&conn, url_user).await;
     let statement = format!(
         "CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
     );
-    // Through `Executor` rather than `raw_sql`: `raw_sql`'s future on a borrowed
-    // connection is not provably `Send` for every lifetime, and callers spawn
-    // `connect` (rust-lang/rust#110338).
-    let created = sqlx::Executor::execute(&mut conn, statement.as_str()).await;
-    let _ = conn.close().await;
+    let created = sqlx::raw_sql(&statement).execute(&conn).await;
+    conn.close().await;
     match created {
         Ok(_) => {
             tracing::info!(database = %name, "saga store database created");
@@ -116,9 +118,9 @@ async fn create(options: &AnyConnectOptions, missing: bool) -> Result<(), Error>
 }
 
 /// The account as the server knows it (`'user'@'host'`), for the GRANT to suggest.
-async fn account(conn: &mut sqlx::AnyConnection, url_user: &str) -> String {
+async fn account(conn: &AnyPool, url_user: String) -> String {
     let current = sqlx::query("SELECT CURRENT_USER()")
-        .fetch_one(&mut *conn)
+        .fetch_one(conn)
         .await
         .ok()
         .and_then(|row| {
@@ -130,7 +132,7 @@ async fn account(conn: &mut sqlx::AnyConnection, url_user: &str) -> String {
         });
     let (user, host) = match current.as_deref().and_then(|c| c.rsplit_once('@')) {
         Some((user, host)) => (user.to_string(), host.to_string()),
-        None => (url_user.to_string(), "%".to_string()),
+        None => (url_user, "%".to_string()),
     };
     format!("'{user}'@'{host}'")
 }

@@ -345,3 +345,102 @@ async fn passes_the_lead(
         Inserted::Stored
     );
 }
+
+/// Polls MariaDB's process list until a statement starting with `prefix` waits in
+/// `database`; false if none did within 20 s. (Not asserted here: a panic while the
+/// gate holds its lock would leave the store's writer stuck in its transaction, and
+/// the test database could not be dropped.)
+async fn waited(url: &str, database: &str, prefix: &str) -> bool {
+    let mut watcher = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+        .await
+        .expect("watcher");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ? AND INFO LIKE ?",
+        )
+        .bind(database)
+        .bind(format!("{prefix}%"))
+        .fetch_one(&mut watcher)
+        .await
+        .expect("processlist");
+        if waiting >= 1 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// MariaDB: a write of the leader in flight when its lease has expired, and a
+/// takeover at that moment. The fence check locks the lease row for the write's
+/// transaction, so the takeover waits for the write to commit: the write is stored
+/// before the new fence exists, never after it, and the old leader's next write is
+/// refused. (SQLite's single writer lock orders them by itself.)
+pub async fn takeover_waits_for_a_write_in_flight(
+    first: &impl SagaStore,
+    second: &impl SagaStore,
+    url: &str,
+    database: &str,
+) {
+    let fence = first.try_lead("one", LONG).await.expect("try_lead");
+    let fence = fence.expect("nobody led");
+    let saga = started(first, &unique("in-flight")).await;
+    assert!(first.renew_lead("one", fence, SHORT).await.expect("renew"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while second
+        .leader()
+        .await
+        .expect("leader")
+        .is_some_and(|l| l.expires_in_ms >= 0)
+    {
+        assert!(Instant::now() < deadline, "the short lease never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A third connection holds the saga's row, so the leader's write stops inside its
+    // transaction, after its fence check.
+    let mut gate = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+        .await
+        .expect("gate");
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut gate)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT saga_id FROM sagas WHERE saga_id = ? FOR UPDATE")
+        .bind(saga.id.to_string())
+        .fetch_all(&mut gate)
+        .await
+        .expect("row lock");
+    let (after, events) = transition(&saga, completed(&saga));
+    let (written, (write_waited, taken), takeover_waited) = futures::join!(
+        first.update(&saga, &after, &events),
+        async {
+            let write_waited = waited(url, database, "UPDATE sagas").await;
+            (write_waited, second.try_lead("two", LONG).await)
+        },
+        async {
+            let takeover_waited =
+                waited(url, database, "UPDATE orchestrator_lease SET holder").await;
+            sqlx::raw_sql("ROLLBACK")
+                .execute(&mut gate)
+                .await
+                .expect("unlock");
+            takeover_waited
+        },
+    );
+    assert!(write_waited, "the leader's write never waited for the row");
+    assert!(
+        takeover_waited,
+        "the takeover never waited for the leader's write in flight"
+    );
+    assert_eq!(written.expect("the write in flight"), Updated::Stored);
+    let taken = taken
+        .expect("try_lead")
+        .expect("the expired lease is taken");
+    assert!(taken > fence, "fence {taken} after {fence}");
+    assert_stored(second, &after).await;
+    let (next, events) = transition(&after, completed(&after));
+    deposed(first.update(&after, &next, &events).await);
+    assert_stored(second, &after).await;
+}
