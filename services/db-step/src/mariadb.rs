@@ -23,7 +23,7 @@ use crate::{Error, Holder, TenantDatabases};
 
 /// MariaDB error numbers worth a retry: lock wait timeout, deadlock, too many
 /// connections, server gone away, lost connection, server shutting down.
-const TRANSIENT_CODES: &[&str] = &["1205", "1213", "1040", "2006", "2013", "1053"];
+const TRANSIENT_CODES: &[u16] = &[1205, 1213, 1040, 2006, 2013, 1053];
 
 /// MariaDB's "access denied" to a database, and "command denied" on a table.
 const ACCESS_DENIED_CODES: &[u16] = &[1044, 1142];
@@ -41,10 +41,13 @@ fn error_number(e: &sqlx::Error) -> Option<u16> {
 fn classify(e: sqlx::Error) -> Error {
     match &e {
         sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-            if TRANSIENT_CODES.contains(&code.as_str()) {
+            // The error number, not `db.code()`: that is the five-character SQLSTATE
+            // (`40001` for a deadlock), which never equals a number.
+            let number = error_number(&e);
+            if number.is_some_and(|n| TRANSIENT_CODES.contains(&n)) {
                 Error::Unavailable(db.message().to_string())
             } else {
+                let code = number.map(|n| n.to_string()).unwrap_or_default();
                 Error::Refused(format!("{} (error {code})", db.message()))
             }
         }
@@ -312,5 +315,58 @@ impl TenantDatabases for MariaDb {
         .await
         .map_err(classify)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lock wait timeout (as a deadlock or a server going away) is worth a retry:
+    /// the saga's retry policy then gets its chance, instead of a rollback at once.
+    #[tokio::test]
+    async fn a_lock_wait_timeout_is_transient() {
+        let url = std::env::var("TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+        let pool = MySqlPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .expect("MariaDB on TEST_MYSQL_URL");
+        let db = format!(
+            "dbstep_classify_{}",
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
+        sqlx::raw_sql(&format!(
+            "CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY); INSERT INTO `{db}`.t VALUES (1);"
+        ))
+        .execute(&pool)
+        .await
+        .expect("test table");
+        let mut holder = pool.begin().await.expect("holder");
+        sqlx::query(&format!("SELECT id FROM `{db}`.t WHERE id = 1 FOR UPDATE"))
+            .execute(&mut *holder)
+            .await
+            .expect("lock the row");
+        let mut waiter = pool.acquire().await.expect("waiter");
+        sqlx::query("SET SESSION innodb_lock_wait_timeout = 1")
+            .execute(&mut *waiter)
+            .await
+            .expect("short lock wait");
+        let timed_out = sqlx::query(&format!("UPDATE `{db}`.t SET id = 2 WHERE id = 1"))
+            .execute(&mut *waiter)
+            .await
+            .expect_err("the row is locked");
+        drop(waiter);
+        holder.rollback().await.expect("release");
+        sqlx::query(&format!("DROP DATABASE `{db}`"))
+            .execute(&pool)
+            .await
+            .expect("drop the test database");
+        assert_eq!(error_number(&timed_out), Some(1205), "{timed_out}");
+        assert!(
+            matches!(classify(timed_out), Error::Unavailable(_)),
+            "a lock wait timeout is retried"
+        );
     }
 }

@@ -1,7 +1,20 @@
 //! `orchestrator`: runs the tenant-provisioning saga orchestrator.
 
-fn main() -> anyhow::Result<()> {
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
     step_runtime::telemetry::init();
+    match serve() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, causes included: what failed and what to do, no backtrace.
+            eprintln!("orchestrator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve() -> anyhow::Result<()> {
     let config = orchestrator::config::from_lookup(|k| std::env::var(k).ok())?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
