@@ -66,7 +66,7 @@ pub fn all(
         },
         Check {
             name: "orphans",
-            what: "no database, user, ledger row, site folder, claim, Master record or bench process that no completed saga owns",
+            what: "no database, user, ledger row, site folder, claim, Master record or bench process that no saga owns",
             failures: orphans(signups, parent, observed),
         },
         Check {
@@ -185,9 +185,16 @@ fn undone(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String> 
 }
 
 fn orphans(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String> {
+    // A saga whose undo could not finish still owns what it made (an operator replays
+    // it); `undo-finished` reports it.
     let completed: HashMap<String, &Signup> = signups
         .iter()
-        .filter(|s| status(observed, s) == Some(SagaStatus::Completed))
+        .filter(|s| {
+            matches!(
+                status(observed, s),
+                Some(SagaStatus::Completed | SagaStatus::CompensationFailed)
+            )
+        })
         .map(|s| (s.id.to_string(), s))
         .collect();
     let owned_dbs: HashSet<String> = completed
@@ -201,7 +208,7 @@ fn orphans(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String>
             .is_some_and(|s| db_step::database_name(&s.subdomain) == row.db_name);
         if !owner {
             wrong.push(format!(
-                "ledger row {} of saga {} that did not complete",
+                "ledger row {} of saga {}, which owns nothing",
                 row.db_name, row.saga_id
             ));
         }
@@ -211,7 +218,7 @@ fn orphans(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String>
     for (name, (db, user)) in names {
         if (*db || *user) && !owned_dbs.contains(name) {
             wrong.push(format!(
-                "{name} exists (database {db}, user {user}) with no completed saga"
+                "{name} exists (database {db}, user {user}) and no saga owns it"
             ));
         }
     }
@@ -223,7 +230,7 @@ fn orphans(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String>
             .is_some_and(|s| s.site(parent) == folder.name);
         if !owner {
             wrong.push(format!(
-                "site folder {} with no completed saga (marker {:?})",
+                "site folder {} that no saga owns (marker {:?})",
                 folder.name, folder.marker
             ));
         }
@@ -239,7 +246,7 @@ fn orphans(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String>
     for (name, saga) in records {
         if !completed.get(saga).is_some_and(|s| &s.subdomain == name) {
             wrong.push(format!(
-                "Master record {name} of saga {saga} that did not complete"
+                "Master record {name} of saga {saga}, which owns nothing"
             ));
         }
     }

@@ -1,11 +1,12 @@
 //! The kill loop: SIGKILLs a random process at random moments, restarts it after a
-//! random short pause, and counts. Extra kills aim at the service of a step being
-//! undone while any saga compensates, and every fifth scheduled kill (the first one
-//! among them) takes the leading orchestrator, so that undos and failovers are hit, not
+//! random short pause, and counts. One extra kill aims at the service of each step
+//! being undone (once per saga and step, so that an undo is hit but can still finish),
+//! and every fifth scheduled kill (the third, the eighth, ...) takes the leading
+//! orchestrator, so that undos and failovers are hit, not
 //! only forward work. At most one NATS node is down at a time: the streams have three
 //! replicas and need two for a quorum.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
@@ -102,7 +103,7 @@ impl Supervisor {
     pub async fn run(mut self, tracker: SharedTracker, mut stop: watch::Receiver<bool>) -> Self {
         let mut next_kill = Instant::now() + self.every;
         let mut scheduled = 0u32;
-        let mut last_undo_kill = Instant::now();
+        let mut undos_hit: HashSet<(uuid::Uuid, String)> = HashSet::new();
         loop {
             tokio::select! {
                 _ = stop.changed() => {}
@@ -138,13 +139,12 @@ impl Supervisor {
                 }
                 let ms = self.every.as_millis() as u64;
                 next_kill = now + Duration::from_millis(self.rng.gen_range(ms / 2..=ms * 3 / 2));
-            } else if !undoing.is_empty() && now - last_undo_kill >= self.every {
+            } else if let Some(undo) = undoing.iter().find(|u| !undos_hit.contains(*u)) {
                 // Aim at the service of a step being undone right now.
-                let step = &undoing[self.rng.gen_range(0..undoing.len())];
-                if let Some(i) = self.random_target(Kind::of_step(step)) {
+                if let Some(i) = self.random_target(Kind::of_step(&undo.1)) {
                     self.kill(i, true, in_flight);
                 }
-                last_undo_kill = now;
+                undos_hit.insert(undo.clone());
             }
         }
     }

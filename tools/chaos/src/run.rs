@@ -228,14 +228,18 @@ async fn wait_for_orchestrator(client: &async_nats::Client, world: &World) -> an
 async fn settle(js: &jetstream::Context, world: &World) -> Option<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut quiet_since: Option<Instant> = None;
+    let mut last = String::new();
     while Instant::now() < deadline {
-        let mut busy = !crate::procs::running_in(&world.bench).is_empty();
+        let benches = crate::procs::running_in(&world.bench).len();
+        let mut busy = benches > 0;
+        last = format!("{benches} bench processes");
         for name in [world.subjects.commands_stream(), world.subjects.events_stream()] {
             let messages = match js.get_stream(&name).await {
-                Ok(mut stream) => stream.info().await.map(|i| i.state.messages).unwrap_or(1),
-                Err(_) => 1,
+                Ok(mut stream) => stream.info().await.map(|i| i.state.messages).ok(),
+                Err(_) => None,
             };
-            busy |= messages > 0;
+            busy |= messages != Some(0);
+            last.push_str(&format!(", {name}: {messages:?} messages"));
         }
         if busy {
             quiet_since = None;
@@ -244,5 +248,7 @@ async fn settle(js: &jetstream::Context, world: &World) -> Option<String> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Some("the command and event streams or the bench did not settle within 60 s".into())
+    Some(format!(
+        "the command and event streams or the bench did not settle within 60 s (last: {last})"
+    ))
 }

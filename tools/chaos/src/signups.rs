@@ -35,12 +35,12 @@ impl Tracker {
         }
     }
 
-    /// The steps being undone right now, one entry per compensating saga.
-    pub fn compensating_steps(&self) -> Vec<String> {
+    /// The steps being undone right now: `(saga, step)` per compensating saga.
+    pub fn compensating_steps(&self) -> Vec<(Uuid, String)> {
         self.latest
-            .values()
-            .filter(|(_, status, _)| *status == SagaStatus::Compensating)
-            .filter_map(|(_, _, step)| step.clone())
+            .iter()
+            .filter(|(_, (_, status, _))| *status == SagaStatus::Compensating)
+            .filter_map(|(id, (_, _, step))| Some((*id, step.clone()?)))
             .collect()
     }
 
