@@ -52,7 +52,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
     let mut log_level = "debug".to_string();
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value; {USAGE}"));
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("{flag} needs a value; {USAGE}"))
+        };
         match flag.as_str() {
             "--sagas" => sagas = value()?.parse().context("--sagas")?,
             "--seed" => seed = Some(value()?.parse().context("--seed")?),

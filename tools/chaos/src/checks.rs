@@ -123,7 +123,11 @@ fn completed(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<Strin
         let db = db_step::database_name(&s.subdomain);
         let rows: Vec<_> = observed.ledger.iter().filter(|r| r.db_name == db).collect();
         if rows.len() != 1 || rows[0].saga_id != id {
-            wrong.push(format!("{}: ledger rows for {db}: {}", s.subdomain, rows.len()));
+            wrong.push(format!(
+                "{}: ledger rows for {db}: {}",
+                s.subdomain,
+                rows.len()
+            ));
         }
         if observed.mariadb.get(&db) != Some(&(true, true)) {
             wrong.push(format!("{}: database or user {db} missing", s.subdomain));
@@ -174,7 +178,11 @@ fn undone(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String> 
         if observed.sites.iter().any(|f| f.name == site) {
             wrong.push(format!("{}: site folder {site} left", s.subdomain));
         }
-        if observed.claims.iter().any(|c| c.starts_with(&format!("{site}/"))) {
+        if observed
+            .claims
+            .iter()
+            .any(|c| c.starts_with(&format!("{site}/")))
+        {
             wrong.push(format!("{}: claim on {site} left", s.subdomain));
         }
         if observed.master.contains_key(&s.subdomain) {

@@ -121,7 +121,9 @@ impl Supervisor {
             };
             if let Some(killed_at) = self.pending_failover {
                 if last_event.is_some_and(|e| e > killed_at) {
-                    self.figures.failovers.push(last_event.unwrap_or(now) - killed_at);
+                    self.figures
+                        .failovers
+                        .push(last_event.unwrap_or(now) - killed_at);
                     self.pending_failover = None;
                 } else if now - killed_at > Duration::from_secs(120) {
                     self.pending_failover = None;

@@ -58,7 +58,10 @@ pub fn collect(
     }
     for row in &observed.ledger {
         if let Some(sealed) = &row.sealed_password {
-            add(format!("password of database {}", row.db_name), open(sealed));
+            add(
+                format!("password of database {}", row.db_name),
+                open(sealed),
+            );
         }
     }
     for site in observed.sites.iter().chain(&observed.archived) {
@@ -67,7 +70,10 @@ pub fn collect(
             site.db_password.clone(),
         );
         if let Some(sealed) = &site.sealed_admin_password {
-            add(format!("Administrator's password of {}", site.name), open(sealed));
+            add(
+                format!("Administrator's password of {}", site.name),
+                open(sealed),
+            );
         }
         for secret in &site.api_secrets {
             add(format!("API secret in {}", site.name), Some(secret.clone()));
@@ -96,7 +102,10 @@ pub fn scan(logs: &Path, secrets: &[Secret]) -> anyhow::Result<Vec<String>> {
             seen.insert(hit?.pattern().as_usize());
         }
         let name = file.file_name().unwrap_or_default().to_string_lossy();
-        found.extend(seen.into_iter().map(|i| format!("{name}: {}", secrets[i].what)));
+        found.extend(
+            seen.into_iter()
+                .map(|i| format!("{name}: {}", secrets[i].what)),
+        );
     }
     Ok(found)
 }

@@ -93,11 +93,13 @@ pub async fn sagas(
         }
         let end = reply.map(|r| SagaEnd {
             status: r.saga.map(|saga| saga.status),
-            sealed_api_secret: r
-                .timeline
-                .iter()
-                .rev()
-                .find_map(|e| e.result.as_ref()?.get("api_secret")?.as_str().map(str::to_string)),
+            sealed_api_secret: r.timeline.iter().rev().find_map(|e| {
+                e.result
+                    .as_ref()?
+                    .get("api_secret")?
+                    .as_str()
+                    .map(str::to_string)
+            }),
         });
         ends.insert(s.id, end.unwrap_or_default());
     }

@@ -86,7 +86,11 @@ impl Report {
             *faults.entry(f.name()).or_default() += 1;
         }
         println!("figures:");
-        println!("  sagas          {} (injected faults: {})", self.signups.len(), listed(&faults));
+        println!(
+            "  sagas          {} (injected faults: {})",
+            self.signups.len(),
+            listed(&faults)
+        );
         println!("  outcomes       {}", listed(&self.outcomes()));
         let per_kind = |counts: &BTreeMap<Kind, u32>| -> String {
             let named: BTreeMap<&str, u32> = Kind::ALL
@@ -96,7 +100,11 @@ impl Report {
             listed(&named)
         };
         let f = &self.figures;
-        println!("  kills          {} ({})", f.total_kills(), per_kind(&f.kills));
+        println!(
+            "  kills          {} ({})",
+            f.total_kills(),
+            per_kind(&f.kills)
+        );
         println!(
             "                 during an undo {}, of an orchestrator with sagas in flight {}, of the leader {}",
             f.kills_in_undo,

@@ -177,8 +177,7 @@ async fn drive(
         master: observe::master(&master),
         ..Default::default()
     };
-    (observed.ledger, observed.mariadb) =
-        observe::mariadb(pool, &world.ledger_db, signups).await?;
+    (observed.ledger, observed.mariadb) = observe::mariadb(pool, &world.ledger_db, signups).await?;
     observe::bench(&world.bench, &mut observed);
     supervisor.kill_all();
     let figures = supervisor.figures.clone();
@@ -233,7 +232,10 @@ async fn settle(js: &jetstream::Context, world: &World) -> Option<String> {
         let benches = crate::procs::running_in(&world.bench).len();
         let mut busy = benches > 0;
         last = format!("{benches} bench processes");
-        for name in [world.subjects.commands_stream(), world.subjects.events_stream()] {
+        for name in [
+            world.subjects.commands_stream(),
+            world.subjects.events_stream(),
+        ] {
             let messages = match js.get_stream(&name).await {
                 Ok(mut stream) => stream.info().await.map(|i| i.state.messages).ok(),
                 Err(_) => None,

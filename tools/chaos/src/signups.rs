@@ -58,7 +58,11 @@ pub type SharedTracker = Arc<Mutex<Tracker>>;
 
 /// Follows every saga's progress (core subscription: a gap while a node restarts only
 /// blurs the aim of the kill loop; statuses are read with `saga.admin.get`).
-pub async fn follow_progress(client: async_nats::Client, subjects: Subjects, tracker: SharedTracker) {
+pub async fn follow_progress(
+    client: async_nats::Client,
+    subjects: Subjects,
+    tracker: SharedTracker,
+) {
     let Ok(mut events) = client.subscribe(subjects.progress_all()).await else {
         return;
     };
@@ -118,7 +122,11 @@ pub async fn publish_all(
 }
 
 /// `saga.admin.get` for `saga_id`: `None` when no orchestrator answered in time.
-pub async fn get(client: &async_nats::Client, subjects: &Subjects, saga_id: Uuid) -> Option<GetReply> {
+pub async fn get(
+    client: &async_nats::Client,
+    subjects: &Subjects,
+    saga_id: Uuid,
+) -> Option<GetReply> {
     let body = serde_json::to_vec(&SagaRef { saga_id }).ok()?;
     let reply = tokio::time::timeout(
         Duration::from_secs(3),

@@ -50,7 +50,12 @@ pub struct World {
 
 impl World {
     /// Makes the folder (bench with its `emulator.json`, logs) under `parent_dir`.
-    pub fn new(parent_dir: &Path, mysql: &str, signups_plan: &[Signup], run_id: String) -> anyhow::Result<Self> {
+    pub fn new(
+        parent_dir: &Path,
+        mysql: &str,
+        signups_plan: &[Signup],
+        run_id: String,
+    ) -> anyhow::Result<Self> {
         let dir = parent_dir.join(format!("chaos-{run_id}"));
         let logs = dir.join("logs");
         let bench = dir.join("frappe-bench");
@@ -111,7 +116,10 @@ impl World {
             ("NATS_STREAM_REPLICAS", crate::cluster::NODES.to_string()),
             ("NATS_NAMESPACE", format!("chaos{}", self.run_id)),
             ("SAGA_SECRETS_KEY", self.key_base64.clone()),
-            ("SAGA_STORE_URL", format!("{}/{}", self.mysql, self.store_db)),
+            (
+                "SAGA_STORE_URL",
+                format!("{}/{}", self.mysql, self.store_db),
+            ),
             ("PARENT_DOMAIN", PARENT.into()),
             ("TENANT_DB_ADMIN_URL", self.mysql.clone()),
             ("TENANT_DB_LEDGER", self.ledger_db.clone()),
@@ -170,7 +178,11 @@ impl World {
 
     /// Drops what the run made in MariaDB: the store, the ledger, and each tenant
     /// database and user by the exact names the run's sagas had (`names`).
-    pub async fn drop_databases(&self, pool: &sqlx::MySqlPool, names: &[String]) -> anyhow::Result<()> {
+    pub async fn drop_databases(
+        &self,
+        pool: &sqlx::MySqlPool,
+        names: &[String],
+    ) -> anyhow::Result<()> {
         for name in names {
             sqlx::raw_sql(&format!(
                 "DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'%';"
@@ -192,7 +204,10 @@ impl World {
 /// The folder of this executable, where cargo puts the workspace's other binaries.
 fn bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating this executable")?;
-    Ok(exe.parent().context("the executable's folder")?.to_path_buf())
+    Ok(exe
+        .parent()
+        .context("the executable's folder")?
+        .to_path_buf())
 }
 
 /// Builds the service binaries beside this one, with this one's profile, unless told
@@ -228,7 +243,10 @@ pub fn build_services(no_build: bool) -> anyhow::Result<()> {
             bin.display()
         );
     }
-    anyhow::ensure!(dir.join("bench-emulator").is_file(), "bench-emulator is missing");
+    anyhow::ensure!(
+        dir.join("bench-emulator").is_file(),
+        "bench-emulator is missing"
+    );
     Ok(())
 }
 

@@ -132,7 +132,11 @@ fn coverage_needs_undo_and_leader_kills() {
         leader_seen: true,
         ..Default::default()
     };
-    let coverage = |f: &Figures| all(&signups, PARENT, &observed, f, Vec::new())[8].failures.len();
+    let coverage = |f: &Figures| {
+        all(&signups, PARENT, &observed, f, Vec::new())[8]
+            .failures
+            .len()
+    };
     assert_eq!(coverage(&figures), 2);
     figures.kills_in_undo = 1;
     figures.leader_kills = 1;
