@@ -252,7 +252,7 @@ fn orphans(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String>
     let mut records: Vec<_> = observed.master.iter().collect();
     records.sort();
     for (name, saga) in records {
-        if !completed.get(saga).is_some_and(|s| &s.subdomain == name) {
+        if completed.get(saga).is_none_or(|s| &s.subdomain != name) {
             wrong.push(format!(
                 "Master record {name} of saga {saga}, which owns nothing"
             ));
