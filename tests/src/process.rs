@@ -74,7 +74,7 @@ impl Drop for Service {
 
 /// The folder for the service logs of the running test (named by the thread libtest
 /// runs it on), emptied.
-pub(crate) fn test_log_folder() -> PathBuf {
+pub fn test_log_folder() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let target = exe
         .ancestors()

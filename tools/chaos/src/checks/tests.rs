@@ -1,0 +1,144 @@
+//! The checks catch what they are for: each test plants one wrong thing in an
+//! otherwise clean observation.
+
+use rand::SeedableRng;
+
+use super::*;
+use crate::observe::{LedgerRow, SagaEnd, SiteFolder};
+
+const PARENT: &str = "chaos.test";
+
+/// Two signups, the first completed with all four effects, the second rolled back and
+/// clean.
+fn clean() -> (Vec<Signup>, Observed) {
+    let signups = crate::faults::plan(&mut rand::rngs::StdRng::seed_from_u64(3), 2, "t", 0);
+    let done = &signups[0];
+    let mut observed = Observed::default();
+    for (s, st) in signups
+        .iter()
+        .zip([SagaStatus::Completed, SagaStatus::RolledBack])
+    {
+        observed.sagas.insert(
+            s.id,
+            SagaEnd {
+                status: Some(st),
+                sealed_api_secret: None,
+            },
+        );
+        observed
+            .mariadb
+            .insert(db_step::database_name(&s.subdomain), (false, false));
+    }
+    let db = db_step::database_name(&done.subdomain);
+    observed.mariadb.insert(db.clone(), (true, true));
+    observed.ledger.push(LedgerRow {
+        db_name: db,
+        saga_id: done.id.to_string(),
+        sealed_password: None,
+    });
+    observed.sites.push(SiteFolder {
+        name: done.site(PARENT),
+        marker: Some(done.id.to_string()),
+        users: vec![(done.admin_email(), true)],
+        ..Default::default()
+    });
+    observed
+        .master
+        .insert(done.subdomain.clone(), done.id.to_string());
+    (signups, observed)
+}
+
+fn failed(signups: &[Signup], observed: &Observed) -> Vec<&'static str> {
+    all(signups, PARENT, observed, &Figures::default(), Vec::new())
+        .into_iter()
+        .filter(|c| !c.ok() && c.name != "coverage")
+        .map(|c| c.name)
+        .collect()
+}
+
+#[test]
+fn a_clean_run_passes() {
+    let (signups, observed) = clean();
+    assert_eq!(failed(&signups, &observed), Vec::<&str>::new());
+}
+
+#[test]
+fn a_saga_still_running_fails() {
+    let (signups, mut observed) = clean();
+    observed.sagas.get_mut(&signups[1].id).expect("saga").status = Some(SagaStatus::Compensating);
+    assert_eq!(failed(&signups, &observed), ["terminal"]);
+}
+
+#[test]
+fn a_completed_saga_without_its_master_record_fails() {
+    let (signups, mut observed) = clean();
+    observed.master.clear();
+    assert_eq!(failed(&signups, &observed), ["completed"]);
+}
+
+#[test]
+fn a_database_left_by_a_rollback_fails() {
+    let (signups, mut observed) = clean();
+    observed
+        .mariadb
+        .insert(db_step::database_name(&signups[1].subdomain), (true, false));
+    assert_eq!(failed(&signups, &observed), ["undone", "orphans"]);
+}
+
+#[test]
+fn a_stray_folder_record_or_process_is_an_orphan() {
+    let (signups, mut observed) = clean();
+    observed.sites.push(SiteFolder {
+        name: "stray.chaos.test".into(),
+        ..Default::default()
+    });
+    observed.master.insert("stray".into(), "nobody".into());
+    observed.bench_processes.push("42 bench-emulator".into());
+    let orphans = &all(&signups, PARENT, &observed, &Figures::default(), Vec::new())[4];
+    assert_eq!(orphans.name, "orphans");
+    assert_eq!(orphans.failures.len(), 3, "{:?}", orphans.failures);
+}
+
+#[test]
+fn a_fault_at_every_attempt_must_not_complete() {
+    let (mut signups, observed) = clean();
+    signups[0].fault = Some(crate::faults::Fault::NewSite);
+    assert_eq!(failed(&signups, &observed), ["faults"]);
+    signups[0].fault = Some(crate::faults::Fault::MasterUnavailable);
+    assert_eq!(failed(&signups, &observed), Vec::<&str>::new());
+}
+
+#[test]
+fn new_site_twice_is_caught_unless_archived_between() {
+    let log = "2026-01-02 10:00:00,100 INFO bench new-site a.chaos.test --no-setup-db\n\
+               2026-01-02 10:00:01,000 INFO bench --site a.chaos.test install-app erpnext\n\
+               2026-01-02 10:00:05,100 INFO bench new-site a.chaos.test --no-setup-db\n\
+               2026-01-02 10:00:06,100 INFO bench new-site b.chaos.test --no-setup-db\n";
+    let found = new_site_twice(log, &[]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("a.chaos.test"));
+    let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").expect("time");
+    let between = [("a.chaos.test".to_string(), at("2026-01-02 10:00:03"))];
+    assert_eq!(new_site_twice(log, &between), Vec::<String>::new());
+    let after = [("a.chaos.test".to_string(), at("2026-01-02 10:00:09"))];
+    assert_eq!(new_site_twice(log, &after).len(), 1);
+}
+
+#[test]
+fn coverage_needs_undo_and_leader_kills() {
+    let (signups, observed) = clean();
+    let mut figures = Figures {
+        orchestrator_kills_in_flight: 1,
+        leader_seen: true,
+        ..Default::default()
+    };
+    let coverage = |f: &Figures| {
+        all(&signups, PARENT, &observed, f, Vec::new())[8]
+            .failures
+            .len()
+    };
+    assert_eq!(coverage(&figures), 2);
+    figures.kills_in_undo = 1;
+    figures.leader_kills = 1;
+    assert_eq!(coverage(&figures), 0);
+}

@@ -1,0 +1,270 @@
+//! The run's world: its folder (bench, NATS stores, logs), its names (namespace, store
+//! and ledger databases, subdomains), the Master stand-in served in this process, the
+//! service binaries and the environment they run with; and the cleanup that drops
+//! exactly what the run made.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::Context as _;
+use contracts::Subjects;
+use secrets::ExposeSecret as _;
+
+use crate::faults::Signup;
+use crate::procs::{Kind, Proc};
+
+/// `PARENT_DOMAIN` of the run's services.
+pub const PARENT: &str = "chaos.test";
+
+/// Instances of each step service and of the orchestrator.
+pub const INSTANCES: usize = 2;
+
+const MASTER_SITE: &str = "master.chaos.test";
+const MASTER_KEY: &str = "chaoskey";
+
+/// Names and places of one run.
+pub struct World {
+    /// Short random id in every name the run makes.
+    pub run_id: String,
+    /// The run's folder.
+    pub dir: PathBuf,
+    /// Where every process logs.
+    pub logs: PathBuf,
+    /// The bench folder.
+    pub bench: PathBuf,
+    /// Subjects and streams under the run's namespace.
+    pub subjects: Subjects,
+    /// `SAGA_SECRETS_KEY`.
+    pub key_base64: String,
+    /// The Master stand-in's API secret.
+    pub master_secret: String,
+    /// The saga store's database.
+    pub store_db: String,
+    /// db-step's ledger database.
+    pub ledger_db: String,
+    /// MariaDB admin URL.
+    pub mysql: String,
+    /// Where the service binaries are.
+    pub bin_dir: PathBuf,
+}
+
+impl World {
+    /// Makes the folder (bench with its `emulator.json`, logs) under `parent_dir`.
+    pub fn new(
+        parent_dir: &Path,
+        mysql: &str,
+        signups_plan: &[Signup],
+        run_id: String,
+    ) -> anyhow::Result<Self> {
+        let dir = parent_dir.join(format!("chaos-{run_id}"));
+        let logs = dir.join("logs");
+        let bench = dir.join("frappe-bench");
+        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        std::fs::create_dir_all(bench.join("sites"))?;
+        std::fs::write(
+            bench.join("sites/common_site_config.json"),
+            r#"{"frappe_user": "frappe", "db_host": "127.0.0.1", "db_port": 3306}"#,
+        )?;
+        std::fs::write(bench.join("sites/apps.txt"), "frappe\nerpnext\n")?;
+        std::fs::write(
+            bench.join("emulator.json"),
+            crate::faults::emulator_settings(signups_plan, PARENT).to_string(),
+        )?;
+        let key_base64 = secrets::SecretsKey::generate_base64();
+        Ok(Self {
+            subjects: Subjects::new(&format!("chaos{run_id}")),
+            key_base64,
+            master_secret: secrets::generate_password(24).expose_secret().to_string(),
+            store_db: format!("chaos_{run_id}_store"),
+            ledger_db: format!("chaos_{run_id}_ledger"),
+            mysql: mysql.trim_end_matches('/').to_string(),
+            bin_dir: bin_dir()?,
+            run_id,
+            dir,
+            logs,
+            bench,
+        })
+    }
+
+    /// A pool with the MariaDB admin account.
+    pub async fn pool(&self) -> anyhow::Result<sqlx::MySqlPool> {
+        sqlx::MySqlPool::connect(&self.mysql)
+            .await
+            .with_context(|| format!("connecting to MariaDB at {}", self.mysql))
+    }
+
+    /// Runs the Master stand-in on a free port; returns its URL and state.
+    pub async fn start_master(&self) -> anyhow::Result<(String, master_standin::Shared)> {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(master_standin::Master {
+            site_name: MASTER_SITE.into(),
+            api_key: MASTER_KEY.into(),
+            api_secret: self.master_secret.clone(),
+            doctype: "SaaS Tenant".into(),
+            ..Default::default()
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(master_standin::serve(listener, state.clone()));
+        Ok((url, state))
+    }
+
+    /// The environment of every service of the run.
+    fn env(&self, nats_url: &str, master_url: &str, log_level: &str) -> Vec<(String, String)> {
+        let bench_bin = self.bin_dir.join("bench-emulator").display().to_string();
+        [
+            ("NATS_URL", nats_url.to_string()),
+            ("NATS_STREAM_REPLICAS", crate::cluster::NODES.to_string()),
+            ("NATS_NAMESPACE", format!("chaos{}", self.run_id)),
+            ("SAGA_SECRETS_KEY", self.key_base64.clone()),
+            (
+                "SAGA_STORE_URL",
+                format!("{}/{}", self.mysql, self.store_db),
+            ),
+            ("PARENT_DOMAIN", PARENT.into()),
+            ("TENANT_DB_ADMIN_URL", self.mysql.clone()),
+            ("TENANT_DB_LEDGER", self.ledger_db.clone()),
+            // Short enough that a step whose service was killed is retried soon.
+            ("SAGA_STEP_TIMEOUT_SECS", "20".into()),
+            ("SAGA_RETRY_BASE_MS", "200".into()),
+            ("STEP_ACK_WAIT_SECS", "5".into()),
+            ("STEP_SHUTDOWN_GRACE_SECS", "2".into()),
+            ("HTTP_ADDR", "127.0.0.1:0".into()),
+            ("HEALTH_ADDR", "127.0.0.1:0".into()),
+            ("LOG_FORMAT", "json".into()),
+            // The secret scan then sees all that a debug log says.
+            ("RUST_LOG", log_level.into()),
+            ("BENCH_DRIVER", "local".into()),
+            ("BENCH_BIN", bench_bin),
+            ("BENCH_PATH", self.bench.display().to_string()),
+            ("FRAPPE_APPS", "erpnext".into()),
+            ("SITE_CONCURRENCY", "2".into()),
+            ("MASTER_SITE_URL", master_url.into()),
+            ("MASTER_SITE_NAME", MASTER_SITE.into()),
+            ("MASTER_API_KEY", MASTER_KEY.into()),
+            ("MASTER_API_SECRET", self.master_secret.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Two instances of the orchestrator and of each step service, not started yet.
+    pub fn services(&self, nats_url: &str, master_url: &str, log_level: &str) -> Vec<Proc> {
+        let env = self.env(nats_url, master_url, log_level);
+        let mut procs = Vec::new();
+        for kind in &Kind::ALL[..5] {
+            for i in 0..INSTANCES {
+                procs.push(Proc::new(
+                    *kind,
+                    format!("{}-{i}", kind.name()),
+                    self.bin_dir.join(kind.name()),
+                    Vec::new(),
+                    env.clone(),
+                    &self.logs,
+                ));
+            }
+        }
+        procs
+    }
+
+    /// Creates the saga store's database (the orchestrator creates its tables).
+    pub async fn create_store(&self, pool: &sqlx::MySqlPool) -> anyhow::Result<()> {
+        sqlx::raw_sql(&format!("CREATE DATABASE `{}`", self.store_db))
+            .execute(pool)
+            .await
+            .context("creating the saga store's database")?;
+        Ok(())
+    }
+
+    /// Drops what the run made in MariaDB: the store, the ledger, and each tenant
+    /// database and user by the exact names the run's sagas had (`names`).
+    pub async fn drop_databases(
+        &self,
+        pool: &sqlx::MySqlPool,
+        names: &[String],
+    ) -> anyhow::Result<()> {
+        for name in names {
+            sqlx::raw_sql(&format!(
+                "DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'%';"
+            ))
+            .execute(pool)
+            .await
+            .with_context(|| format!("dropping {name}"))?;
+        }
+        for db in [&self.store_db, &self.ledger_db] {
+            sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
+                .execute(pool)
+                .await
+                .with_context(|| format!("dropping {db}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The folder of this executable, where cargo puts the workspace's other binaries.
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating this executable")?;
+    Ok(exe
+        .parent()
+        .context("the executable's folder")?
+        .to_path_buf())
+}
+
+/// Builds the service binaries beside this one, with this one's profile, unless told
+/// not to; then checks they are there.
+pub fn build_services(no_build: bool) -> anyhow::Result<()> {
+    let dir = bin_dir()?;
+    if !no_build {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--workspace", "--bins"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        // Variables `cargo run` sets for this package would reach the build scripts of
+        // the inner build and make it rebuild half the dependency tree.
+        for (key, _) in std::env::vars_os() {
+            let Some(key) = key.to_str() else { continue };
+            if set_by_cargo_for_this_package(key) {
+                build.env_remove(key);
+            }
+        }
+        let status = build
+            .stdout(Stdio::null())
+            .status()
+            .context("running cargo build for the service binaries")?;
+        anyhow::ensure!(status.success(), "building the service binaries failed");
+    }
+    for kind in &Kind::ALL[..5] {
+        let bin = dir.join(kind.name());
+        anyhow::ensure!(
+            bin.is_file(),
+            "{} is missing: build the workspace's binaries first (cargo build --workspace --bins)",
+            bin.display()
+        );
+    }
+    anyhow::ensure!(
+        dir.join("bench-emulator").is_file(),
+        "bench-emulator is missing"
+    );
+    Ok(())
+}
+
+/// Whether cargo set variable `key` for this package when it ran it (`cargo run`):
+/// the package's own variables, which cargo sets per package for a build.
+fn set_by_cargo_for_this_package(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_BIN_EXE_")
+        || matches!(
+            key,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
+}
