@@ -398,3 +398,63 @@ async fn consumers_declared_by_an_older_release_get_max_deliver() {
     );
     h.finish().await;
 }
+
+/// A broker that loses a consumer's filter (seen on a NATS 2.9 cluster under node
+/// restarts) hands one step another step's command. The step must not run it: its
+/// report would come back as the other step's done. It is set aside instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_for_another_step_is_set_aside_not_run() {
+    let h = Harness::new().await;
+    let journal = Journal::default();
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(step_runtime::run(
+        ScriptedStep::new("admin_user", Behaviour::default(), journal.clone()),
+        h.runtime_config(),
+        stop.clone(),
+    ));
+    h.wait_step_consumer("admin_user").await;
+
+    let undo = command(
+        Uuid::new_v4(),
+        "site",
+        StepAction::Compensate,
+        2,
+        &h.subdomain("wrongstep"),
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", undo.command_id.as_str());
+    h.js.publish_with_headers(
+        h.subjects.step_command("admin_user"),
+        headers,
+        serde_json::to_vec(&undo).expect("json").into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+
+    tests::assert_eventually!(
+        30,
+        "a dead letter for the command",
+        !h.step_dead_letters("admin_user").await.is_empty()
+    );
+    let letters = h.step_dead_letters("admin_user").await;
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert!(
+        letters[0].reason.contains("\"site\"") && letters[0].reason.contains("\"admin_user\""),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(
+        letters[0].command_id.as_deref(),
+        Some(undo.command_id.as_str())
+    );
+    assert!(journal.entries().is_empty(), "the step did not run it");
+    assert!(
+        h.step_events("admin_user").await.is_empty(),
+        "nothing reported for it"
+    );
+    stop.cancel();
+    service.await.expect("join").expect("service");
+    h.finish().await;
+}

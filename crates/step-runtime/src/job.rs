@@ -91,6 +91,22 @@ impl<S: Step> Job<S> {
                 return;
             }
         };
+        if command.step != self.step.name() {
+            // The consumer is filtered on this step's subject; a broker that lost the
+            // filter (seen on a NATS 2.9 cluster under restarts) can deliver another
+            // step's command here. Running it would be this step's effect reported as
+            // that step's: set it aside instead; its attempt times out and is retried.
+            let reason = format!(
+                "a command for step {:?} reached the {:?} step's consumer (subject {})",
+                command.step,
+                self.step.name(),
+                message.subject
+            );
+            tracing::error!(%reason, "command for another step: set aside");
+            self.give_up(&message, Some(&command), reason, deliveries)
+                .await;
+            return;
+        }
         let span = tracing::info_span!(
             "command",
             saga_id = %command.saga_id,

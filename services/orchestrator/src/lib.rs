@@ -211,7 +211,7 @@ async fn drive<S: SagaStore>(
                 router,
                 clock: clock::Clock::System,
                 published: published_tx,
-                signup_subject: subjects.signup_requested(),
+                subjects: subjects.clone(),
                 unsent: Default::default(),
             })
         },

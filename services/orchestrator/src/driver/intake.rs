@@ -228,31 +228,37 @@ pub(crate) async fn route_signup<S: SagaStore, B: Bus>(core: &Core<S, B>, messag
     }
 }
 
-/// Reads a step report and routes it; a malformed one is set aside as a dead letter
-/// (never redelivered).
+/// Reads a step report and routes it; a malformed one, or one on another step's
+/// subject, is set aside as a dead letter (never redelivered).
 pub(crate) async fn route_event<S: SagaStore, B: Bus>(core: &Core<S, B>, message: Inbound) {
-    match serde_json::from_slice::<StepEvent>(&message.payload) {
-        Ok(event) => {
-            core.router
+    let reason = match serde_json::from_slice::<StepEvent>(&message.payload) {
+        // A step reports on its own subject only: a report of another step's work
+        // there was delivered where it does not belong (a broker that lost a
+        // consumer's filter has been seen doing so) and is not that step's word.
+        Ok(event) if message.subject == core.subjects.step_event(&event.step) => {
+            return core
+                .router
                 .send(event.saga_id, Work::Event(message, Box::new(event)))
-                .await
+                .await;
         }
-        Err(e) => {
-            let reason = format!(
-                "not a step event ({})",
-                contracts::dead_letter::where_it_broke(&e)
-            );
-            tracing::error!(%reason, subject = %message.subject, "malformed step event: set aside");
-            let letter = SetAside::Input(StepDeadLetter::new(
-                crate::bus::DEAD_LETTER_SOURCE,
-                &message.subject,
-                reason,
-                message.delivered,
-                None,
-                &message.payload,
-                core.clock.now(),
-            ));
-            core.set_aside(message, &letter, Settle::Term).await;
-        }
-    }
+        Ok(event) => format!(
+            "a report of step {:?} on another step's subject",
+            event.step
+        ),
+        Err(e) => format!(
+            "not a step event ({})",
+            contracts::dead_letter::where_it_broke(&e)
+        ),
+    };
+    tracing::error!(%reason, subject = %message.subject, "step event not accepted: set aside");
+    let letter = SetAside::Input(StepDeadLetter::new(
+        crate::bus::DEAD_LETTER_SOURCE,
+        &message.subject,
+        reason,
+        message.delivered,
+        None,
+        &message.payload,
+        core.clock.now(),
+    ));
+    core.set_aside(message, &letter, Settle::Term).await;
 }

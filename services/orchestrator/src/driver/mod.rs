@@ -99,9 +99,9 @@ pub(crate) struct Core<S, B = NatsBus> {
     pub timers: crate::timers::Timers,
     pub clock: Clock,
     pub published: mpsc::UnboundedSender<(Uuid, u64)>,
-    /// The subject signups arrive on (their dead letters keep the signup contract's
-    /// form).
-    pub signup_subject: String,
+    /// The names of subjects: signups arrive on one (their dead letters keep the
+    /// signup contract's form), each step's reports on its own.
+    pub subjects: contracts::Subjects,
     /// Sagas whose last command could not be sent, for the sweep to send again.
     pub unsent: Arc<Mutex<HashSet<Uuid>>>,
 }
@@ -232,7 +232,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             "not applied after {} deliveries: {error}",
             message.delivered
         );
-        let letter = if message.subject == self.signup_subject {
+        let letter = if message.subject == self.subjects.signup_requested() {
             SetAside::Signup(contracts::signup::DeadLetter::new(
                 &message.subject,
                 reason,

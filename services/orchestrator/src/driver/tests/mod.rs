@@ -233,6 +233,41 @@ async fn a_signup_whose_subdomain_cannot_be_checked_is_not_held_up() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_report_on_another_steps_subject_is_set_aside() {
+    let rig = Rig::new();
+    let id = Uuid::new_v4();
+    rig.signup(id).await;
+    rig.command_sent("database", StepAction::Execute).await;
+    let done = StepReport::Completed {
+        output: serde_json::json!({}),
+    };
+    // The database step's completion, as another step's consumer would publish it
+    // had the broker handed it the database's command.
+    rig.report_on("saga.evt.admin_user", "database", done, 1)
+        .await;
+    let letters = rig.bus.dead_letters();
+    let [SetAside::Input(letter)] = letters.as_slice() else {
+        panic!("one dead letter: {letters:?}");
+    };
+    assert!(
+        letter.reason.contains("another step's subject"),
+        "{}",
+        letter.reason
+    );
+    assert_eq!(
+        rig.settled.0.lock().expect("lock").last(),
+        Some(&Settle::Term)
+    );
+    assert!(
+        rig.sent_to("site", StepAction::Execute).is_empty(),
+        "the saga did not move on"
+    );
+    // The same report on its own subject moves it on.
+    rig.complete("database").await;
+    rig.command_sent("site", StepAction::Execute).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_malformed_report_is_set_aside_without_its_content() {
     let rig = Rig::new();
     let payload = br#"{"saga_id": "x", "api_secret": "TopSecret1!""#.to_vec();

@@ -171,7 +171,7 @@ impl Rig {
                     router,
                     clock,
                     published,
-                    signup_subject: "tenant.signup.requested".into(),
+                    subjects: contracts::Subjects::new(""),
                     unsent: Default::default(),
                 })
             },
@@ -212,6 +212,18 @@ impl Rig {
 
     /// Reports `report` for the last command sent to `step`.
     pub(super) async fn report(&self, step: &str, report: StepReport, delivered: u64) {
+        self.report_on(&format!("saga.evt.{step}"), step, report, delivered)
+            .await;
+    }
+
+    /// Reports `report` for the last command sent to `step`, on `subject`.
+    pub(super) async fn report_on(
+        &self,
+        subject: &str,
+        step: &str,
+        report: StepReport,
+        delivered: u64,
+    ) {
         let command = self
             .bus
             .commands()
@@ -230,7 +242,7 @@ impl Rig {
             at: self.core.clock.now(),
         };
         let payload = serde_json::to_vec(&event).expect("json");
-        let message = self.inbound(&format!("saga.evt.{step}"), payload, delivered);
+        let message = self.inbound(subject, payload, delivered);
         route_event(&self.core, message).await;
     }
 
