@@ -106,7 +106,10 @@ impl SqlStore {
                     Box::pin(async move {
                         for pragma in [
                             "PRAGMA journal_mode=WAL",
-                            "PRAGMA synchronous=NORMAL",
+                            // FULL: a commit is on disk before the writer answers. With
+                            // NORMAL a power loss may undo transactions whose inputs
+                            // were acked already (ARCHITECTURE.md, group commit).
+                            "PRAGMA synchronous=FULL",
                             "PRAGMA busy_timeout=5000",
                         ] {
                             sqlx::Executor::execute(&mut *conn, pragma).await?;
@@ -177,7 +180,7 @@ impl SqlStore {
     /// Which backend and durability setting this store runs with, for reports.
     pub fn describe(&self) -> String {
         match self.pool.connect_options().database_url.scheme() {
-            "sqlite" => "sqlite (WAL, synchronous=NORMAL)".into(),
+            "sqlite" => "sqlite (WAL, synchronous=FULL)".into(),
             other => format!("{other} (InnoDB defaults)"),
         }
     }
