@@ -5,6 +5,7 @@
 mod group_commit;
 mod memory;
 mod sql;
+mod sqlite_writer;
 mod statements;
 
 use std::future::Future;
