@@ -17,6 +17,8 @@ fn main() -> anyhow::Result<()> {
                     .with_max_times(10)
                     .with_jitter(),
             )
+            // A refusal (privileges) stays one: fail at once with what to run.
+            .when(|e| matches!(e, db_step::Error::Unavailable(_)))
             .notify(|e, delay| tracing::warn!(error = %e, ?delay, "MariaDB not ready, retrying"))
             .await
             .context("preparing the database ledger")?;

@@ -6,13 +6,16 @@
 //!
 //! Names are interpolated into SQL (identifiers cannot be bound), so every name is
 //! checked against `[a-z0-9_]` first; passwords come from `[A-Za-z0-9]` only.
+//!
+//! A ledger the account may not create is a one-line error that names the statements
+//! an administrator runs.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use contracts::Sealed;
 use secrets::{ExposeSecret, SecretString};
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions};
 use sqlx::{ConnectOptions, MySqlPool, Row};
 use uuid::Uuid;
 
@@ -21,6 +24,19 @@ use crate::{Error, Holder, TenantDatabases};
 /// MariaDB error numbers worth a retry: lock wait timeout, deadlock, too many
 /// connections, server gone away, lost connection, server shutting down.
 const TRANSIENT_CODES: &[&str] = &["1205", "1213", "1040", "2006", "2013", "1053"];
+
+/// MariaDB's "access denied" to a database, and "command denied" on a table.
+const ACCESS_DENIED_CODES: &[u16] = &[1044, 1142];
+
+/// The MariaDB error number of a statement the server refused.
+fn error_number(e: &sqlx::Error) -> Option<u16> {
+    match e {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .map(MySqlDatabaseError::number),
+        _ => None,
+    }
+}
 
 fn classify(e: sqlx::Error) -> Error {
     match &e {
@@ -91,11 +107,15 @@ impl MariaDb {
     }
 
     /// Creates the ledger if it is missing, and adds the password column to an older
-    /// one (nullable: entries made before it have none).
+    /// one (nullable: entries made before it have none). When the account may not
+    /// create it, [`Error::Refused`] says, in one line, what an administrator runs.
     pub async fn prepare(&self) -> Result<(), Error> {
         let ledger = &self.ledger;
-        sqlx::raw_sql(&format!(
-            "CREATE DATABASE IF NOT EXISTS `{ledger}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+        let create = format!(
+            "CREATE DATABASE IF NOT EXISTS `{ledger}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        );
+        let prepared = sqlx::raw_sql(&format!(
+            "{create};
              CREATE TABLE IF NOT EXISTS `{ledger}`.tenant_databases (
                 db_name VARCHAR(64) NOT NULL PRIMARY KEY,
                 saga_id CHAR(36) NOT NULL,
@@ -104,9 +124,33 @@ impl MariaDb {
              ALTER TABLE `{ledger}`.tenant_databases ADD COLUMN IF NOT EXISTS db_password VARCHAR(512) NULL;"
         ))
         .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(())
+        .await;
+        match prepared {
+            Ok(_) => Ok(()),
+            Err(e) if error_number(&e).is_some_and(|n| ACCESS_DENIED_CODES.contains(&n)) => {
+                let said = match &e {
+                    sqlx::Error::Database(db) => db.message().to_string(),
+                    other => other.to_string(),
+                };
+                let account = self.account().await;
+                Err(Error::Refused(format!(
+                    "{account} may not create the ledger database `{ledger}` ({said}); as a MariaDB administrator run: {create}; GRANT ALL PRIVILEGES ON `{ledger}`.* TO {account};"
+                )))
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    /// The account as the server knows it (`'user'@'host'`), for the GRANT to suggest.
+    async fn account(&self) -> String {
+        let current: Option<String> = sqlx::query_scalar("SELECT CURRENT_USER()")
+            .fetch_one(&self.pool)
+            .await
+            .ok();
+        match current.as_deref().and_then(|c| c.rsplit_once('@')) {
+            Some((user, host)) => format!("'{user}'@'{host}'"),
+            None => format!("'{}'@'%'", self.pool.connect_options().get_username()),
+        }
     }
 
     async fn exists(&self, name: &str) -> Result<bool, Error> {

@@ -1,7 +1,10 @@
 //! Measures the saga store alone: transitions per second through `SagaStore::update`
 //! from many concurrent sagas, as the orchestrator's workers drive it.
 //!
-//! `cargo run --release -p orchestrator --example store_bench -- [sagas] [store-url|memory]`
+//! `cargo run --release -p orchestrator --example store_bench -- [sagas] [store-url|memory] [fenced]`
+//!
+//! `fenced`: the store takes the leader lease first, so every commit also checks the
+//! fence, as a leading orchestrator's do.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,12 +93,29 @@ async fn main() -> anyhow::Result<()> {
     let url = args
         .next()
         .unwrap_or_else(|| "sqlite:///tmp/store_bench.db".into());
+    let fenced = args.next().as_deref() == Some("fenced");
     let (transitions, elapsed) = if url == "memory" {
-        drive(Arc::new(MemoryStore::default()), sagas).await
+        let store = MemoryStore::default();
+        if fenced {
+            store
+                .try_lead("store-bench", Duration::from_secs(600))
+                .await?;
+        }
+        drive(Arc::new(store), sagas).await
     } else {
         let _ = std::fs::remove_file(url.trim_start_matches("sqlite://"));
         let store = SqlStore::connect(&url).await?;
-        println!("store: {}", store.describe());
+        if fenced {
+            store
+                .try_lead("store-bench", Duration::from_secs(600))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("another instance leads this store"))?;
+        }
+        println!(
+            "store: {}{}",
+            store.describe(),
+            if fenced { ", fenced" } else { "" }
+        );
         drive(Arc::new(store), sagas).await
     };
     println!(

@@ -1,6 +1,8 @@
 //! Request/reply endpoints: `tenant.subdomain.check` and
 //! `saga.admin.{get,list,replay,dead_letters}`.
-//! Each runs in a queue group, so several orchestrators can answer.
+//! Each runs in a queue group. Every instance answers the reads from the shared store
+//! (no cache is involved); only the leading instance subscribes to replays, which
+//! change sagas.
 
 use std::sync::Arc;
 
@@ -14,11 +16,20 @@ use futures::StreamExt;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::bus::NatsBus;
 use crate::driver::{Core, Work};
-use crate::saga::Saga;
+use crate::saga::{Saga, SagaDefinition};
 use crate::store::SagaStore;
 
 const QUEUE_GROUP: &str = "orchestrator";
+
+/// What answering a read needs: every instance has it, leading or not.
+pub(crate) struct Reader<S> {
+    pub store: Arc<S>,
+    pub bus: NatsBus,
+    pub definition: SagaDefinition,
+    pub parent_domain: String,
+}
 
 fn summary(saga: &Saga, definition: &crate::saga::SagaDefinition) -> SagaSummary {
     SagaSummary {
@@ -56,7 +67,7 @@ fn unavailable(e: impl std::fmt::Display) -> ErrorInfo {
 
 /// Answers `tenant.subdomain.check`.
 pub(crate) async fn subdomain_check<S: SagaStore>(
-    core: &Core<S>,
+    core: &Reader<S>,
     payload: &[u8],
 ) -> SubdomainCheckReply {
     let request: SubdomainCheckRequest = match serde_json::from_slice(payload) {
@@ -126,7 +137,7 @@ pub(crate) async fn subdomain_check<S: SagaStore>(
     }
 }
 
-async fn admin_get<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> GetReply {
+async fn admin_get<S: SagaStore>(core: &Reader<S>, payload: &[u8]) -> GetReply {
     let request: SagaRef = match serde_json::from_slice(payload) {
         Ok(r) => r,
         Err(e) => {
@@ -166,7 +177,7 @@ async fn admin_get<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> GetReply {
     }
 }
 
-async fn admin_list<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> ListReply {
+async fn admin_list<S: SagaStore>(core: &Reader<S>, payload: &[u8]) -> ListReply {
     let request: ListRequest = if payload.is_empty() {
         ListRequest::default()
     } else {
@@ -256,7 +267,7 @@ async fn admin_replay<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> ReplayRep
     }
 }
 
-async fn admin_dead_letters<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> DeadLettersReply {
+async fn admin_dead_letters<S: SagaStore>(core: &Reader<S>, payload: &[u8]) -> DeadLettersReply {
     let request: DeadLettersRequest = if payload.is_empty() {
         DeadLettersRequest::default()
     } else {
@@ -288,59 +299,108 @@ async fn admin_dead_letters<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> Dea
     }
 }
 
-/// Serves the request/reply endpoints until `stop`.
-pub(crate) async fn serve<S: SagaStore>(
+/// Serves the read-only endpoints (subdomain check, get, list, dead letters) until
+/// `stop`.
+pub(crate) async fn serve_reads<S: SagaStore>(
+    reader: Arc<Reader<S>>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let subjects = &reader.bus.subjects;
+    let client = reader.bus.client.clone();
+    let mut served = tokio::task::JoinSet::new();
+    for (subject, kind) in [
+        (subjects.subdomain_check(), Read::Check),
+        (subjects.admin_get(), Read::Get),
+        (subjects.admin_list(), Read::List),
+        (subjects.admin_dead_letters(), Read::DeadLetters),
+    ] {
+        let reader = reader.clone();
+        served.spawn(answer_each(
+            client.clone(),
+            subject,
+            stop.clone(),
+            move |payload| {
+                let reader = reader.clone();
+                async move {
+                    let reader = &*reader;
+                    match kind {
+                        Read::Check => encode(&subdomain_check(reader, &payload).await),
+                        Read::Get => encode(&admin_get(reader, &payload).await),
+                        Read::List => encode(&admin_list(reader, &payload).await),
+                        Read::DeadLetters => encode(&admin_dead_letters(reader, &payload).await),
+                    }
+                }
+            },
+        ));
+    }
+    while let Some(ended) = served.join_next().await {
+        ended??;
+    }
+    Ok(())
+}
+
+/// Serves `saga.admin.replay` while this instance leads (until `stop`).
+pub(crate) async fn serve_replays<S: SagaStore>(
     core: Arc<Core<S>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let client = core.bus.client.clone();
-    let subjects = core.bus.subjects.clone();
-    let subscribe = |subject: String| {
-        let client = client.clone();
-        async move {
-            client
-                .queue_subscribe(subject.clone(), QUEUE_GROUP.into())
-                .await
-                .map_err(|e| anyhow::anyhow!("subscribing to {subject}: {e}"))
-        }
-    };
-    let mut check = subscribe(subjects.subdomain_check()).await?;
-    let mut get = subscribe(subjects.admin_get()).await?;
-    let mut list = subscribe(subjects.admin_list()).await?;
-    let mut replay = subscribe(subjects.admin_replay()).await?;
-    let mut dead_letters = subscribe(subjects.admin_dead_letters()).await?;
+    let subject = core.bus.subjects.admin_replay();
+    answer_each(client, subject, stop, move |payload| {
+        let core = core.clone();
+        async move { encode(&admin_replay(&core, &payload).await) }
+    })
+    .await
+}
+
+#[derive(Clone, Copy)]
+enum Read {
+    Check,
+    Get,
+    List,
+    DeadLetters,
+}
+
+fn encode<T: serde::Serialize>(reply: &T) -> Option<Vec<u8>> {
+    serde_json::to_vec(reply)
+        .map_err(|e| tracing::error!(error = %e, "could not encode a reply"))
+        .ok()
+}
+
+/// Answers every request on `subject` (queue group `orchestrator`) with `handle`'s
+/// reply, each on its own task, so a slow replay never holds up a check.
+async fn answer_each<F, Fut>(
+    client: async_nats::Client,
+    subject: String,
+    stop: CancellationToken,
+    handle: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(bytes::Bytes) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<Vec<u8>>> + Send + 'static,
+{
+    let mut requests = client
+        .queue_subscribe(subject.clone(), QUEUE_GROUP.into())
+        .await
+        .map_err(|e| anyhow::anyhow!("subscribing to {subject}: {e}"))?;
+    let handle = Arc::new(handle);
     loop {
-        let (message, kind) = tokio::select! {
+        let message = tokio::select! {
             () = stop.cancelled() => return Ok(()),
-            Some(m) = check.next() => (m, "check"),
-            Some(m) = get.next() => (m, "get"),
-            Some(m) = list.next() => (m, "list"),
-            Some(m) = replay.next() => (m, "replay"),
-            Some(m) = dead_letters.next() => (m, "dead_letters"),
-            else => anyhow::bail!("request subscriptions ended"),
+            next = requests.next() => match next {
+                Some(message) => message,
+                None => anyhow::bail!("the subscription to {subject} ended"),
+            },
         };
         let Some(reply_to) = message.reply.clone() else {
             continue;
         };
-        let core = core.clone();
-        let client = client.clone();
-        // Each request runs on its own task: a slow replay never holds up a check.
+        let (client, handle) = (client.clone(), handle.clone());
         tokio::spawn(async move {
-            let payload = &message.payload;
-            let body = match kind {
-                "check" => serde_json::to_vec(&subdomain_check(&core, payload).await),
-                "get" => serde_json::to_vec(&admin_get(&core, payload).await),
-                "list" => serde_json::to_vec(&admin_list(&core, payload).await),
-                "dead_letters" => serde_json::to_vec(&admin_dead_letters(&core, payload).await),
-                _ => serde_json::to_vec(&admin_replay(&core, payload).await),
-            };
-            match body {
-                Ok(body) => {
-                    if let Err(e) = client.publish(reply_to, body.into()).await {
-                        tracing::warn!(error = %e, "could not send a reply");
-                    }
+            if let Some(body) = handle(message.payload).await {
+                if let Err(e) = client.publish(reply_to, body.into()).await {
+                    tracing::warn!(error = %e, "could not send a reply");
                 }
-                Err(e) => tracing::error!(error = %e, "could not encode a reply"),
             }
         });
     }

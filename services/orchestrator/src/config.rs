@@ -23,6 +23,12 @@ pub struct Config {
     pub http_addr: std::net::SocketAddr,
     /// The saga, with `SAGA_STEP_TIMEOUT_SECS` / `SAGA_RETRY_BASE_MS` applied when set.
     pub definition: SagaDefinition,
+    /// This instance's name in the lead's lease: host, process id and a random part,
+    /// so no two running instances (nor a restarted one) share it.
+    pub instance: String,
+    /// `LEADER_LEASE_MS`: how long the lead lasts unrenewed; a standby takes over this
+    /// long after the leader died at most (plus its poll, a sixth of it).
+    pub lease: Duration,
 }
 
 /// Reads the configuration through `lookup` (the environment in production).
@@ -72,6 +78,8 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Co
             .parse()
             .context("HTTP_ADDR must be host:port, such as 127.0.0.1:8001")?,
         definition,
+        instance: crate::leadership::instance_name(),
+        lease: Duration::from_millis(number("LEADER_LEASE_MS")?.unwrap_or(3000).max(300)),
     })
 }
 
@@ -96,6 +104,12 @@ mod tests {
         assert_eq!(config.store_url, "sqlite://data/orchestrator.db");
         assert_eq!(config.parent_domain, "localhost");
         assert_eq!(config.definition, SagaDefinition::tenant_provisioning());
+        assert_eq!(config.lease, Duration::from_secs(3));
+        let other = from_lookup(lookup(&[("SAGA_SECRETS_KEY", &key)])).expect("config");
+        assert_ne!(
+            config.instance, other.instance,
+            "each instance is its own holder"
+        );
     }
 
     #[test]

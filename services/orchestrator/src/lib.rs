@@ -8,6 +8,7 @@ mod bus;
 mod clock;
 pub mod config;
 mod driver;
+mod leadership;
 mod outbox;
 pub mod saga;
 pub mod store;
@@ -35,23 +36,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     run_with_store(config, store, shutdown).await
 }
 
-/// `/readyz` of the orchestrator: NATS connected, the saga store answering a read.
-fn readiness<S: SagaStore>(core: Arc<Core<S>>) -> step_runtime::health::Probe {
+/// `/readyz` of the orchestrator: NATS connected, the saga store answering a read. A
+/// standby is ready too: it answers requests and takes the lead when needed.
+fn readiness<S: SagaStore>(
+    store: Arc<S>,
+    client: async_nats::Client,
+) -> step_runtime::health::Probe {
     use step_runtime::health::Check;
     step_runtime::health::probe(move || {
-        let core = core.clone();
+        let (store, client) = (store.clone(), client.clone());
         async move {
             let store = async {
-                core.store
+                store
                     .get(uuid::Uuid::nil())
                     .await
                     .map(|_| ())
                     .map_err(|e| format!("the saga store does not answer: {e}"))
             };
-            vec![
-                Check::nats(&core.bus.client),
-                Check::within("store", store).await,
-            ]
+            vec![Check::nats(&client), Check::within("store", store).await]
         }
     })
 }
@@ -65,6 +67,10 @@ fn redact_url(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+/// How long JetStream waits for the orchestrator to settle an input before it
+/// delivers it again (to whichever instance leads then).
+const INPUT_ACK_WAIT: Duration = Duration::from_secs(5);
 
 async fn pull_consumer(
     js: &jetstream::Context,
@@ -83,7 +89,10 @@ async fn pull_consumer(
             durable_name: Some(durable.clone()),
             filter_subject: filter,
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(30),
+            // Short, so that what a leader that died had fetched reaches the next one
+            // soon after it takes over. An input held longer (a long worker queue) is
+            // delivered again and handled as the duplicate it is.
+            ack_wait: INPUT_ACK_WAIT,
             max_ack_pending: 4096,
             // The driver sets an input aside as a dead letter at its last delivery;
             // the server's limit only backs that up.
@@ -101,6 +110,9 @@ async fn pull_consumer(
 }
 
 /// Runs the orchestrator over a given store (used by tests and benchmarks).
+///
+/// Every instance answers the read-only requests; the one holding the lead (see
+/// `leadership.rs`) also drives sagas, until it loses the lead or `shutdown` comes.
 pub async fn run_with_store<S: SagaStore>(
     config: Config,
     store: S,
@@ -111,15 +123,74 @@ pub async fn run_with_store<S: SagaStore>(
     let client = step_runtime::bus::connect(&config.nats, "orchestrator").await?;
     let js = jetstream::new(client.clone());
     step_runtime::bus::ensure_streams(&js, &subjects, config.nats.stream_replicas).await?;
+    let bus = bus::NatsBus {
+        js,
+        client,
+        subjects,
+    };
+    let store = Arc::new(store);
+    let reads = tokio::spawn(api::serve_reads(
+        Arc::new(api::Reader {
+            store: store.clone(),
+            bus: bus.clone(),
+            definition: config.definition.clone(),
+            parent_domain: config.parent_domain.clone(),
+        }),
+        shutdown.clone(),
+    ));
+    let health = step_runtime::health::serve(
+        http,
+        readiness(store.clone(), bus.client.clone()),
+        shutdown.clone(),
+    );
+    tracing::info!(namespace = %config.namespace, parent_domain = %config.parent_domain, instance = %config.instance, "orchestrator ready");
+
+    let lease = leadership::Lease {
+        holder: config.instance.clone(),
+        ttl: config.lease,
+    };
+    let result = loop {
+        let Some(fence) = lease.clone().acquire(store.clone(), shutdown.clone()).await else {
+            break Ok(());
+        };
+        let session = shutdown.child_token();
+        let keeper = tokio::spawn(lease.clone().keep(store.clone(), fence, session.clone()));
+        let driven = drive(&config, store.clone(), bus.clone(), session.clone()).await;
+        session.cancel();
+        let _ = keeper.await;
+        if driven.is_err() || shutdown.is_cancelled() {
+            lease.clone().resign(store.clone(), fence).await;
+            break driven;
+        }
+        tracing::warn!(fence, "lost the lead: standing by");
+    };
+    let _ = health.await;
+    if let Ok(Err(e)) = reads.await {
+        tracing::warn!(error = %format!("{e:#}"), "request API ended with an error");
+    }
+    result
+}
+
+/// Drives sagas while this instance leads: reads signups and step reports, resumes
+/// what was in flight, sweeps, keeps the outbox and answers replays, until `session`
+/// ends (the lead lost, or shutdown). Every part stops with it: a deposed instance
+/// reads no more input and keeps no cache.
+async fn drive<S: SagaStore>(
+    config: &Config,
+    store: Arc<S>,
+    bus: bus::NatsBus,
+    session: CancellationToken,
+) -> anyhow::Result<()> {
+    let subjects = bus.subjects.clone();
     let mut signups = pull_consumer(
-        &js,
+        &bus.js,
         subjects.signups_stream(),
         subjects.consumer("orchestrator-signups"),
         subjects.signup_requested(),
     )
     .await?;
     let mut events = pull_consumer(
-        &js,
+        &bus.js,
         subjects.events_stream(),
         subjects.consumer("orchestrator-events"),
         subjects.step_events_all(),
@@ -127,12 +198,6 @@ pub async fn run_with_store<S: SagaStore>(
     .await?;
 
     let (published_tx, published_rx) = tokio::sync::mpsc::unbounded_channel();
-    let signup_subject = subjects.signup_requested();
-    let bus = bus::NatsBus {
-        js,
-        client,
-        subjects,
-    };
     let stop = CancellationToken::new();
     let (core, mut workers) = driver::spawn_workers(
         |router| {
@@ -146,7 +211,7 @@ pub async fn run_with_store<S: SagaStore>(
                 router,
                 clock: clock::Clock::System,
                 published: published_tx,
-                signup_subject,
+                signup_subject: subjects.signup_requested(),
                 unsent: Default::default(),
             })
         },
@@ -173,13 +238,11 @@ pub async fn run_with_store<S: SagaStore>(
         published_rx,
         stop.clone(),
     ));
-    let api = tokio::spawn(api::serve(core.clone(), stop.clone()));
-    let health = step_runtime::health::serve(http, readiness(core.clone()), stop.clone());
-    tracing::info!(namespace = %config.namespace, parent_domain = %config.parent_domain, "orchestrator ready");
+    let replays = tokio::spawn(api::serve_replays(core.clone(), stop.clone()));
 
     let result = loop {
         tokio::select! {
-            () = shutdown.cancelled() => break Ok(()),
+            () = session.cancelled() => break Ok(()),
             next = signups.next() => match next {
                 Some(Ok(message)) => driver::route_signup(&core, message.into()).await,
                 Some(Err(e)) => tracing::warn!(error = %e, "error pulling signups"),
@@ -193,13 +256,16 @@ pub async fn run_with_store<S: SagaStore>(
         }
     };
     tracing::info!("stopping: finishing the inputs being handled");
+    // No more input is pulled: what was fetched and not handled is redelivered to
+    // whoever leads next, after the consumers' ack wait.
+    drop(signups);
+    drop(events);
     stop.cancel();
     while workers.join_next().await.is_some() {}
     let _ = outbox.await;
     let _ = sweep.await;
-    let _ = health.await;
-    if let Ok(Err(e)) = api.await {
-        tracing::warn!(error = %format!("{e:#}"), "request API ended with an error");
+    if let Ok(Err(e)) = replays.await {
+        tracing::warn!(error = %format!("{e:#}"), "replay requests ended with an error");
     }
     result
 }

@@ -2,10 +2,15 @@
 //! embedded SQLite and MariaDB/MySQL (the server on `TEST_MYSQL_URL`, default
 //! `mysql://root@127.0.0.1:3306`). Each MariaDB test gets its own database, dropped
 //! afterwards. `groups.rs` holds the scenarios of many changes at once and of two
-//! writers on one database.
+//! writers on one database, `lease.rs` the leader lease and its fencing,
+//! `mysql_database.rs` a MariaDB store whose database does not exist yet.
 
 #[path = "store_conformance/groups.rs"]
 mod groups;
+#[path = "store_conformance/lease.rs"]
+mod lease;
+#[path = "store_conformance/mysql_database.rs"]
+mod mysql_database;
 
 use std::time::Duration;
 
@@ -264,6 +269,11 @@ async fn memory_store_lets_one_of_two_writers_win() {
     groups::two_writers_race(&store, &store, &groups::Gate::Open).await;
 }
 
+#[tokio::test]
+async fn memory_store_fences_writes_by_its_lease() {
+    lease::one_instance(&MemoryStore::default()).await;
+}
+
 /// A SQLite file in a folder that goes with the test.
 fn sqlite_file() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -298,6 +308,21 @@ async fn sqlite_store_lets_one_of_two_writers_win() {
     groups::two_writers_race(&first, &second, &gate).await;
 }
 
+#[tokio::test]
+async fn sqlite_store_fences_writes_by_its_lease() {
+    let (_dir, url) = sqlite_file();
+    lease::one_instance(&SqlStore::connect(&url).await.expect("sqlite store")).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_passes_the_lead_between_two_instances() {
+    let (_dir, url) = sqlite_file();
+    let first = SqlStore::connect(&url).await.expect("sqlite store");
+    let second = SqlStore::connect(&url).await.expect("second sqlite store");
+    let unfenced = SqlStore::connect(&url).await.expect("third sqlite store");
+    lease::two_instances(&first, &second, &unfenced).await;
+}
+
 /// A MariaDB database of one test's own, dropped when the test ends, failed or not.
 struct MysqlDatabase {
     server: String,
@@ -320,6 +345,15 @@ impl MysqlDatabase {
         Self { server, name }
     }
 
+    /// A database name of one test's own that does not exist yet (the store under
+    /// test creates it); dropped, if it exists, when the test ends.
+    fn absent() -> Self {
+        let server = std::env::var("TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+        let name = format!("saga_store_absent_{}", Uuid::new_v4().simple());
+        Self { server, name }
+    }
+
     fn url(&self) -> String {
         format!("{}/{}", self.server, self.name)
     }
@@ -329,27 +363,33 @@ impl MysqlDatabase {
     }
 }
 
+/// Runs `sql` as the administrator from a thread and runtime of its own: the test's
+/// runtime may be unwinding. Whether it ran.
+fn admin_sql_at_drop(server: &str, sql: String) -> bool {
+    let server = server.to_string();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&server)
+                .await
+                .expect("MariaDB on TEST_MYSQL_URL");
+            sqlx::raw_sql(&sql).execute(&mut admin).await.expect(&sql);
+        });
+    })
+    .join()
+    .is_ok()
+}
+
 impl Drop for MysqlDatabase {
     fn drop(&mut self) {
-        // The test's runtime may be unwinding: a thread and a runtime of its own.
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&server)
-                    .await
-                    .expect("MariaDB on TEST_MYSQL_URL");
-                sqlx::raw_sql(&format!("DROP DATABASE {name}"))
-                    .execute(&mut admin)
-                    .await
-                    .expect("drop db");
-            });
-        })
-        .join();
-        if dropped.is_err() && !std::thread::panicking() {
+        let dropped = admin_sql_at_drop(
+            &self.server,
+            format!("DROP DATABASE IF EXISTS {}", self.name),
+        );
+        if !dropped && !std::thread::panicking() {
             panic!("test database {} could not be dropped", self.name);
         }
     }
@@ -379,4 +419,25 @@ async fn mysql_store_lets_one_of_two_writers_win() {
         database: database.name.clone(),
     };
     groups::two_writers_race(&first, &second, &gate).await;
+}
+
+#[tokio::test]
+async fn mysql_store_fences_writes_by_its_lease() {
+    let database = MysqlDatabase::create().await;
+    lease::one_instance(&database.store().await).await;
+}
+
+#[tokio::test]
+async fn mysql_store_passes_the_lead_between_two_instances() {
+    let database = MysqlDatabase::create().await;
+    let (first, second) = (database.store().await, database.store().await);
+    lease::two_instances(&first, &second, &database.store().await).await;
+}
+
+#[tokio::test]
+async fn mysql_store_takeover_waits_for_a_write_in_flight() {
+    let database = MysqlDatabase::create().await;
+    let (first, second) = (database.store().await, database.store().await);
+    lease::takeover_waits_for_a_write_in_flight(&first, &second, &database.url(), &database.name)
+        .await;
 }

@@ -90,7 +90,7 @@ impl Cache {
 
 /// Everything the workers share.
 pub(crate) struct Core<S, B = NatsBus> {
-    pub store: S,
+    pub store: Arc<S>,
     pub bus: B,
     pub definition: SagaDefinition,
     pub key: secrets::SecretsKey,

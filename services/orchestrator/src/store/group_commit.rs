@@ -14,11 +14,17 @@
 //! - a change the database refuses (a statement error) aborts the group's transaction;
 //!   the changes are then written one per transaction, so only the refused one gets
 //!   the error and the others commit.
+//!
+//! A fenced store instance (one that asked for the lead) checks its fence as the
+//! first statement of each transaction (`lease.rs`): one statement per group, not per
+//! change. A failed check fails the whole group with `Deposed`: no change of a
+//! deposed leader is stored.
 
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::lease::{self, Fence};
 use super::statements::{self, Lost};
 use super::{Error, Inserted, Updated};
 
@@ -74,6 +80,8 @@ enum Failed {
     Lost,
     /// The database failed or refused a statement.
     Database(sqlx::Error),
+    /// This instance no longer holds the lead (the fence check failed): why.
+    Deposed(String),
 }
 
 impl From<sqlx::Error> for Failed {
@@ -98,7 +106,7 @@ enum Checks {
     OneByOne,
 }
 
-pub(super) async fn writer_loop(pool: AnyPool, mut changes: mpsc::Receiver<Change>) {
+pub(super) async fn writer_loop(pool: AnyPool, mut changes: mpsc::Receiver<Change>, fence: Fence) {
     while let Some(first) = changes.recv().await {
         let mut group = vec![first];
         while group.len() < GROUP_MAX {
@@ -107,19 +115,24 @@ pub(super) async fn writer_loop(pool: AnyPool, mut changes: mpsc::Receiver<Chang
                 Err(_) => break,
             }
         }
-        write(&pool, group).await;
+        write(&pool, &fence, group).await;
     }
 }
 
 /// Writes a group and answers every change.
-async fn write(pool: &AnyPool, group: Vec<Change>) {
-    let e = match commit(pool, &group, Checks::Batched).await {
+async fn write(pool: &AnyPool, fence: &Fence, group: Vec<Change>) {
+    let failed = match commit(pool, fence, &group, Checks::Batched).await {
         Ok(outcomes) => return answer(group, outcomes),
-        Err(Failed::Lost) => match commit_one_by_one(pool, &group).await {
+        Err(Failed::Lost) => match commit_one_by_one(pool, fence, &group).await {
             Ok(outcomes) => return answer(group, outcomes),
-            Err(e) => e,
+            Err(failed) => failed,
         },
-        Err(Failed::Database(e)) => e,
+        Err(failed) => failed,
+    };
+    let e = match failed {
+        Failed::Deposed(reason) => return depose_all(group, &reason),
+        Failed::Database(e) => e,
+        Failed::Lost => lost_one_by_one(),
     };
     if group.len() == 1 || !refused(&e) {
         tracing::warn!(error = %e, changes = group.len(), "group commit failed");
@@ -129,30 +142,49 @@ async fn write(pool: &AnyPool, group: Vec<Change>) {
     let mut changes = group.into_iter();
     while let Some(change) = changes.next() {
         let alone = vec![change];
-        match commit_one_by_one(pool, &alone).await {
+        match commit_one_by_one(pool, fence, &alone).await {
             Ok(outcomes) => answer(alone, outcomes),
-            Err(e) if refused(&e) => {
+            Err(Failed::Database(e)) if refused(&e) => {
                 tracing::warn!(error = %e, "change refused by the saga store");
                 fail_all(alone, e);
             }
-            Err(e) => {
+            Err(Failed::Deposed(reason)) => {
+                // Deposed meanwhile: the rest would fail the same check.
+                return depose_all(alone.into_iter().chain(changes.by_ref()).collect(), &reason);
+            }
+            Err(Failed::Database(e)) => {
                 // The database is gone: the rest would only wait for it in turn.
                 tracing::warn!(error = %e, "group commit failed");
                 fail_all(alone.into_iter().chain(changes.by_ref()).collect(), e);
             }
+            Err(Failed::Lost) => fail_all(alone, lost_one_by_one()),
         }
     }
 }
 
 /// [`commit`] change by change, where a lost sequence check is that change's conflict.
-async fn commit_one_by_one(pool: &AnyPool, group: &[Change]) -> Result<Vec<Outcome>, sqlx::Error> {
-    match commit(pool, group, Checks::OneByOne).await {
-        Ok(outcomes) => Ok(outcomes),
-        Err(Failed::Database(e)) => Err(e),
-        // Only multi-row statements lose checks; none run here.
-        Err(Failed::Lost) => Err(sqlx::Error::Protocol(
-            "a sequence check was lost writing change by change".into(),
-        )),
+async fn commit_one_by_one(
+    pool: &AnyPool,
+    fence: &Fence,
+    group: &[Change],
+) -> Result<Vec<Outcome>, Failed> {
+    commit(pool, fence, group, Checks::OneByOne).await
+}
+
+/// Only multi-row statements lose checks, and none run change by change.
+fn lost_one_by_one() -> sqlx::Error {
+    sqlx::Error::Protocol("a sequence check was lost writing change by change".into())
+}
+
+/// Answers every change of a deposed leader's group with `Deposed`.
+fn depose_all(group: Vec<Change>, reason: &str) {
+    tracing::warn!(
+        reason,
+        changes = group.len(),
+        "saga store writes refused: this instance does not lead"
+    );
+    for change in group {
+        fail(change, Error::Deposed(reason.to_string()));
     }
 }
 
@@ -218,8 +250,18 @@ fn fail(change: Change, error: Error) {
 
 /// Writes `group` in one transaction; the outcomes come in the group's order and
 /// hold only once the transaction committed.
-async fn commit(pool: &AnyPool, group: &[Change], checks: Checks) -> Result<Vec<Outcome>, Failed> {
+async fn commit(
+    pool: &AnyPool,
+    fence: &Fence,
+    group: &[Change],
+    checks: Checks,
+) -> Result<Vec<Outcome>, Failed> {
     let mut tx = pool.begin().await?;
+    // First, so that on InnoDB the lease row is locked before any saga row (every
+    // fenced transaction takes them in that order) and a takeover waits for this one.
+    lease::sql::check(&mut tx, fence)
+        .await?
+        .map_err(Failed::Deposed)?;
     if let Checks::Batched = checks {
         // Transitions first, every sequence checked by the UPDATE itself: all win, or
         // the group is written again one by one.

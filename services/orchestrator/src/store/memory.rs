@@ -1,13 +1,16 @@
 //! [`SagaStore`] in memory: for unit tests and for measuring the orchestrator without
 //! a database. Kept honest by the same conformance suite as the SQL store. Nothing
-//! survives a restart.
+//! survives a restart. One instance is its own database: its lease is fenced like the
+//! SQL store's, with `Instant` as the clock, but no second instance shares it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use contracts::{ProgressEvent, SagaStatus};
 use uuid::Uuid;
 
+use super::lease::{self, Fencing, LeaseInfo, MemoryLease};
 use super::{check_advances, ClaimChange, Error, Inserted, SagaStore, Updated};
 use crate::saga::Saga;
 
@@ -16,6 +19,15 @@ struct State {
     sagas: HashMap<Uuid, Saga>,
     events: BTreeMap<(Uuid, u64), (ProgressEvent, bool)>,
     claims: HashMap<String, Uuid>,
+    lease: MemoryLease,
+    fencing: Fencing,
+}
+
+impl State {
+    /// The fence check every write makes first.
+    fn fenced(&self) -> Result<(), Error> {
+        self.lease.check(&self.fencing).map_err(Error::Deposed)
+    }
 }
 
 /// Saga store in a mutex-guarded map.
@@ -59,6 +71,7 @@ fn add_events(state: &mut State, events: &[ProgressEvent]) {
 impl SagaStore for MemoryStore {
     async fn insert(&self, saga: &Saga, events: &[ProgressEvent]) -> Result<Inserted, Error> {
         self.with(|state| {
+            state.fenced()?;
             if state.sagas.contains_key(&saga.id) {
                 return Ok(Inserted::Duplicate);
             }
@@ -83,6 +96,7 @@ impl SagaStore for MemoryStore {
     ) -> Result<Updated, Error> {
         check_advances(previous, saga)?;
         self.with(|state| {
+            state.fenced()?;
             if state.sagas.get(&saga.id).map(|s| s.sequence) != Some(previous.sequence) {
                 return Err(Error::Conflict(saga.id));
             }
@@ -154,17 +168,68 @@ impl SagaStore for MemoryStore {
     }
 
     async fn mark_published(&self, events: &[(Uuid, u64)]) -> Result<(), Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
         self.with(|state| {
+            state.fenced()?;
             for key in events {
                 if let Some(entry) = state.events.get_mut(key) {
                     entry.1 = true;
                 }
             }
-        });
-        Ok(())
+            Ok(())
+        })
     }
 
     async fn subdomain_holder(&self, subdomain: &str) -> Result<Option<Uuid>, Error> {
         Ok(self.with(|state| state.claims.get(subdomain).copied()))
+    }
+
+    async fn try_lead(&self, holder: &str, ttl: Duration) -> Result<Option<u64>, Error> {
+        lease::check_holder(holder)?;
+        Ok(self.with(|state| match state.lease.acquire(holder, ttl) {
+            Ok(fence) => {
+                state.fencing = Fencing::Held {
+                    holder: holder.to_string(),
+                    fence,
+                };
+                Some(fence)
+            }
+            Err(reason) => {
+                state.fencing = Fencing::Lost { reason };
+                None
+            }
+        }))
+    }
+
+    async fn renew_lead(&self, holder: &str, fence: u64, ttl: Duration) -> Result<bool, Error> {
+        Ok(self.with(|state| {
+            let renewed = state.lease.renew(holder, fence, ttl);
+            let held = Fencing::Held {
+                holder: holder.to_string(),
+                fence,
+            };
+            if !renewed && state.fencing == held {
+                state.fencing = Fencing::Lost {
+                    reason: format!("{holder} no longer leads at fence {fence}"),
+                };
+            }
+            renewed
+        }))
+    }
+
+    async fn resign(&self, holder: &str, fence: u64) -> Result<(), Error> {
+        self.with(|state| {
+            state.lease.resign(holder, fence);
+            state.fencing = Fencing::Lost {
+                reason: format!("{holder} resigned the lead at fence {fence}"),
+            };
+        });
+        Ok(())
+    }
+
+    async fn leader(&self) -> Result<Option<LeaseInfo>, Error> {
+        Ok(self.with(|state| state.lease.info()))
     }
 }

@@ -3,29 +3,35 @@
 //! restarted orchestrator republishes from.
 
 mod group_commit;
+mod lease;
 mod memory;
+mod mysql_database;
 mod sql;
 mod sqlite_writer;
 mod statements;
 
 use std::future::Future;
+use std::time::Duration;
 
 use contracts::{ProgressEvent, SagaStatus};
 use uuid::Uuid;
 
 use crate::saga::Saga;
+pub use lease::LeaseInfo;
 pub use memory::MemoryStore;
 pub use sql::SqlStore;
 
 /// Store failures. Nothing of a change that fails is stored. All are worth a retry
-/// except `Corrupt` and `Refused`.
+/// except `Corrupt` and `Refused`; `Deposed` is worth one only once this instance
+/// leads again.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database could not be reached or refused the statement.
     #[error("saga store: {0}")]
     Database(#[from] sqlx::Error),
     /// The database failed the whole group commit this change waited in (it could not
-    /// be reached), or the store's writer stopped.
+    /// be reached), or the store's writer stopped, or (at connect) the database cannot
+    /// be opened: the message then says what to run.
     #[error("saga store unavailable: {0}")]
     Unavailable(String),
     /// The change breaks a rule of the store (for example, it re-stores an event: a
@@ -39,6 +45,11 @@ pub enum Error {
     /// A stored row could not be read back.
     #[error("saga store holds an unreadable row: {0}")]
     Corrupt(String),
+    /// This store instance is fenced and another holds the lead now (or nobody, or it
+    /// never took it): its write was refused. The message says who leads, if known.
+    /// Step down, or retry once `try_lead` succeeds again.
+    #[error("saga store refused a write of a deposed leader: {0}")]
+    Deposed(String),
 }
 
 /// What `insert` did.
@@ -159,4 +170,55 @@ pub trait SagaStore: Send + Sync + 'static {
         &self,
         subdomain: &str,
     ) -> impl Future<Output = Result<Option<Uuid>, Error>> + Send;
+
+    /// Takes the lead if nobody holds it, its lease has expired by the database's
+    /// clock, or `holder` holds it already (a restart of the same holder gets a new
+    /// fence). The new fence number, or `None` when another holds a live lease.
+    ///
+    /// From the first call on, this store instance is fenced: each of its writes
+    /// (`insert`, `update`, `mark_published`) first checks, inside its transaction,
+    /// that the lease still has this holder and fence, and otherwise fails with
+    /// [`Error::Deposed`], storing nothing. Until a call succeeds (and after a `None`)
+    /// every write fails so. An instance never asked to lead writes unfenced.
+    ///
+    /// The default refuses: a store that keeps no lease cannot be led.
+    fn try_lead(
+        &self,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send {
+        let _ = (holder, ttl);
+        async { Err(no_lease()) }
+    }
+
+    /// Extends the lease by `ttl` from now (database clock). `false` when
+    /// `holder`/`fence` no longer hold it (another took over); this instance's writes
+    /// are refused from then on.
+    fn renew_lead(
+        &self,
+        holder: &str,
+        fence: u64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        let _ = (holder, fence, ttl);
+        async { Err(no_lease()) }
+    }
+
+    /// Gives the lease up at once, so a standby takes over without waiting for the
+    /// ttl; does nothing to the lease if `holder`/`fence` do not hold it. This
+    /// instance's writes are refused ([`Error::Deposed`]) afterwards.
+    fn resign(&self, holder: &str, fence: u64) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = (holder, fence);
+        async { Err(no_lease()) }
+    }
+
+    /// Who holds the lead and until when (database clock), for health and admin.
+    /// `None` when nobody does (never taken, or resigned).
+    fn leader(&self) -> impl Future<Output = Result<Option<LeaseInfo>, Error>> + Send {
+        async { Err(no_lease()) }
+    }
+}
+
+fn no_lease() -> Error {
+    Error::Refused("this saga store keeps no leader lease".into())
 }

@@ -3,6 +3,7 @@
 //! used, so one implementation serves both; the DDL differs only in the text type.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use contracts::{ProgressEvent, SagaStatus};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -11,7 +12,10 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::group_commit::{self, Change, Row_};
-use super::{check_advances, sqlite_writer, ClaimChange, Error, Inserted, SagaStore, Updated};
+use super::lease::{self, Fence, Fencing, LeaseInfo};
+use super::{
+    check_advances, mysql_database, sqlite_writer, ClaimChange, Error, Inserted, SagaStore, Updated,
+};
 use crate::saga::Saga;
 
 /// Saga store over a SQL database.
@@ -19,10 +23,14 @@ use crate::saga::Saga;
 /// Transitions are written by one writer task with group commit: whatever transitions
 /// are waiting when a commit ends go into the next transaction together, so a busy
 /// orchestrator pays one commit for many sagas (SQLite has a single writer anyway).
+///
+/// Clones share the writer and the fencing: they are one store instance.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
     writer: mpsc::Sender<Change>,
+    mysql: bool,
+    fence: Fence,
 }
 
 fn ddl(mysql: bool) -> Vec<String> {
@@ -70,6 +78,7 @@ fn ddl(mysql: bool) -> Vec<String> {
             "CREATE INDEX IF NOT EXISTS progress_unpublished ON progress_events (published)".into(),
         );
     }
+    statements.extend(lease::sql::ddl(mysql));
     statements
 }
 
@@ -87,7 +96,9 @@ fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
 
 impl SqlStore {
     /// Connects to `url` (`sqlite://path` or `mysql://...`) and creates the tables if
-    /// they are missing. A SQLite file and its folder are created when absent.
+    /// they are missing. A SQLite file and its folder are created when absent, and so
+    /// is a MariaDB database (when the account may create it; otherwise the error
+    /// says what to run).
     pub async fn connect(url: &str) -> Result<Self, Error> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
@@ -120,22 +131,29 @@ impl SqlStore {
                 .connect_with(options)
                 .await?
         } else {
-            AnyPoolOptions::new()
-                .max_connections(8)
-                .connect_with(options)
-                .await?
+            mysql_database::connect(options).await?
         };
         for statement in ddl(!sqlite) {
             sqlx::query(&statement).execute(&pool).await?;
         }
+        let fence = Fence::default();
         let (writer, changes) = mpsc::channel(4 * group_commit::GROUP_MAX);
         if sqlite {
             // A connection and thread of its own: a whole group in one hop.
-            sqlite_writer::spawn(sqlite_path, changes)?;
+            sqlite_writer::spawn(sqlite_path, changes, fence.clone())?;
         } else {
-            tokio::spawn(group_commit::writer_loop(pool.clone(), changes));
+            tokio::spawn(group_commit::writer_loop(
+                pool.clone(),
+                changes,
+                fence.clone(),
+            ));
         }
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            mysql: !sqlite,
+            fence,
+        })
     }
 
     /// A transition that takes the subdomain back (replay of a rolled-back saga).
@@ -146,6 +164,10 @@ impl SqlStore {
         events: &[ProgressEvent],
     ) -> Result<Updated, Error> {
         let mut tx = self.pool.begin().await?;
+        if let Err(reason) = lease::sql::check(&mut tx, &self.fence).await? {
+            tx.rollback().await?;
+            return Err(Error::Deposed(reason));
+        }
         let changed = sqlx::query(
             "UPDATE sagas SET status = ?, sequence = ?, state = ?, updated_at = ? WHERE saga_id = ? AND sequence = ?",
         )
@@ -419,5 +441,71 @@ impl SagaStore for SqlStore {
             Uuid::parse_str(&id).map_err(|e| Error::Corrupt(e.to_string()))
         })
         .transpose()
+    }
+
+    async fn try_lead(&self, holder: &str, ttl: Duration) -> Result<Option<u64>, Error> {
+        lease::check_holder(holder)?;
+        self.fence.arm();
+        let taken = lease::sql::acquire(&self.pool, self.mysql, holder, ttl).await?;
+        Ok(match taken {
+            Ok(fence) => {
+                self.fence.set(Fencing::Held {
+                    holder: holder.to_string(),
+                    fence,
+                });
+                Some(fence)
+            }
+            Err(reason) => {
+                self.fence.set(Fencing::Lost { reason });
+                None
+            }
+        })
+    }
+
+    async fn renew_lead(&self, holder: &str, fence: u64, ttl: Duration) -> Result<bool, Error> {
+        let renewed = lease::sql::renew(&self.pool, self.mysql, holder, fence, ttl).await?;
+        if !renewed {
+            let reason = format!("{holder} no longer leads at fence {fence}");
+            self.fence.lose_held(holder, fence, reason);
+        }
+        Ok(renewed)
+    }
+
+    async fn resign(&self, holder: &str, fence: u64) -> Result<(), Error> {
+        // Refused here first: no write of this instance starts after the resignation.
+        self.fence.set(Fencing::Lost {
+            reason: format!("{holder} resigned the lead at fence {fence}"),
+        });
+        lease::sql::resign(&self.pool, self.mysql, holder, fence).await?;
+        Ok(())
+    }
+
+    async fn leader(&self) -> Result<Option<LeaseInfo>, Error> {
+        Ok(lease::sql::leader(&self.pool, self.mysql).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SqlStore;
+
+    /// A transition acked to its input must survive a power loss: SQLite syncs the WAL
+    /// at every commit (`synchronous` 2 is FULL; NORMAL, 1, syncs only at checkpoints).
+    #[tokio::test]
+    async fn sqlite_syncs_every_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/store.db", dir.path().display());
+        let store = SqlStore::connect(&url).await.expect("sqlite store");
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.pool)
+            .await
+            .expect("pragma");
+        assert_eq!(level, 2, "synchronous=FULL on the store's connection");
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .expect("pragma");
+        assert_eq!(journal, "wal");
+        assert_eq!(store.describe(), "sqlite (WAL, synchronous=FULL)");
     }
 }

@@ -13,6 +13,10 @@
 //!   that change alone gets `Refused`, and the others commit;
 //! - anything else (disk full, I/O error, the file locked past the busy timeout) fails
 //!   the whole group, and every change gets the error.
+//!
+//! A fenced store instance (one that asked for the lead) checks its fence as the
+//! first statement of each group's transaction, as the MySQL writer does (`lease.rs`):
+//! a failed check fails the whole group with `Deposed`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +26,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::group_commit::{Change, Row_, GROUP_MAX};
+use super::lease::{self, Fence, Fencing};
 use super::{Error, Inserted, Updated};
 
 /// How long a write waits for the file's lock (another process, the rare replay that
@@ -30,7 +35,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens the writer's connection and starts its thread, which ends when every sender
 /// of `changes` is gone.
-pub(super) fn spawn(path: PathBuf, mut changes: mpsc::Receiver<Change>) -> Result<(), Error> {
+pub(super) fn spawn(
+    path: PathBuf,
+    mut changes: mpsc::Receiver<Change>,
+    fence: Fence,
+) -> Result<(), Error> {
     let conn =
         open(&path).map_err(|e| Error::Unavailable(format!("opening {}: {e}", path.display())))?;
     std::thread::Builder::new()
@@ -45,7 +54,7 @@ pub(super) fn spawn(path: PathBuf, mut changes: mpsc::Receiver<Change>) -> Resul
                         Err(_) => break,
                     }
                 }
-                write(&mut conn, group);
+                write(&mut conn, &fence, group);
             }
         })
         .map_err(|e| Error::Unavailable(format!("starting the store writer: {e}")))?;
@@ -70,9 +79,19 @@ enum Outcome {
 }
 
 /// Writes a group in one transaction and answers every change.
-fn write(conn: &mut rusqlite::Connection, group: Vec<Change>) {
-    match commit(conn, &group) {
-        Ok(outcomes) => {
+fn write(conn: &mut rusqlite::Connection, fence: &Fence, group: Vec<Change>) {
+    match commit(conn, fence, &group) {
+        Ok(Err(reason)) => {
+            tracing::warn!(
+                %reason,
+                changes = group.len(),
+                "saga store writes refused: this instance does not lead"
+            );
+            for change in group {
+                answer(change, Err(Error::Deposed(reason.clone())));
+            }
+        }
+        Ok(Ok(outcomes)) => {
             for (change, outcome) in group.into_iter().zip(outcomes) {
                 answer(change, outcome);
             }
@@ -87,12 +106,19 @@ fn write(conn: &mut rusqlite::Connection, group: Vec<Change>) {
     }
 }
 
+/// Writes `group` in one transaction: every change's outcome, or why this instance
+/// may not write (deposed: nothing is committed).
 fn commit(
     conn: &mut rusqlite::Connection,
+    fence: &Fence,
     group: &[Change],
-) -> rusqlite::Result<Vec<Result<Outcome, Error>>> {
-    // IMMEDIATE: the write lock is taken (or waited for) here, never halfway through.
+) -> rusqlite::Result<Result<Vec<Result<Outcome, Error>>, String>> {
+    // IMMEDIATE: the write lock is taken (or waited for) here, never halfway through,
+    // so a takeover by another instance is ordered before or after this whole group.
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Err(reason) = check_fence(&tx, fence)? {
+        return Ok(Err(reason));
+    }
     let mut outcomes = Vec::with_capacity(group.len());
     for change in group {
         let savepoint = tx.savepoint()?;
@@ -111,7 +137,33 @@ fn commit(
         }
     }
     tx.commit()?;
-    Ok(outcomes)
+    Ok(Ok(outcomes))
+}
+
+/// The fence check of `lease::sql::check`, on this connection: `Err(reason)` when
+/// another instance took the lead (or this one never had it).
+fn check_fence(conn: &rusqlite::Connection, fence: &Fence) -> rusqlite::Result<Result<(), String>> {
+    let fencing = fence.get();
+    let (holder, number) = match &fencing {
+        Fencing::Off => return Ok(Ok(())),
+        Fencing::Lost { reason } => return Ok(Err(reason.clone())),
+        Fencing::Held { holder, fence } => (holder.as_str(), *fence),
+    };
+    let matched = conn
+        .prepare_cached(
+            "UPDATE orchestrator_lease SET fence = fence WHERE name = 'driver' AND holder = ? AND fence = ?",
+        )?
+        .execute(params![holder, number as i64])?;
+    if matched == 1 {
+        return Ok(Ok(()));
+    }
+    let (now_holder, now_fence): (String, i64) = conn
+        .prepare_cached("SELECT holder, fence FROM orchestrator_lease WHERE name = 'driver'")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let reason = lease::superseded(holder, number, &now_holder, now_fence as u64);
+    // The fence only grows: this lead never comes back.
+    fence.lose(&fencing, reason.clone());
+    Ok(Err(reason))
 }
 
 /// A constraint the change breaks (an event stored twice): this change's fault, not

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{definition, tenant};
 
 /// The transition `input` makes from `saga`, with its progress events.
-fn transition(saga: &Saga, input: Input) -> (Saga, Vec<ProgressEvent>) {
+pub fn transition(saga: &Saga, input: Input) -> (Saga, Vec<ProgressEvent>) {
     let Decision::Apply {
         saga: after,
         actions,
@@ -36,7 +36,7 @@ fn transition(saga: &Saga, input: Input) -> (Saga, Vec<ProgressEvent>) {
 }
 
 /// The pending step reports success.
-fn completed(saga: &Saga) -> Input {
+pub fn completed(saga: &Saga) -> Input {
     let Some(Action::Dispatch { step, attempt, .. }) = saga.pending_dispatch(&definition()) else {
         panic!("no step pending")
     };
@@ -102,7 +102,7 @@ async fn advance_all(
 }
 
 /// The store holds `saga` as it is, with a whole timeline ending at its sequence.
-async fn assert_stored(store: &impl SagaStore, saga: &Saga) {
+pub async fn assert_stored(store: &impl SagaStore, saga: &Saga) {
     assert_eq!(
         store.get(saga.id).await.expect("get").as_ref(),
         Some(saga),

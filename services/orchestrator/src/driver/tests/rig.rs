@@ -160,7 +160,7 @@ impl Rig {
         let (core, workers) = spawn_workers(
             |router| {
                 Arc::new(Core {
-                    store: FlakyStore::default(),
+                    store: Arc::new(FlakyStore::default()),
                     bus: bus.clone(),
                     definition: SagaDefinition::tenant_provisioning()
                         .with_timings(STEP_TIMEOUT, Duration::from_secs(1)),

@@ -1,0 +1,201 @@
+//! Which instance drives sagas. Any number of orchestrators may run on one store; one
+//! holds the lead (a lease in the store, renewed every third of its length) and
+//! drives: it reads signups and step reports, keeps timers, sweeps, replays. The
+//! others stand by, answer the read-only requests, and try to take the lead every
+//! sixth of the lease. The store fences every write with the lease's number, so an
+//! instance that lost the lead without noticing (paused, cut off) has its late writes
+//! refused rather than racing the new leader.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::SagaStore;
+
+/// This instance's claim on the lead.
+#[derive(Debug, Clone)]
+pub(crate) struct Lease {
+    /// Who this instance is, in the lease row and the logs.
+    pub holder: String,
+    /// How long the lead lasts without a renewal.
+    pub ttl: Duration,
+}
+
+impl Lease {
+    fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    fn poll_every(&self) -> Duration {
+        self.ttl / 6
+    }
+
+    /// Waits until this instance holds the lead, and returns its fence number; `None`
+    /// when `stop` comes first.
+    pub async fn acquire<S: SagaStore>(
+        self,
+        store: Arc<S>,
+        stop: CancellationToken,
+    ) -> Option<u64> {
+        let mut standing_by = false;
+        loop {
+            match store.try_lead(&self.holder, self.ttl).await {
+                Ok(Some(fence)) => {
+                    tracing::info!(holder = %self.holder, fence, "leading sagas");
+                    return Some(fence);
+                }
+                Ok(None) if !standing_by => {
+                    standing_by = true;
+                    let leader = store.leader().await.ok().flatten();
+                    tracing::info!(
+                        holder = %self.holder,
+                        leader = leader.as_ref().map(|l| l.holder.as_str()).unwrap_or("unknown"),
+                        "standing by: another orchestrator leads"
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach the saga store to take the lead")
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return None,
+                () = tokio::time::sleep(self.poll_every()) => {}
+            }
+        }
+    }
+
+    /// Renews the lead until `session` ends; ends `session` when the lead is lost: the
+    /// store says another instance holds it, or no renewal got through for a whole
+    /// lease (the store may have given it to a standby by then).
+    pub async fn keep<S: SagaStore>(self, store: Arc<S>, fence: u64, session: CancellationToken) {
+        let mut renewed = Instant::now();
+        loop {
+            tokio::select! {
+                () = session.cancelled() => return,
+                () = tokio::time::sleep(self.renew_every()) => {}
+            }
+            let sent = Instant::now();
+            let renewal = tokio::time::timeout(
+                self.renew_every(),
+                store.renew_lead(&self.holder, fence, self.ttl),
+            )
+            .await;
+            match renewal {
+                Ok(Ok(true)) => renewed = sent,
+                Ok(Ok(false)) => {
+                    tracing::warn!(fence, "another orchestrator took the lead: standing down");
+                    break;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, fence, "could not renew the lead"),
+                Err(_) => tracing::warn!(fence, "renewing the lead got no answer in time"),
+            }
+            if renewed.elapsed() >= self.ttl {
+                tracing::warn!(
+                    fence,
+                    "the lead could not be renewed for a whole lease: standing down"
+                );
+                break;
+            }
+        }
+        session.cancel();
+    }
+
+    /// Gives the lead up, so a standby takes over at once rather than after the lease.
+    pub async fn resign<S: SagaStore>(self, store: Arc<S>, fence: u64) {
+        match tokio::time::timeout(self.renew_every(), store.resign(&self.holder, fence)).await {
+            Ok(Ok(())) => tracing::info!(fence, "lead given up"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, fence, "could not give the lead up; it lapses with its lease")
+            }
+            Err(_) => tracing::warn!(
+                fence,
+                "giving the lead up got no answer; it lapses with its lease"
+            ),
+        }
+    }
+}
+
+/// A name for this instance that no other running instance has: host, process id and
+/// a random part (a restarted process is a new holder).
+pub(crate) fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "orchestrator".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}/{}/{}", std::process::id(), &random[..6])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn lease(holder: &str) -> Lease {
+        Lease {
+            holder: holder.into(),
+            ttl: Duration::from_secs(3),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_leader_stands_down_when_another_takes_the_lead() {
+        let store = Arc::new(MemoryStore::default());
+        let stop = CancellationToken::new();
+        let first = lease("first");
+        let fence = first
+            .clone()
+            .acquire(store.clone(), stop.clone())
+            .await
+            .expect("the lead");
+        let session = CancellationToken::new();
+        let keeper = tokio::spawn(first.clone().keep(store.clone(), fence, session.clone()));
+
+        // While it renews, nobody else gets the lead.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(
+            store.try_lead("second", first.ttl).await.expect("ask"),
+            None
+        );
+        assert!(!session.is_cancelled());
+
+        // Given up (as if its lease lapsed), the lead goes to another holder; the
+        // first's next renewal finds that out and ends its session.
+        store.resign("first", fence).await.expect("resign");
+        let taken = store.try_lead("second", first.ttl).await.expect("ask");
+        assert!(taken.is_some_and(|second| second > fence), "{taken:?}");
+        keeper.await.expect("keeper");
+        assert!(session.is_cancelled(), "the deposed leader's session ends");
+    }
+
+    #[tokio::test]
+    async fn a_standby_waits_until_the_lead_is_free() {
+        let store = Arc::new(MemoryStore::default());
+        let stop = CancellationToken::new();
+        let fence = lease("first")
+            .acquire(store.clone(), stop.clone())
+            .await
+            .expect("lead");
+        let waiting = {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(lease("second").acquire(store, stop))
+        };
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the standby waits while the lead is held"
+        );
+        lease("first").resign(store.clone(), fence).await;
+        let second = waiting.await.expect("standby").expect("the lead");
+        assert!(second > fence);
+
+        // A standby that is told to stop stops waiting.
+        let stop = CancellationToken::new();
+        stop.cancel();
+        assert_eq!(lease("third").acquire(store, stop).await, None);
+    }
+}
