@@ -142,14 +142,36 @@ stop_private_docker() {
   PRIVATE_DOCKER_DIR=
 }
 
-# `docker compose config` for the deployment file, with .env.example's values: the
+# `docker compose config` for the deployment file, with .env.example's values, once as
+# it is (one NATS node) and once with its cluster block uncommented and the `cluster`
+# profile on; the cluster's rendering must hold three NATS nodes on cluster.conf, the
+# second instances, and every service on all three nodes with three replicas. The
 # Compose v2 plugin when the docker CLI has it, else docker-compose (Debian's 1.29,
 # installed when missing).
 check_compose_file() {
-  if docker compose version >/dev/null 2>&1; then
-    docker compose --env-file .env.example config --quiet
-  else
+  local compose=(docker compose)
+  if ! docker compose version >/dev/null 2>&1; then
     command -v docker-compose >/dev/null || { say "installing docker-compose"; apt_install docker-compose; }
-    docker-compose --env-file .env.example config --quiet
+    compose=(docker-compose)
   fi
+  "${compose[@]}" --env-file .env.example config --quiet
+  local env rendered services
+  env=$(mktemp)
+  { cat .env.example
+    sed -n 's/^# \(COMPOSE_PROFILES\|NATS_CONFIG\|SAGA_NATS_URL\|NATS_STREAM_REPLICAS\)=/\1=/p' .env.example
+  } >"$env"
+  rendered=$("${compose[@]}" --env-file "$env" --profile cluster config) || { rm -f "$env"; return 1; }
+  services=$("${compose[@]}" --env-file "$env" --profile cluster config --services)
+  rm -f "$env"
+  local service missing=
+  for service in nats nats-2 nats-3 orchestrator orchestrator-2 db-step db-step-2 \
+    site-step site-step-2 user-step user-step-2 registry-step registry-step-2; do
+    grep -qx "$service" <<<"$services" || missing="$missing $service"
+  done
+  [ -z "$missing" ] || { say "compose cluster profile lacks:$missing"; return 1; }
+  [ "$(grep -c '/etc/nats/cluster.conf' <<<"$rendered")" = 3 ] ||
+    { say "compose cluster profile: not every NATS node runs cluster.conf"; return 1; }
+  [ "$(grep -c 'NATS_STREAM_REPLICAS: .3' <<<"$rendered")" = 10 ] &&
+    [ "$(grep -c 'NATS_URL: nats://nats:4222,nats://nats-2:4222,nats://nats-3:4222' <<<"$rendered")" = 10 ] ||
+    { say "compose cluster profile: not every service reaches the three nodes with three replicas"; return 1; }
 }

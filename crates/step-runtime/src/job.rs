@@ -237,14 +237,25 @@ impl<S: Step> Job<S> {
                     }
                     _ => tracing::info!(elapsed_ms, "step done"),
                 }
-                if memory::is_final(&report) {
-                    // Before the report: once the orchestrator may act on it, a
-                    // redelivery must find it.
-                    if let Err(e) = self.memory.remember(&command.command_id, &report).await {
-                        tracing::warn!(error = %format!("{e:#}"), "could not remember the finished command");
-                    }
+                // Sent before the report: once the orchestrator may act on it, a
+                // redelivery must find it. Both are confirmed before the command is
+                // acked (the report goes out whatever becomes of the memory: it only
+                // spares work).
+                let remembered = if memory::is_final(&report) {
+                    Some(self.memory.remember(&command.command_id, &report).await)
+                } else {
+                    None
+                };
+                let settle = Self::report(&reporter, report).await;
+                let remembered = match remembered {
+                    Some(Ok(confirmation)) => confirmation.await,
+                    Some(Err(e)) => Err(e),
+                    None => Ok(()),
+                };
+                if let Err(e) = remembered {
+                    tracing::warn!(error = %format!("{e:#}"), "could not remember the finished command");
                 }
-                Self::report(&reporter, report).await
+                settle
             }
             Err(Interrupted::Shutdown) => {
                 tracing::info!("released for another instance");

@@ -20,6 +20,7 @@ use contracts::StepReport;
 #[derive(Clone)]
 pub(crate) struct FinishedCommands {
     store: kv::Store,
+    js: jetstream::Context,
 }
 
 impl FinishedCommands {
@@ -76,7 +77,10 @@ impl FinishedCommands {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| format!("opening the key-value bucket {bucket}"))?;
-        Ok(Self { store })
+        Ok(Self {
+            store,
+            js: js.clone(),
+        })
     }
 
     /// The stored report of `command_id`, if it finished before.
@@ -94,19 +98,34 @@ impl FinishedCommands {
         Ok(Some(report))
     }
 
-    /// Stores `report` as the final one of `command_id`.
+    /// Sends `report` as the final one of `command_id`; the returned future resolves
+    /// once the bucket has it. Sent, not awaited, so that the report can follow at
+    /// once on the same connection: the server takes them in that order, and the
+    /// command is acked only once both are confirmed.
     pub(crate) async fn remember(
         &self,
         command_id: &str,
         report: &StepReport,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
         let bytes = serde_json::to_vec(report).context("encoding the report")?;
-        self.store
-            .put(key(command_id), bytes.into())
+        // The subject `kv::Store::put` writes to (this bucket has no JetStream prefix).
+        let subject = format!(
+            "{}{}",
+            self.store.put_prefix.as_ref().unwrap_or(&self.store.prefix),
+            key(command_id)
+        );
+        let ack = self
+            .js
+            .publish(subject, bytes.into())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("writing the finished-commands bucket")?;
-        Ok(())
+        Ok(async move {
+            ack.await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("confirming the finished-commands bucket's write")?;
+            Ok(())
+        })
     }
 }
 

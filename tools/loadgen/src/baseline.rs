@@ -63,12 +63,14 @@ async fn consume(
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Runs `sagas` baseline sagas of `steps` steps with `concurrency` in flight.
+/// Runs `sagas` baseline sagas of `steps` steps with `concurrency` in flight, on
+/// streams of `replicas` replicas.
 pub async fn run(
     client: &async_nats::Client,
     sagas: usize,
     concurrency: usize,
     steps: usize,
+    replicas: usize,
 ) -> anyhow::Result<Report> {
     let ns = format!("base{}", &Uuid::new_v4().simple().to_string()[..8]);
     let js = jetstream::new(client.clone());
@@ -100,6 +102,7 @@ pub async fn run(
             name: name.clone(),
             subjects: vec![subject.clone()],
             retention: *retention,
+            num_replicas: replicas,
             ..Default::default()
         })
         .await

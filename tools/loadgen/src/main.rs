@@ -2,7 +2,9 @@
 //! runtime over JetStream, then the same message pattern on raw JetStream (no store,
 //! no state machine), and prints throughput, per-step overhead and saga latency.
 //!
-//! Usage: `cargo run --release -p loadgen -- [--sagas N] [--concurrency C] [--store URL|memory]`
+//! Usage: `cargo run --release -p loadgen -- [--sagas N] [--concurrency C] [--store URL|memory]
+//! [--nats URL[,URL...]] [--replicas R]`: `--replicas 3` on a three-node cluster gives
+//! every stream of both runs three replicas.
 
 mod baseline;
 mod stats;
@@ -26,6 +28,7 @@ struct Args {
     concurrency: usize,
     store: Option<String>,
     nats: String,
+    replicas: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -34,6 +37,7 @@ fn parse_args() -> anyhow::Result<Args> {
         concurrency: 50,
         store: None,
         nats: std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+        replicas: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -43,8 +47,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--concurrency" => args.concurrency = value()?.parse()?,
             "--store" => args.store = Some(value()?),
             "--nats" => args.nats = value()?,
+            "--replicas" => args.replicas = value()?.parse()?,
             other => anyhow::bail!(
-                "unknown flag {other}; use --sagas N --concurrency C --store URL --nats URL"
+                "unknown flag {other}; use --sagas N --concurrency C --store URL --nats URL --replicas R"
             ),
         }
     }
@@ -112,6 +117,7 @@ async fn run_orchestrated(
     let key = secrets::SecretsKey::generate_base64();
     let env: HashMap<&str, String> = HashMap::from([
         ("NATS_URL", args.nats.clone()),
+        ("NATS_STREAM_REPLICAS", args.replicas.to_string()),
         ("NATS_NAMESPACE", namespace.clone()),
         ("SAGA_SECRETS_KEY", key),
         ("SAGA_STORE_URL", store_url.clone()),
@@ -150,7 +156,7 @@ async fn run_orchestrated(
         )));
     }
     let js = async_nats::jetstream::new(client.clone());
-    step_runtime::bus::ensure_streams(&js, &subjects, 1).await?;
+    step_runtime::bus::ensure_streams(&js, &subjects, args.replicas).await?;
 
     // Progress is read on a plain subscription: what a live dashboard sees.
     let mut progress = client.subscribe(subjects.progress_all()).await?;
@@ -216,22 +222,30 @@ async fn run_orchestrated(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let client = async_nats::connect(&args.nats)
+    let client = async_nats::connect(step_runtime::bus::servers(&args.nats)?)
         .await
         .with_context(|| format!("connecting to {}", args.nats))?;
     let server = client.server_info();
     println!(
-        "loadgen: {} sagas x {} no-op steps, {} in flight; NATS {} (JetStream file storage, server default sync); {} cores",
+        "loadgen: {} sagas x {} no-op steps, {} in flight; NATS {} (JetStream file storage, {} replica(s), synced as the server is configured); {} cores",
         args.sagas,
         STEPS.len(),
         args.concurrency,
         server.version,
+        args.replicas,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
     let (orchestrated, store) = run_orchestrated(&args, &client).await?;
     println!("store: {store}");
     orchestrated.print("orchestrator + step runtime:");
-    let raw = baseline::run(&client, args.sagas, args.concurrency, STEPS.len()).await?;
+    let raw = baseline::run(
+        &client,
+        args.sagas,
+        args.concurrency,
+        STEPS.len(),
+        args.replicas,
+    )
+    .await?;
     raw.print("raw JetStream baseline (same publishes and acks, no store, no state machine):");
     let ratio = (orchestrated.sagas as f64 / orchestrated.elapsed.as_secs_f64())
         / (raw.sagas as f64 / raw.elapsed.as_secs_f64());

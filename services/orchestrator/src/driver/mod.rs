@@ -36,7 +36,7 @@ use crate::saga::{next, Action, Decision, Input, Saga, SagaDefinition, Timer};
 use crate::store::{SagaStore, Updated};
 
 /// Number of workers inputs are spread over (by saga id).
-pub const SHARDS: usize = 64;
+pub const SHARDS: usize = 256;
 
 /// How often an input is delivered before it is set aside as a dead letter. With the
 /// growing redelivery delay ([`retry_delay`]) this rides out about an hour and a half

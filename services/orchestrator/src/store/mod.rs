@@ -9,6 +9,7 @@ mod lease;
 mod memory;
 mod mysql_database;
 mod sql;
+mod sqlite_writer;
 mod statements;
 
 use std::future::Future;

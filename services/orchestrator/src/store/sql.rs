@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use super::group_commit::{self, Change, Row_};
 use super::lease::{self, Fence, Fencing, LeaseInfo};
-use super::{check_advances, mysql_database, ClaimChange, Error, Inserted, SagaStore, Updated};
+use super::{
+    check_advances, mysql_database, sqlite_writer, ClaimChange, Error, Inserted, SagaStore, Updated,
+};
 use crate::saga::Saga;
 
 /// Saga store over a SQL database.
@@ -100,17 +102,17 @@ impl SqlStore {
     pub async fn connect(url: &str) -> Result<Self, Error> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
-        let url = if sqlite {
+        let (url, sqlite_path) = if sqlite {
             sqlite_url(url)?
         } else {
-            url.to_string()
+            (url.to_string(), Default::default())
         };
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
         let pool = if sqlite {
             AnyPoolOptions::new()
-                // Writes go through the single writer task (plus the rare replay), and
-                // WAL lets the other connections read meanwhile.
-                .max_connections(1)
+                // Reads (and the rare replay that takes a subdomain back): the writer
+                // has its own connection, and WAL lets these read meanwhile.
+                .max_connections(4)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         for pragma in [
@@ -136,11 +138,16 @@ impl SqlStore {
         }
         let fence = Fence::default();
         let (writer, changes) = mpsc::channel(4 * group_commit::GROUP_MAX);
-        tokio::spawn(group_commit::writer_loop(
-            pool.clone(),
-            changes,
-            fence.clone(),
-        ));
+        if sqlite {
+            // A connection and thread of its own: a whole group in one hop.
+            sqlite_writer::spawn(sqlite_path, changes, fence.clone())?;
+        } else {
+            tokio::spawn(group_commit::writer_loop(
+                pool.clone(),
+                changes,
+                fence.clone(),
+            ));
+        }
         Ok(Self {
             pool,
             writer,
@@ -206,29 +213,35 @@ impl SqlStore {
     }
 }
 
-fn sqlite_url(url: &str) -> Result<String, Error> {
+/// The sqlx URL of a `sqlite:` store URL (the file created when missing) and the
+/// file's path, for the writer's own connection. Its folder is created when missing.
+fn sqlite_url(url: &str) -> Result<(String, std::path::PathBuf), Error> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:")
         .split('?')
         .next()
         .unwrap_or_default();
-    if !path.is_empty() && path != ":memory:" {
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    Error::Corrupt(format!("cannot create {}: {e}", parent.display()))
-                })?;
-            }
+    if path.is_empty() || path == ":memory:" {
+        // The writer has a connection of its own, which would see another database.
+        return Err(Error::Unavailable(format!(
+            "the SQLite store needs a file (sqlite://path/to/file.db), not {url:?}"
+        )));
+    }
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::Corrupt(format!("cannot create {}: {e}", parent.display())))?;
         }
     }
-    Ok(if url.contains("mode=") {
+    let url = if url.contains("mode=") {
         url.to_string()
     } else if url.contains('?') {
         format!("{url}&mode=rwc")
     } else {
         format!("{url}?mode=rwc")
-    })
+    };
+    Ok((url, path.into()))
 }
 
 fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
