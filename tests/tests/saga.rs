@@ -469,5 +469,27 @@ async fn a_failed_undo_ends_compensation_failed_and_replay_resumes_it() {
         mariadb_has(&db_step::database_name(&subdomain)).await,
         (false, false)
     );
+    // The resumed undo ran at once, as a new run: not answered with the failed
+    // undo's remembered report, not dropped as a duplicate and left to time out.
+    let timeline = h.timeline(id, 2).await;
+    let resumed: Vec<_> = timeline
+        .iter()
+        .skip_while(|e| e.status != SagaStatus::CompensationFailed)
+        .skip(1)
+        .collect();
+    assert!(
+        resumed
+            .iter()
+            .all(|e| e.error.as_ref().is_none_or(|x| x.code != "step_timeout")),
+        "{resumed:#?}"
+    );
+    assert!(
+        resumed
+            .iter()
+            .any(|e| e.step.as_deref() == Some("admin_user")
+                && e.step_status == Some(contracts::StepStatus::Compensated)
+                && e.attempt == 1),
+        "{resumed:#?}"
+    );
     h.finish().await;
 }

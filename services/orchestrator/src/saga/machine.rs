@@ -182,7 +182,19 @@ impl Transition<'_> {
                 let root = self.saga.error.take().and_then(|e| e.cause).map(|c| *c);
                 self.saga.error = root;
                 self.saga.status = SagaStatus::Compensating;
-                self.publish(Some(position), None, 0, "Resuming the undo".into());
+                // A new run, so the undo's commands get new ids: the failed undo's id
+                // is remembered by its step as finished (a permanent failure is
+                // answered from memory, not redone) and JetStream drops a copy within
+                // its duplicate window. The undo only removes what this saga owns, by
+                // saga id, whichever run made it.
+                self.saga.run += 1;
+                let run = self.saga.run;
+                self.publish(
+                    Some(position),
+                    None,
+                    0,
+                    format!("Resuming the undo (run {run})"),
+                );
                 self.begin_undo(position, 1);
                 Ok(())
             }

@@ -38,6 +38,7 @@ fn new_saga() -> Saga {
 }
 
 /// One input of a scenario, in a compact form.
+#[derive(Clone)]
 enum In {
     Start,
     Replay,
@@ -95,6 +96,15 @@ fn summary(actions: &[Action]) -> Vec<String> {
 
 /// Feeds `inputs` from a fresh saga and checks every action, in order. Returns the saga.
 fn check(inputs: Vec<In>, expected: &[&str]) -> Saga {
+    let (saga, got) = play(inputs);
+    let expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    assert_eq!(got, expected, "\n got: {got:#?}");
+    saga
+}
+
+/// Applies `inputs` to a new saga: the saga after them and what they asked for, in
+/// the form [`check`] compares.
+fn play(inputs: Vec<In>) -> (Saga, Vec<String>) {
     let def = definition();
     let mut saga = new_saga();
     let mut actions = Vec::new();
@@ -167,10 +177,7 @@ fn check(inputs: Vec<In>, expected: &[&str]) -> Saga {
             })),
         }
     }
-    let got = summary(&actions);
-    let expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
-    assert_eq!(got, expected, "\n got: {got:#?}");
-    saga
+    (saga, summary(&actions))
 }
 
 /// Ignored inputs show up as this marker line, so scenarios can assert them.

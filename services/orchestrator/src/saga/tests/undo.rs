@@ -13,7 +13,10 @@ fn undo_failure_ends_compensation_failed_and_replay_resumes_the_undo() {
         In::Fail("site", StepAction::Execute, 1, false),
     ];
     inputs.push(In::Fail("site", StepAction::Compensate, 1, false));
+    let (failed, _) = play(inputs.clone());
     inputs.push(In::Replay);
+    let (resumed, _) = play(inputs.clone());
+    assert_eq!(resumed.run, failed.run + 1, "the resumed undo is a new run");
     inputs.push(In::Done("site", StepAction::Compensate, 1));
     inputs.push(In::Done("database", StepAction::Compensate, 1));
     inputs.push(In::Replay);
@@ -49,7 +52,7 @@ fn undo_failure_ends_compensation_failed_and_replay_resumes_the_undo() {
             "schedule",
         ],
     );
-    assert_eq!(saga.run, 2, "a replay from the start is the next run");
+    assert_eq!(saga.run, 3, "a replay from the start is the next run");
 }
 
 #[test]
