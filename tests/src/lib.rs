@@ -7,6 +7,7 @@
 
 pub mod docker;
 mod leftovers;
+pub mod private_nats;
 mod process;
 mod requests;
 pub mod scripted;

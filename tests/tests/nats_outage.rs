@@ -6,100 +6,12 @@
 //! One test per binary: the harness reads the NATS address from `TEST_NATS_URL`,
 //! which this test points at its private server.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use contracts::{SagaStatus, StepAction};
+use tests::private_nats::PrivateNats;
 use tests::{Behaviour, Harness};
 use uuid::Uuid;
-
-/// The nats-server executable: `NATS_SERVER_BIN`, else the one on PATH, else Debian's.
-fn nats_server_bin() -> PathBuf {
-    if let Ok(bin) = std::env::var("NATS_SERVER_BIN") {
-        return bin.into();
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("nats-server"))
-            .find(|p| p.is_file())
-    });
-    let bin = on_path.unwrap_or_else(|| "/usr/sbin/nats-server".into());
-    assert!(
-        bin.is_file(),
-        "this test needs a nats-server executable (dev/test installs one); set NATS_SERVER_BIN"
-    );
-    bin
-}
-
-/// A nats-server of this test's own, killed when dropped.
-struct PrivateNats {
-    port: u16,
-    store: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl PrivateNats {
-    fn start(dir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut nats = Self {
-            port,
-            store: dir.join("jetstream"),
-            log: dir.join("nats-server.log"),
-            child: None,
-        };
-        nats.run();
-        nats
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn run(&mut self) {
-        let child = Command::new(nats_server_bin())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store)
-            .arg("-l")
-            .arg(&self.log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        self.child = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("nats-server did not open port {}", self.port);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_dispatched_while_nats_is_down_still_ends_the_saga() {

@@ -87,6 +87,29 @@ pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_na
         .with_context(|| format!("connecting to NATS at {url}"))
 }
 
+/// Runs a start-up declaration (streams, a bucket, a consumer) again until it works,
+/// for about a minute: a JetStream cluster that has just lost a node, or is electing
+/// a stream's leader, answers its API late or not at all for a few seconds, and a
+/// service should ride that out rather than exit.
+pub async fn patiently<T, F, Fut>(what: &str, declare: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    declare
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(5))
+                .with_max_times(15)
+                .with_jitter(),
+        )
+        .notify(|e, delay| {
+            tracing::warn!(error = %format!("{e:#}"), ?delay, "{what}: JetStream not ready, retrying")
+        })
+        .await
+}
+
 /// Declares every stream of the saga with `replicas` replicas (idempotent: existing
 /// streams are kept as they are, except that a stream missing one of its subjects,
 /// declared by an older release, gets it added, and one with another replica count

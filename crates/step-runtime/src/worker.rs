@@ -50,34 +50,39 @@ pub async fn run<S: Step>(
     )
     .await?;
     let js = jetstream::new(client);
-    bus::ensure_streams(&js, &subjects, config.nats.stream_replicas).await?;
-    let memory = FinishedCommands::open(
-        &js,
-        &subjects.finished_commands_bucket(),
-        config.report_ttl,
-        config.nats.stream_replicas,
-    )
+    let replicas = config.nats.stream_replicas;
+    bus::patiently("declaring the streams", || {
+        bus::ensure_streams(&js, &subjects, replicas)
+    })
     .await?;
-    let stream = js
-        .get_stream(subjects.commands_stream())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("opening the command stream")?;
+    let bucket = subjects.finished_commands_bucket();
+    let memory = bus::patiently("opening the finished-commands bucket", || {
+        FinishedCommands::open(&js, &bucket, config.report_ttl, replicas)
+    })
+    .await?;
     let durable = subjects.consumer(&format!("step-{name}"));
-    // Create or update: a consumer declared by an older release gets `max_deliver`.
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(durable.clone()),
-            filter_subject: subjects.step_command(&name),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: config.ack_wait,
-            max_ack_pending: (config.concurrency * 2) as i64,
-            max_deliver: i64::from(config.max_deliver),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("declaring the step consumer")?;
+    let consumer = bus::patiently("declaring the step consumer", || async {
+        let stream = js
+            .get_stream(subjects.commands_stream())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("opening the command stream")?;
+        // Create or update: a consumer declared by an older release gets `max_deliver`.
+        stream
+            .create_consumer(pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject: subjects.step_command(&name),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_ack_pending: (config.concurrency * 2) as i64,
+                max_deliver: i64::from(config.max_deliver),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("declaring the step consumer")
+    })
+    .await?;
     let mut messages = consumer
         .messages()
         .await

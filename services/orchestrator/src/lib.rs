@@ -78,35 +78,38 @@ async fn pull_consumer(
     durable: String,
     filter: String,
 ) -> anyhow::Result<jetstream::consumer::pull::Stream> {
-    let stream = js
-        .get_stream(&stream)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("opening stream {stream}"))?;
-    // Create or update: a consumer declared by an older release gets `max_deliver`.
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(durable.clone()),
-            filter_subject: filter,
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            // Short, so that what a leader that died had fetched reaches the next one
-            // soon after it takes over. An input held longer (a long worker queue) is
-            // delivered again and handled as the duplicate it is.
-            ack_wait: INPUT_ACK_WAIT,
-            max_ack_pending: 4096,
-            // The driver sets an input aside as a dead letter at its last delivery;
-            // the server's limit only backs that up.
-            max_deliver: driver::MAX_DELIVER as i64 + 1,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("declaring consumer {durable}"))?;
-    consumer
-        .messages()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("subscribing with {durable}"))
+    step_runtime::bus::patiently("declaring the orchestrator's consumers", || async {
+        let stream = js
+            .get_stream(&stream)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("opening stream {stream}"))?;
+        // Create or update: a consumer declared by an older release gets `max_deliver`.
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject: filter.clone(),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                // Short, so that what a leader that died had fetched reaches the next
+                // one soon after it takes over. An input held longer (a long worker
+                // queue) is delivered again and handled as the duplicate it is.
+                ack_wait: INPUT_ACK_WAIT,
+                max_ack_pending: 4096,
+                // The driver sets an input aside as a dead letter at its last
+                // delivery; the server's limit only backs that up.
+                max_deliver: driver::MAX_DELIVER as i64 + 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("declaring consumer {durable}"))?;
+        consumer
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("subscribing with {durable}"))
+    })
+    .await
 }
 
 /// Runs the orchestrator over a given store (used by tests and benchmarks).
@@ -122,7 +125,11 @@ pub async fn run_with_store<S: SagaStore>(
     let http = step_runtime::health::bind(config.http_addr).await?;
     let client = step_runtime::bus::connect(&config.nats, "orchestrator").await?;
     let js = jetstream::new(client.clone());
-    step_runtime::bus::ensure_streams(&js, &subjects, config.nats.stream_replicas).await?;
+    let replicas = config.nats.stream_replicas;
+    step_runtime::bus::patiently("declaring the streams", || {
+        step_runtime::bus::ensure_streams(&js, &subjects, replicas)
+    })
+    .await?;
     let bus = bus::NatsBus {
         js,
         client,
