@@ -152,9 +152,13 @@ async fn a_standby_takes_over_when_the_leader_is_killed() {
         .expect("subscribe to progress");
     let sagas = signups(&h, "failover", 6).await;
 
-    // The standby answers reads while the leader is alive.
+    // The standby answers reads on its own: with the leader frozen (within its
+    // lease, so nothing else changes), a read still comes back.
     let (id, _) = sagas[0];
-    assert!(h.get(id).await.saga.is_some(), "a read is answered");
+    signal(&first, Signal::SIGSTOP);
+    let read = h.get(id).await;
+    signal(&first, Signal::SIGCONT);
+    assert!(read.saga.is_some(), "the standby answered: {read:?}");
 
     first.kill().expect("SIGKILL the leader");
     first.wait().expect("reaped");

@@ -6,13 +6,58 @@
 //! instance that lost the lead without noticing (paused, cut off) has its late writes
 //! refused rather than racing the new leader.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::SagaStore;
+
+/// How long this instance may still act as the leader, by its own clock: a lease's
+/// length, less a sixth, after it sent the last lease write the store accepted. The
+/// store counts the lease from when it made that write, which is later, so it cannot
+/// give the lead to a standby before the tenure ends: an instance that acts only
+/// within its tenure never acts beside a new leader, even after being frozen for a
+/// while (its clock ran on meanwhile). Unbounded by default (a store without a lease,
+/// in tests).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tenure(Arc<Mutex<Option<Instant>>>);
+
+impl Tenure {
+    fn bounded(until: Instant) -> Self {
+        Self(Arc::new(Mutex::new(Some(until))))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Option<Instant>) -> T) -> T {
+        f(&mut self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Whether this instance may still act as the leader.
+    pub fn holds(&self) -> bool {
+        self.with(|until| until.is_none_or(|until| Instant::now() < until))
+    }
+
+    fn until(&self) -> Option<Instant> {
+        self.with(|until| *until)
+    }
+
+    fn extend_to(&self, until: Instant) {
+        self.with(|current| {
+            if current.is_some_and(|c| c < until) {
+                *current = Some(until);
+            }
+        });
+    }
+
+    /// Ends the tenure now (the lead is lost).
+    pub fn end(&self) {
+        self.with(|until| *until = Some(Instant::now()));
+    }
+}
 
 /// This instance's claim on the lead.
 #[derive(Debug, Clone)]
@@ -32,19 +77,24 @@ impl Lease {
         self.ttl / 6
     }
 
-    /// Waits until this instance holds the lead, and returns its fence number; `None`
-    /// when `stop` comes first.
+    fn tenure_after(&self, sent: Instant) -> Instant {
+        sent + self.ttl - self.ttl / 6
+    }
+
+    /// Waits until this instance holds the lead, and returns its fence number and its
+    /// tenure; `None` when `stop` comes first.
     pub async fn acquire<S: SagaStore>(
         self,
         store: Arc<S>,
         stop: CancellationToken,
-    ) -> Option<u64> {
+    ) -> Option<(u64, Tenure)> {
         let mut standing_by = false;
         loop {
+            let sent = Instant::now();
             match store.try_lead(&self.holder, self.ttl).await {
                 Ok(Some(fence)) => {
                     tracing::info!(holder = %self.holder, fence, "leading sagas");
-                    return Some(fence);
+                    return Some((fence, Tenure::bounded(self.tenure_after(sent))));
                 }
                 Ok(None) if !standing_by => {
                     standing_by = true;
@@ -67,14 +117,26 @@ impl Lease {
         }
     }
 
-    /// Renews the lead until `session` ends; ends `session` when the lead is lost: the
-    /// store says another instance holds it, or no renewal got through for a whole
-    /// lease (the store may have given it to a standby by then).
-    pub async fn keep<S: SagaStore>(self, store: Arc<S>, fence: u64, session: CancellationToken) {
-        let mut renewed = Instant::now();
+    /// Renews the lead until `session` ends, extending `tenure` with each renewal;
+    /// ends the tenure and `session` when the lead is lost: the store says another
+    /// instance holds it, or the tenure ran out before a renewal got through (the store
+    /// may give the lead to a standby from then on).
+    pub async fn keep<S: SagaStore>(
+        self,
+        store: Arc<S>,
+        fence: u64,
+        tenure: Tenure,
+        session: CancellationToken,
+    ) {
         loop {
+            let deadline = tenure.until().unwrap_or_else(|| Instant::now() + self.ttl);
             tokio::select! {
-                () = session.cancelled() => return,
+                biased;
+                () = session.cancelled() => break,
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(fence, "the lead could not be renewed in time: standing down");
+                    break;
+                }
                 () = tokio::time::sleep(self.renew_every()) => {}
             }
             let sent = Instant::now();
@@ -84,7 +146,7 @@ impl Lease {
             )
             .await;
             match renewal {
-                Ok(Ok(true)) => renewed = sent,
+                Ok(Ok(true)) => tenure.extend_to(self.tenure_after(sent)),
                 Ok(Ok(false)) => {
                     tracing::warn!(fence, "another orchestrator took the lead: standing down");
                     break;
@@ -92,14 +154,8 @@ impl Lease {
                 Ok(Err(e)) => tracing::warn!(error = %e, fence, "could not renew the lead"),
                 Err(_) => tracing::warn!(fence, "renewing the lead got no answer in time"),
             }
-            if renewed.elapsed() >= self.ttl {
-                tracing::warn!(
-                    fence,
-                    "the lead could not be renewed for a whole lease: standing down"
-                );
-                break;
-            }
         }
+        tenure.end();
         session.cancel();
     }
 
@@ -147,13 +203,18 @@ mod tests {
         let store = Arc::new(MemoryStore::default());
         let stop = CancellationToken::new();
         let first = lease("first");
-        let fence = first
+        let (fence, tenure) = first
             .clone()
             .acquire(store.clone(), stop.clone())
             .await
             .expect("the lead");
         let session = CancellationToken::new();
-        let keeper = tokio::spawn(first.clone().keep(store.clone(), fence, session.clone()));
+        let keeper = tokio::spawn(first.clone().keep(
+            store.clone(),
+            fence,
+            tenure.clone(),
+            session.clone(),
+        ));
 
         // While it renews, nobody else gets the lead.
         tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -170,13 +231,104 @@ mod tests {
         assert!(taken.is_some_and(|second| second > fence), "{taken:?}");
         keeper.await.expect("keeper");
         assert!(session.is_cancelled(), "the deposed leader's session ends");
+        assert!(!tenure.holds(), "and it acts as the leader no more");
+    }
+
+    /// A leader whose store stops answering stands down when its tenure runs out, a
+    /// sixth of a lease before the store could give the lead away.
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_that_cannot_renew_stands_down_before_its_lease_ends() {
+        let store = Arc::new(crate::store::MemoryStore::default());
+        let first = lease("first");
+        let (fence, tenure) = first
+            .clone()
+            .acquire(store.clone(), CancellationToken::new())
+            .await
+            .expect("the lead");
+        let session = CancellationToken::new();
+        // A store that never answers a renewal.
+        let silent = Arc::new(Unanswering);
+        let keeper = tokio::spawn(first.clone().keep(
+            silent,
+            fence,
+            tenure.clone(),
+            session.clone(),
+        ));
+        tokio::time::sleep(first.ttl / 2).await;
+        assert!(tenure.holds(), "within its tenure it still leads");
+        keeper.await.expect("keeper");
+        assert!(session.is_cancelled());
+        assert!(!tenure.holds());
+    }
+
+    /// A store whose renewals never come back.
+    struct Unanswering;
+
+    impl SagaStore for Unanswering {
+        async fn insert(
+            &self,
+            _: &crate::saga::Saga,
+            _: &[contracts::ProgressEvent],
+        ) -> Result<crate::store::Inserted, crate::store::Error> {
+            unreachable!()
+        }
+        async fn update(
+            &self,
+            _: &crate::saga::Saga,
+            _: &crate::saga::Saga,
+            _: &[contracts::ProgressEvent],
+        ) -> Result<crate::store::Updated, crate::store::Error> {
+            unreachable!()
+        }
+        async fn get(
+            &self,
+            _: uuid::Uuid,
+        ) -> Result<Option<crate::saga::Saga>, crate::store::Error> {
+            unreachable!()
+        }
+        async fn list(
+            &self,
+            _: Option<contracts::SagaStatus>,
+            _: u32,
+        ) -> Result<Vec<crate::saga::Saga>, crate::store::Error> {
+            unreachable!()
+        }
+        async fn timeline(
+            &self,
+            _: uuid::Uuid,
+        ) -> Result<Vec<contracts::ProgressEvent>, crate::store::Error> {
+            unreachable!()
+        }
+        async fn in_flight(&self) -> Result<Vec<crate::saga::Saga>, crate::store::Error> {
+            unreachable!()
+        }
+        async fn unpublished(&self) -> Result<Vec<contracts::ProgressEvent>, crate::store::Error> {
+            unreachable!()
+        }
+        async fn mark_published(&self, _: &[(uuid::Uuid, u64)]) -> Result<(), crate::store::Error> {
+            unreachable!()
+        }
+        async fn subdomain_holder(
+            &self,
+            _: &str,
+        ) -> Result<Option<uuid::Uuid>, crate::store::Error> {
+            unreachable!()
+        }
+        async fn renew_lead(
+            &self,
+            _: &str,
+            _: u64,
+            _: Duration,
+        ) -> Result<bool, crate::store::Error> {
+            std::future::pending().await
+        }
     }
 
     #[tokio::test]
     async fn a_standby_waits_until_the_lead_is_free() {
         let store = Arc::new(MemoryStore::default());
         let stop = CancellationToken::new();
-        let fence = lease("first")
+        let (fence, _) = lease("first")
             .acquire(store.clone(), stop.clone())
             .await
             .expect("lead");
@@ -190,12 +342,12 @@ mod tests {
             "the standby waits while the lead is held"
         );
         lease("first").resign(store.clone(), fence).await;
-        let second = waiting.await.expect("standby").expect("the lead");
+        let (second, _) = waiting.await.expect("standby").expect("the lead");
         assert!(second > fence);
 
         // A standby that is told to stop stops waiting.
         let stop = CancellationToken::new();
         stop.cancel();
-        assert_eq!(lease("third").acquire(store, stop).await, None);
+        assert!(lease("third").acquire(store, stop).await.is_none());
     }
 }

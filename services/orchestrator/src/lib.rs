@@ -156,53 +156,81 @@ pub async fn run_with_store<S: SagaStore>(
         holder: config.instance.clone(),
         ttl: config.lease,
     };
-    let result = loop {
-        let Some(fence) = lease.clone().acquire(store.clone(), shutdown.clone()).await else {
-            break Ok(());
+    loop {
+        let Some((fence, tenure)) = lease.clone().acquire(store.clone(), shutdown.clone()).await
+        else {
+            break;
         };
         let session = shutdown.child_token();
-        let keeper = tokio::spawn(lease.clone().keep(store.clone(), fence, session.clone()));
-        let driven = drive(&config, store.clone(), bus.clone(), session.clone()).await;
+        let keeper = tokio::spawn(lease.clone().keep(
+            store.clone(),
+            fence,
+            tenure.clone(),
+            session.clone(),
+        ));
+        let driven = drive(&config, store.clone(), bus.clone(), tenure, session.clone()).await;
         session.cancel();
         let _ = keeper.await;
-        if driven.is_err() || shutdown.is_cancelled() {
+        if shutdown.is_cancelled() {
             lease.clone().resign(store.clone(), fence).await;
-            break driven;
+            break;
         }
-        tracing::warn!(fence, "lost the lead: standing by");
-    };
+        if let Err(e) = driven {
+            // Another instance may fare better (its own connections); this one tries
+            // again as a standby after a lease, rather than leaving no orchestrator.
+            tracing::error!(error = %format!("{e:#}"), fence, "driving failed: giving the lead up");
+            lease.clone().resign(store.clone(), fence).await;
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(config.lease) => {}
+            }
+        } else {
+            tracing::warn!(fence, "lost the lead: standing by");
+        }
+    }
     let _ = health.await;
     if let Ok(Err(e)) = reads.await {
         tracing::warn!(error = %format!("{e:#}"), "request API ended with an error");
     }
-    result
+    Ok(())
 }
 
 /// Drives sagas while this instance leads: reads signups and step reports, resumes
 /// what was in flight, sweeps, keeps the outbox and answers replays, until `session`
 /// ends (the lead lost, or shutdown). Every part stops with it: a deposed instance
-/// reads no more input and keeps no cache.
+/// reads no more input and keeps no cache, and none of its inputs is acknowledged
+/// once its tenure ended (they go back to the stream for the next leader).
 async fn drive<S: SagaStore>(
     config: &Config,
     store: Arc<S>,
     bus: bus::NatsBus,
+    tenure: leadership::Tenure,
     session: CancellationToken,
 ) -> anyhow::Result<()> {
     let subjects = bus.subjects.clone();
-    let mut signups = pull_consumer(
-        &bus.js,
-        subjects.signups_stream(),
-        subjects.consumer("orchestrator-signups"),
-        subjects.signup_requested(),
-    )
-    .await?;
-    let mut events = pull_consumer(
-        &bus.js,
-        subjects.events_stream(),
-        subjects.consumer("orchestrator-events"),
-        subjects.step_events_all(),
-    )
-    .await?;
+    let consumers = async {
+        let signups = pull_consumer(
+            &bus.js,
+            subjects.signups_stream(),
+            subjects.consumer("orchestrator-signups"),
+            subjects.signup_requested(),
+        )
+        .await?;
+        let events = pull_consumer(
+            &bus.js,
+            subjects.events_stream(),
+            subjects.consumer("orchestrator-events"),
+            subjects.step_events_all(),
+        )
+        .await?;
+        anyhow::Ok((signups, events))
+    };
+    // Declaring may take a while on a cluster that lost a node: not past the lead.
+    let (mut signups, mut events) = tokio::select! {
+        biased;
+        () = session.cancelled() => return Ok(()),
+        declared = consumers => declared?,
+    };
 
     let (published_tx, published_rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = CancellationToken::new();
@@ -220,6 +248,7 @@ async fn drive<S: SagaStore>(
                 published: published_tx,
                 subjects: subjects.clone(),
                 unsent: Default::default(),
+                tenure: tenure.clone(),
             })
         },
         stop.clone(),
@@ -236,6 +265,9 @@ async fn drive<S: SagaStore>(
         tracing::info!(count = in_flight.len(), "resuming sagas in flight");
     }
     for saga in in_flight {
+        if session.is_cancelled() {
+            break;
+        }
         core.router.send(saga.id, Work::Resume).await;
     }
 
@@ -249,6 +281,7 @@ async fn drive<S: SagaStore>(
 
     let result = loop {
         tokio::select! {
+            biased;
             () = session.cancelled() => break Ok(()),
             next = signups.next() => match next {
                 Some(Ok(message)) => driver::route_signup(&core, message.into()).await,

@@ -49,6 +49,16 @@ pub(crate) fn retry_delay(delivered: u64) -> Duration {
     Duration::from_secs(1u64 << delivered.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
+/// Whether the store refused a write because another instance leads.
+fn deposed(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<crate::store::Error>(),
+            Some(crate::store::Error::Deposed(_))
+        )
+    })
+}
+
 /// One input for a saga's worker.
 pub(crate) enum Work {
     /// A message on the signup subject, parsed far enough to know its id.
@@ -104,6 +114,8 @@ pub(crate) struct Core<S, B = NatsBus> {
     pub subjects: contracts::Subjects,
     /// Sagas whose last command could not be sent, for the sweep to send again.
     pub unsent: Arc<Mutex<HashSet<Uuid>>>,
+    /// How long this instance may still act as the leader.
+    pub tenure: crate::leadership::Tenure,
 }
 
 /// Routes work to the worker that owns a saga.
@@ -219,8 +231,22 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
     /// time), or, after [`MAX_DELIVER`] deliveries, sets it aside as a dead letter
     /// with the reason, so a poison input never loops.
     async fn settle(&self, message: Inbound, result: anyhow::Result<()>) {
+        if !self.tenure.holds() {
+            // Past its tenure this instance may have decided from a copy the new
+            // leader has moved on from (a report it found stale, say): the input goes
+            // back to the stream for the new leader to decide, at once.
+            tracing::info!("lead lost: input left to the next leader");
+            return message.settle(Settle::Retry(Duration::ZERO)).await;
+        }
         let error = match result {
             Ok(()) => return message.settle(Settle::Ack).await,
+            Err(e) if deposed(&e) => {
+                // The store says another instance leads: stop acting at once (the
+                // lease keeper stands down at its next tick) and leave the input to it.
+                tracing::warn!(error = %format!("{e:#}"), "lead lost: input left to the next leader");
+                self.tenure.end();
+                return message.settle(Settle::Retry(Duration::ZERO)).await;
+            }
             Err(e) => format!("{e:#}"),
         };
         if message.delivered < MAX_DELIVER {

@@ -173,6 +173,7 @@ impl Rig {
                     published,
                     subjects: contracts::Subjects::new(""),
                     unsent: Default::default(),
+                    tenure: Default::default(),
                 })
             },
             stop.clone(),
