@@ -112,8 +112,10 @@ where
 
 /// Declares every stream of the saga with `replicas` replicas (idempotent: existing
 /// streams are kept as they are, except that a stream missing one of its subjects,
-/// declared by an older release, gets it added, and one with another replica count
-/// gets the configured one).
+/// declared by an older release, gets it added, and one with fewer replicas gets the
+/// configured count. A count is never lowered here: one process started without
+/// `NATS_STREAM_REPLICAS` must not turn a cluster's streams into single copies; lower
+/// it by hand with `nats stream edit`).
 pub async fn ensure_streams(
     js: &jetstream::Context,
     subjects: &Subjects,
@@ -184,10 +186,10 @@ pub async fn ensure_streams(
             .collect();
         // Updated only when something changed: nats-server 2.9 has been seen to crash
         // under concurrent updates of one stream, and every service declares at start.
-        if !missing.is_empty() || existing.num_replicas != replicas {
+        if !missing.is_empty() || existing.num_replicas < replicas {
             let mut updated = existing.clone();
             updated.subjects.extend(missing.iter().cloned());
-            updated.num_replicas = replicas;
+            updated.num_replicas = existing.num_replicas.max(replicas);
             js.update_stream(updated)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))

@@ -184,14 +184,24 @@ pub struct RuntimeConfig {
 
 /// Runs a step service as a process: telemetry, settings from the environment, the
 /// step built by `make` inside the Tokio runtime (adapters such as connection pools
-/// need it), then [`run`] until SIGTERM or Ctrl-C.
-pub fn serve_from_env<S, F, Fut>(make: F) -> anyhow::Result<()>
+/// need it), then [`run`] until SIGTERM or Ctrl-C. A failure to start or to run ends
+/// the process with one line on stderr, its causes included, and a failure status.
+pub fn serve_from_env<S, F, Fut>(make: F) -> std::process::ExitCode
 where
     S: Step,
     F: FnOnce() -> Fut,
     Fut: Future<Output = anyhow::Result<S>>,
 {
     telemetry::init();
+    exit_code(serve(make))
+}
+
+fn serve<S, F, Fut>(make: F) -> anyhow::Result<()>
+where
+    S: Step,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<S>>,
+{
     let config = config_from(|k| std::env::var(k).ok())?;
     tokio::runtime::Runtime::new()?.block_on(async {
         let step = make().await?;
@@ -203,6 +213,27 @@ where
         });
         run(step, config, shutdown).await
     })
+}
+
+/// A service process's exit: success, or `result`'s error on one line (what failed
+/// and why, no backtrace) on stderr, prefixed with the program's name, and a failure
+/// status.
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let program = std::env::args()
+                .next()
+                .and_then(|p| {
+                    std::path::Path::new(&p)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
+                .unwrap_or_else(|| "service".into());
+            eprintln!("{program}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Reads the runtime's settings through `lookup` (the environment in production), so

@@ -63,7 +63,10 @@ impl FinishedCommands {
             .with_context(|| format!("reading the key-value bucket {bucket}"))?
             .config
             .clone();
-        if current.max_age != ttl || current.num_replicas != replicas {
+        // Replicas only go up here, as for the streams (`bus::ensure_streams`).
+        if current.max_age != ttl || current.num_replicas < replicas {
+            let mut config = config;
+            config.num_replicas = current.num_replicas.max(replicas);
             js.update_stream(config)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))

@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use backon::{ExponentialBuilder, Retryable};
 use db_step::{mariadb::MariaDb, DatabaseStep};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     step_runtime::serve_from_env(|| async {
         let lookup = |k: &str| std::env::var(k).ok();
         let admin_url =

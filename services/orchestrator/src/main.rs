@@ -4,14 +4,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     step_runtime::telemetry::init();
-    match serve() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One line, causes included: what failed and what to do, no backtrace.
-            eprintln!("orchestrator: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    step_runtime::exit_code(serve())
 }
 
 fn serve() -> anyhow::Result<()> {

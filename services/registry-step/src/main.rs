@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use registry_step::{Master, RegistryStep};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     step_runtime::serve_from_env(|| async {
         let lookup = |k: &str| std::env::var(k).ok();
         let required = |k: &str| lookup(k).with_context(|| format!("{k} is required"));

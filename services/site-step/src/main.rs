@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use site_step::{Settings, SiteStep};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     step_runtime::serve_from_env(|| async {
         let lookup = |k: &str| std::env::var(k).ok();
         let bench = bench::Driver::from_lookup(lookup).map_err(anyhow::Error::msg)?;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     step_runtime::serve_from_env(|| async {
         let bench =
             bench::Driver::from_lookup(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
