@@ -37,7 +37,8 @@ pub struct SagaSummary {
     pub status: SagaStatus,
     /// The step it is at or stopped at.
     pub step: Option<String>,
-    /// 1 for the first run, +1 for each replay from the start.
+    /// 1 for the first run, +1 for each replay (from the start, or of an undo that
+    /// ended `compensation_failed`).
     pub run: u32,
     /// What failed, when something did.
     pub error: Option<ErrorInfo>,

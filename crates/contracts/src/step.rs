@@ -73,7 +73,7 @@ pub struct StepCommand {
     pub command_id: String,
     /// The saga.
     pub saga_id: Uuid,
-    /// The saga's run (1 + replays from the start).
+    /// The saga's run (1 + replays, from the start or of a failed undo).
     pub run: u32,
     /// The step's name, such as `database`.
     pub step: String,
@@ -85,7 +85,8 @@ pub struct StepCommand {
     pub deadline: DateTime<Utc>,
     /// Who the tenant is.
     pub tenant: TenantContext,
-    /// Outputs of the steps completed so far in this run, by step name.
+    /// Outputs of the steps completed so far, by step name: of this run, or for an
+    /// undo resumed by a replay, of the run whose effects it undoes.
     pub outputs: BTreeMap<String, serde_json::Value>,
 }
 

@@ -65,7 +65,8 @@ pub enum Phase {
 pub struct Saga {
     /// Saga id = signup id.
     pub id: Uuid,
-    /// 1 for the first run; +1 for each replay from the start.
+    /// 1 for the first run; +1 for each replay (from the start, or of an undo that
+    /// ended `compensation_failed`: its commands then get new ids).
     pub run: u32,
     /// Input shared by every step.
     pub tenant: TenantContext,
@@ -73,7 +74,8 @@ pub struct Saga {
     pub status: SagaStatus,
     /// What is pending.
     pub phase: Phase,
-    /// Outputs of the steps completed in this run, by name.
+    /// Outputs of the steps completed, by name: in this run, or, for an undo resumed
+    /// by a replay, in the run it undoes.
     pub outputs: BTreeMap<String, serde_json::Value>,
     /// Sequence of the last progress event.
     pub sequence: u64,
