@@ -42,7 +42,7 @@ pub fn all(
     vec![
         Check {
             name: "terminal",
-            what: "every saga ended",
+            what: "every saga ended, none rejected (every subdomain is new), some completed",
             failures: terminal(signups, observed),
         },
         Check {
@@ -101,16 +101,27 @@ pub fn all(
 }
 
 fn terminal(signups: &[Signup], observed: &Observed) -> Vec<String> {
-    signups
+    let mut wrong: Vec<String> = signups
         .iter()
         .filter_map(|s| match status(observed, s) {
             None => Some(format!("{} ({}): no saga known", s.subdomain, s.id)),
             Some(st) if !st.is_terminal() => {
                 Some(format!("{} ({}): still {}", s.subdomain, s.id, st.as_str()))
             }
+            // Every subdomain of a run is new and no fault is a refusal at intake: a
+            // rejection means the run checked nothing of that saga's effects.
+            Some(SagaStatus::Rejected) => Some(format!("{} ({}): rejected", s.subdomain, s.id)),
             Some(_) => None,
         })
-        .collect()
+        .collect();
+    let completed = signups
+        .iter()
+        .filter(|s| status(observed, s) == Some(SagaStatus::Completed))
+        .count();
+    if !signups.is_empty() && completed == 0 {
+        wrong.push("no saga completed: the effects of a completed saga were never checked".into());
+    }
+    wrong
 }
 
 fn completed(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String> {

@@ -50,7 +50,7 @@ pub struct Supervisor {
     restart_at: Vec<Option<Instant>>,
     log_offsets: Vec<u64>,
     leader: Option<usize>,
-    pending_failover: Option<Instant>,
+    pending_failover: Option<chrono::DateTime<chrono::Utc>>,
     rng: StdRng,
     every: Duration,
     /// What it did so far.
@@ -120,13 +120,17 @@ impl Supervisor {
                 (t.compensating_steps(), t.in_flight(), t.last_event)
             };
             if let Some(killed_at) = self.pending_failover {
-                if last_event.is_some_and(|e| e > killed_at) {
-                    self.figures
-                        .failovers
-                        .push(last_event.unwrap_or(now) - killed_at);
-                    self.pending_failover = None;
-                } else if now - killed_at > Duration::from_secs(120) {
-                    self.pending_failover = None;
+                match last_event.filter(|e| *e > killed_at) {
+                    Some(driven) => {
+                        self.figures
+                            .failovers
+                            .push((driven - killed_at).to_std().unwrap_or_default());
+                        self.pending_failover = None;
+                    }
+                    None if chrono::Utc::now() - killed_at > chrono::Duration::seconds(120) => {
+                        self.pending_failover = None;
+                    }
+                    None => {}
                 }
             }
             if now >= next_kill {
@@ -244,7 +248,7 @@ impl Supervisor {
             self.leader = None;
             self.figures.leader_kills += 1;
             if in_flight > 0 {
-                self.pending_failover = Some(Instant::now());
+                self.pending_failover = Some(chrono::Utc::now());
             }
         }
         let pause = match kind {

@@ -19,13 +19,15 @@ use crate::faults::{Fault, Signup};
 #[derive(Default)]
 pub struct Tracker {
     latest: HashMap<Uuid, (u64, SagaStatus, Option<String>)>,
-    /// When the latest progress event arrived.
-    pub last_event: Option<Instant>,
+    /// When the newest transition seen was made (its progress event's `at`): an
+    /// event's arrival would also count what the killed leader sent just before it
+    /// died, or what the new leader republishes.
+    pub last_event: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Tracker {
     fn saw(&mut self, event: &ProgressEvent) {
-        self.last_event = Some(Instant::now());
+        self.last_event = self.last_event.max(Some(event.at));
         let entry = self
             .latest
             .entry(event.saga_id)

@@ -142,3 +142,14 @@ fn coverage_needs_undo_and_leader_kills() {
     figures.leader_kills = 1;
     assert_eq!(coverage(&figures), 0);
 }
+
+#[test]
+fn a_run_where_nothing_completed_or_a_saga_was_rejected_fails() {
+    let (signups, mut observed) = clean();
+    observed.sagas.get_mut(&signups[1].id).expect("saga").status = Some(SagaStatus::Rejected);
+    assert!(failed(&signups, &observed).contains(&"terminal"));
+
+    let (signups, mut observed) = clean();
+    observed.sagas.get_mut(&signups[0].id).expect("saga").status = Some(SagaStatus::RolledBack);
+    assert!(failed(&signups, &observed).contains(&"terminal"));
+}
