@@ -265,6 +265,21 @@ pub(super) mod sql {
         ttl: Duration,
     ) -> Result<Result<u64, String>, sqlx::Error> {
         let now = now(mysql);
+        // A look first, without a lock: a standby polls every sixth of a lease, and on
+        // InnoDB an UPDATE locks the row even when it matches nothing, holding up every
+        // write of the leader (each checks its fence on that row) until it commits.
+        let row = sqlx::query(&format!(
+            "SELECT holder, fence, CASE WHEN holder = '' OR expires_at < {now} OR holder = ? THEN 1 ELSE 0 END AS free
+             FROM orchestrator_lease WHERE name = 'driver'"
+        ))
+        .bind(holder)
+        .fetch_one(pool)
+        .await?;
+        let free: i64 = row.try_get("free")?;
+        if free == 0 {
+            let fence: i64 = row.try_get("fence")?;
+            return Ok(Err(held_by(&row.try_get::<String, _>("holder")?, fence as u64)));
+        }
         let mut tx = pool.begin().await?;
         let taken = sqlx::query(&format!(
             "UPDATE orchestrator_lease SET holder = ?, fence = fence + 1, expires_at = {now} + ?
