@@ -305,3 +305,23 @@ fn answer(change: Change, outcome: Result<Outcome, Error>) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The connection that commits is the one whose `synchronous` matters (it is a
+    /// per-connection setting): FULL (2) syncs the WAL at every commit, so a
+    /// transition acked to its input survives a power loss; NORMAL (1) would not.
+    #[test]
+    fn the_writer_syncs_every_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = super::open(&dir.path().join("store.db")).expect("writer connection");
+        let level: i64 = conn
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .expect("pragma");
+        assert_eq!(level, 2, "synchronous=FULL on the writer's connection");
+        let journal: String = conn
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .expect("pragma");
+        assert_eq!(journal, "wal");
+    }
+}
