@@ -3,7 +3,7 @@
 //! actions. Every decision about retries, timeouts and compensation is made here.
 
 use chrono::{DateTime, Utc};
-use contracts::{ErrorInfo, Rejection, SagaStatus, StepAction, StepEvent, StepReport, StepStatus};
+use contracts::{ErrorInfo, SagaStatus, StepAction, StepEvent, StepReport, StepStatus};
 
 use super::definition::{RetryPolicy, SagaDefinition, StepDefinition};
 use super::state::{Action, Decision, Input, Phase, Saga, Timer};
@@ -69,11 +69,11 @@ pub fn next(
     }
 }
 
-struct Transition<'d> {
-    definition: &'d SagaDefinition,
-    saga: Saga,
-    actions: Vec<Action>,
-    now: DateTime<Utc>,
+pub(super) struct Transition<'d> {
+    pub(super) definition: &'d SagaDefinition,
+    pub(super) saga: Saga,
+    pub(super) actions: Vec<Action>,
+    pub(super) now: DateTime<Utc>,
 }
 
 impl Transition<'_> {
@@ -87,11 +87,11 @@ impl Transition<'_> {
         }
     }
 
-    fn step(&self, position: usize) -> &StepDefinition {
+    pub(super) fn step(&self, position: usize) -> &StepDefinition {
         &self.definition.steps[position]
     }
 
-    fn publish(
+    pub(super) fn publish(
         &mut self,
         step: Option<usize>,
         status: Option<StepStatus>,
@@ -120,92 +120,7 @@ impl Transition<'_> {
 
     /// An accepted saga found, before it started, that it must not run (its subdomain
     /// is held outside the saga store): it ends rejected, nothing was created.
-    fn refuse(&mut self, rejection: &Rejection) -> Result<(), String> {
-        if self.saga.status != SagaStatus::Accepted || self.saga.phase != Phase::Idle {
-            return Err(format!(
-                "only a saga that has not started can be refused; this one is {}",
-                self.saga.status.as_str()
-            ));
-        }
-        self.saga.status = SagaStatus::Rejected;
-        self.saga.phase = Phase::Finished;
-        // Nothing will use it: a rejected saga keeps no secret, sealed or not.
-        self.saga.tenant.admin_password = None;
-        self.saga.error = Some(ErrorInfo {
-            code: rejection.code.to_string(),
-            message: rejection.message.clone(),
-            step: None,
-            cause: None,
-        });
-        self.publish(
-            None,
-            None,
-            0,
-            format!("Signup rejected: {}", rejection.message),
-        );
-        Ok(())
-    }
-
-    fn replay(&mut self) -> Result<(), String> {
-        match (self.saga.status, self.saga.phase.clone()) {
-            (SagaStatus::RolledBack, _) => {
-                self.saga.run += 1;
-                self.saga.outputs.clear();
-                self.saga.error = None;
-                self.saga.result = None;
-                self.saga.percent = 0;
-                self.saga.status = SagaStatus::Running;
-                let run = self.saga.run;
-                self.publish(
-                    None,
-                    None,
-                    0,
-                    format!("Replaying the signup from the start (run {run})"),
-                );
-                self.begin_step(0, 1);
-                Ok(())
-            }
-            (SagaStatus::CompensationFailed, Phase::Finished) => {
-                let Some(position) = self
-                    .saga
-                    .error
-                    .as_ref()
-                    .and_then(|e| e.step.as_deref())
-                    .and_then(|name| self.definition.position(name))
-                else {
-                    return Err(
-                        "compensation_failed saga does not name the step whose undo failed".into(),
-                    );
-                };
-                // Back to the failure that started the rollback: the undo error is
-                // stale now, and a new undo failure is set beside the root again.
-                let root = self.saga.error.take().and_then(|e| e.cause).map(|c| *c);
-                self.saga.error = root;
-                self.saga.status = SagaStatus::Compensating;
-                // A new run, so the undo's commands get new ids: the failed undo's id
-                // is remembered by its step as finished (a permanent failure is
-                // answered from memory, not redone) and JetStream drops a copy within
-                // its duplicate window. The undo only removes what this saga owns, by
-                // saga id, whichever run made it.
-                self.saga.run += 1;
-                let run = self.saga.run;
-                self.publish(
-                    Some(position),
-                    None,
-                    0,
-                    format!("Resuming the undo (run {run})"),
-                );
-                self.begin_undo(position, 1);
-                Ok(())
-            }
-            (status, _) => Err(format!(
-                "only rolled_back or compensation_failed sagas can be replayed; this one is {}",
-                status.as_str()
-            )),
-        }
-    }
-
-    fn begin_step(&mut self, position: usize, attempt: u32) {
+    pub(super) fn begin_step(&mut self, position: usize, attempt: u32) {
         let step = self.step(position).clone();
         let deadline = after(self.now, step.timeout);
         self.saga.phase = Phase::Executing {
@@ -230,7 +145,7 @@ impl Transition<'_> {
         });
     }
 
-    fn begin_undo(&mut self, position: usize, attempt: u32) {
+    pub(super) fn begin_undo(&mut self, position: usize, attempt: u32) {
         let step = self.step(position).clone();
         let deadline = after(self.now, step.undo_timeout);
         self.saga.phase = Phase::Compensating {

@@ -2,6 +2,7 @@
 
 pub mod definition;
 pub mod machine;
+mod replay;
 pub mod state;
 
 #[cfg(test)]

@@ -278,7 +278,10 @@ pub(super) mod sql {
         let free: i64 = row.try_get("free")?;
         if free == 0 {
             let fence: i64 = row.try_get("fence")?;
-            return Ok(Err(held_by(&row.try_get::<String, _>("holder")?, fence as u64)));
+            return Ok(Err(held_by(
+                &row.try_get::<String, _>("holder")?,
+                fence as u64,
+            )));
         }
         let mut tx = pool.begin().await?;
         let taken = sqlx::query(&format!(
