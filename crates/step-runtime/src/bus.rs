@@ -62,6 +62,15 @@ pub fn servers(url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
     Ok(servers)
 }
 
+/// How long start-up waits for NATS: 15 tries, 0.2 s doubling to 5 s, about a minute.
+fn start_up_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(15)
+        .with_jitter()
+}
+
 /// Connects to NATS, retrying for about a minute so services can start in any order.
 /// With several servers, each connection attempt tries them in turn.
 pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_nats::Client> {
@@ -75,13 +84,7 @@ pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_na
             .await
     };
     attempt
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(5))
-                .with_max_times(15)
-                .with_jitter(),
-        )
+        .retry(start_up_backoff())
         .notify(|e, delay| tracing::warn!(error = %e, ?delay, "nats not reachable yet, retrying"))
         .await
         .with_context(|| format!("connecting to NATS at {url}"))
@@ -97,13 +100,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
     declare
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(5))
-                .with_max_times(15)
-                .with_jitter(),
-        )
+        .retry(start_up_backoff())
         .notify(|e, delay| {
             tracing::warn!(error = %format!("{e:#}"), ?delay, "{what}: JetStream not ready, retrying")
         })
