@@ -301,10 +301,7 @@ async fn admin_dead_letters<S: SagaStore>(core: &Reader<S>, payload: &[u8]) -> D
 
 /// Serves the read-only endpoints (subdomain check, get, list, dead letters) until
 /// `stop`.
-pub(crate) async fn serve_reads<S: SagaStore>(
-    reader: Arc<Reader<S>>,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
+pub(crate) async fn serve_reads<S: SagaStore>(reader: Arc<Reader<S>>, stop: CancellationToken) {
     let subjects = &reader.bus.subjects;
     let client = reader.bus.client.clone();
     let mut served = tokio::task::JoinSet::new();
@@ -333,17 +330,11 @@ pub(crate) async fn serve_reads<S: SagaStore>(
             },
         ));
     }
-    while let Some(ended) = served.join_next().await {
-        ended??;
-    }
-    Ok(())
+    while served.join_next().await.is_some() {}
 }
 
 /// Serves `saga.admin.replay` while this instance leads (until `stop`).
-pub(crate) async fn serve_replays<S: SagaStore>(
-    core: Arc<Core<S>>,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
+pub(crate) async fn serve_replays<S: SagaStore>(core: Arc<Core<S>>, stop: CancellationToken) {
     let client = core.bus.client.clone();
     let subject = core.bus.subjects.admin_replay();
     answer_each(client, subject, stop, move |payload| {
@@ -368,40 +359,55 @@ fn encode<T: serde::Serialize>(reply: &T) -> Option<Vec<u8>> {
 }
 
 /// Answers every request on `subject` (queue group `orchestrator`) with `handle`'s
-/// reply, each on its own task, so a slow replay never holds up a check.
+/// reply, each on its own task, so a slow replay never holds up a check. A
+/// subscription that fails or ends (the connection's trouble) is made again a second
+/// later: one lost subject must not leave the instance answering nothing while its
+/// health says ready.
 async fn answer_each<F, Fut>(
     client: async_nats::Client,
     subject: String,
     stop: CancellationToken,
     handle: F,
-) -> anyhow::Result<()>
-where
+) where
     F: Fn(bytes::Bytes) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Option<Vec<u8>>> + Send + 'static,
 {
-    let mut requests = client
-        .queue_subscribe(subject.clone(), QUEUE_GROUP.into())
-        .await
-        .map_err(|e| anyhow::anyhow!("subscribing to {subject}: {e}"))?;
     let handle = Arc::new(handle);
     loop {
-        let message = tokio::select! {
-            () = stop.cancelled() => return Ok(()),
-            next = requests.next() => match next {
-                Some(message) => message,
-                None => anyhow::bail!("the subscription to {subject} ended"),
+        match client
+            .queue_subscribe(subject.clone(), QUEUE_GROUP.into())
+            .await
+        {
+            Ok(mut requests) => loop {
+                let message = tokio::select! {
+                    () = stop.cancelled() => return,
+                    next = requests.next() => match next {
+                        Some(message) => message,
+                        None => {
+                            tracing::warn!(%subject, "request subscription ended; subscribing again");
+                            break;
+                        }
+                    },
+                };
+                let Some(reply_to) = message.reply.clone() else {
+                    continue;
+                };
+                let (client, handle) = (client.clone(), handle.clone());
+                tokio::spawn(async move {
+                    if let Some(body) = handle(message.payload).await {
+                        if let Err(e) = client.publish(reply_to, body.into()).await {
+                            tracing::warn!(error = %e, "could not send a reply");
+                        }
+                    }
+                });
             },
-        };
-        let Some(reply_to) = message.reply.clone() else {
-            continue;
-        };
-        let (client, handle) = (client.clone(), handle.clone());
-        tokio::spawn(async move {
-            if let Some(body) = handle(message.payload).await {
-                if let Err(e) = client.publish(reply_to, body.into()).await {
-                    tracing::warn!(error = %e, "could not send a reply");
-                }
+            Err(e) => {
+                tracing::warn!(error = %e, %subject, "cannot subscribe to requests; trying again")
             }
-        });
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
     }
 }

@@ -189,9 +189,7 @@ pub async fn run_with_store<S: SagaStore>(
         }
     }
     let _ = health.await;
-    if let Ok(Err(e)) = reads.await {
-        tracing::warn!(error = %format!("{e:#}"), "request API ended with an error");
-    }
+    let _ = reads.await;
     Ok(())
 }
 
@@ -304,8 +302,6 @@ async fn drive<S: SagaStore>(
     while workers.join_next().await.is_some() {}
     let _ = outbox.await;
     let _ = sweep.await;
-    if let Ok(Err(e)) = replays.await {
-        tracing::warn!(error = %format!("{e:#}"), "replay requests ended with an error");
-    }
+    let _ = replays.await;
     result
 }
