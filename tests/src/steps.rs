@@ -50,10 +50,13 @@ impl Harness {
 
     /// Publishes `command` on its step's subject with `Nats-Msg-Id: msg_id` (the
     /// orchestrator uses the command id; another id is the same command sent again
-    /// after the duplicate window).
+    /// after the duplicate window, marked as the orchestrator marks it).
     pub async fn publish_command(&self, command: &StepCommand, msg_id: &str) {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", msg_id);
+        if msg_id != command.command_id {
+            headers.insert(contracts::SENT_AGAIN_HEADER, "1");
+        }
         self.js
             .publish_with_headers(
                 self.subjects.step_command(&command.step),

@@ -18,5 +18,7 @@ pub mod subjects;
 pub use probe::{ProbeReply, SubdomainProbe};
 pub use progress::{ErrorInfo, ProgressEvent, SagaStatus, StepStatus};
 pub use signup::{Rejection, SignupRequested, ValidSignup};
-pub use step::{Sealed, StepAction, StepCommand, StepEvent, StepReport, TenantContext};
+pub use step::{
+    Sealed, StepAction, StepCommand, StepEvent, StepReport, TenantContext, SENT_AGAIN_HEADER,
+};
 pub use subjects::Subjects;

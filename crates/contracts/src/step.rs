@@ -66,6 +66,12 @@ pub struct TenantContext {
     pub admin_password: Option<Sealed>,
 }
 
+/// Header of a step command the orchestrator sends again (after a restart, a takeover
+/// or a send it could not confirm): only such a command, or one JetStream delivers
+/// again, may have finished before, so only then does a step look up its memory of
+/// finished commands. A first send runs straight away.
+pub const SENT_AGAIN_HEADER: &str = "Saga-Sent-Again";
+
 /// A command to one step service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StepCommand {

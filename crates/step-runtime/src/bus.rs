@@ -206,8 +206,22 @@ pub async fn publish_once(
     msg_id: &str,
     payload: bytes::Bytes,
 ) -> anyhow::Result<jetstream::context::PublishAckFuture> {
+    publish_marked(js, subject, msg_id, &[], payload).await
+}
+
+/// [`publish_once`] with more headers.
+pub async fn publish_marked(
+    js: &jetstream::Context,
+    subject: String,
+    msg_id: &str,
+    marks: &[(&str, &str)],
+    payload: bytes::Bytes,
+) -> anyhow::Result<jetstream::context::PublishAckFuture> {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(MSG_ID, msg_id);
+    for (name, value) in marks {
+        headers.insert(*name, *value);
+    }
     js.publish_with_headers(subject.clone(), headers, payload)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))

@@ -160,7 +160,20 @@ impl<S: Step> Job<S> {
         };
         // Looked up once claimed: a duplicate arriving while the first delivery runs is
         // caught by the claim above, one arriving after it finds the stored report.
-        let settle = match self.remembered(&command).await {
+        // Only a command that may have reached a step before can have finished: one
+        // JetStream delivers again, or one the orchestrator marks as sent again. A
+        // first send skips the lookup (a round trip to the bucket per command).
+        let maybe_finished = message.info().map_or(true, |info| info.delivered > 1)
+            || message
+                .headers
+                .as_ref()
+                .is_some_and(|h| h.get(contracts::SENT_AGAIN_HEADER).is_some());
+        let recalled = if maybe_finished {
+            self.remembered(&command).await
+        } else {
+            None
+        };
+        let settle = match recalled {
             Some(report) => {
                 tracing::info!(
                     "command finished before: answered with its stored report, not run again"

@@ -25,11 +25,13 @@ pub type Confirmation = BoxFuture<'static, anyhow::Result<()>>;
 
 /// What the driver sends out.
 pub trait Bus: Send + Sync + 'static {
-    /// Sends a step command (JetStream drops a second copy with the same id); the
-    /// returned confirmation resolves once the stream has it.
+    /// Sends a step command (JetStream drops a second copy with the same id), marked
+    /// when it is `again` (it may have reached the step before); the returned
+    /// confirmation resolves once the stream has it.
     fn dispatch(
         &self,
         command: &StepCommand,
+        again: bool,
     ) -> impl Future<Output = anyhow::Result<Confirmation>> + Send;
 
     /// Sends progress events in order; the returned confirmation resolves once the
@@ -202,12 +204,18 @@ impl NatsBus {
 }
 
 impl Bus for NatsBus {
-    async fn dispatch(&self, command: &StepCommand) -> anyhow::Result<Confirmation> {
+    async fn dispatch(&self, command: &StepCommand, again: bool) -> anyhow::Result<Confirmation> {
         let payload: bytes::Bytes = serde_json::to_vec(command)
             .context("encoding a step command")?
             .into();
         let subject = self.subjects.step_command(&command.step);
-        let ack = bus::publish_once(&self.js, subject, &command.command_id, payload).await?;
+        let marks: &[(&str, &str)] = if again {
+            &[(contracts::SENT_AGAIN_HEADER, "1")]
+        } else {
+            &[]
+        };
+        let ack =
+            bus::publish_marked(&self.js, subject, &command.command_id, marks, payload).await?;
         Ok(async move {
             ack.await
                 .map_err(|e| anyhow::anyhow!("{e}"))

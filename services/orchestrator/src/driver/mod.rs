@@ -340,7 +340,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                         return Err(e).context("storing the transition");
                     }
                 }
-                self.carry_out(&after, actions).await;
+                self.carry_out(&after, actions, false).await;
                 Ok(Some(after))
             }
         }
@@ -349,8 +349,9 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
     /// Carries out a stored transition's actions: the timer first (so nothing that
     /// fails below can leave the saga without one), then commands (the saga's
     /// critical path), then progress. Never fails: an unsent command is marked for
-    /// the sweep, unsent progress is the outbox's.
-    async fn carry_out(&self, saga: &Saga, actions: Vec<Action>) {
+    /// the sweep, unsent progress is the outbox's. `again`: the commands are the
+    /// pending ones sent once more (resume, sweep), marked so.
+    async fn carry_out(&self, saga: &Saga, actions: Vec<Action>, again: bool) {
         let mut events = Vec::new();
         let mut commands = Vec::new();
         for action in actions {
@@ -376,7 +377,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             }
         }
         for command in &commands {
-            match self.bus.dispatch(command).await {
+            match self.bus.dispatch(command, again).await {
                 Ok(confirmation) => {
                     tracing::info!(step = %command.step, action = command.action.as_str(), attempt = command.attempt, "command dispatched");
                     let unsent = self.unsent.clone();

@@ -78,7 +78,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                 "resuming saga"
             );
         }
-        self.carry_out(&saga, actions).await;
+        self.carry_out(&saga, actions, true).await;
         Ok(())
     }
 }

@@ -57,7 +57,19 @@ async fn a_command_whose_ack_never_came_is_sent_again() {
         rig.sent_to("database", StepAction::Execute) == vec![1, 1]
     })
     .await;
+    // Marked as sent again, so the step looks up whether it finished it already;
+    // the first send was not (the step runs it straight away).
+    assert_eq!(
+        rig.bus.0.lock().expect("lock").sent_again,
+        [false, true],
+        "the first send plain, the second marked"
+    );
     finish_every_step(&rig, id).await;
+    let sent_again = rig.bus.0.lock().expect("lock").sent_again.clone();
+    assert!(
+        sent_again[2..].iter().all(|again| !again),
+        "the later steps' first sends are plain: {sent_again:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -29,6 +29,8 @@ pub(super) struct Sent {
     /// The step services do not answer probes.
     pub(super) probes_unanswered: bool,
     pub(super) commands: Vec<StepCommand>,
+    /// For each command, whether it was marked as sent again.
+    pub(super) sent_again: Vec<bool>,
     pub(super) progress: Vec<ProgressEvent>,
     pub(super) dead_letters: Vec<SetAside>,
 }
@@ -51,9 +53,10 @@ impl FakeBus {
 }
 
 impl Bus for FakeBus {
-    async fn dispatch(&self, command: &StepCommand) -> anyhow::Result<Confirmation> {
+    async fn dispatch(&self, command: &StepCommand, again: bool) -> anyhow::Result<Confirmation> {
         let mut sent = self.up()?;
         sent.commands.push(command.clone());
+        sent.sent_again.push(again);
         if sent.acks_lost {
             return Ok(async { anyhow::bail!("timed out waiting for the ack") }.boxed());
         }
