@@ -56,6 +56,18 @@ pub fn collect(
             add(format!("API secret of {}", s.subdomain), open(sealed));
         }
     }
+    // Every sealed value any step reported, for sagas rolled back too (their ledger
+    // rows and sites are gone by now): database passwords, API secrets.
+    for report in &observed.finished_reports {
+        let mut strings = Vec::new();
+        strings_in(report, &mut strings);
+        for value in strings {
+            add(
+                "a sealed value in a step's finished report".to_string(),
+                open(value),
+            );
+        }
+    }
     for row in &observed.ledger {
         if let Some(sealed) = &row.sealed_password {
             add(
@@ -80,6 +92,16 @@ pub fn collect(
         }
     }
     all
+}
+
+/// Every string inside `value`.
+fn strings_in<'v>(value: &'v serde_json::Value, out: &mut Vec<&'v str>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| strings_in(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| strings_in(v, out)),
+        _ => {}
+    }
 }
 
 /// Every `*.log` file in `logs` that holds a secret: `"<file>: <what>"`.
@@ -145,5 +167,23 @@ mod tests {
         let all = collect(&[], &observed, &key, &[("the key", key_text.clone())]);
         let values: Vec<&str> = all.iter().map(|s| s.value.as_str()).collect();
         assert_eq!(values, [key_text.as_str(), "OpenedPassword1"]);
+    }
+
+    /// A rolled-back saga's secrets are gone from the ledger and the sites by the end,
+    /// but its steps' finished reports still hold them sealed.
+    #[test]
+    fn secrets_of_undone_sagas_come_from_the_finished_reports() {
+        let key =
+            secrets::SecretsKey::from_base64(&secrets::SecretsKey::generate_base64()).expect("key");
+        let observed = Observed {
+            finished_reports: vec![serde_json::json!({
+                "status": "completed",
+                "output": {"db_name": "t_gone", "db_password": key.seal("GonePassword42").0},
+            })],
+            ..Default::default()
+        };
+        let all = collect(&[], &observed, &key, &[]);
+        let values: Vec<&str> = all.iter().map(|s| s.value.as_str()).collect();
+        assert_eq!(values, ["GonePassword42"]);
     }
 }

@@ -73,6 +73,9 @@ pub struct Observed {
     pub bench_log: String,
     /// Processes still running in the bench folder: `<pid> <program>`.
     pub bench_processes: Vec<String>,
+    /// The final reports the steps remembered (bucket `SAGA_FINISHED_COMMANDS`): the
+    /// results of every finished step, rolled back or not, with their sealed secrets.
+    pub finished_reports: Vec<serde_json::Value>,
 }
 
 /// Reads every saga's end, retrying while no orchestrator answers.
@@ -104,6 +107,49 @@ pub async fn sagas(
         ends.insert(s.id, end.unwrap_or_default());
     }
     ends
+}
+
+/// Every report in the finished-commands bucket, read from its stream without
+/// consuming it.
+pub async fn finished_reports(
+    client: &async_nats::Client,
+    subjects: &Subjects,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+    use futures::StreamExt as _;
+    let js = async_nats::jetstream::new(client.clone());
+    let stream_name = format!("KV_{}", subjects.finished_commands_bucket());
+    let mut stream = js
+        .get_stream(&stream_name)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening {stream_name}: {e}"))?;
+    let total = stream
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading {stream_name}: {e}"))?
+        .state
+        .messages;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("reading {stream_name}: {e}"))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading {stream_name}: {e}"))?;
+    let mut reports = Vec::new();
+    while (reports.len() as u64) < total {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await {
+            Ok(Some(Ok(message))) => {
+                reports.push(serde_json::from_slice(&message.payload).unwrap_or_default())
+            }
+            _ => anyhow::bail!("{stream_name}: read {} of {total} reports", reports.len()),
+        }
+    }
+    Ok(reports)
 }
 
 /// Reads the ledger and which databases and users exist.

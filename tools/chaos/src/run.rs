@@ -179,6 +179,7 @@ async fn drive(
     };
     (observed.ledger, observed.mariadb) = observe::mariadb(pool, &world.ledger_db, signups).await?;
     observe::bench(&world.bench, &mut observed);
+    observed.finished_reports = observe::finished_reports(&client, &world.subjects).await?;
     supervisor.kill_all();
     let figures = supervisor.figures.clone();
 
