@@ -48,8 +48,8 @@ impl FinishedCommands {
             num_replicas: replicas,
             ..Default::default()
         };
-        // Updated only when its TTL or replicas changed: every step service opens the bucket at
-        // start-up, and nats-server 2.9 has been seen to crash (SIGSEGV in
+        // Updated only when its TTL or replicas changed: every step service opens the
+        // bucket at start-up, and nats-server 2.9 has been seen to crash (SIGSEGV in
         // `updateWithAdvisory`) under concurrent updates of one stream.
         let mut declared = js
             .get_or_create_stream(config.clone())

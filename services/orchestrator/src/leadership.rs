@@ -84,9 +84,9 @@ impl Lease {
     /// Waits until this instance holds the lead, and returns its fence number and its
     /// tenure; `None` when `stop` comes first.
     pub async fn acquire<S: SagaStore>(
-        self,
-        store: Arc<S>,
-        stop: CancellationToken,
+        &self,
+        store: &S,
+        stop: &CancellationToken,
     ) -> Option<(u64, Tenure)> {
         let mut standing_by = false;
         loop {
@@ -160,7 +160,7 @@ impl Lease {
     }
 
     /// Gives the lead up, so a standby takes over at once rather than after the lease.
-    pub async fn resign<S: SagaStore>(self, store: Arc<S>, fence: u64) {
+    pub async fn resign<S: SagaStore>(&self, store: &S, fence: u64) {
         match tokio::time::timeout(self.renew_every(), store.resign(&self.holder, fence)).await {
             Ok(Ok(())) => tracing::info!(fence, "lead given up"),
             Ok(Err(e)) => {
@@ -203,11 +203,7 @@ mod tests {
         let store = Arc::new(MemoryStore::default());
         let stop = CancellationToken::new();
         let first = lease("first");
-        let (fence, tenure) = first
-            .clone()
-            .acquire(store.clone(), stop.clone())
-            .await
-            .expect("the lead");
+        let (fence, tenure) = first.acquire(&*store, &stop).await.expect("the lead");
         let session = CancellationToken::new();
         let keeper = tokio::spawn(first.clone().keep(
             store.clone(),
@@ -241,8 +237,7 @@ mod tests {
         let store = Arc::new(crate::store::MemoryStore::default());
         let first = lease("first");
         let (fence, tenure) = first
-            .clone()
-            .acquire(store.clone(), CancellationToken::new())
+            .acquire(&*store, &CancellationToken::new())
             .await
             .expect("the lead");
         let session = CancellationToken::new();
@@ -328,26 +323,23 @@ mod tests {
     async fn a_standby_waits_until_the_lead_is_free() {
         let store = Arc::new(MemoryStore::default());
         let stop = CancellationToken::new();
-        let (fence, _) = lease("first")
-            .acquire(store.clone(), stop.clone())
-            .await
-            .expect("lead");
+        let (fence, _) = lease("first").acquire(&*store, &stop).await.expect("lead");
         let waiting = {
             let (store, stop) = (store.clone(), stop.clone());
-            tokio::spawn(lease("second").acquire(store, stop))
+            tokio::spawn(async move { lease("second").acquire(&*store, &stop).await })
         };
         tokio::time::sleep(Duration::from_millis(1200)).await;
         assert!(
             !waiting.is_finished(),
             "the standby waits while the lead is held"
         );
-        lease("first").resign(store.clone(), fence).await;
+        lease("first").resign(&*store, fence).await;
         let (second, _) = waiting.await.expect("standby").expect("the lead");
         assert!(second > fence);
 
         // A standby that is told to stop stops waiting.
         let stop = CancellationToken::new();
         stop.cancel();
-        assert!(lease("third").acquire(store, stop).await.is_none());
+        assert!(lease("third").acquire(&*store, &stop).await.is_none());
     }
 }

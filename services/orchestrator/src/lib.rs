@@ -157,8 +157,7 @@ pub async fn run_with_store<S: SagaStore>(
         ttl: config.lease,
     };
     loop {
-        let Some((fence, tenure)) = lease.clone().acquire(store.clone(), shutdown.clone()).await
-        else {
+        let Some((fence, tenure)) = lease.acquire(&*store, &shutdown).await else {
             break;
         };
         let session = shutdown.child_token();
@@ -172,14 +171,14 @@ pub async fn run_with_store<S: SagaStore>(
         session.cancel();
         let _ = keeper.await;
         if shutdown.is_cancelled() {
-            lease.clone().resign(store.clone(), fence).await;
+            lease.resign(&*store, fence).await;
             break;
         }
         if let Err(e) = driven {
             // Another instance may fare better (its own connections); this one tries
             // again as a standby after a lease, rather than leaving no orchestrator.
             tracing::error!(error = %format!("{e:#}"), fence, "driving failed: giving the lead up");
-            lease.clone().resign(store.clone(), fence).await;
+            lease.resign(&*store, fence).await;
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(config.lease) => {}
