@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use contracts::Subjects;
+use secrets::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -55,6 +56,11 @@ macro_rules! assert_eventually {
     }};
 }
 
+/// A key id for tests.
+pub fn key_id(id: &str) -> secrets::KeyId {
+    secrets::KeyId::parse(id).expect("key id")
+}
+
 /// One test's private world.
 pub struct Harness {
     /// Namespace of subjects and streams.
@@ -65,10 +71,13 @@ pub struct Harness {
     pub client: async_nats::Client,
     /// JetStream context.
     pub js: jetstream::Context,
-    /// `SAGA_SECRETS_KEY` of this world.
-    pub key_base64: String,
-    /// The key, to open sealed values.
-    pub key: secrets::SecretsKey,
+    /// `SAGA_SECRETS_KEYS` of this world: the services' keyring, one key (secret).
+    pub keys_text: String,
+    /// That keyring, to open what the services sealed.
+    pub key: secrets::Keyring,
+    /// The web app's keyring: opens the API secret the user step seals to it
+    /// (`WEB_APP_PUBLIC_KEY` is its public half).
+    pub web_app: secrets::Keyring,
     /// Holds the store file.
     pub dir: tempfile::TempDir,
     /// Short unique suffix for tenant names.
@@ -98,10 +107,13 @@ impl Harness {
         step_runtime::bus::ensure_streams(&js, &subjects, 1)
             .await
             .expect("declare streams");
-        let key_base64 = secrets::SecretsKey::generate_base64();
+        let keys_text = secrets::Keyring::generate_entry(&key_id("services"))
+            .expose_secret()
+            .to_string();
         Self {
-            key: secrets::SecretsKey::from_base64(&key_base64).expect("key"),
-            key_base64,
+            key: secrets::Keyring::parse(&keys_text).expect("keyring"),
+            keys_text,
+            web_app: secrets::Keyring::random(&key_id("web-app")),
             namespace,
             subjects,
             client,
@@ -124,7 +136,8 @@ impl Harness {
         [
             ("NATS_URL", nats_url()),
             ("NATS_NAMESPACE", self.namespace.clone()),
-            ("SAGA_SECRETS_KEY", self.key_base64.clone()),
+            ("SAGA_SECRETS_KEYS", self.keys_text.clone()),
+            ("WEB_APP_PUBLIC_KEY", self.web_app.recipient().to_text()),
             (
                 "SAGA_STORE_URL",
                 format!("sqlite://{}/orchestrator.db", self.dir.path().display()),
@@ -244,10 +257,11 @@ impl Harness {
         let config = step_runtime::config_from(self.lookup()).expect("runtime config");
         let bench =
             bench::local::LocalBench::new(binary("bench-emulator").display().to_string(), root);
+        let web_app = self.web_app.recipient().clone();
         let stop = self.stop.clone();
         self.tasks.push(tokio::spawn(async move {
             step_runtime::run(
-                user_step::UserStep::new(bench, Duration::from_secs(60)),
+                user_step::UserStep::new(bench, Duration::from_secs(60), web_app),
                 config,
                 stop,
             )

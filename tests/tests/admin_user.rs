@@ -161,7 +161,10 @@ fn command(h: &Harness, saga: Uuid, site: &str, action: StepAction, attempt: u32
             admin_email: EMAIL.into(),
             admin_full_name: "Test Admin".into(),
             auth_provider: AuthProvider::Password,
-            admin_password: Some(h.key.seal(PASSWORD)),
+            admin_password: Some(h.key.seal(
+                PASSWORD,
+                secrets::Binding::new(saga, secrets::Field::AdminPassword),
+            )),
         },
         outputs: Default::default(),
     }
@@ -203,7 +206,7 @@ async fn send(h: &Harness, command: &StepCommand) -> (Vec<String>, StepReport) {
 }
 
 /// The API key and the (opened) secret of a completed execute.
-fn keys(h: &Harness, report: &StepReport) -> (String, String) {
+fn keys(h: &Harness, saga: Uuid, report: &StepReport) -> (String, String) {
     let StepReport::Completed { output } = report else {
         panic!("not completed: {report:?}");
     };
@@ -214,7 +217,13 @@ fn keys(h: &Harness, report: &StepReport) -> (String, String) {
             .expect("sealed secret")
             .into(),
     );
-    let secret = h.key.open(&sealed).expect("opens");
+    let secret = h
+        .web_app
+        .open(
+            &sealed,
+            secrets::Binding::new(saga, secrets::Field::ApiSecret),
+        )
+        .expect("the web app's key opens it");
     (key.to_string(), secret.expose_secret().to_string())
 }
 
@@ -240,14 +249,14 @@ async fn run_twice_the_step_keeps_its_keys_and_its_undo_lets_nobody_in() {
     let http = BenchHttp::start(&root);
 
     let (_, first) = send(&h, &command(&h, saga, &site, StepAction::Execute, 1)).await;
-    let (key, secret) = keys(&h, &first);
+    let (key, secret) = keys(&h, saga, &first);
     assert_eq!(http.token(&site, &key, &secret).await, 200);
     assert_eq!(http.login(&site, EMAIL, PASSWORD).await, 200);
 
     // The orchestrator sends it again (its first report was lost, say): same result.
     let (lines, second) = send(&h, &command(&h, saga, &site, StepAction::Execute, 2)).await;
     assert_eq!(
-        keys(&h, &second),
+        keys(&h, saga, &second),
         (key.clone(), secret.clone()),
         "the same key and secret: {lines:?}"
     );
@@ -298,7 +307,7 @@ async fn a_user_frappe_keeps_is_left_disabled_without_keys_and_other_refusals_fa
     let http = BenchHttp::start(&root);
 
     let (_, made) = send(&h, &command(&h, saga, &site, StepAction::Execute, 1)).await;
-    let (key, secret) = keys(&h, &made);
+    let (key, secret) = keys(&h, saga, &made);
     assert_eq!(http.token(&site, &key, &secret).await, 200);
 
     let (lines, undo) = send(&h, &command(&h, saga, &site, StepAction::Compensate, 1)).await;

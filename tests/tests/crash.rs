@@ -96,7 +96,10 @@ async fn orchestrator_killed_repeatedly_mid_saga_finishes_it_exactly_once() {
                 .to_string(),
         );
         h.key
-            .open(&sealed)
+            .open(
+                &sealed,
+                secrets::Binding::new(site.saga_id, secrets::Field::DbPassword),
+            )
             .expect("opens")
             .expose_secret()
             .to_string()
@@ -108,7 +111,7 @@ async fn orchestrator_killed_repeatedly_mid_saga_finishes_it_exactly_once() {
     );
     assert!(!logs.contains("TestPass123!"), "admin password in logs");
     assert!(!logs.contains(&db_password), "database password in logs");
-    assert!(!logs.contains(&h.key_base64), "the sealing key in logs");
+    assert!(!logs.contains(&h.keys_text), "the services' key in logs");
 
     child.kill().expect("stop");
     child.wait().expect("reaped");

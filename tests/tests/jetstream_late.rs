@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use contracts::{StepAction, Subjects};
+use secrets::ExposeSecret as _;
 use tests::private_nats::PrivateNats;
 use tests::scripted::{Behaviour, Journal, ScriptedStep};
 use tests::steps::command;
@@ -21,11 +22,13 @@ async fn a_step_service_waits_for_jetstream_instead_of_exiting() {
     nats.run();
 
     let namespace = format!("late{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let key = secrets::SecretsKey::generate_base64();
+    let key = secrets::Keyring::generate_entry(&tests::key_id("late"))
+        .expose_secret()
+        .to_string();
     let env = [
         ("NATS_URL", nats.url()),
         ("NATS_NAMESPACE", namespace.clone()),
-        ("SAGA_SECRETS_KEY", key),
+        ("SAGA_SECRETS_KEYS", key),
         ("HEALTH_ADDR", "127.0.0.1:0".to_string()),
     ];
     let config =

@@ -94,12 +94,16 @@ async fn six_signups_at_once_respect_the_site_limit_and_leak_no_secret() {
             .last()
             .and_then(|e| e.result.clone())
             .expect("result");
+        let sealed = contracts::Sealed(result["api_secret"].as_str().expect("sealed").to_string());
+        let binding = secrets::Binding::new(*id, secrets::Field::ApiSecret);
         let api_secret = h
-            .key
-            .open(&contracts::Sealed(
-                result["api_secret"].as_str().expect("sealed").to_string(),
-            ))
-            .expect("opens");
+            .web_app
+            .open(&sealed, binding)
+            .expect("the web app's key opens the API secret");
+        assert!(
+            h.key.open(&sealed, binding).is_err(),
+            "the services' key must not open what is sealed to the web app"
+        );
         secrets_seen.push(api_secret.expose_secret().to_string());
         let text = serde_json::to_string(&timeline).expect("json");
         for secret in secrets_seen
@@ -126,7 +130,7 @@ async fn six_signups_at_once_respect_the_site_limit_and_leak_no_secret() {
         [
             "TestPass123!".to_string(),
             "secret456".to_string(),
-            h.key_base64.clone(),
+            h.keys_text.clone(),
         ]
         .iter(),
     ) {

@@ -57,7 +57,13 @@ async fn a_signup_becomes_a_completed_saga_with_a_real_database() {
             .expect("sealed password")
             .to_string(),
     );
-    let password = h.key.open(&sealed).expect("opens with the saga key");
+    let password = h
+        .key
+        .open(
+            &sealed,
+            secrets::Binding::new(site_input.saga_id, secrets::Field::DbPassword),
+        )
+        .expect("opens with the services' key");
     use secrets::ExposeSecret;
     let url = format!(
         "mysql://{db_name}:{}@127.0.0.1:3306/{db_name}",

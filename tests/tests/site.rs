@@ -102,13 +102,16 @@ async fn a_signup_gets_a_marked_site_on_its_own_database() {
         .expect("result");
     assert_eq!(result["api_key"], user["api_key"]);
     let secret = h
-        .key
-        .open(&contracts::Sealed(
-            result["api_secret"]
-                .as_str()
-                .expect("sealed secret")
-                .to_string(),
-        ))
+        .web_app
+        .open(
+            &contracts::Sealed(
+                result["api_secret"]
+                    .as_str()
+                    .expect("sealed secret")
+                    .to_string(),
+            ),
+            secrets::Binding::new(id, secrets::Field::ApiSecret),
+        )
         .expect("opens");
     use secrets::ExposeSecret;
     assert_eq!(Some(secret.expose_secret()), user["api_secret"].as_str());

@@ -72,7 +72,10 @@ async fn db_step_run_again_answers_with_its_first_password_and_the_user_still_lo
         panic!("the database step failed")
     };
     let first = output(first);
-    let password = h.key.open(&first.db_password).expect("sealed password");
+    let password = h
+        .key
+        .open(&first.db_password, db_binding(saga))
+        .expect("sealed password");
     assert!(logs_in(&name, &name, password.expose_secret()).await);
     h.publish_command(&execute, "sent-again").await;
     tests::assert_eventually!(10, "second delivery handled", h.commands_left().await == 0);
@@ -176,12 +179,14 @@ async fn an_older_ledger_gets_the_password_column_and_no_user_in_use_is_rotated(
             .expect("again"),
     );
     assert_eq!(again, first);
-    let password = h.key.open(&first.db_password).expect("sealed");
+    let password = h
+        .key
+        .open(&first.db_password, db_binding(saga))
+        .expect("sealed");
     assert!(logs_in(&unfinished_db, &unfinished_db, password.expose_secret()).await);
 
-    // Kept under another SAGA_SECRETS_KEY, user in use: refused, not rotated.
-    let other_key =
-        secrets::SecretsKey::from_base64(&secrets::SecretsKey::generate_base64()).expect("key");
+    // Kept under a key these SAGA_SECRETS_KEYS lack, user in use: refused, not rotated.
+    let other_key = secrets::Keyring::random(&tests::key_id("other"));
     let refused = step
         .execute(&unfinished_cmd, &StepContext::standalone(other_key))
         .await
@@ -292,4 +297,8 @@ async fn registry_step_probe_reports_an_unreachable_master_as_an_error() {
         "{reply:?}"
     );
     h.finish().await;
+}
+
+fn db_binding(saga: Uuid) -> secrets::Binding {
+    secrets::Binding::new(saga, secrets::Field::DbPassword)
 }

@@ -70,9 +70,16 @@ pub struct SignupRequested {
     pub admin_email: String,
     /// Full name of that user.
     pub admin_full_name: String,
-    /// Password of that user; absent for Google sign-in (then generated).
+    /// Password of that user in clear; absent for Google sign-in (then generated).
+    /// Kept for older clients: prefer `admin_password_sealed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_password: Option<String>,
+    /// The same password sealed to the orchestrator's public key (`SAGA_PUBLIC_KEY`),
+    /// bound to this `signup_id` and the field `admin_password` (README, "Sealed
+    /// values"), so it never rests in clear on the bus. Give this or `admin_password`,
+    /// not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_password_sealed: Option<crate::Sealed>,
     /// `password` or `google`; inferred from `admin_password` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_provider: Option<AuthProvider>,
@@ -94,10 +101,29 @@ pub struct ValidSignup {
     pub admin_email: String,
     /// Trimmed full name.
     pub admin_full_name: String,
-    /// Clear password, present when the provider is `password`.
-    pub admin_password: Option<String>,
+    /// The password, present when the provider is `password`.
+    pub admin_password: Option<SignupPassword>,
     /// The provider, inferred when it was absent.
     pub auth_provider: AuthProvider,
+}
+
+/// The password a signup carries, as it came. Its `Debug` shows neither.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SignupPassword {
+    /// Sent in clear by an older client (length and characters already checked).
+    Clear(String),
+    /// Sealed by the client to the orchestrator's key: only the orchestrator opens it
+    /// (and then checks it with [`check_password`]).
+    Sealed(crate::Sealed),
+}
+
+impl std::fmt::Debug for SignupPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Clear(_) => f.write_str("Clear(..)"),
+            Self::Sealed(_) => f.write_str("Sealed(..)"),
+        }
+    }
 }
 
 /// Why a signup was refused before anything was created.
@@ -225,24 +251,34 @@ pub fn validate(signup: SignupRequested) -> Result<ValidSignup, Rejection> {
             ),
         ));
     }
-    let auth_provider = signup
-        .auth_provider
-        .unwrap_or(if signup.admin_password.is_some() {
-            AuthProvider::Password
-        } else {
-            AuthProvider::Google
-        });
-    let admin_password = match (auth_provider, signup.admin_password) {
+    let password = match (signup.admin_password, signup.admin_password_sealed) {
+        (Some(_), Some(_)) => {
+            return Err(Rejection::new(
+                "invalid_password",
+                "give admin_password_sealed or admin_password, not both",
+            ))
+        }
+        (Some(clear), None) => Some(SignupPassword::Clear(clear)),
+        (None, Some(sealed)) => Some(SignupPassword::Sealed(sealed)),
+        (None, None) => None,
+    };
+    let auth_provider = signup.auth_provider.unwrap_or(if password.is_some() {
+        AuthProvider::Password
+    } else {
+        AuthProvider::Google
+    });
+    let admin_password = match (auth_provider, password) {
         (AuthProvider::Password, None) => {
             return Err(Rejection::new(
                 "missing_field",
-                "admin_password is required when auth_provider is \"password\"",
+                "admin_password_sealed (or admin_password) is required when auth_provider is \"password\"",
             ))
         }
-        (AuthProvider::Password, Some(p)) => {
+        (AuthProvider::Password, Some(SignupPassword::Clear(p))) => {
             check_password(&p)?;
-            Some(p)
+            Some(SignupPassword::Clear(p))
         }
+        (AuthProvider::Password, Some(sealed)) => Some(sealed),
         // A Google sign-up never carries a usable password: one is generated later.
         (AuthProvider::Google, _) => None,
     };
@@ -276,7 +312,9 @@ pub fn validate(signup: SignupRequested) -> Result<ValidSignup, Rejection> {
     })
 }
 
-fn check_password(password: &str) -> Result<(), Rejection> {
+/// The contract's rules for a password's form (length, no control characters); the
+/// orchestrator applies them to a sealed password once it has opened it.
+pub fn check_password(password: &str) -> Result<(), Rejection> {
     let len = password.chars().count();
     if len < 8 {
         return Err(Rejection::new(

@@ -1,93 +1,61 @@
-//! Secrets that must never be seen: sealing for the bus and the store, and generation.
+//! Secrets that must never be seen: sealing for the bus and the stores, and generation.
 //!
-//! Format of a sealed value (see [`contracts::Sealed`]): `v1:` + standard base64 of
-//! `nonce (12 random bytes) || AES-256-GCM(ciphertext || 16-byte tag)`, no associated
-//! data, key = the 32 bytes of `SAGA_SECRETS_KEY` (standard base64). Any language with
-//! AES-GCM can open it.
+//! Secrets are sealed with HPKE (RFC 9180) to the public key of whoever must open them,
+//! so a party that only seals (the web app sealing a signup's password, a step sealing
+//! the API secret for the web app) never holds a key that opens anything but its own.
+//! Two key pairs take part:
+//! - the services' key ([`Keyring`] from `SAGA_SECRETS_KEYS`, held by the orchestrator
+//!   and the step services): database passwords, the stored admin password, the site's
+//!   Administrator password, and the password a signup carries;
+//! - the web app's key (its public half, [`Recipient`] from `WEB_APP_PUBLIC_KEY`, held by
+//!   the user step): the new admin's API secret, which only the web app opens.
+//!
+//! Format of a sealed value (see [`contracts::Sealed`]), `v2`:
+//! `v2:<key id>:` + standard base64 of `enc (32 bytes) || ciphertext and 16-byte tag`,
+//! where `enc, ciphertext = SealBase(pkR, info, aad, secret)` with the suite
+//! DHKEM(X25519, HKDF-SHA256) (KEM 0x0020), HKDF-SHA256 (KDF 0x0001), AES-256-GCM
+//! (AEAD 0x0002), `info` = ASCII `tenant-saga secrets v2`, and `aad` = ASCII
+//! `<saga id>/<field>` (the saga's UUID in lowercase with hyphens; the field as
+//! [`Field::as_str`] spells it). The associated data binds a value to its saga and
+//! field: moved to another saga or field, it no longer opens. The key id names the key
+//! pair so keys can be rotated: a keyring opens every id it holds and seals with its
+//! first. Any HPKE library opens these values.
+//!
+//! Values sealed before (`v1:`, AES-256-GCM under the symmetric `SAGA_SECRETS_KEY`)
+//! still open when that key is given as the keyring's legacy key ([`legacy`]).
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use contracts::Sealed;
-use rand::{Rng, RngCore};
+pub mod legacy;
+mod sealing;
+
+pub use sealing::{Binding, Field, KeyId, Keyring, Recipient};
+
+use rand::Rng;
 pub use secrecy::{ExposeSecret, SecretString};
 
-const PREFIX: &str = "v1:";
-const NONCE_LEN: usize = 12;
-
-/// What can go wrong with keys and sealed values. Never contains the secret.
+/// What can go wrong with keys and sealed values. Never contains a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `SAGA_SECRETS_KEY` is not 32 bytes of standard base64.
-    #[error("SAGA_SECRETS_KEY must be 32 bytes encoded as standard base64 (generate one with `openssl rand -base64 32`)")]
-    BadKey,
-    /// The value is not in the `v1:` format.
+    /// A key list or key is not written as expected; says which and how to fix it.
+    #[error("{0}")]
+    BadKey(String),
+    /// The value is not a sealed value of a known format.
     #[error("sealed value is malformed")]
     Malformed,
-    /// Wrong key, or the value was tampered with.
+    /// The value was sealed with a key id the keyring does not hold (retired too early,
+    /// or a keyring from another deployment).
+    #[error("sealed value names key id {0:?}, which is not in this keyring")]
+    UnknownKey(String),
+    /// A `v1:` value and no legacy key to open it.
     #[error(
-        "sealed value cannot be opened with this key (wrong SAGA_SECRETS_KEY or tampered value)"
+        "sealed value is in the v1 format and no SAGA_SECRETS_KEY (legacy key) is set to open it"
+    )]
+    NoLegacyKey,
+    /// The key does not open it: tampered, sealed to another key under the same id, or
+    /// moved to another saga or field.
+    #[error(
+        "sealed value cannot be opened: wrong key, tampered, or sealed for another saga or field"
     )]
     CannotOpen,
-}
-
-/// The key that seals and opens secrets. Its `Debug` shows nothing of it.
-#[derive(Clone)]
-pub struct SecretsKey {
-    cipher: Aes256Gcm,
-}
-
-impl std::fmt::Debug for SecretsKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretsKey(..)")
-    }
-}
-
-impl SecretsKey {
-    /// Reads a key from standard base64 (as in `SAGA_SECRETS_KEY`).
-    pub fn from_base64(text: &str) -> Result<Self, Error> {
-        let bytes = STANDARD.decode(text.trim()).map_err(|_| Error::BadKey)?;
-        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| Error::BadKey)?;
-        Ok(Self { cipher })
-    }
-
-    /// A fresh random key, as standard base64 (for dev setups and tests).
-    pub fn generate_base64() -> String {
-        let mut bytes = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        STANDARD.encode(bytes)
-    }
-
-    /// Seals a secret with a fresh random nonce.
-    pub fn seal(&self, secret: &str) -> Sealed {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        let ciphertext = self
-            .cipher
-            .encrypt(Nonce::from_slice(&nonce), secret.as_bytes())
-            // AES-GCM encryption fails only for inputs beyond 64 GiB.
-            .expect("AES-GCM encryption of a short secret cannot fail");
-        let mut blob = nonce.to_vec();
-        blob.extend_from_slice(&ciphertext);
-        Sealed(format!("{PREFIX}{}", STANDARD.encode(blob)))
-    }
-
-    /// Opens a sealed secret.
-    pub fn open(&self, sealed: &Sealed) -> Result<SecretString, Error> {
-        let body = sealed.0.strip_prefix(PREFIX).ok_or(Error::Malformed)?;
-        let blob = STANDARD.decode(body).map_err(|_| Error::Malformed)?;
-        if blob.len() < NONCE_LEN + 16 {
-            return Err(Error::Malformed);
-        }
-        let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
-        let clear = self
-            .cipher
-            .decrypt(Nonce::from_slice(nonce), ciphertext)
-            .map_err(|_| Error::CannotOpen)?;
-        let text = String::from_utf8(clear).map_err(|_| Error::Malformed)?;
-        Ok(SecretString::from(text))
-    }
 }
 
 /// A random password of `len` characters from `[A-Za-z0-9]`: strong, and free of the
@@ -106,47 +74,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seal_and_open_round_trip() {
-        let key = SecretsKey::from_base64(&SecretsKey::generate_base64()).expect("key");
-        let sealed = key.seal("TestPass123!");
-        assert!(sealed.0.starts_with("v1:"));
-        assert!(!sealed.0.contains("TestPass123!"));
-        assert_ne!(sealed, key.seal("TestPass123!"), "nonce must be fresh");
-        assert_eq!(
-            key.open(&sealed).expect("opens").expose_secret(),
-            "TestPass123!"
-        );
-    }
-
-    #[test]
-    fn wrong_key_and_tampering_are_refused() {
-        let key = SecretsKey::from_base64(&SecretsKey::generate_base64()).expect("key");
-        let other = SecretsKey::from_base64(&SecretsKey::generate_base64()).expect("key");
-        let sealed = key.seal("x");
-        assert!(matches!(other.open(&sealed), Err(Error::CannotOpen)));
-        let mut bytes = STANDARD.decode(&sealed.0[3..]).expect("b64");
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        let tampered = Sealed(format!("v1:{}", STANDARD.encode(bytes)));
-        assert!(matches!(key.open(&tampered), Err(Error::CannotOpen)));
-        assert!(matches!(
-            key.open(&Sealed("plain".into())),
-            Err(Error::Malformed)
-        ));
-    }
-
-    #[test]
-    fn bad_keys_are_refused() {
-        assert!(SecretsKey::from_base64("short").is_err());
-        assert!(SecretsKey::from_base64(&STANDARD.encode([0u8; 16])).is_err());
-    }
-
-    #[test]
-    fn debug_output_hides_secrets() {
-        let key = SecretsKey::from_base64(&SecretsKey::generate_base64()).expect("key");
+    fn generated_passwords_are_long_and_hidden_from_debug() {
         let password = generate_password(24);
         assert_eq!(password.expose_secret().len(), 24);
+        assert!(password
+            .expose_secret()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric()));
         assert!(!format!("{password:?}").contains(password.expose_secret()));
-        assert_eq!(format!("{key:?}"), "SecretsKey(..)");
     }
 }

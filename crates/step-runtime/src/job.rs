@@ -65,7 +65,7 @@ pub(crate) struct Job<S> {
     pub(crate) subject: String,
     /// `saga.dead_letter.<step>`.
     pub(crate) dead_letters: String,
-    pub(crate) key: secrets::SecretsKey,
+    pub(crate) key: secrets::Keyring,
     pub(crate) in_flight: InFlightMap,
     pub(crate) memory: FinishedCommands,
     pub(crate) stop: CancellationToken,

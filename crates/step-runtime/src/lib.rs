@@ -78,21 +78,22 @@ impl StepError {
 /// What a step can use while it runs.
 #[derive(Clone)]
 pub struct StepContext {
-    key: secrets::SecretsKey,
+    key: secrets::Keyring,
     reporter: Option<reporter::Reporter>,
 }
 
 impl StepContext {
     /// A context outside the runtime (tests, tools): output lines are only logged.
-    pub fn standalone(key: secrets::SecretsKey) -> Self {
+    pub fn standalone(key: secrets::Keyring) -> Self {
         Self {
             key,
             reporter: None,
         }
     }
 
-    /// The key that opens sealed secrets in the command and seals secrets in outputs.
-    pub fn secrets(&self) -> &secrets::SecretsKey {
+    /// The services' keyring: opens sealed secrets in the command, seals secrets in
+    /// outputs (each bound to its saga and field).
+    pub fn secrets(&self) -> &secrets::Keyring {
         &self.key
     }
 
@@ -169,8 +170,8 @@ pub struct RuntimeConfig {
     pub ack_wait: Duration,
     /// On shutdown, how long in-flight commands may take before they are released.
     pub shutdown_grace: Duration,
-    /// `SAGA_SECRETS_KEY`.
-    pub secrets_key: secrets::SecretsKey,
+    /// `SAGA_SECRETS_KEYS` (and the legacy `SAGA_SECRETS_KEY`).
+    pub secrets_key: secrets::Keyring,
     /// `HEALTH_ADDR`: where `/healthz` and `/readyz` answer; `None` = the step's
     /// default port ([`health::default_addr`]).
     pub health_addr: Option<std::net::SocketAddr>,
@@ -240,8 +241,7 @@ pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
 /// tests need no environment variables.
 pub fn config_from(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<RuntimeConfig> {
     use anyhow::Context as _;
-    let key =
-        lookup("SAGA_SECRETS_KEY").context("SAGA_SECRETS_KEY is required (32 bytes, base64)")?;
+    let secrets_key = secrets::Keyring::from_lookup(&lookup)?;
     let number = |name: &str, default: u64| -> anyhow::Result<u64> {
         lookup(name)
             .map(|v| {
@@ -257,7 +257,7 @@ pub fn config_from(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Ru
         concurrency: number("STEP_CONCURRENCY", 8)?.max(1) as usize,
         ack_wait: Duration::from_secs(number("STEP_ACK_WAIT_SECS", 30)?.max(3)),
         shutdown_grace: Duration::from_secs(number("STEP_SHUTDOWN_GRACE_SECS", 20)?),
-        secrets_key: secrets::SecretsKey::from_base64(&key)?,
+        secrets_key,
         health_addr: lookup("HEALTH_ADDR")
             .map(|v| {
                 v.parse()
@@ -273,11 +273,19 @@ pub fn config_from(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Ru
 mod tests {
     use super::*;
 
+    fn test_keyring() -> String {
+        use secrets::ExposeSecret;
+        let id = secrets::KeyId::parse("test").expect("id");
+        secrets::Keyring::generate_entry(&id)
+            .expose_secret()
+            .to_string()
+    }
+
     #[test]
     fn config_defaults_and_errors() {
-        let key = secrets::SecretsKey::generate_base64();
+        let key = test_keyring();
         let config =
-            config_from(|k| (k == "SAGA_SECRETS_KEY").then(|| key.clone())).expect("config");
+            config_from(|k| (k == "SAGA_SECRETS_KEYS").then(|| key.clone())).expect("config");
         assert_eq!(config.nats.url, "nats://127.0.0.1:4222");
         assert_eq!(config.nats.stream_replicas, 1);
         assert_eq!(config.concurrency, 8);
@@ -285,7 +293,7 @@ mod tests {
         assert_eq!(config.report_ttl, Duration::from_secs(7 * 24 * 3600));
         assert!(config_from(|_| None).is_err(), "the key is required");
         let bad = config_from(|k| match k {
-            "SAGA_SECRETS_KEY" => Some(key.clone()),
+            "SAGA_SECRETS_KEYS" => Some(key.clone()),
             "STEP_CONCURRENCY" => Some("many".into()),
             _ => None,
         });

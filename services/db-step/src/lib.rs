@@ -10,7 +10,7 @@
 //! The password is chosen once and kept before the user is made, so running the step
 //! again never rotates it under a site that already uses it. A ledger entry without a
 //! password (made by a release before passwords were kept) or with one this
-//! `SAGA_SECRETS_KEY` cannot open is answered by a new password only when the user does
+//! `SAGA_SECRETS_KEYS` cannot open is answered by a new password only when the user does
 //! not exist yet (nobody can be using it); when it does, the step fails permanently
 //! (`database_password_unknown`) and leaves the user as it is: a site that reached its
 //! database keeps reaching it.
@@ -164,11 +164,12 @@ impl<D: TenantDatabases> DatabaseStep<D> {
         saga: Uuid,
         context: &StepContext,
     ) -> Result<(SecretString, Sealed), StepError> {
+        let binding = secrets::Binding::new(saga, secrets::Field::DbPassword);
         let kept = self.databases.kept_password(name, saga).await?;
         let unkept = match &kept {
-            Some(sealed) => match context.secrets().open(sealed) {
+            Some(sealed) => match context.secrets().open(sealed, binding) {
                 Ok(password) => return Ok((password, sealed.clone())),
-                Err(_) => "cannot be opened with this SAGA_SECRETS_KEY",
+                Err(_) => "cannot be opened with these SAGA_SECRETS_KEYS",
             },
             None => "was not kept (the database predates kept passwords)",
         };
@@ -180,7 +181,7 @@ impl<D: TenantDatabases> DatabaseStep<D> {
         }
         tracing::info!(db = %name, reason = unkept, "no usable kept password and no user yet: choosing one");
         let password = secrets::generate_password(32);
-        let sealed = context.secrets().seal(password.expose_secret());
+        let sealed = context.secrets().seal(password.expose_secret(), binding);
         self.databases.keep_password(name, saga, &sealed).await?;
         Ok((password, sealed))
     }
@@ -215,7 +216,10 @@ impl<D: TenantDatabases> Step for DatabaseStep<D> {
             Holder::Nobody => {
                 // Kept before the user exists: whatever happens next, a retry finds it.
                 let password = secrets::generate_password(32);
-                let sealed = context.secrets().seal(password.expose_secret());
+                let sealed = context.secrets().seal(
+                    password.expose_secret(),
+                    secrets::Binding::new(command.saga_id, secrets::Field::DbPassword),
+                );
                 if let Some(other) = self
                     .databases
                     .record(&name, command.saga_id, &sealed)

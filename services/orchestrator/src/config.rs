@@ -17,8 +17,8 @@ pub struct Config {
     pub store_url: String,
     /// `PARENT_DOMAIN`: site name = `<subdomain>.<PARENT_DOMAIN>`.
     pub parent_domain: String,
-    /// `SAGA_SECRETS_KEY`.
-    pub secrets_key: secrets::SecretsKey,
+    /// `SAGA_SECRETS_KEYS` (and the legacy `SAGA_SECRETS_KEY`).
+    pub secrets_key: secrets::Keyring,
     /// `HTTP_ADDR`: the HTTP port, serving `/healthz` and `/readyz`.
     pub http_addr: std::net::SocketAddr,
     /// The saga, with `SAGA_STEP_TIMEOUT_SECS` / `SAGA_RETRY_BASE_MS` applied when set.
@@ -33,8 +33,7 @@ pub struct Config {
 
 /// Reads the configuration through `lookup` (the environment in production).
 pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
-    let key =
-        lookup("SAGA_SECRETS_KEY").context("SAGA_SECRETS_KEY is required (32 bytes, base64)")?;
+    let secrets_key = secrets::Keyring::from_lookup(&lookup)?;
     let parent_domain = lookup("PARENT_DOMAIN").unwrap_or_else(|| "localhost".into());
     if parent_domain.is_empty()
         || !parent_domain.split('.').all(|label| {
@@ -72,7 +71,7 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Co
         store_url: lookup("SAGA_STORE_URL")
             .unwrap_or_else(|| "sqlite://data/orchestrator.db".into()),
         parent_domain: parent_domain.to_ascii_lowercase(),
-        secrets_key: secrets::SecretsKey::from_base64(&key)?,
+        secrets_key,
         http_addr: lookup("HTTP_ADDR")
             .unwrap_or_else(|| "127.0.0.1:8001".into())
             .parse()
@@ -96,16 +95,24 @@ mod tests {
         }
     }
 
+    fn test_keyring() -> String {
+        use secrets::ExposeSecret as _;
+        let id = secrets::KeyId::parse("test").expect("id");
+        secrets::Keyring::generate_entry(&id)
+            .expose_secret()
+            .to_string()
+    }
+
     #[test]
     fn defaults_follow_the_contract() {
-        let key = secrets::SecretsKey::generate_base64();
-        let config = from_lookup(lookup(&[("SAGA_SECRETS_KEY", &key)])).expect("config");
+        let key = test_keyring();
+        let config = from_lookup(lookup(&[("SAGA_SECRETS_KEYS", &key)])).expect("config");
         assert_eq!(config.nats.url, "nats://127.0.0.1:4222");
         assert_eq!(config.store_url, "sqlite://data/orchestrator.db");
         assert_eq!(config.parent_domain, "localhost");
         assert_eq!(config.definition, SagaDefinition::tenant_provisioning());
         assert_eq!(config.lease, Duration::from_secs(3));
-        let other = from_lookup(lookup(&[("SAGA_SECRETS_KEY", &key)])).expect("config");
+        let other = from_lookup(lookup(&[("SAGA_SECRETS_KEYS", &key)])).expect("config");
         assert_ne!(
             config.instance, other.instance,
             "each instance is its own holder"
@@ -114,9 +121,9 @@ mod tests {
 
     #[test]
     fn overrides_and_errors() {
-        let key = secrets::SecretsKey::generate_base64();
+        let key = test_keyring();
         let config = from_lookup(lookup(&[
-            ("SAGA_SECRETS_KEY", &key),
+            ("SAGA_SECRETS_KEYS", &key),
             ("PARENT_DOMAIN", "Example.COM"),
             ("SAGA_STEP_TIMEOUT_SECS", "7"),
         ]))
@@ -129,12 +136,12 @@ mod tests {
             .all(|s| s.timeout == Duration::from_secs(7)));
         assert!(from_lookup(lookup(&[])).is_err());
         assert!(from_lookup(lookup(&[
-            ("SAGA_SECRETS_KEY", &key),
+            ("SAGA_SECRETS_KEYS", &key),
             ("PARENT_DOMAIN", "bad domain")
         ]))
         .is_err());
         assert!(from_lookup(lookup(&[
-            ("SAGA_SECRETS_KEY", &key),
+            ("SAGA_SECRETS_KEYS", &key),
             ("SAGA_RETRY_BASE_MS", "soon")
         ]))
         .is_err());

@@ -219,7 +219,10 @@ fn database_credentials(
         })?;
     let password = context
         .secrets()
-        .open(&contracts::Sealed(sealed.to_string()))
+        .open(
+            &contracts::Sealed(sealed.to_string()),
+            secrets::Binding::new(command.saga_id, secrets::Field::DbPassword),
+        )
         .map_err(|e| StepError::permanent("sealed_secret", e.to_string()))?;
     Ok((name.to_string(), password))
 }
@@ -325,7 +328,13 @@ impl<B: Bench> Step for SiteStep<B> {
             // The sealed password first, then the marker: a site with the marker always
             // has it, so a run after completion reports the same result. Sealed, it is
             // no secret, but logs and progress show it as `***` all the same.
-            let sealed = context.secrets().seal(admin_password.expose_secret()).0;
+            let sealed = context
+                .secrets()
+                .seal(
+                    admin_password.expose_secret(),
+                    secrets::Binding::new(command.saga_id, secrets::Field::AdministratorPassword),
+                )
+                .0;
             for set_config in [
                 CommandLine::bench(["--site", &site, "set-config"]).secret(
                     sites::KEPT_ADMIN_PASSWORD,

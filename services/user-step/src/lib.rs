@@ -5,7 +5,8 @@
 //! `add-system-manager <email> --first-name F [--last-name L] --password P` (the
 //! signup's password, or a generated one for Google sign-ups), then
 //! `execute ...generate_keys` and `execute frappe.db.get_value` for the key. The key
-//! and the sealed secret go into the saga's `completed` result.
+//! and the secret, sealed to the web app's key (`WEB_APP_PUBLIC_KEY`), go into the
+//! saga's `completed` result.
 //!
 //! Run again after it completed (a lost report, a retry after a timeout), the step
 //! gives the same result and changes nothing: `generate_keys` would make a new secret
@@ -41,6 +42,21 @@ use step_runtime::{Step, StepContext, StepError};
 pub struct UserStep<B> {
     bench: B,
     timeout: Duration,
+    /// `WEB_APP_PUBLIC_KEY`: the API secret is sealed to the web app, which alone opens
+    /// it; the services' keys never open it.
+    web_app: secrets::Recipient,
+}
+
+/// `WEB_APP_PUBLIC_KEY` through `lookup`: `<key id>:<base64 X25519 public key>`, the
+/// public half of the web app's key pair (`saga-keys new` prints both).
+pub fn web_app_key(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<secrets::Recipient> {
+    let text = lookup("WEB_APP_PUBLIC_KEY").ok_or_else(|| {
+        anyhow::anyhow!(
+            "WEB_APP_PUBLIC_KEY is required: the web app's public key, `<key id>:<base64>` \
+             (`saga-keys new <id>` makes a key pair); the API secret is sealed to it"
+        )
+    })?;
+    secrets::Recipient::parse(&text).map_err(|e| anyhow::anyhow!("WEB_APP_PUBLIC_KEY: {e}"))
 }
 
 /// What the undo did with the admin user.
@@ -74,8 +90,14 @@ impl Undone {
 
 impl<B: Bench> UserStep<B> {
     /// A user step running bench through `bench`; each call may take `timeout`.
-    pub fn new(bench: B, timeout: Duration) -> Self {
-        Self { bench, timeout }
+    /// The step over `bench`, each bench call limited to `timeout`, sealing the API
+    /// secret to `web_app`.
+    pub fn new(bench: B, timeout: Duration, web_app: secrets::Recipient) -> Self {
+        Self {
+            bench,
+            timeout,
+            web_app,
+        }
     }
 
     fn users<'a>(&'a self, site: &'a str) -> SiteUsers<'a, B> {
@@ -217,7 +239,10 @@ impl<B: Bench> Step for UserStep<B> {
             let password: SecretString = match &command.tenant.admin_password {
                 Some(sealed) => context
                     .secrets()
-                    .open(sealed)
+                    .open(
+                        sealed,
+                        secrets::Binding::new(command.saga_id, secrets::Field::AdminPassword),
+                    )
                     .map_err(|e| StepError::permanent("sealed_secret", e.to_string()))?,
                 None => secrets::generate_password(24),
             };
@@ -248,7 +273,10 @@ impl<B: Bench> Step for UserStep<B> {
             format!("API keys issued for {email}")
         };
         context.output(said, Some(100)).await;
-        let sealed_secret = context.secrets().seal(secret.expose_secret());
+        let sealed_secret = self.web_app.seal(
+            secret.expose_secret(),
+            secrets::Binding::new(command.saga_id, secrets::Field::ApiSecret),
+        );
         Ok(json!({
             "admin_email": email,
             "result": { "api_key": key, "api_secret": sealed_secret.0 },

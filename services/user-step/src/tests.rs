@@ -27,6 +27,9 @@ impl ScriptedBench {
                 ran: Mutex::default(),
             },
             Duration::from_secs(5),
+            secrets::Keyring::random(&secrets::KeyId::parse("web").expect("id"))
+                .recipient()
+                .clone(),
         )
     }
 }

@@ -20,18 +20,45 @@ pub struct Secret {
     pub value: String,
 }
 
+/// The keys that open what the run's services sealed.
+pub struct Keys {
+    /// The services' keyring (`SAGA_SECRETS_KEYS`).
+    pub services: secrets::Keyring,
+    /// The web app's keyring (the API secrets are sealed to it).
+    pub web_app: secrets::Keyring,
+}
+
+impl Keys {
+    /// Opens `sealed`, a value of saga `saga` (any field, either key), if it is one.
+    fn open(&self, sealed: &str, saga: Option<uuid::Uuid>) -> Option<String> {
+        use secrets::Field;
+        let saga = saga?;
+        let sealed = contracts::Sealed(sealed.to_string());
+        let fields = [
+            Field::AdminPassword,
+            Field::DbPassword,
+            Field::AdministratorPassword,
+            Field::ApiSecret,
+        ];
+        [&self.services, &self.web_app].iter().find_map(|ring| {
+            fields.iter().find_map(|field| {
+                ring.open(&sealed, secrets::Binding::new(saga, *field))
+                    .ok()
+                    .map(|s| s.expose_secret().to_string())
+            })
+        })
+    }
+}
+
 /// Every secret the run knows of, each once.
 pub fn collect(
     signups: &[Signup],
     observed: &Observed,
-    key: &secrets::SecretsKey,
+    keys: &Keys,
     run_secrets: &[(&str, String)],
 ) -> Vec<Secret> {
-    let open = |sealed: &str| {
-        key.open(&contracts::Sealed(sealed.to_string()))
-            .ok()
-            .map(|s| s.expose_secret().to_string())
-    };
+    let open = |sealed: &str, saga: Option<uuid::Uuid>| keys.open(sealed, saga);
+    let saga_of = |text: Option<&str>| text.and_then(|t| uuid::Uuid::parse_str(t).ok());
     let mut all: Vec<Secret> = Vec::new();
     let mut add = |what: String, value: Option<String>| {
         if let Some(value) = value.filter(|v| v.len() >= 8) {
@@ -53,18 +80,21 @@ pub fn collect(
             .get(&s.id)
             .and_then(|e| e.sealed_api_secret.as_deref())
         {
-            add(format!("API secret of {}", s.subdomain), open(sealed));
+            add(
+                format!("API secret of {}", s.subdomain),
+                open(sealed, Some(s.id)),
+            );
         }
     }
     // Every sealed value any step reported, for sagas rolled back too (their ledger
     // rows and sites are gone by now): database passwords, API secrets.
-    for report in &observed.finished_reports {
+    for (saga, report) in &observed.finished_reports {
         let mut strings = Vec::new();
         strings_in(report, &mut strings);
-        for value in strings {
+        for value in strings.into_iter().filter(|v| v.starts_with("v2:")) {
             add(
                 "a sealed value in a step's finished report".to_string(),
-                open(value),
+                open(value, *saga),
             );
         }
     }
@@ -72,7 +102,7 @@ pub fn collect(
         if let Some(sealed) = &row.sealed_password {
             add(
                 format!("password of database {}", row.db_name),
-                open(sealed),
+                open(sealed, saga_of(Some(&row.saga_id))),
             );
         }
     }
@@ -84,7 +114,7 @@ pub fn collect(
         if let Some(sealed) = &site.sealed_admin_password {
             add(
                 format!("Administrator's password of {}", site.name),
-                open(sealed),
+                open(sealed, saga_of(site.marker.as_deref())),
             );
         }
         for secret in &site.api_secrets {
@@ -152,19 +182,29 @@ mod tests {
         assert_eq!(found, ["site-step-1.log: signup password of a"]);
     }
 
+    fn keys() -> Keys {
+        let id = secrets::KeyId::parse("t").expect("id");
+        Keys {
+            services: secrets::Keyring::random(&id),
+            web_app: secrets::Keyring::random(&id),
+        }
+    }
+
     #[test]
     fn sealed_values_are_opened_before_the_search() {
-        let key_text = secrets::SecretsKey::generate_base64();
-        let key = secrets::SecretsKey::from_base64(&key_text).expect("key");
+        let keys = keys();
+        let key_text = "the run's key text".to_string();
+        let saga = uuid::Uuid::new_v4();
+        let binding = secrets::Binding::new(saga, secrets::Field::DbPassword);
         let observed = Observed {
             ledger: vec![crate::observe::LedgerRow {
                 db_name: "t_x".into(),
-                saga_id: "s".into(),
-                sealed_password: Some(key.seal("OpenedPassword1").0),
+                saga_id: saga.to_string(),
+                sealed_password: Some(keys.services.seal("OpenedPassword1", binding).0),
             }],
             ..Default::default()
         };
-        let all = collect(&[], &observed, &key, &[("the key", key_text.clone())]);
+        let all = collect(&[], &observed, &keys, &[("the key", key_text.clone())]);
         let values: Vec<&str> = all.iter().map(|s| s.value.as_str()).collect();
         assert_eq!(values, [key_text.as_str(), "OpenedPassword1"]);
     }
@@ -173,16 +213,20 @@ mod tests {
     /// but its steps' finished reports still hold them sealed.
     #[test]
     fn secrets_of_undone_sagas_come_from_the_finished_reports() {
-        let key =
-            secrets::SecretsKey::from_base64(&secrets::SecretsKey::generate_base64()).expect("key");
+        let keys = keys();
+        let saga = uuid::Uuid::new_v4();
+        let binding = secrets::Binding::new(saga, secrets::Field::DbPassword);
         let observed = Observed {
-            finished_reports: vec![serde_json::json!({
-                "status": "completed",
-                "output": {"db_name": "t_gone", "db_password": key.seal("GonePassword42").0},
-            })],
+            finished_reports: vec![(
+                Some(saga),
+                serde_json::json!({
+                    "status": "completed",
+                    "output": {"db_name": "t_gone", "db_password": keys.services.seal("GonePassword42", binding).0},
+                }),
+            )],
             ..Default::default()
         };
-        let all = collect(&[], &observed, &key, &[]);
+        let all = collect(&[], &observed, &keys, &[]);
         let values: Vec<&str> = all.iter().map(|s| s.value.as_str()).collect();
         assert_eq!(values, ["GonePassword42"]);
     }

@@ -75,7 +75,7 @@ pub struct Observed {
     pub bench_processes: Vec<String>,
     /// The final reports the steps remembered (bucket `SAGA_FINISHED_COMMANDS`): the
     /// results of every finished step, rolled back or not, with their sealed secrets.
-    pub finished_reports: Vec<serde_json::Value>,
+    pub finished_reports: Vec<(Option<uuid::Uuid>, serde_json::Value)>,
 }
 
 /// Reads every saga's end, retrying while no orchestrator answers.
@@ -114,7 +114,7 @@ pub async fn sagas(
 pub async fn finished_reports(
     client: &async_nats::Client,
     subjects: &Subjects,
-) -> anyhow::Result<Vec<serde_json::Value>> {
+) -> anyhow::Result<Vec<(Option<uuid::Uuid>, serde_json::Value)>> {
     use async_nats::jetstream::consumer::{pull, DeliverPolicy};
     use futures::StreamExt as _;
     let js = async_nats::jetstream::new(client.clone());
@@ -144,7 +144,18 @@ pub async fn finished_reports(
     while (reports.len() as u64) < total {
         match tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await {
             Ok(Some(Ok(message))) => {
-                reports.push(serde_json::from_slice(&message.payload).unwrap_or_default())
+                // The key is the command id, `<saga id>:...`, escaped: the id's hex
+                // digits and hyphens come through as they are.
+                let saga = message
+                    .subject
+                    .rsplit('.')
+                    .next()
+                    .and_then(|key| key.get(..36))
+                    .and_then(|id| uuid::Uuid::parse_str(id).ok());
+                reports.push((
+                    saga,
+                    serde_json::from_slice(&message.payload).unwrap_or_default(),
+                ))
             }
             _ => anyhow::bail!("{stream_name}: read {} of {total} reports", reports.len()),
         }

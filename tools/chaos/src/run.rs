@@ -183,12 +183,15 @@ async fn drive(
     supervisor.kill_all();
     let figures = supervisor.figures.clone();
 
-    let key = secrets::SecretsKey::from_base64(&world.key_base64)?;
+    let keys = leaks::Keys {
+        services: secrets::Keyring::parse(&world.keys_text)?,
+        web_app: world.web_app.clone(),
+    };
     let run_secrets = [
-        ("SAGA_SECRETS_KEY", world.key_base64.clone()),
+        ("SAGA_SECRETS_KEYS", world.keys_text.clone()),
         ("MASTER_API_SECRET", world.master_secret.clone()),
     ];
-    let all_secrets = leaks::collect(signups, &observed, &key, &run_secrets);
+    let all_secrets = leaks::collect(signups, &observed, &keys, &run_secrets);
     let found = leaks::scan(&world.logs, &all_secrets)?;
     notes.push(format!(
         "secret scan: {} secrets over every service and node log; bench's own logs/bench.log not scanned (Frappe writes command lines there, passwords included)",

@@ -34,8 +34,10 @@ pub struct World {
     pub bench: PathBuf,
     /// Subjects and streams under the run's namespace.
     pub subjects: Subjects,
-    /// `SAGA_SECRETS_KEY`.
-    pub key_base64: String,
+    /// `SAGA_SECRETS_KEYS`: the services' keyring, one key (secret).
+    pub keys_text: String,
+    /// The web app's keyring: `WEB_APP_PUBLIC_KEY` is its public half.
+    pub web_app: secrets::Keyring,
     /// The Master stand-in's API secret.
     pub master_secret: String,
     /// The saga store's database.
@@ -70,10 +72,13 @@ impl World {
             bench.join("emulator.json"),
             crate::faults::emulator_settings(signups_plan, PARENT).to_string(),
         )?;
-        let key_base64 = secrets::SecretsKey::generate_base64();
+        let keys_text = secrets::Keyring::generate_entry(&secrets::KeyId::parse("chaos")?)
+            .expose_secret()
+            .to_string();
         Ok(Self {
             subjects: Subjects::new(&format!("chaos{run_id}")),
-            key_base64,
+            keys_text,
+            web_app: secrets::Keyring::random(&secrets::KeyId::parse("chaos-web")?),
             master_secret: secrets::generate_password(24).expose_secret().to_string(),
             store_db: format!("chaos_{run_id}_store"),
             ledger_db: format!("chaos_{run_id}_ledger"),
@@ -115,7 +120,8 @@ impl World {
             ("NATS_URL", nats_url.to_string()),
             ("NATS_STREAM_REPLICAS", crate::cluster::NODES.to_string()),
             ("NATS_NAMESPACE", format!("chaos{}", self.run_id)),
-            ("SAGA_SECRETS_KEY", self.key_base64.clone()),
+            ("SAGA_SECRETS_KEYS", self.keys_text.clone()),
+            ("WEB_APP_PUBLIC_KEY", self.web_app.recipient().to_text()),
             (
                 "SAGA_STORE_URL",
                 format!("{}/{}", self.mysql, self.store_db),

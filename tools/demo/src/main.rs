@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use contracts::{ProgressEvent, SagaStatus, StepStatus, Subjects};
 use futures::StreamExt;
+use secrets::ExposeSecret as _;
 use uuid::Uuid;
 
 const BOLD: &str = "\x1b[1m";
@@ -172,10 +173,18 @@ async fn main() -> anyhow::Result<()> {
         let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
         probe.local_addr()?
     };
+    // The web app's key pair: the user step seals the API secret to its public half.
+    let web_app = secrets::Keyring::random(&secrets::KeyId::parse("demo-web")?);
     let env: Vec<(&str, String)> = vec![
         ("NATS_URL", nats_url.clone()),
         ("NATS_NAMESPACE", namespace.clone()),
-        ("SAGA_SECRETS_KEY", secrets::SecretsKey::generate_base64()),
+        (
+            "SAGA_SECRETS_KEYS",
+            secrets::Keyring::generate_entry(&secrets::KeyId::parse("demo")?)
+                .expose_secret()
+                .to_string(),
+        ),
+        ("WEB_APP_PUBLIC_KEY", web_app.recipient().to_text()),
         (
             "SAGA_STORE_URL",
             format!("sqlite://{}/orchestrator.db", dir.path().display()),

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use contracts::{ProgressEvent, StepStatus, Subjects};
 use futures::StreamExt;
+use secrets::ExposeSecret as _;
 use step_runtime::{Step, StepContext, StepError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -114,12 +115,12 @@ async fn run_orchestrated(
         .store
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}/orchestrator.db", dir.path().display()));
-    let key = secrets::SecretsKey::generate_base64();
+    let key = secrets::Keyring::generate_entry(&secrets::KeyId::parse("loadgen")?);
     let env: HashMap<&str, String> = HashMap::from([
         ("NATS_URL", args.nats.clone()),
         ("NATS_STREAM_REPLICAS", args.replicas.to_string()),
         ("NATS_NAMESPACE", namespace.clone()),
-        ("SAGA_SECRETS_KEY", key),
+        ("SAGA_SECRETS_KEYS", key.expose_secret().to_string()),
         ("SAGA_STORE_URL", store_url.clone()),
         ("STEP_CONCURRENCY", "64".into()),
         // Any free ports: a deployment on this host keeps its own.

@@ -2,9 +2,12 @@
 //! or reject before anything is created. Step reports are routed here too.
 
 use anyhow::Context as _;
-use contracts::signup::{parse_signup, DeadLetter, ParsedSignup};
+use contracts::signup::{parse_signup, DeadLetter, ParsedSignup, SignupPassword};
 use contracts::step_dead_letter::StepDeadLetter;
-use contracts::{Rejection, SagaStatus, StepEvent, SubdomainProbe, TenantContext};
+use contracts::{
+    Rejection, SagaStatus, Sealed, StepEvent, SubdomainProbe, TenantContext, ValidSignup,
+};
+use secrets::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
 
 use super::{Cache, Core, ParsedSignupRead, Work};
@@ -35,6 +38,13 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                     .await;
             }
         };
+        let admin_password = match self.password_for_the_saga(saga_id, &signup) {
+            Ok(sealed) => sealed,
+            Err(rejection) => {
+                let tenant = self.tenant_for_rejection(&signup.subdomain);
+                return self.reject(saga_id, tenant, &rejection).await;
+            }
+        };
         let tenant = TenantContext {
             site_name: format!("{}.{}", signup.subdomain, self.parent_domain),
             subdomain: signup.subdomain.clone(),
@@ -42,8 +52,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             admin_email: signup.admin_email.clone(),
             admin_full_name: signup.admin_full_name.clone(),
             auth_provider: signup.auth_provider,
-            // Sealed at once: the clear password never reaches the store or the bus again.
-            admin_password: signup.admin_password.as_deref().map(|p| self.key.seal(p)),
+            admin_password,
         };
         let saga = Saga::accepted(saga_id, tenant.clone(), self.clock.now());
         match self
@@ -122,6 +131,34 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         };
         self.transition(cache, saga, input).await?;
         Ok(())
+    }
+
+    /// The signup's password as the saga keeps it: sealed to the services' current key
+    /// for this saga's `admin_password`. A clear one (older clients) is sealed here, so
+    /// it never reaches the store or the bus again; a sealed one is opened, checked
+    /// with the contract's rules, and sealed again (to the current key, should the
+    /// client have used an older one).
+    fn password_for_the_saga(
+        &self,
+        saga_id: Uuid,
+        signup: &ValidSignup,
+    ) -> Result<Option<Sealed>, Rejection> {
+        let binding = secrets::Binding::new(saga_id, secrets::Field::AdminPassword);
+        let clear = match &signup.admin_password {
+            None => return Ok(None),
+            Some(SignupPassword::Clear(clear)) => SecretString::from(clear.clone()),
+            Some(SignupPassword::Sealed(sealed)) => {
+                let clear = self.key.open(sealed, binding).map_err(|e| Rejection {
+                    code: "password_unreadable",
+                    message: format!(
+                        "admin_password_sealed cannot be opened ({e}); seal it to the key SAGA_PUBLIC_KEY names, for this signup_id and the field admin_password"
+                    ),
+                })?;
+                contracts::signup::check_password(clear.expose_secret())?;
+                clear
+            }
+        };
+        Ok(Some(self.key.seal(clear.expose_secret(), binding)))
     }
 
     fn tenant_for_rejection(&self, subdomain: &str) -> TenantContext {

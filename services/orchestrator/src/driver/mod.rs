@@ -103,7 +103,8 @@ pub(crate) struct Core<S, B = NatsBus> {
     pub store: Arc<S>,
     pub bus: B,
     pub definition: SagaDefinition,
-    pub key: secrets::SecretsKey,
+    /// The services' keyring: seals the admin password, opens a sealed signup's.
+    pub key: secrets::Keyring,
     pub parent_domain: String,
     pub router: Router,
     pub timers: crate::timers::Timers,

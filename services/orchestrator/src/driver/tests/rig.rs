@@ -167,8 +167,7 @@ impl Rig {
                     bus: bus.clone(),
                     definition: SagaDefinition::tenant_provisioning()
                         .with_timings(STEP_TIMEOUT, Duration::from_secs(1)),
-                    key: secrets::SecretsKey::from_base64(&secrets::SecretsKey::generate_base64())
-                        .expect("key"),
+                    key: secrets::Keyring::random(&secrets::KeyId::parse("test").expect("key id")),
                     parent_domain: "localhost".into(),
                     timers: crate::timers::Timers::spawn(router.clone(), clock, stop.clone()),
                     router,
