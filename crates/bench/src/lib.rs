@@ -11,6 +11,7 @@
 //! container through the Docker Engine API); [`Driver`] is whichever the settings name.
 
 pub mod docker;
+pub mod environment;
 pub mod local;
 mod output;
 
@@ -358,13 +359,22 @@ impl Driver {
     /// production): `BENCH_DRIVER` (`local` or `docker`), `BENCH_BIN` (default
     /// `bench`), `BENCH_PATH` (default `/home/frappe/frappe-bench`); for `docker` also
     /// `DOCKER_HOST`, `BENCH_CONTAINER` (default `frappe-backend`) or
-    /// `BENCH_COMPOSE_PROJECT` (wins when set), `BENCH_USER` (default `frappe`).
+    /// `BENCH_COMPOSE_PROJECT` (wins when set), `BENCH_USER` (default `frappe`); for
+    /// `local` also `BENCH_ENV_PASS` (variables bench gets beyond the allow-list of
+    /// [`environment`]).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let bench_bin = lookup("BENCH_BIN").unwrap_or_else(|| "bench".into());
         let bench_path = lookup("BENCH_PATH").unwrap_or_else(|| "/home/frappe/frappe-bench".into());
         let driver = lookup("BENCH_DRIVER").unwrap_or_else(|| "local".into());
         match driver.as_str() {
-            "local" => Ok(Self::Local(local::LocalBench::new(bench_bin, bench_path))),
+            "local" => {
+                let env_pass =
+                    environment::EnvPass::parse(&lookup("BENCH_ENV_PASS").unwrap_or_default())
+                        .map_err(|e| e.to_string())?;
+                Ok(Self::Local(
+                    local::LocalBench::new(bench_bin, bench_path).passing(env_pass),
+                ))
+            }
             "docker" => {
                 let target = match lookup("BENCH_COMPOSE_PROJECT").filter(|p| !p.is_empty()) {
                     Some(project) => docker::Target::ComposeProject(project),

@@ -14,6 +14,7 @@ pub mod health;
 mod job;
 mod memory;
 mod probe;
+pub mod redact;
 mod reporter;
 pub mod telemetry;
 mod worker;
@@ -301,5 +302,16 @@ mod tests {
             .expect_err("bad number")
             .to_string()
             .contains("STEP_CONCURRENCY"));
+    }
+
+    #[test]
+    fn the_config_debug_shows_no_secret() {
+        // 32 bytes of 0xAB: neither the base64 nor the bytes (`171, 171`) may show.
+        let key = "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=";
+        let config =
+            config_from(|k| (k == "SAGA_SECRETS_KEY").then(|| key.to_string())).expect("config");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains(key) && !shown.contains("171"), "{shown}");
+        assert!(shown.contains("concurrency: 8"), "{shown}");
     }
 }

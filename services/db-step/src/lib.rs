@@ -16,6 +16,7 @@
 //! database keeps reaching it.
 
 pub mod mariadb;
+pub mod settings;
 
 use std::future::Future;
 

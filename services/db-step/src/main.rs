@@ -2,15 +2,13 @@
 
 use anyhow::Context as _;
 use backon::{ExponentialBuilder, Retryable};
-use db_step::{mariadb::MariaDb, DatabaseStep};
+use db_step::{mariadb::MariaDb, settings::Settings, DatabaseStep};
 
 fn main() -> std::process::ExitCode {
     step_runtime::serve_from_env(|| async {
-        let lookup = |k: &str| std::env::var(k).ok();
-        let admin_url =
-            lookup("TENANT_DB_ADMIN_URL").unwrap_or_else(|| "mysql://root@127.0.0.1:3306".into());
-        let ledger = lookup("TENANT_DB_LEDGER").unwrap_or_else(|| "saga_provisioning".into());
-        let databases = MariaDb::new(&admin_url, &ledger).context("TENANT_DB_ADMIN_URL")?;
+        let settings = Settings::from_lookup(|k| std::env::var(k).ok());
+        let databases = MariaDb::new(settings.admin_url.expose(), &settings.ledger)
+            .context("TENANT_DB_ADMIN_URL")?;
         (|| databases.prepare())
             .retry(
                 ExponentialBuilder::default()

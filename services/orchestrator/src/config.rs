@@ -13,8 +13,9 @@ pub struct Config {
     pub nats: step_runtime::bus::NatsConfig,
     /// `NATS_NAMESPACE`: prefix of subjects and streams; empty in production.
     pub namespace: String,
-    /// `SAGA_STORE_URL`: `sqlite://...` (embedded) or `mysql://...` (shared).
-    pub store_url: String,
+    /// `SAGA_STORE_URL`: `sqlite://...` (embedded) or `mysql://...` (shared); its
+    /// password shows as `***` when the config is printed.
+    pub store_url: step_runtime::redact::SecretUrl,
     /// `PARENT_DOMAIN`: site name = `<subdomain>.<PARENT_DOMAIN>`.
     pub parent_domain: String,
     /// `SAGA_SECRETS_KEYS` (and the legacy `SAGA_SECRETS_KEY`).
@@ -68,8 +69,9 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Co
     Ok(Config {
         nats: step_runtime::bus::NatsConfig::from_lookup(&lookup)?,
         namespace: lookup("NATS_NAMESPACE").unwrap_or_default(),
-        store_url: lookup("SAGA_STORE_URL")
-            .unwrap_or_else(|| "sqlite://data/orchestrator.db".into()),
+        store_url: step_runtime::redact::SecretUrl::new(
+            lookup("SAGA_STORE_URL").unwrap_or_else(|| "sqlite://data/orchestrator.db".into()),
+        ),
         parent_domain: parent_domain.to_ascii_lowercase(),
         secrets_key,
         http_addr: lookup("HTTP_ADDR")
@@ -108,7 +110,7 @@ mod tests {
         let key = test_keyring();
         let config = from_lookup(lookup(&[("SAGA_SECRETS_KEYS", &key)])).expect("config");
         assert_eq!(config.nats.url, "nats://127.0.0.1:4222");
-        assert_eq!(config.store_url, "sqlite://data/orchestrator.db");
+        assert_eq!(config.store_url.expose(), "sqlite://data/orchestrator.db");
         assert_eq!(config.parent_domain, "localhost");
         assert_eq!(config.definition, SagaDefinition::tenant_provisioning());
         assert_eq!(config.lease, Duration::from_secs(3));
@@ -117,6 +119,30 @@ mod tests {
             config.instance, other.instance,
             "each instance is its own holder"
         );
+    }
+
+    #[test]
+    fn the_config_debug_shows_no_secret() {
+        // 32 bytes of 0xAB: neither the base64 nor the bytes (`171, 171`) may show.
+        let key = "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=";
+        let config = from_lookup(lookup(&[
+            ("SAGA_SECRETS_KEY", key),
+            (
+                "SAGA_STORE_URL",
+                "mysql://saga:Store-Pw-77@db.internal:3306/saga",
+            ),
+        ]))
+        .expect("config");
+        assert_eq!(
+            config.store_url.expose(),
+            "mysql://saga:Store-Pw-77@db.internal:3306/saga",
+            "the store still gets the password"
+        );
+        for shown in [format!("{config:?}"), format!("{config:#?}")] {
+            assert!(!shown.contains("Store-Pw-77"), "{shown}");
+            assert!(!shown.contains(key) && !shown.contains("171"), "{shown}");
+            assert!(shown.contains("saga:***@db.internal:3306/saga"), "{shown}");
+        }
     }
 
     #[test]

@@ -29,9 +29,9 @@ use store::{SagaStore, SqlStore};
 
 /// Runs the orchestrator until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let store = SqlStore::connect(&config.store_url)
+    let store = SqlStore::connect(config.store_url.expose())
         .await
-        .with_context(|| format!("opening the saga store {}", redact_url(&config.store_url)))?;
+        .with_context(|| format!("opening the saga store {}", config.store_url))?;
     tracing::info!(store = %store.describe(), "saga store ready");
     run_with_store(config, store, shutdown).await
 }
@@ -56,16 +56,6 @@ fn readiness<S: SagaStore>(
             vec![Check::nats(&client), Check::within("store", store).await]
         }
     })
-}
-
-/// Hides the password of a database URL, for logs.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
 }
 
 /// How long JetStream waits for the orchestrator to settle an input before it

@@ -11,12 +11,16 @@
 //! registered tenant" (GET 200), free on Frappe's 404; anything else means the step
 //! cannot tell.
 
+mod settings;
+
 use std::time::Duration;
 
 use contracts::{StepCommand, SubdomainProbe};
 use secrets::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use step_runtime::{Step, StepContext, StepError};
+
+pub use settings::Missing;
 
 /// How to reach the Master site.
 #[derive(Clone)]
@@ -33,10 +37,11 @@ pub struct Master {
     pub doctype: String,
 }
 
+/// Shows neither the API key nor its secret, nor a password in the URL.
 impl std::fmt::Debug for Master {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Master")
-            .field("url", &self.url)
+            .field("url", &step_runtime::redact::redact_url(&self.url))
             .field("site_name", &self.site_name)
             .field("doctype", &self.doctype)
             .finish_non_exhaustive()

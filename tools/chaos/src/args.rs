@@ -25,8 +25,9 @@ pub struct Args {
     pub deadline: Duration,
     /// Where the run's folder goes (a `chaos-<id>` folder is made inside).
     pub dir: PathBuf,
-    /// MariaDB admin URL (store, ledger and tenant databases).
-    pub mysql: String,
+    /// MariaDB admin URL (store, ledger and tenant databases); its password shows as
+    /// `***` when printed.
+    pub mysql: step_runtime::redact::SecretUrl,
     /// Skip the `cargo build` of the service binaries (they must be built already).
     pub no_build: bool,
     /// `RUST_LOG` of the services.
@@ -89,7 +90,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
             deadline_secs.unwrap_or(180 + 2 * sagas as u64 + sagas as u64 * signup_every_ms / 1000),
         ),
         dir,
-        mysql,
+        mysql: step_runtime::redact::SecretUrl::new(mysql),
         no_build,
         log_level,
     })
@@ -112,6 +113,15 @@ mod tests {
             (args.sagas, args.keep, args.kill_every),
             (30, true, Duration::from_millis(800))
         );
+    }
+
+    #[test]
+    fn the_args_debug_shows_no_password() {
+        let args = parsed("--seed 1 --mysql mysql://chaos:Chaos-Pw-3@db:3306").expect("args");
+        assert_eq!(args.mysql.expose(), "mysql://chaos:Chaos-Pw-3@db:3306");
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("Chaos-Pw-3"), "{shown}");
+        assert!(shown.contains("chaos:***@db:3306"), "{shown}");
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         &run_id,
         args.fault_percent,
     );
-    let world = World::new(&args.dir, &args.mysql, &signups, run_id)?;
+    let world = World::new(&args.dir, args.mysql.expose(), &signups, run_id)?;
     println!(
         "chaos: seed={} sagas={} folder={}",
         args.seed,

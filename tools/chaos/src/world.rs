@@ -95,7 +95,12 @@ impl World {
     pub async fn pool(&self) -> anyhow::Result<sqlx::MySqlPool> {
         sqlx::MySqlPool::connect(&self.mysql)
             .await
-            .with_context(|| format!("connecting to MariaDB at {}", self.mysql))
+            .with_context(|| {
+                format!(
+                    "connecting to MariaDB at {}",
+                    step_runtime::redact::redact_url(&self.mysql)
+                )
+            })
     }
 
     /// Runs the Master stand-in on a free port; returns its URL and state.

@@ -70,6 +70,15 @@ pub struct DockerBench {
     kills: TaskTracker,
 }
 
+/// The variables the exec adds to the container's own environment: its kill marker
+/// and the owner tag, nothing of the step service's environment (which holds
+/// `SAGA_SECRETS_KEY`): bench in the container sees what the container was given.
+fn exec_environment(marker: &str, command: &CommandLine) -> Vec<String> {
+    let mut env = vec![marker.to_string()];
+    env.extend(command.owner().map(crate::owner_variable));
+    env
+}
+
 /// A container found running.
 struct Running {
     id: String,
@@ -322,11 +331,9 @@ impl DockerBench {
         let mut argv = vec![program];
         argv.extend(command.expose_args());
         let marker = format!("BENCH_EXEC_ID={}", uuid::Uuid::new_v4().simple());
-        let mut env = vec![marker.clone()];
-        env.extend(command.owner().map(crate::owner_variable));
         let options = CreateExecOptions {
             cmd: Some(argv),
-            env: Some(env),
+            env: Some(exec_environment(&marker, command)),
             user: Some(self.settings.user.clone()),
             working_dir: Some(self.settings.bench_path.clone()),
             attach_stdin: Some(false),

@@ -92,3 +92,16 @@ fn an_exec_the_engine_refused_is_told_from_a_command_that_failed() {
     assert!(!exec_refused(&finished(1, "OCI runtime exec failed")));
     assert!(!exec_refused(&finished(127, "sh: foo: not found")));
 }
+
+#[test]
+fn an_exec_adds_only_its_markers_to_the_container_environment() {
+    let command = CommandLine::bench(["version"]);
+    assert_eq!(
+        exec_environment("BENCH_EXEC_ID=e1", &command),
+        ["BENCH_EXEC_ID=e1"]
+    );
+    assert_eq!(
+        exec_environment("BENCH_EXEC_ID=e1", &command.owned_by("s1/site")),
+        ["BENCH_EXEC_ID=e1", "BENCH_OWNER=s1/site"]
+    );
+}
