@@ -165,16 +165,6 @@ impl<B: Bench> UserStep<B> {
     }
 }
 
-/// Splits a full name into first and last name at the first space.
-fn split_name(full: &str) -> (String, Option<String>) {
-    match full.trim().split_once(char::is_whitespace) {
-        Some((first, last)) if !last.trim().is_empty() => {
-            (first.to_string(), Some(last.trim().to_string()))
-        }
-        _ => (full.trim().to_string(), None),
-    }
-}
-
 impl<B: Bench> Step for UserStep<B> {
     async fn drain(&self) {
         self.bench.settle().await;
@@ -221,7 +211,7 @@ impl<B: Bench> Step for UserStep<B> {
                     .map_err(|e| StepError::permanent("sealed_secret", e.to_string()))?,
                 None => secrets::generate_password(24),
             };
-            let (first, last) = split_name(&command.tenant.admin_full_name);
+            let (first, last) = contracts::signup::split_full_name(&command.tenant.admin_full_name);
             let mut add = CommandLine::bench([
                 "--site",
                 site,

@@ -182,16 +182,3 @@ async fn keys_are_read_back_not_rotated() {
     let (_, secret, kept) = none.keys(&users, "a@b.co", false).await.expect("keys");
     assert_eq!((secret.expose_secret(), kept), ("n3w", false));
 }
-
-#[test]
-fn names() {
-    assert_eq!(
-        split_name("Test Admin"),
-        ("Test".into(), Some("Admin".into()))
-    );
-    assert_eq!(split_name("Madonna"), ("Madonna".into(), None));
-    assert_eq!(
-        split_name(" Jean  de la Fontaine "),
-        ("Jean".into(), Some("de la Fontaine".into()))
-    );
-}

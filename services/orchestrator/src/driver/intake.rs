@@ -1,5 +1,6 @@
-//! Signups in: read far enough to route, dedup, validate, claim the subdomain, start,
-//! or reject before anything is created. Step reports are routed here too.
+//! Signups in: read far enough to route, dedup, validate (a password also against the
+//! site's password policy), claim the subdomain, start, or reject before anything is
+//! created. Step reports are routed here too.
 
 use anyhow::Context as _;
 use contracts::signup::{parse_signup, DeadLetter, ParsedSignup};
@@ -9,6 +10,7 @@ use uuid::Uuid;
 
 use super::{Cache, Core, ParsedSignupRead, Work};
 use crate::bus::{Bus, Inbound, SetAside, Settle};
+use crate::password_policy::{check_password_strength, PasswordOwner};
 use crate::saga::{Input, Saga, SagaDefinition};
 use crate::store::{Inserted, SagaStore};
 
@@ -35,6 +37,21 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                     .await;
             }
         };
+        if let Some(password) = signup.admin_password.as_deref() {
+            let owner = PasswordOwner {
+                full_name: &signup.admin_full_name,
+                email: &signup.admin_email,
+            };
+            if let Err(rejection) = check_password_strength(password, owner) {
+                let tenant = TenantContext {
+                    organization_name: signup.organization_name.clone(),
+                    admin_email: signup.admin_email.clone(),
+                    admin_full_name: signup.admin_full_name.clone(),
+                    ..self.tenant_for_rejection(&signup.subdomain)
+                };
+                return self.reject(saga_id, tenant, &rejection).await;
+            }
+        }
         let tenant = TenantContext {
             site_name: format!("{}.{}", signup.subdomain, self.parent_domain),
             subdomain: signup.subdomain.clone(),
