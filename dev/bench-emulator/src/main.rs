@@ -21,7 +21,9 @@
 mod cli;
 mod execute;
 mod http;
+mod password_policy;
 mod pyliteral;
+mod resource;
 mod site;
 mod store;
 mod users;
