@@ -20,14 +20,33 @@ struct ScriptedBench {
 }
 
 impl ScriptedBench {
-    fn answering(rules: &[(&'static str, i32, &'static str)]) -> UserStep<Self> {
+    fn answering(rules: &[(&'static str, i32, &'static str)]) -> UserStep<Self, NoPasswords> {
         UserStep::new(
             Self {
                 rules: rules.to_vec(),
                 ran: Mutex::default(),
             },
+            NoPasswords,
             Duration::from_secs(5),
         )
+    }
+}
+
+/// The undo and the keys never set a password: this one fails if asked.
+struct NoPasswords;
+
+impl SitePasswords for NoPasswords {
+    async fn set_password(
+        &self,
+        _site: &str,
+        _email: &str,
+        _token: ApiToken<'_>,
+        _password: &secrets::SecretString,
+    ) -> Result<(), StepError> {
+        Err(StepError::permanent(
+            "unexpected",
+            "no password is set here",
+        ))
     }
 }
 
@@ -72,7 +91,7 @@ impl Bench for ScriptedBench {
     }
 }
 
-fn ran(step: &UserStep<ScriptedBench>) -> Vec<String> {
+fn ran(step: &UserStep<ScriptedBench, NoPasswords>) -> Vec<String> {
     step.bench.ran.lock().expect("ran").clone()
 }
 
