@@ -68,7 +68,7 @@ fn throwaway_in_bench_log(root: &Path, site: &str) -> String {
 async fn the_chosen_password_is_never_on_a_command_line_or_in_a_file_and_is_the_one_that_works() {
     let mut h = Harness::new().await;
     // Every bench command lasts a while, so the sampler sees each one.
-    let root = h.bench_folder(serde_json::json!({"delay_ms": 300}));
+    let root = h.bench_folder(serde_json::json!({"delay_ms": 1, "command_ms": 300}));
     let (master_url, _master) = h.start_master().await;
     let services = h.spawn_all(&h.frappe_env(&root, &master_url));
     let http = h.bench_http(&root);
