@@ -99,7 +99,8 @@ async fn drive(
             .map(|s| s.subdomain.clone()),
     );
     let (mut procs, nats_url) = cluster::nodes(&world.dir, &world.logs, &world.run_id)?;
-    procs.extend(world.services(&nats_url, &master_url, &args.log_level));
+    let (_bench_http, bench_http_url) = world.start_bench_http()?;
+    procs.extend(world.services(&nats_url, &master_url, &bench_http_url, &args.log_level));
     let mut supervisor = Supervisor::new(procs, args.seed, args.kill_every);
     supervisor.start_kind(Kind::Nats)?;
     let client = cluster::connect(&nats_url).await?;

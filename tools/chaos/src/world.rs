@@ -22,6 +22,16 @@ pub const INSTANCES: usize = 2;
 const MASTER_SITE: &str = "master.chaos.test";
 const MASTER_KEY: &str = "chaoskey";
 
+/// A running `bench serve`, killed on drop.
+pub struct BenchServe(std::process::Child);
+
+impl Drop for BenchServe {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Names and places of one run.
 pub struct World {
     /// Short random id in every name the run makes.
@@ -108,8 +118,44 @@ impl World {
         Ok((url, state))
     }
 
+    /// `bench serve` of the emulator in the run's bench folder (the bench's web server,
+    /// which user-step sets passwords through); returns it (stopped on drop) and its
+    /// URL. Its output goes to `bench-serve.log` with the other logs.
+    pub fn start_bench_http(&self) -> anyhow::Result<(BenchServe, String)> {
+        let log = self.logs.join("bench-serve.log");
+        let mut child = Command::new(self.bin_dir.join("bench-emulator"))
+            .args(["serve", "--port", "0"])
+            .current_dir(&self.bench)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).context("bench-serve.log")?)
+            .spawn()
+            .context("starting bench-emulator serve")?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(url) = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("* Running on "))
+            {
+                return Ok((BenchServe(child), url.to_string()));
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                anyhow::bail!("bench serve did not start: {text}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The environment of every service of the run.
-    fn env(&self, nats_url: &str, master_url: &str, log_level: &str) -> Vec<(String, String)> {
+    fn env(
+        &self,
+        nats_url: &str,
+        master_url: &str,
+        bench_http_url: &str,
+        log_level: &str,
+    ) -> Vec<(String, String)> {
         let bench_bin = self.bin_dir.join("bench-emulator").display().to_string();
         [
             ("NATS_URL", nats_url.to_string()),
@@ -136,6 +182,7 @@ impl World {
             ("BENCH_DRIVER", "local".into()),
             ("BENCH_BIN", bench_bin),
             ("BENCH_PATH", self.bench.display().to_string()),
+            ("BENCH_HTTP_URL", bench_http_url.into()),
             ("FRAPPE_APPS", "erpnext".into()),
             ("SITE_CONCURRENCY", "2".into()),
             ("MASTER_SITE_URL", master_url.into()),
@@ -149,8 +196,14 @@ impl World {
     }
 
     /// Two instances of the orchestrator and of each step service, not started yet.
-    pub fn services(&self, nats_url: &str, master_url: &str, log_level: &str) -> Vec<Proc> {
-        let env = self.env(nats_url, master_url, log_level);
+    pub fn services(
+        &self,
+        nats_url: &str,
+        master_url: &str,
+        bench_http_url: &str,
+        log_level: &str,
+    ) -> Vec<Proc> {
+        let env = self.env(nats_url, master_url, bench_http_url, log_level);
         let mut procs = Vec::new();
         for kind in &Kind::ALL[..5] {
             for i in 0..INSTANCES {
