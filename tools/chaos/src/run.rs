@@ -179,7 +179,7 @@ async fn drive(
         ..Default::default()
     };
     (observed.ledger, observed.mariadb) = observe::mariadb(pool, &world.ledger_db, signups).await?;
-    observe::bench(&world.bench, &mut observed);
+    observe::bench(world, &mut observed);
     observed.finished_reports = observe::finished_reports(&client, &world.subjects).await?;
     supervisor.kill_all();
     let figures = supervisor.figures.clone();
@@ -231,7 +231,7 @@ async fn settle(js: &jetstream::Context, world: &World) -> Option<String> {
     let mut quiet_since: Option<Instant> = None;
     let mut last = String::new();
     while Instant::now() < deadline {
-        let benches = crate::procs::running_in(&world.bench).len();
+        let benches = world.bench_commands_running().len();
         let mut busy = benches > 0;
         last = format!("{benches} bench processes");
         for name in [

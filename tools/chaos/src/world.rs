@@ -56,6 +56,9 @@ pub struct World {
     pub mysql: String,
     /// Where the service binaries are.
     pub bin_dir: PathBuf,
+    /// The pid of the run's `bench serve` (0 before it starts): the bench's web server,
+    /// not a bench command, so never counted as one left running.
+    pub bench_http_pid: std::sync::atomic::AtomicI32,
 }
 
 impl World {
@@ -89,6 +92,7 @@ impl World {
             ledger_db: format!("chaos_{run_id}_ledger"),
             mysql: mysql.trim_end_matches('/').to_string(),
             bin_dir: bin_dir()?,
+            bench_http_pid: std::sync::atomic::AtomicI32::new(0),
             run_id,
             dir,
             logs,
@@ -138,6 +142,9 @@ impl World {
                 .lines()
                 .find_map(|l| l.trim().strip_prefix("* Running on "))
             {
+                let pid = i32::try_from(child.id()).unwrap_or_default();
+                self.bench_http_pid
+                    .store(pid, std::sync::atomic::Ordering::Relaxed);
                 return Ok((BenchServe(child), url.to_string()));
             }
             if std::time::Instant::now() > deadline {
@@ -218,6 +225,17 @@ impl World {
             }
         }
         procs
+    }
+
+    /// The bench commands running in the bench folder (its web server left out).
+    pub fn bench_commands_running(&self) -> Vec<i32> {
+        let server = self
+            .bench_http_pid
+            .load(std::sync::atomic::Ordering::Relaxed);
+        crate::procs::running_in(&self.bench)
+            .into_iter()
+            .filter(|pid| *pid != server)
+            .collect()
     }
 
     /// Creates the saga store's database (the orchestrator creates its tables).
