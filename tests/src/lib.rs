@@ -5,6 +5,7 @@
 //! Positions 2-4 of the saga (site, admin_user, registration) are served here by
 //! [`ScriptedStep`]s, which journal what they were asked to do and fail on request.
 
+mod bench_http;
 pub mod docker;
 mod leftovers;
 pub mod private_nats;
@@ -15,7 +16,7 @@ pub mod steps;
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -24,6 +25,7 @@ use secrets::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use bench_http::BenchHttp;
 pub use leftovers::{admin_pool, assert_no_claims, assert_nothing_left, drop_tenant, mariadb_has};
 pub use process::{test_log_folder, Service};
 pub use scripted::{Behaviour, Journal, ScriptedStep};
@@ -88,6 +90,8 @@ pub struct Harness {
     pub logs: PathBuf,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// `bench serve` per bench folder, started when first needed.
+    servers: Mutex<Vec<Arc<BenchHttp>>>,
 }
 
 impl Harness {
@@ -123,6 +127,7 @@ impl Harness {
             logs: process::test_log_folder(),
             stop: CancellationToken::new(),
             tasks: Vec::new(),
+            servers: Mutex::default(),
         }
     }
 
@@ -252,16 +257,33 @@ impl Harness {
         }));
     }
 
-    /// Runs the real admin user step in this process, bench being the emulator in `root`.
+    /// The bench's web server for bench folder `root` (`bench serve` of the emulator),
+    /// started the first time it is asked for and stopped with the harness; its output
+    /// goes to `bench-serve-<n>.log` under [`Harness::logs`].
+    pub fn bench_http(&self, root: &std::path::Path) -> Arc<BenchHttp> {
+        let mut servers = self.servers.lock().expect("servers");
+        if let Some(server) = servers.iter().find(|s| s.root == root) {
+            return server.clone();
+        }
+        let log = self.logs.join(format!("bench-serve-{}.log", servers.len()));
+        let server = Arc::new(BenchHttp::start(root, &log));
+        servers.push(server.clone());
+        server
+    }
+
+    /// Runs the real admin user step in this process, bench being the emulator in
+    /// `root` and its web server [`Harness::bench_http`].
     pub fn start_user_step(&mut self, root: &std::path::Path) {
         let config = step_runtime::config_from(self.lookup()).expect("runtime config");
         let bench =
             bench::local::LocalBench::new(binary("bench-emulator").display().to_string(), root);
+        let http = user_step::frappe_http::FrappeHttp::new(&self.bench_http(root).url)
+            .expect("bench serve url");
         let web_app = self.web_app.recipient().clone();
         let stop = self.stop.clone();
         self.tasks.push(tokio::spawn(async move {
             step_runtime::run(
-                user_step::UserStep::new(bench, Duration::from_secs(60), web_app),
+                user_step::UserStep::new(bench, http, Duration::from_secs(60), web_app),
                 config,
                 stop,
             )
@@ -333,12 +355,18 @@ impl Harness {
     }
 
     /// The variables the Frappe steps' processes need, for a bench folder `root` and a
-    /// Master stand-in at `master_url` (as [`Harness::start_master`] sets it up).
-    pub fn frappe_env(root: &std::path::Path, master_url: &str) -> Vec<(&'static str, String)> {
+    /// Master stand-in at `master_url` (as [`Harness::start_master`] sets it up); the
+    /// bench's web server ([`Harness::bench_http`]) is started for `root`.
+    pub fn frappe_env(
+        &self,
+        root: &std::path::Path,
+        master_url: &str,
+    ) -> Vec<(&'static str, String)> {
         vec![
             ("BENCH_DRIVER", "local".into()),
             ("BENCH_BIN", binary("bench-emulator").display().to_string()),
             ("BENCH_PATH", root.display().to_string()),
+            ("BENCH_HTTP_URL", self.bench_http(root).url.clone()),
             ("FRAPPE_APPS", "erpnext".into()),
             ("SITE_CONCURRENCY", "2".into()),
             ("MASTER_SITE_URL", master_url.into()),

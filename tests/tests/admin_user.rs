@@ -1,6 +1,7 @@
 //! The real user step (in this process, over NATS) on a site of the bench emulator,
 //! given its commands directly as the orchestrator sends them, and checked from
-//! outside through the emulator's HTTP face (`bench serve`): who can still get in.
+//! outside through the emulator's HTTP face (`bench serve`, which the step also sets
+//! the password through): who can still get in.
 //!
 //! - Run again after it completed, the step hands back the same key and a secret that
 //!   still works, and makes no second user.
@@ -8,7 +9,7 @@
 //!   keeps it as the site's last System Manager, and says which.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use contracts::signup::AuthProvider;
@@ -20,79 +21,6 @@ use uuid::Uuid;
 
 const EMAIL: &str = "admin@test.com";
 const PASSWORD: &str = "TestPass123!";
-
-/// `bench serve --port 0` of the emulator in a bench folder, killed on drop (a panicking
-/// test included); its output goes to `serve.log` in the folder.
-struct BenchHttp {
-    child: Child,
-    url: String,
-}
-
-impl BenchHttp {
-    fn start(root: &Path) -> Self {
-        let log = root.join("serve.log");
-        let mut child = Command::new(tests::binary("bench-emulator"))
-            .args(["serve", "--port", "0"])
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("serve.log"))
-            .spawn()
-            .expect("bench serve starts");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let url = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(url) = text
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("* Running on "))
-            {
-                break url.to_string();
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("bench serve did not start: {text}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Self { child, url }
-    }
-
-    /// The status `GET /api/method/frappe.auth.get_logged_user` answers with this token.
-    async fn token(&self, site: &str, key: &str, secret: &str) -> u16 {
-        reqwest::Client::new()
-            .get(format!(
-                "{}/api/method/frappe.auth.get_logged_user",
-                self.url
-            ))
-            .header("X-Frappe-Site-Name", site)
-            .header("Authorization", format!("token {key}:{secret}"))
-            .send()
-            .await
-            .expect("bench serve answers")
-            .status()
-            .as_u16()
-    }
-
-    /// The status `POST /api/method/login` answers with these credentials.
-    async fn login(&self, site: &str, usr: &str, pwd: &str) -> u16 {
-        reqwest::Client::new()
-            .post(format!("{}/api/method/login", self.url))
-            .header("X-Frappe-Site-Name", site)
-            .json(&serde_json::json!({ "usr": usr, "pwd": pwd }))
-            .send()
-            .await
-            .expect("bench serve answers")
-            .status()
-            .as_u16()
-    }
-}
-
-impl Drop for BenchHttp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A site made by saga `saga`, as the site step leaves it: on its own database, with
 /// the saga's marker. Returns the bench folder, the site and its database name.
@@ -246,7 +174,7 @@ async fn run_twice_the_step_keeps_its_keys_and_its_undo_lets_nobody_in() {
     let saga = Uuid::new_v4();
     let (root, site, db) = site_of_saga(&h, serde_json::json!({"delay_ms": 1}), saga).await;
     h.start_user_step(&root);
-    let http = BenchHttp::start(&root);
+    let http = h.bench_http(&root);
 
     let (_, first) = send(&h, &command(&h, saga, &site, StepAction::Execute, 1)).await;
     let (key, secret) = keys(&h, saga, &first);
@@ -304,7 +232,7 @@ async fn a_user_frappe_keeps_is_left_disabled_without_keys_and_other_refusals_fa
     }]});
     let (root, site, db) = site_of_saga(&h, refuses, saga).await;
     h.start_user_step(&root);
-    let http = BenchHttp::start(&root);
+    let http = h.bench_http(&root);
 
     let (_, made) = send(&h, &command(&h, saga, &site, StepAction::Execute, 1)).await;
     let (key, secret) = keys(&h, saga, &made);
@@ -338,6 +266,44 @@ async fn a_user_frappe_keeps_is_left_disabled_without_keys_and_other_refusals_fa
         matches!(&failed, StepReport::Failed { code, retryable: true, .. } if code == "user_delete_failed"),
         "{failed:?}"
     );
+
+    drop(http);
+    tests::drop_tenant(&db).await;
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_the_site_refuses_fails_the_step_for_good_with_the_sites_advice() {
+    let mut h = Harness::new().await;
+    let saga = Uuid::new_v4();
+    let (root, site, db) = site_of_saga(&h, serde_json::json!({"delay_ms": 1}), saga).await;
+    h.start_user_step(&root);
+    let http = h.bench_http(&root);
+
+    // The orchestrator refuses such a signup; a step given one anyway (an older
+    // orchestrator) is told so by the site, and says why without the password.
+    let weak = "abcdefgh";
+    let mut command = command(&h, saga, &site, StepAction::Execute, 1);
+    command.tenant.admin_password = Some(h.key.seal(
+        weak,
+        secrets::Binding::new(saga, secrets::Field::AdminPassword),
+    ));
+    let (_, report) = send(&h, &command).await;
+    let StepReport::Failed {
+        code,
+        message,
+        retryable,
+    } = &report
+    else {
+        panic!("not failed: {report:?}");
+    };
+    assert_eq!((code.as_str(), *retryable), ("invalid_password", false));
+    assert!(
+        message.contains("Avoid sequences like abc or 6543 as they are easy to guess"),
+        "{message}"
+    );
+    assert!(!message.contains(weak), "{message}");
+    assert_eq!(http.login(&site, EMAIL, weak).await, 401);
 
     drop(http);
     tests::drop_tenant(&db).await;

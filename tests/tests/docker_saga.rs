@@ -27,8 +27,9 @@ async fn world(emulator: serde_json::Value, extra: &[(&'static str, String)]) ->
     std::fs::create_dir_all(root.join("logs")).expect("logs");
     let backend = Backend::start(&docker, &format!("saga-test-backend-{}", h.suffix), &root).await;
     let (url, master) = h.start_master().await;
-    let mut env = Harness::frappe_env(&root, &url);
-    env.retain(|(k, _)| !k.starts_with("BENCH_"));
+    let mut env = h.frappe_env(&root, &url);
+    // The web server stays the host's `bench serve` of the same (bind-mounted) folder.
+    env.retain(|(k, _)| !k.starts_with("BENCH_") || *k == "BENCH_HTTP_URL");
     env.extend([
         ("BENCH_DRIVER", "docker".to_string()),
         ("BENCH_COMPOSE_PROJECT", backend.project.clone()),

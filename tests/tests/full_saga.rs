@@ -19,7 +19,7 @@ async fn world_with(emulator: serde_json::Value) -> World {
     let mut h = Harness::new().await;
     let root = h.bench_folder(emulator);
     let (url, master) = h.start_master().await;
-    let services = h.spawn_all(&Harness::frappe_env(&root, &url));
+    let services = h.spawn_all(&h.frappe_env(&root, &url));
     World {
         h,
         root,

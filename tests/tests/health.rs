@@ -46,7 +46,7 @@ async fn every_service_answers_on_its_own_port() {
     let mut h = Harness::new().await;
     let root = h.bench_folder(serde_json::json!({}));
     let (url, _master) = h.start_master().await;
-    let env = Harness::frappe_env(&root, &url);
+    let env = h.frappe_env(&root, &url);
     let expected = [
         ("orchestrator", "HTTP_ADDR", vec!["nats", "store"]),
         ("db-step", "HEALTH_ADDR", vec!["nats", "mariadb"]),
@@ -89,7 +89,7 @@ async fn every_service_answers_on_its_own_port() {
 async fn readyz_names_what_is_down_while_healthz_stays_alive() {
     let h = Harness::new().await;
     let root = h.bench_folder(serde_json::json!({}));
-    let mut env = Harness::frappe_env(&root, "http://127.0.0.1:9");
+    let mut env = h.frappe_env(&root, "http://127.0.0.1:9");
     env.retain(|(k, _)| !k.starts_with("BENCH_"));
     let port = free_port();
     env.extend([

@@ -20,7 +20,7 @@ async fn start(
 ) {
     let root = h.bench_folder(emulator);
     let (url, master) = h.start_master().await;
-    let env = Harness::frappe_env(&root, &url);
+    let env = h.frappe_env(&root, &url);
     (h.spawn_all(&env), root, master, env)
 }
 
@@ -218,7 +218,7 @@ async fn a_bench_left_running_by_a_killed_site_step_is_stopped_before_the_rollba
     });
     let root = h.bench_folder(emulator);
     let (url, master) = h.start_master().await;
-    let mut env = Harness::frappe_env(&root, &url);
+    let mut env = h.frappe_env(&root, &url);
     env.push(("SAGA_STEP_TIMEOUT_SECS", "6".into()));
     let mut services = h.spawn_all(&env);
     let id = Uuid::new_v4();
@@ -282,7 +282,7 @@ async fn after_a_burst_whose_waiters_gave_up_in_line_a_new_signup_still_gets_its
         "fail": [{"command": "new-site", "site": holder_site, "hang": true}],
     }));
     let (url, _master) = h.start_master().await;
-    let mut env = Harness::frappe_env(&root, &url);
+    let mut env = h.frappe_env(&root, &url);
     env.push(("SITE_CONCURRENCY", "1".into()));
     env.push(("SAGA_STEP_TIMEOUT_SECS", "4".into()));
     // Every command of the burst reaches the line at once (not held back in the stream).

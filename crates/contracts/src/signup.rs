@@ -312,6 +312,18 @@ pub fn validate(signup: SignupRequested) -> Result<ValidSignup, Rejection> {
     })
 }
 
+/// Splits a full name into first and last name at the first space, as the admin user
+/// is made on the site (`add-system-manager --first-name F --last-name L`); the
+/// password check passes the same names to zxcvbn as Frappe does.
+pub fn split_full_name(full: &str) -> (String, Option<String>) {
+    match full.trim().split_once(char::is_whitespace) {
+        Some((first, last)) if !last.trim().is_empty() => {
+            (first.to_string(), Some(last.trim().to_string()))
+        }
+        _ => (full.trim().to_string(), None),
+    }
+}
+
 /// The contract's rules for a password's form (length, no control characters); the
 /// orchestrator applies them to a sealed password once it has opened it.
 pub fn check_password(password: &str) -> Result<(), Rejection> {
@@ -499,6 +511,19 @@ mod tests {
             assert_eq!(got.code, code, "for {extra}: {}", got.message);
             assert!(!got.message.is_empty());
         }
+    }
+
+    #[test]
+    fn full_names_split_at_the_first_space() {
+        assert_eq!(
+            split_full_name("Test Admin"),
+            ("Test".into(), Some("Admin".into()))
+        );
+        assert_eq!(split_full_name("Madonna"), ("Madonna".into(), None));
+        assert_eq!(
+            split_full_name(" Jean  de la Fontaine "),
+            ("Jean".into(), Some("de la Fontaine".into()))
+        );
     }
 
     #[test]

@@ -308,8 +308,12 @@ mod tests {
     fn the_config_debug_shows_no_secret() {
         // 32 bytes of 0xAB: neither the base64 nor the bytes (`171, 171`) may show.
         let key = "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=";
-        let config =
-            config_from(|k| (k == "SAGA_SECRETS_KEY").then(|| key.to_string())).expect("config");
+        let config = config_from(|k| match k {
+            "SAGA_SECRETS_KEYS" => Some(format!("k1:{key}")),
+            "SAGA_SECRETS_KEY" => Some(key.to_string()),
+            _ => None,
+        })
+        .expect("config");
         let shown = format!("{config:?}");
         assert!(!shown.contains(key) && !shown.contains("171"), "{shown}");
         assert!(shown.contains("concurrency: 8"), "{shown}");

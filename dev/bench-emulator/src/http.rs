@@ -11,6 +11,8 @@
 //! - `POST /api/method/login` with `usr` and `pwd` (JSON or form): 200 `{"message":
 //!   "Logged In", ...}`, or 401 with Frappe's message (`Invalid login credentials`,
 //!   `User disabled or missing`). The emulator keeps no sessions, so it sets no cookie.
+//! - `PUT /api/resource/User/<email>` with `{"new_password": ...}` and a token: sets
+//!   the password under the site's password policy (`resource.rs`).
 //!
 //! It binds 127.0.0.1 only (Frappe's development server binds every address) and, like
 //! werkzeug, prints ` * Running on http://127.0.0.1:<port>` on stderr, the real port
@@ -131,6 +133,10 @@ fn answer(bench: &Bench, method: Method, uri: Uri, headers: HeaderMap, body: Byt
             logged_user(&users, &headers)
         }
         (Method::POST, "/api/method/login") => login(&users, &headers, &body),
+        (Method::PUT, path) if path.starts_with("/api/resource/User/") => {
+            let name = percent_decode(&path["/api/resource/User/".len()..], false);
+            crate::resource::put_user(users, &name, &headers, &body)
+        }
         _ => frappe_error(StatusCode::NOT_FOUND, "DoesNotExistError", None),
     }
 }
@@ -187,17 +193,18 @@ fn login(users: &SiteUsers, headers: &HeaderMap, body: &[u8]) -> Response {
 fn form_fields(body: &str) -> HashMap<String, String> {
     body.split('&')
         .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+        .map(|(k, v)| (percent_decode(k, true), percent_decode(v, true)))
         .collect()
 }
 
-fn percent_decode(text: &str) -> String {
+/// `%XX` decoded; `+` is a space in a form (`form`), itself in a path.
+fn percent_decode(text: &str, form: bool) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if form => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
                 let hex = |b: u8| (b as char).to_digit(16);
                 match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
@@ -224,8 +231,9 @@ mod tests {
         let fields = form_fields("usr=a%40b.co&pwd=p%26w+1%21");
         assert_eq!(fields["usr"], "a@b.co");
         assert_eq!(fields["pwd"], "p&w 1!");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("100%", true), "100%");
+        assert_eq!(percent_decode("%zz", true), "%zz");
+        assert_eq!(percent_decode("a+b%40c.io", false), "a+b@c.io");
         let mut headers = HeaderMap::new();
         headers.insert("host", "a.localhost:8000".parse().expect("header"));
         assert_eq!(site_of(&headers), "a.localhost");

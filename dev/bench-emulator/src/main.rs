@@ -21,7 +21,9 @@
 mod cli;
 mod execute;
 mod http;
+mod password_policy;
 mod pyliteral;
+mod resource;
 mod site;
 mod store;
 mod users;
@@ -64,6 +66,9 @@ pub struct Settings {
     /// Scripted failures.
     #[serde(default)]
     pub fail: Vec<Fault>,
+    /// How long every command lasts at least (tests that watch `ps`).
+    #[serde(default)]
+    pub command_ms: u64,
 }
 
 fn default_delay() -> u64 {
@@ -243,9 +248,11 @@ fn main() -> ExitCode {
         .unwrap_or(Settings {
             delay_ms: default_delay(),
             fail: Vec::new(),
+            command_ms: 0,
         });
     let bench = Bench { root, settings };
     log_command(&bench.root, &args);
+    std::thread::sleep(std::time::Duration::from_millis(bench.settings.command_ms));
 
     // bench refuses root unless the bench names its frappe_user.
     if nix::unistd::Uid::effective().is_root() && bench.common_config().get("frappe_user").is_none()

@@ -122,6 +122,13 @@ impl SiteUsers {
             .is_some_and(|roles| roles.contains(&json!("System Manager")))
     }
 
+    /// Whether user `name` exists, is enabled and has System Manager.
+    pub fn is_system_manager_user(&self, name: &str) -> bool {
+        self.users
+            .get(name)
+            .is_some_and(|row| Self::is_enabled(row) && Self::is_system_manager(row))
+    }
+
     /// `User.a_system_manager_should_exist`: some enabled System Manager other than
     /// Administrator and `name` must remain. Frappe asks this whenever a user is
     /// deleted (`on_trash`) or saved disabled (`validate`), whatever that user's own

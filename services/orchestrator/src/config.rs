@@ -125,7 +125,9 @@ mod tests {
     fn the_config_debug_shows_no_secret() {
         // 32 bytes of 0xAB: neither the base64 nor the bytes (`171, 171`) may show.
         let key = "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=";
+        let keys = format!("k1:{key}");
         let config = from_lookup(lookup(&[
+            ("SAGA_SECRETS_KEYS", &keys),
             ("SAGA_SECRETS_KEY", key),
             (
                 "SAGA_STORE_URL",

@@ -10,6 +10,7 @@ pub mod config;
 mod driver;
 mod leadership;
 mod outbox;
+pub mod password_policy;
 pub mod saga;
 pub mod store;
 mod timers;

@@ -2,17 +2,22 @@
 //! web app uses to act for them.
 //!
 //! Effect: `execute frappe.db.exists` (a retry finds its user made), then
-//! `add-system-manager <email> --first-name F [--last-name L] --password P` (the
-//! signup's password, or a generated one for Google sign-ups), then
-//! `execute ...generate_keys` and `execute frappe.db.get_value` for the key. The key
-//! and the secret, sealed to the web app's key (`WEB_APP_PUBLIC_KEY`), go into the
-//! saga's `completed` result.
+//! `add-system-manager <email> --first-name F [--last-name L] --password T` with a
+//! throwaway password `T` (bench logs every command line in `logs/bench.log` and it
+//! shows in `ps`), then `execute ...generate_keys` and `execute frappe.db.get_value`
+//! for the key. Then the password the user chose (for a Google sign-up, a fresh random
+//! one that is never kept) is set through the site's HTTP API with the user's own
+//! token ([`SitePasswords`]), which makes the throwaway worthless. The key and the
+//! secret, sealed to the web app's key (`WEB_APP_PUBLIC_KEY`), go into the saga's
+//! `completed` result.
 //!
 //! Run again after it completed (a lost report, a retry after a timeout), the step
 //! gives the same result and changes nothing: `generate_keys` would make a new secret
 //! and kill the one the saga already handed on, so when the user exists its key is read
 //! with `get_value` and its secret with `get_decrypted_password` (which does not
-//! rotate); keys are generated only when either is missing.
+//! rotate); keys are generated only when either is missing. The password is set again
+//! on every run (setting it twice is harmless, and a run that stopped between the keys
+//! and the password must still set it).
 //!
 //! Undo: Frappe refuses to delete or disable the last System Manager besides
 //! Administrator ("There should remain at least one System Manager", every time), and on
@@ -27,6 +32,8 @@
 //! the undo counts as done only once the user is seen disabled and without a key. It
 //! never touches a site that is not this saga's.
 
+pub mod frappe_http;
+pub mod site_password;
 mod site_users;
 
 use std::time::Duration;
@@ -35,12 +42,14 @@ use bench::{Bench, CommandLine};
 use contracts::StepCommand;
 use secrets::{ExposeSecret, SecretString};
 use serde_json::json;
+use site_password::{ApiToken, SitePasswords};
 use site_users::{Py, SiteUsers, LAST_SYSTEM_MANAGER};
 use step_runtime::{Step, StepContext, StepError};
 
-/// The `admin_user` step over any [`Bench`].
-pub struct UserStep<B> {
+/// The `admin_user` step over any [`Bench`], setting passwords through `P`.
+pub struct UserStep<B, P> {
     bench: B,
+    passwords: P,
     timeout: Duration,
     /// `WEB_APP_PUBLIC_KEY`: the API secret is sealed to the web app, which alone opens
     /// it; the services' keys never open it.
@@ -88,13 +97,13 @@ impl Undone {
     }
 }
 
-impl<B: Bench> UserStep<B> {
-    /// A user step running bench through `bench`; each call may take `timeout`.
-    /// The step over `bench`, each bench call limited to `timeout`, sealing the API
-    /// secret to `web_app`.
-    pub fn new(bench: B, timeout: Duration, web_app: secrets::Recipient) -> Self {
+impl<B: Bench, P: SitePasswords> UserStep<B, P> {
+    /// A user step running bench through `bench` (each call may take `timeout`),
+    /// setting passwords through `passwords`, and sealing the API secret to `web_app`.
+    pub fn new(bench: B, passwords: P, timeout: Duration, web_app: secrets::Recipient) -> Self {
         Self {
             bench,
+            passwords,
             timeout,
             web_app,
         }
@@ -187,17 +196,7 @@ impl<B: Bench> UserStep<B> {
     }
 }
 
-/// Splits a full name into first and last name at the first space.
-fn split_name(full: &str) -> (String, Option<String>) {
-    match full.trim().split_once(char::is_whitespace) {
-        Some((first, last)) if !last.trim().is_empty() => {
-            (first.to_string(), Some(last.trim().to_string()))
-        }
-        _ => (full.trim().to_string(), None),
-    }
-}
-
-impl<B: Bench> Step for UserStep<B> {
+impl<B: Bench, P: SitePasswords> Step for UserStep<B, P> {
     async fn drain(&self) {
         self.bench.settle().await;
     }
@@ -226,27 +225,33 @@ impl<B: Bench> Step for UserStep<B> {
                 format!("site {site} is missing or not this signup's"),
             ));
         }
+        // Opened first: a password that cannot be opened changes nothing.
+        let chosen: SecretString = match &command.tenant.admin_password {
+            Some(sealed) => context
+                .secrets()
+                .open(
+                    sealed,
+                    secrets::Binding::new(command.saga_id, secrets::Field::AdminPassword),
+                )
+                .map_err(|e| StepError::permanent("sealed_secret", e.to_string()))?,
+            // A Google sign-up has no password: a random one nobody knows, never kept,
+            // so the throwaway from bench.log does not stay valid either.
+            None => secrets::generate_password(24),
+        };
         let users = self.users(site);
         let exists = users.exists(email).await?;
         if exists {
             context
                 .output(
                     format!("User {email} already exists on {site} (an earlier attempt)"),
-                    Some(50),
+                    Some(40),
                 )
                 .await;
         } else {
-            let password: SecretString = match &command.tenant.admin_password {
-                Some(sealed) => context
-                    .secrets()
-                    .open(
-                        sealed,
-                        secrets::Binding::new(command.saga_id, secrets::Field::AdminPassword),
-                    )
-                    .map_err(|e| StepError::permanent("sealed_secret", e.to_string()))?,
-                None => secrets::generate_password(24),
-            };
-            let (first, last) = split_name(&command.tenant.admin_full_name);
+            // bench.log and `ps` see this one; it stops working once the chosen
+            // password is set below.
+            let throwaway = secrets::generate_password(24);
+            let (first, last) = contracts::signup::split_full_name(&command.tenant.admin_full_name);
             let mut add = CommandLine::bench([
                 "--site",
                 site,
@@ -258,11 +263,11 @@ impl<B: Bench> Step for UserStep<B> {
             if let Some(last) = &last {
                 add = add.args(["--last-name", last]);
             }
-            users.checked(add.secret("--password", &password)).await?;
+            users.checked(add.secret("--password", &throwaway)).await?;
             context
                 .output(
                     format!("System Manager {email} created on {site}"),
-                    Some(50),
+                    Some(40),
                 )
                 .await;
         }
@@ -272,7 +277,17 @@ impl<B: Bench> Step for UserStep<B> {
         } else {
             format!("API keys issued for {email}")
         };
-        context.output(said, Some(100)).await;
+        context.output(said, Some(70)).await;
+        let token = ApiToken {
+            key: &key,
+            secret: &secret,
+        };
+        self.passwords
+            .set_password(site, email, token, &chosen)
+            .await?;
+        context
+            .output(format!("Password of {email} set on {site}"), Some(100))
+            .await;
         let sealed_secret = self.web_app.seal(
             secret.expose_secret(),
             secrets::Binding::new(command.saga_id, secrets::Field::ApiSecret),

@@ -20,17 +20,36 @@ struct ScriptedBench {
 }
 
 impl ScriptedBench {
-    fn answering(rules: &[(&'static str, i32, &'static str)]) -> UserStep<Self> {
+    fn answering(rules: &[(&'static str, i32, &'static str)]) -> UserStep<Self, NoPasswords> {
         UserStep::new(
             Self {
                 rules: rules.to_vec(),
                 ran: Mutex::default(),
             },
+            NoPasswords,
             Duration::from_secs(5),
             secrets::Keyring::random(&secrets::KeyId::parse("web").expect("id"))
                 .recipient()
                 .clone(),
         )
+    }
+}
+
+/// The undo and the keys never set a password: this one fails if asked.
+struct NoPasswords;
+
+impl SitePasswords for NoPasswords {
+    async fn set_password(
+        &self,
+        _site: &str,
+        _email: &str,
+        _token: ApiToken<'_>,
+        _password: &secrets::SecretString,
+    ) -> Result<(), StepError> {
+        Err(StepError::permanent(
+            "unexpected",
+            "no password is set here",
+        ))
     }
 }
 
@@ -75,7 +94,7 @@ impl Bench for ScriptedBench {
     }
 }
 
-fn ran(step: &UserStep<ScriptedBench>) -> Vec<String> {
+fn ran(step: &UserStep<ScriptedBench, NoPasswords>) -> Vec<String> {
     step.bench.ran.lock().expect("ran").clone()
 }
 
@@ -184,17 +203,4 @@ async fn keys_are_read_back_not_rotated() {
     let users = none.users("s.test");
     let (_, secret, kept) = none.keys(&users, "a@b.co", false).await.expect("keys");
     assert_eq!((secret.expose_secret(), kept), ("n3w", false));
-}
-
-#[test]
-fn names() {
-    assert_eq!(
-        split_name("Test Admin"),
-        ("Test".into(), Some("Admin".into()))
-    );
-    assert_eq!(split_name("Madonna"), ("Madonna".into(), None));
-    assert_eq!(
-        split_name(" Jean  de la Fontaine "),
-        ("Jean".into(), Some("de la Fontaine".into()))
-    );
 }

@@ -262,9 +262,10 @@ fn subfolders(path: &Path) -> Vec<std::path::PathBuf> {
     found
 }
 
-/// Reads the bench folder `root`: site folders, archives, claims, bench's log, and the
-/// processes still running in it.
-pub fn bench(root: &Path, observed: &mut Observed) {
+/// Reads the run's bench folder: site folders, archives, claims, bench's log, and the
+/// bench commands still running in it.
+pub fn bench(world: &crate::world::World, observed: &mut Observed) {
+    let root = world.bench.as_path();
     let sites = root.join("sites");
     for path in subfolders(&sites) {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -292,7 +293,8 @@ pub fn bench(root: &Path, observed: &mut Observed) {
         observed.claims.push(format!("{name}/{}", inside.join(",")));
     }
     observed.bench_log = std::fs::read_to_string(root.join("logs/bench.log")).unwrap_or_default();
-    observed.bench_processes = crate::procs::running_in(root)
+    observed.bench_processes = world
+        .bench_commands_running()
         .into_iter()
         .map(|pid| format!("{pid} {}", crate::procs::program_name(pid)))
         .collect();

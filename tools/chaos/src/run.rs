@@ -99,7 +99,8 @@ async fn drive(
             .map(|s| s.subdomain.clone()),
     );
     let (mut procs, nats_url) = cluster::nodes(&world.dir, &world.logs, &world.run_id)?;
-    procs.extend(world.services(&nats_url, &master_url, &args.log_level));
+    let (_bench_http, bench_http_url) = world.start_bench_http()?;
+    procs.extend(world.services(&nats_url, &master_url, &bench_http_url, &args.log_level));
     let mut supervisor = Supervisor::new(procs, args.seed, args.kill_every);
     supervisor.start_kind(Kind::Nats)?;
     let client = cluster::connect(&nats_url).await?;
@@ -178,7 +179,7 @@ async fn drive(
         ..Default::default()
     };
     (observed.ledger, observed.mariadb) = observe::mariadb(pool, &world.ledger_db, signups).await?;
-    observe::bench(&world.bench, &mut observed);
+    observe::bench(world, &mut observed);
     observed.finished_reports = observe::finished_reports(&client, &world.subjects).await?;
     supervisor.kill_all();
     let figures = supervisor.figures.clone();
@@ -233,7 +234,7 @@ async fn settle(js: &jetstream::Context, world: &World) -> Option<String> {
     let mut quiet_since: Option<Instant> = None;
     let mut last = String::new();
     while Instant::now() < deadline {
-        let benches = crate::procs::running_in(&world.bench).len();
+        let benches = world.bench_commands_running().len();
         let mut busy = benches > 0;
         last = format!("{benches} bench processes");
         for name in [

@@ -22,6 +22,16 @@ pub const INSTANCES: usize = 2;
 const MASTER_SITE: &str = "master.chaos.test";
 const MASTER_KEY: &str = "chaoskey";
 
+/// A running `bench serve`, killed on drop.
+pub struct BenchServe(std::process::Child);
+
+impl Drop for BenchServe {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Names and places of one run.
 pub struct World {
     /// Short random id in every name the run makes.
@@ -48,6 +58,9 @@ pub struct World {
     pub mysql: String,
     /// Where the service binaries are.
     pub bin_dir: PathBuf,
+    /// The pid of the run's `bench serve` (0 before it starts): the bench's web server,
+    /// not a bench command, so never counted as one left running.
+    pub bench_http_pid: std::sync::atomic::AtomicI32,
 }
 
 impl World {
@@ -84,6 +97,7 @@ impl World {
             ledger_db: format!("chaos_{run_id}_ledger"),
             mysql: mysql.trim_end_matches('/').to_string(),
             bin_dir: bin_dir()?,
+            bench_http_pid: std::sync::atomic::AtomicI32::new(0),
             run_id,
             dir,
             logs,
@@ -118,8 +132,47 @@ impl World {
         Ok((url, state))
     }
 
+    /// `bench serve` of the emulator in the run's bench folder (the bench's web server,
+    /// which user-step sets passwords through); returns it (stopped on drop) and its
+    /// URL. Its output goes to `bench-serve.log` with the other logs.
+    pub fn start_bench_http(&self) -> anyhow::Result<(BenchServe, String)> {
+        let log = self.logs.join("bench-serve.log");
+        let mut child = Command::new(self.bin_dir.join("bench-emulator"))
+            .args(["serve", "--port", "0"])
+            .current_dir(&self.bench)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).context("bench-serve.log")?)
+            .spawn()
+            .context("starting bench-emulator serve")?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(url) = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("* Running on "))
+            {
+                let pid = i32::try_from(child.id()).unwrap_or_default();
+                self.bench_http_pid
+                    .store(pid, std::sync::atomic::Ordering::Relaxed);
+                return Ok((BenchServe(child), url.to_string()));
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                anyhow::bail!("bench serve did not start: {text}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The environment of every service of the run.
-    fn env(&self, nats_url: &str, master_url: &str, log_level: &str) -> Vec<(String, String)> {
+    fn env(
+        &self,
+        nats_url: &str,
+        master_url: &str,
+        bench_http_url: &str,
+        log_level: &str,
+    ) -> Vec<(String, String)> {
         let bench_bin = self.bin_dir.join("bench-emulator").display().to_string();
         [
             ("NATS_URL", nats_url.to_string()),
@@ -147,6 +200,7 @@ impl World {
             ("BENCH_DRIVER", "local".into()),
             ("BENCH_BIN", bench_bin),
             ("BENCH_PATH", self.bench.display().to_string()),
+            ("BENCH_HTTP_URL", bench_http_url.into()),
             ("FRAPPE_APPS", "erpnext".into()),
             ("SITE_CONCURRENCY", "2".into()),
             ("MASTER_SITE_URL", master_url.into()),
@@ -160,8 +214,14 @@ impl World {
     }
 
     /// Two instances of the orchestrator and of each step service, not started yet.
-    pub fn services(&self, nats_url: &str, master_url: &str, log_level: &str) -> Vec<Proc> {
-        let env = self.env(nats_url, master_url, log_level);
+    pub fn services(
+        &self,
+        nats_url: &str,
+        master_url: &str,
+        bench_http_url: &str,
+        log_level: &str,
+    ) -> Vec<Proc> {
+        let env = self.env(nats_url, master_url, bench_http_url, log_level);
         let mut procs = Vec::new();
         for kind in &Kind::ALL[..5] {
             for i in 0..INSTANCES {
@@ -176,6 +236,17 @@ impl World {
             }
         }
         procs
+    }
+
+    /// The bench commands running in the bench folder (its web server left out).
+    pub fn bench_commands_running(&self) -> Vec<i32> {
+        let server = self
+            .bench_http_pid
+            .load(std::sync::atomic::Ordering::Relaxed);
+        crate::procs::running_in(&self.bench)
+            .into_iter()
+            .filter(|pid| *pid != server)
+            .collect()
     }
 
     /// Creates the saga store's database (the orchestrator creates its tables).

@@ -150,6 +150,26 @@ fn spawn(dir: &std::path::Path, name: &str, env: &[(&str, String)]) -> anyhow::R
     Ok(Service(child))
 }
 
+/// `bench serve` of the emulator in `bench`: the bench's web server, which user-step
+/// sets the admin's password through.
+fn spawn_bench_serve(
+    dir: &std::path::Path,
+    bench: &std::path::Path,
+    port: u16,
+) -> anyhow::Result<Service> {
+    let exe = std::env::current_exe()?.with_file_name("bench-emulator");
+    let log = std::fs::File::create(dir.join("bench-serve.log"))?;
+    let child = std::process::Command::new(&exe)
+        .args(["serve", "--port", &port.to_string()])
+        .current_dir(bench)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {} serve", exe.display()))?;
+    Ok(Service(child))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let keep = std::env::args().any(|a| a == "--keep");
@@ -175,6 +195,9 @@ async fn main() -> anyhow::Result<()> {
     };
     // The web app's key pair: the user step seals the API secret to its public half.
     let web_app = secrets::Keyring::random(&secrets::KeyId::parse("demo-web")?);
+    let bench_http_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let env: Vec<(&str, String)> = vec![
         ("NATS_URL", nats_url.clone()),
         ("NATS_NAMESPACE", namespace.clone()),
@@ -201,6 +224,10 @@ async fn main() -> anyhow::Result<()> {
                 .to_string(),
         ),
         ("BENCH_PATH", bench.display().to_string()),
+        (
+            "BENCH_HTTP_URL",
+            format!("http://127.0.0.1:{bench_http_port}"),
+        ),
         ("FRAPPE_APPS", "erpnext".into()),
         ("MASTER_STANDIN_ADDR", master_addr.to_string()),
         ("MASTER_SITE_URL", format!("http://{master_addr}")),
@@ -215,7 +242,10 @@ async fn main() -> anyhow::Result<()> {
 
     println!("{BOLD}Tenant provisioning demo{RESET} {DIM}(NATS {nats_url}, MariaDB {}, namespace {namespace}){RESET}", mysql_url.split('@').next_back().unwrap_or_default());
     println!("{DIM}  five services as processes; bench = the bench EMULATOR in {}, Master site = its STAND-IN; logs in {}{RESET}\n", bench.display(), dir.path().display());
-    let mut services = vec![spawn(dir.path(), "master-standin", &env)?];
+    let mut services = vec![
+        spawn(dir.path(), "master-standin", &env)?,
+        spawn_bench_serve(dir.path(), &bench, bench_http_port)?,
+    ];
     for name in [
         "orchestrator",
         "db-step",

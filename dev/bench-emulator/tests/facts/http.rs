@@ -198,3 +198,152 @@ async fn tokens_and_passwords_let_in_whom_frappe_lets_in() {
     drop(server);
     drop_db(&db);
 }
+
+/// `PUT /api/resource/User/<email>` with `{"new_password": pw}` and this token.
+async fn set_password(
+    server: &Server,
+    site: &str,
+    email: &str,
+    authorization: Option<&str>,
+    password: &str,
+) -> (u16, serde_json::Value) {
+    call(server, site, |c, url| {
+        let put = c
+            .put(format!("{url}/api/resource/User/{email}"))
+            .json(&serde_json::json!({ "new_password": password }));
+        match authorization {
+            Some(value) => put.header("Authorization", value),
+            None => put,
+        }
+    })
+    .await
+}
+
+/// The messages in a Frappe error's `_server_messages` (a JSON list of JSON strings).
+fn server_messages(body: &serde_json::Value) -> Vec<serde_json::Value> {
+    let list: Vec<String> =
+        serde_json::from_str(body["_server_messages"].as_str().expect("_server_messages"))
+            .expect("a JSON list");
+    list.iter()
+        .map(|m| serde_json::from_str(m).expect("a JSON message"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_password_is_set_over_rest_with_the_users_token_under_the_password_policy() {
+    let (dir, db) = fixture(r#"{"delay_ms": 1}"#);
+    let (root, site) = (dir.path(), "h2.localhost");
+    let throwaway = "Throwaway-pass-1";
+    site_with_admin(root, &db, site, "a@b.co", throwaway);
+    let printed = run(
+        root,
+        site,
+        "frappe.core.doctype.user.user.generate_keys",
+        "['a@b.co']",
+    );
+    let secret = serde_json::from_str::<serde_json::Value>(&printed).expect("json")["api_secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    let key: String = serde_json::from_str(&run(
+        root,
+        site,
+        "frappe.db.get_value",
+        "['User', 'a@b.co', 'api_key']",
+    ))
+    .expect("key");
+    let token_header = format!("token {key}:{secret}");
+    let server = Server::start(root);
+
+    // No token: 403; a wrong one: 401; unknown site: 404 HTML.
+    let chosen = "Sunny-Meadow-42-Kettle";
+    let (status, body) = set_password(&server, site, "a@b.co", None, chosen).await;
+    assert_eq!(
+        (status, body["exc_type"].as_str()),
+        (403, Some("PermissionError"))
+    );
+    let (status, body) = set_password(
+        &server,
+        site,
+        "a@b.co",
+        Some(&format!("token {key}:wrong")),
+        chosen,
+    )
+    .await;
+    assert_eq!(
+        (status, body["exc_type"].as_str()),
+        (401, Some("AuthenticationError"))
+    );
+    let (status, body) = set_password(
+        &server,
+        "nowhere.localhost",
+        "a@b.co",
+        Some(&token_header),
+        chosen,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(body.as_str().is_some_and(|b| b.contains("<html")), "{body}");
+
+    // Weak: 417 ValidationError "Invalid Password" with Frappe's advice; nothing changes.
+    for (weak, advice) in [
+        (
+            "abcdefgh",
+            " Avoid sequences like abc or 6543 as they are easy to guess",
+        ),
+        ("password1", "This is a very common password."),
+    ] {
+        let (status, body) = set_password(&server, site, "a@b.co", Some(&token_header), weak).await;
+        assert_eq!(
+            (status, body["exc_type"].as_str()),
+            (417, Some("ValidationError")),
+            "{body}"
+        );
+        let messages = server_messages(&body);
+        assert_eq!(messages[0]["title"], "Invalid Password", "{body}");
+        assert_eq!(messages[0]["message"], advice, "{body}");
+        assert!(body["exception"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("frappe.exceptions.ValidationError")));
+        assert!(body["exc"].is_string());
+    }
+    assert_eq!(
+        login(&server, site, "a@b.co", throwaway).await.0,
+        200,
+        "the old password stays"
+    );
+
+    // Strong: 200 with the document; the new password logs in, the old one no more, the
+    // token still works.
+    let (status, body) = set_password(&server, site, "a@b.co", Some(&token_header), chosen).await;
+    assert_eq!(status, 200, "{body}");
+    let doc = &body["data"];
+    assert_eq!(
+        (doc["name"].as_str(), doc["new_password"].as_str()),
+        (Some("a@b.co"), Some(""))
+    );
+    assert_eq!(doc["api_key"].as_str(), Some(key.as_str()));
+    let masked = doc["api_secret"].as_str().expect("api_secret");
+    assert!(
+        !masked.is_empty() && masked.chars().all(|c| c == '*'),
+        "{masked}"
+    );
+    assert!(!body.to_string().contains(chosen));
+    assert_eq!(login(&server, site, "a@b.co", chosen).await.0, 200);
+    assert_eq!(login(&server, site, "a@b.co", throwaway).await.0, 401);
+    assert_eq!(token(&server, site, &key, &secret).await.0, 200);
+
+    // Nothing of it in bench.log; the password kept hashed.
+    let log = std::fs::read_to_string(root.join("logs/bench.log")).expect("bench.log");
+    assert!(
+        log.contains(throwaway),
+        "add-system-manager's line is logged"
+    );
+    assert!(!log.contains(chosen), "{log}");
+    let auth = std::fs::read_to_string(root.join(format!("sites/{site}/emulator/auth.json")))
+        .expect("auth.json");
+    assert!(!auth.contains(chosen));
+
+    drop(server);
+    drop_db(&db);
+}

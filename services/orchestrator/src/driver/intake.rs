@@ -1,5 +1,6 @@
-//! Signups in: read far enough to route, dedup, validate, claim the subdomain, start,
-//! or reject before anything is created. Step reports are routed here too.
+//! Signups in: read far enough to route, dedup, validate (a password also against the
+//! site's password policy), claim the subdomain, start, or reject before anything is
+//! created. Step reports are routed here too.
 
 use anyhow::Context as _;
 use contracts::signup::{parse_signup, DeadLetter, ParsedSignup, SignupPassword};
@@ -12,6 +13,7 @@ use uuid::Uuid;
 
 use super::{Cache, Core, ParsedSignupRead, Work};
 use crate::bus::{Bus, Inbound, SetAside, Settle};
+use crate::password_policy::{check_password_strength, PasswordOwner};
 use crate::saga::{Input, Saga, SagaDefinition};
 use crate::store::{Inserted, SagaStore};
 
@@ -41,7 +43,12 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         let admin_password = match self.password_for_the_saga(saga_id, &signup) {
             Ok(sealed) => sealed,
             Err(rejection) => {
-                let tenant = self.tenant_for_rejection(&signup.subdomain);
+                let tenant = TenantContext {
+                    organization_name: signup.organization_name.clone(),
+                    admin_email: signup.admin_email.clone(),
+                    admin_full_name: signup.admin_full_name.clone(),
+                    ..self.tenant_for_rejection(&signup.subdomain)
+                };
                 return self.reject(saga_id, tenant, &rejection).await;
             }
         };
@@ -137,7 +144,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
     /// for this saga's `admin_password`. A clear one (older clients) is sealed here, so
     /// it never reaches the store or the bus again; a sealed one is opened, checked
     /// with the contract's rules, and sealed again (to the current key, should the
-    /// client have used an older one).
+    /// client have used an older one). Either is held to the sites' password policy.
     fn password_for_the_saga(
         &self,
         saga_id: Uuid,
@@ -158,6 +165,11 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                 clear
             }
         };
+        let owner = PasswordOwner {
+            full_name: &signup.admin_full_name,
+            email: &signup.admin_email,
+        };
+        check_password_strength(clear.expose_secret(), owner)?;
         Ok(Some(self.key.seal(clear.expose_secret(), binding)))
     }
 
