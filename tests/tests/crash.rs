@@ -32,6 +32,9 @@ async fn orchestrator_killed_repeatedly_mid_saga_finishes_it_exactly_once() {
     let subdomain = h.subdomain("crash");
     let mut child = spawn_orchestrator(&h, 0, &[]);
     h.publish_signup(&h.signup(id, &subdomain)).await;
+    // The first instance leads from the start: the kills begin once it drives the
+    // saga (each killed leader's lease must run out before the next one leads).
+    tests::assert_eventually!(30, "the saga accepted", h.get(id).await.saga.is_some());
 
     // Kill -9 at several points of the saga: while steps run, between them, while
     // reports wait in the stream. Restart at once each time.

@@ -141,6 +141,7 @@ pub async fn run_with_store<S: SagaStore>(
         readiness(store.clone(), bus.client.clone()),
         shutdown.clone(),
     );
+    tokio::task::spawn_blocking(password_policy::warm_up);
     tracing::info!(namespace = %config.namespace, parent_domain = %config.parent_domain, instance = %config.instance, "orchestrator ready");
 
     let lease = leadership::Lease {

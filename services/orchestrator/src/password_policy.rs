@@ -77,6 +77,17 @@ pub fn check_password_strength(password: &str, owner: PasswordOwner<'_>) -> Resu
     })
 }
 
+/// Builds zxcvbn's dictionaries (lazily made on first use, a noticeable pause) so that
+/// the first signup after a start does not wait for them. Run once at start-up, off
+/// the async workers.
+pub fn warm_up() {
+    let owner = PasswordOwner {
+        full_name: "Warm Up",
+        email: "warm@up.invalid",
+    };
+    let _ = check_password_strength("warm-up-password", owner);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
