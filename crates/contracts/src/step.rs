@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use crate::signup::AuthProvider;
 
-/// A secret sealed with `SAGA_SECRETS_KEY`: `v1:` followed by standard base64 of
-/// `nonce (12 bytes) || AES-256-GCM ciphertext and tag`, no associated data.
-/// Opening it needs the `secrets` crate (or any AES-GCM implementation).
+/// A secret sealed with HPKE to the key pair that must open it: `v2:<key id>:` followed
+/// by standard base64 of `enc || ciphertext`, bound to its saga and field (README,
+/// "Sealed secrets"). Opening it needs the `secrets` crate or any HPKE library.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Sealed(pub String);
