@@ -102,7 +102,7 @@ async fn every_step_real_the_workspace_is_registered() {
         result["api_key"].is_string()
             && result["api_secret"]
                 .as_str()
-                .is_some_and(|s| s.starts_with("v1:"))
+                .is_some_and(|s| s.starts_with("v2:web-app:"))
     );
 
     tests::drop_tenant(&db_step::database_name(&subdomain)).await;

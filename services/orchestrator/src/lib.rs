@@ -142,7 +142,7 @@ pub async fn run_with_store<S: SagaStore>(
         shutdown.clone(),
     );
     tokio::task::spawn_blocking(password_policy::warm_up);
-    tracing::info!(namespace = %config.namespace, parent_domain = %config.parent_domain, instance = %config.instance, "orchestrator ready");
+    tracing::info!(namespace = %config.namespace, parent_domain = %config.parent_domain, instance = %config.instance, saga_public_key = %config.secrets_key.recipient().to_text(), "orchestrator ready (signups seal admin_password_sealed to saga_public_key, the web app's SAGA_PUBLIC_KEY)");
 
     let lease = leadership::Lease {
         holder: config.instance.clone(),

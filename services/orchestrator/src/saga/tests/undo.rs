@@ -174,7 +174,7 @@ fn compensation_failed_keeps_the_failure_that_started_the_rollback() {
 fn an_accepted_saga_refused_before_it_starts_ends_rejected_with_nothing_to_undo() {
     let def = definition();
     let mut saga = new_saga();
-    saga.tenant.admin_password = Some(contracts::Sealed("v1:sealed".into()));
+    saga.tenant.admin_password = Some(contracts::Sealed("v2:k1:sealed".into()));
     let refusal = contracts::Rejection {
         code: "subdomain_taken",
         message: "held by a registered tenant".into(),
