@@ -23,6 +23,9 @@ fn seal_as_the_web_app(public_key: &str, password: &str, signup_id: Uuid) -> Str
         .0
 }
 
+/// Makes a signup's `admin_password_sealed` for its id.
+type SealFor<'a> = Box<dyn Fn(Uuid) -> serde_json::Value + 'a>;
+
 /// The bytes of the saga store (its SQLite file and write-ahead log).
 fn store_bytes(h: &Harness) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -105,7 +108,7 @@ async fn a_sealed_password_for_another_signup_or_key_is_refused_and_nothing_is_m
     let public_key = h.key.recipient().to_text();
     let stranger = Keyring::random(&tests::key_id("services"));
     let password = "Sealed-Meadow-7-Compass";
-    let cases: Vec<(&str, Box<dyn Fn(Uuid) -> serde_json::Value>, &str)> = vec![
+    let cases: Vec<(&str, SealFor, &str)> = vec![
         (
             "moved",
             Box::new(|_| {
