@@ -1,6 +1,9 @@
 //! NATS plumbing shared by the orchestrator and the step services: connecting with
 //! retries, declaring the streams idempotently, publishing with `Nats-Msg-Id`.
 //! This is the only module of the crate that imports `async-nats` types into APIs.
+//! The settings and credentials are `config.rs`'s.
+
+mod config;
 
 use std::time::Duration;
 
@@ -9,58 +12,10 @@ use async_nats::jetstream::{self, stream};
 use backon::{ExponentialBuilder, Retryable};
 use contracts::Subjects;
 
+pub use config::{servers, ClientCert, NatsAuth, NatsConfig};
+
 /// Header JetStream deduplicates on.
 pub const MSG_ID: &str = "Nats-Msg-Id";
-
-/// Where NATS is and how the saga's streams are declared: the settings every service
-/// and tool shares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatsConfig {
-    /// `NATS_URL`: one server or a comma-separated list of a cluster's servers, as the
-    /// NATS tools take it. The client also learns the cluster's other members from the
-    /// server, and moves to another one when its server goes.
-    pub url: String,
-    /// `NATS_STREAM_REPLICAS`: replicas of every stream and of the key-value bucket
-    /// (1 on a single server, 3 on a three-node cluster).
-    pub stream_replicas: usize,
-}
-
-impl NatsConfig {
-    /// Reads `NATS_URL` and `NATS_STREAM_REPLICAS` through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let url = lookup("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-        servers(&url)?;
-        let stream_replicas = match lookup("NATS_STREAM_REPLICAS") {
-            None => 1,
-            Some(v) => match v.parse::<usize>() {
-                Ok(n @ 1..=5) => n,
-                _ => anyhow::bail!("NATS_STREAM_REPLICAS must be 1 to 5, got {v:?}"),
-            },
-        };
-        Ok(Self {
-            url,
-            stream_replicas,
-        })
-    }
-}
-
-/// The servers of a `NATS_URL` (comma-separated, blanks around commas ignored).
-pub fn servers(url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
-    let servers = url
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<async_nats::ServerAddr>().with_context(|| {
-                format!(
-                    "NATS_URL holds {s:?}, which is not a server address such as nats://host:4222"
-                )
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    anyhow::ensure!(!servers.is_empty(), "NATS_URL names no server");
-    Ok(servers)
-}
 
 /// How long start-up waits for NATS: 15 tries, 0.2 s doubling to 5 s, about a minute.
 fn start_up_backoff() -> ExponentialBuilder {
@@ -71,15 +26,24 @@ fn start_up_backoff() -> ExponentialBuilder {
         .with_jitter()
 }
 
-/// Connects to NATS, retrying for about a minute so services can start in any order.
-/// With several servers, each connection attempt tries them in turn.
+/// Connects to NATS with `config`'s credentials, retrying for about a minute so
+/// services can start in any order. With several servers, each connection attempt
+/// tries them in turn. What the server refuses later (a permissions violation: the
+/// message is dropped, a request times out) is logged as a warning.
 pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_nats::Client> {
     let servers = servers(&config.url)?;
     let url = &config.url;
+    let options = config.connect_options().await?;
     let attempt = || async {
-        async_nats::ConnectOptions::new()
+        options
+            .clone()
             .name(name)
             .connection_timeout(Duration::from_secs(5))
+            .event_callback(|event| async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    tracing::warn!(error = %e, "nats server refused something");
+                }
+            })
             .connect(servers.clone())
             .await
     };
@@ -240,49 +204,4 @@ pub async fn publish_acked(
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("waiting for the ack of {subject}"))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
-
-    #[test]
-    fn nats_url_takes_a_cluster_as_a_comma_separated_list() {
-        let config = NatsConfig::from_lookup(lookup(&[
-            ("NATS_URL", "nats://n1:4222, nats://n2:4222,nats://n3:4222"),
-            ("NATS_STREAM_REPLICAS", "3"),
-        ]))
-        .expect("config");
-        assert_eq!(config.stream_replicas, 3);
-        let hosts: Vec<String> = servers(&config.url)
-            .expect("servers")
-            .iter()
-            .map(|s| format!("{}:{}", s.host(), s.port()))
-            .collect();
-        assert_eq!(hosts, ["n1:4222", "n2:4222", "n3:4222"]);
-        let default = NatsConfig::from_lookup(lookup(&[])).expect("defaults");
-        assert_eq!(default.url, "nats://127.0.0.1:4222");
-        assert_eq!(default.stream_replicas, 1);
-    }
-
-    #[test]
-    fn a_bad_server_or_replica_count_is_named() {
-        let bad = NatsConfig::from_lookup(lookup(&[("NATS_URL", "nats://n1:4222,http://[x")]))
-            .expect_err("bad url");
-        assert!(format!("{bad:#}").contains("http://[x"), "{bad:#}");
-        let bad = NatsConfig::from_lookup(lookup(&[("NATS_URL", " , ")])).expect_err("empty");
-        assert!(format!("{bad:#}").contains("no server"), "{bad:#}");
-        let bad = NatsConfig::from_lookup(lookup(&[("NATS_STREAM_REPLICAS", "0")]))
-            .expect_err("zero replicas");
-        assert!(bad.to_string().contains("NATS_STREAM_REPLICAS"));
-    }
 }
