@@ -112,7 +112,14 @@ pub async fn connect(url: &str) -> anyhow::Result<async_nats::Client> {
 pub async fn declare_streams(js: &jetstream::Context, subjects: &Subjects) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
-        match step_runtime::bus::ensure_streams(js, subjects, NODES).await {
+        match step_runtime::bus::ensure_streams(
+            js,
+            subjects,
+            NODES,
+            step_runtime::bus::DEFAULT_REPORT_TTL,
+        )
+        .await
+        {
             Ok(()) => return Ok(()),
             Err(e) if tokio::time::Instant::now() > deadline => {
                 return Err(e.context("the cluster did not form within 90 s"))

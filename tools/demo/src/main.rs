@@ -219,7 +219,8 @@ async fn main() -> anyhow::Result<()> {
 
     let client = async_nats::connect(&nats_url).await?;
     let js = jetstream::new(client);
-    step_runtime::bus::ensure_streams(&js, &subjects, 1).await?;
+    step_runtime::bus::ensure_streams(&js, &subjects, 1, step_runtime::bus::DEFAULT_REPORT_TTL)
+        .await?;
     let admin = sqlx::MySqlPool::connect(&mysql_url)
         .await
         .context("MariaDB")?;

@@ -156,7 +156,13 @@ async fn run_orchestrated(
         )));
     }
     let js = async_nats::jetstream::new(client.clone());
-    step_runtime::bus::ensure_streams(&js, &subjects, args.replicas).await?;
+    step_runtime::bus::ensure_streams(
+        &js,
+        &subjects,
+        args.replicas,
+        step_runtime::bus::DEFAULT_REPORT_TTL,
+    )
+    .await?;
 
     // Progress is read on a plain subscription: what a live dashboard sees.
     let mut progress = client.subscribe(subjects.progress_all()).await?;

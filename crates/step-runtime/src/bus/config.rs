@@ -315,18 +315,25 @@ mod tests {
         assert_eq!(config.auth, NatsAuth::NKey("/run/secrets/seed.nk".into()));
         assert_eq!(config.ca, Some("/etc/nats/ca.pem".into()));
         assert!(config.client_cert.is_some());
-        let creds = NatsConfig::from_lookup(lookup(&[("NATS_CREDS", "/x/user.creds")]))
-            .expect("creds");
+        let creds =
+            NatsConfig::from_lookup(lookup(&[("NATS_CREDS", "/x/user.creds")])).expect("creds");
         assert_eq!(creds.auth, NatsAuth::Creds("/x/user.creds".into()));
         for (pairs, named) in [
             (&[("NATS_USER", "a")][..], "NATS_PASSWORD"),
             (&[("NATS_PASSWORD", "a")][..], "NATS_USER"),
             (
-                &[("NATS_CREDS", "/a"), ("NATS_USER", "u"), ("NATS_PASSWORD", "p")][..],
+                &[
+                    ("NATS_CREDS", "/a"),
+                    ("NATS_USER", "u"),
+                    ("NATS_PASSWORD", "p"),
+                ][..],
                 "NATS_CREDS and NATS_USER",
             ),
             (&[("NATS_CERT", "/a")][..], "NATS_KEY"),
-            (&[("NATS_INBOX_PREFIX", "_INBOX.>")][..], "NATS_INBOX_PREFIX"),
+            (
+                &[("NATS_INBOX_PREFIX", "_INBOX.>")][..],
+                "NATS_INBOX_PREFIX",
+            ),
         ] {
             let e = NatsConfig::from_lookup(lookup(pairs)).expect_err("refused");
             assert!(e.to_string().contains(named), "{pairs:?}: {e}");

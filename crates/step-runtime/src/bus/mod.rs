@@ -71,16 +71,26 @@ where
         .await
 }
 
-/// Declares every stream of the saga with `replicas` replicas (idempotent: existing
+/// How long the finished-commands bucket remembers a report unless
+/// `STEP_REPORT_TTL_HOURS` says otherwise: 7 days, longer than the command stream keeps
+/// a command.
+pub const DEFAULT_REPORT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Declares every stream of the saga, and the finished-commands bucket with entries
+/// kept `report_ttl`, with `replicas` replicas (idempotent: existing
 /// streams are kept as they are, except that a stream missing one of its subjects,
 /// declared by an older release, gets it added, and one with fewer replicas gets the
 /// configured count. A count is never lowered here: one process started without
 /// `NATS_STREAM_REPLICAS` must not turn a cluster's streams into single copies; lower
 /// it by hand with `nats stream edit`).
+///
+/// Only the orchestrator calls this in production (the bus lets no other party declare
+/// a stream); step services wait for what it declared ([`wait_for_streams`]).
 pub async fn ensure_streams(
     js: &jetstream::Context,
     subjects: &Subjects,
     replicas: usize,
+    report_ttl: Duration,
 ) -> anyhow::Result<()> {
     let day = Duration::from_secs(24 * 3600);
     let streams = [
@@ -160,7 +170,101 @@ pub async fn ensure_streams(
             tracing::info!(stream = %name, subjects = ?missing, replicas, "stream updated");
         }
     }
+    ensure_bucket(
+        js,
+        &subjects.finished_commands_bucket(),
+        report_ttl,
+        replicas,
+    )
+    .await
+}
+
+/// Declares the finished-commands bucket, or updates its TTL when it changed.
+///
+/// The bucket's stream is declared here with the settings a key-value bucket has
+/// (as async-nats' `create_key_value` would): that call first reads the account's
+/// info, whose NATS 2.9 form async-nats 0.51 cannot decode.
+async fn ensure_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    ttl: Duration,
+    replicas: usize,
+) -> anyhow::Result<()> {
+    let config = stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some("final reports of finished step commands, by step and command id".into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age: ttl,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    // Updated only when its TTL or replicas changed: nats-server 2.9 has been seen to
+    // crash (SIGSEGV in `updateWithAdvisory`) under concurrent updates of one stream.
+    let mut declared = js
+        .get_or_create_stream(config.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("declaring the key-value bucket {bucket}"))?;
+    let current = declared
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("reading the key-value bucket {bucket}"))?
+        .config
+        .clone();
+    // Replicas only go up here, as for the streams.
+    if current.max_age != ttl || current.num_replicas < replicas {
+        let mut config = config;
+        config.num_replicas = current.num_replicas.max(replicas);
+        js.update_stream(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("changing the key-value bucket {bucket}'s TTL or replicas"))?;
+        tracing::info!(%bucket, ?ttl, replicas, "finished-commands bucket changed");
+    }
     Ok(())
+}
+
+/// Waits until the streams a step service uses exist (the commands, events and dead
+/// letters, the finished-commands bucket): the orchestrator declares them, and a step
+/// service may start first. Returns `false` when `stop` came first. Each check is
+/// logged while it fails, with the server's answer (a missing stream, or a permission
+/// the service's NATS user lacks: the request then times out).
+pub async fn wait_for_streams(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    stop: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let names = [
+        subjects.commands_stream(),
+        subjects.events_stream(),
+        subjects.dead_letter_stream(),
+        format!("KV_{}", subjects.finished_commands_bucket()),
+    ];
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let mut missing = None;
+        for name in &names {
+            if let Err(e) = js.get_stream(name).await {
+                missing = Some((name.clone(), e.to_string()));
+                break;
+            }
+        }
+        let Some((stream, error)) = missing else {
+            return true;
+        };
+        tracing::warn!(%stream, %error, ?delay, "waiting for the orchestrator to declare the streams");
+        tokio::select! {
+            () = stop.cancelled() => return false,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Publishes `payload` with a `Nats-Msg-Id` and returns the future of the stream's ack.
