@@ -282,7 +282,7 @@ async fn only_the_orchestrator_can_command_a_step() {
 
     // The undo of that tenant's database, as the orchestrator would send it, from
     // three parties that are not the orchestrator.
-    let mut forged = Vec::new();
+    let (mut forged, mut refusals) = (Vec::new(), Vec::new());
     for (attempt, user) in [(7, "web-app"), (8, "operator"), (9, "site-step")] {
         let (client, errors) = watched(&h.nats, user).await;
         let undo = command(id, "database", StepAction::Compensate, attempt, &subdomain);
@@ -297,8 +297,8 @@ async fn only_the_orchestrator_can_command_a_step() {
             .await
             .expect("sent");
         client.flush().await.expect("flush");
-        violation_reported(&errors, "saga.cmd.database").await;
         forged.push(undo.command_id);
+        refusals.push((client, errors));
     }
     // A command the orchestrator's user sends after them is handled.
     let after = command(Uuid::new_v4(), "database", StepAction::Compensate, 1, "nobody");
@@ -315,9 +315,9 @@ async fn only_the_orchestrator_can_command_a_step() {
     ));
 
     assert_eq!(
-        last_sequence(&h, "SAGA_COMMANDS").await,
-        commands_before + 1,
-        "only the orchestrator's command was stored"
+        mariadb_has(&db_name).await,
+        (true, true),
+        "the tenant's database and user are still there"
     );
     let events = h.step_events("database").await;
     assert!(
@@ -325,10 +325,13 @@ async fn only_the_orchestrator_can_command_a_step() {
         "db-step handled a forged command"
     );
     assert_eq!(
-        mariadb_has(&db_name).await,
-        (true, true),
-        "the tenant's database and user are still there"
+        last_sequence(&h, "SAGA_COMMANDS").await,
+        commands_before + 1,
+        "only the orchestrator's command was stored"
     );
+    for (_client, errors) in &refusals {
+        violation_reported(errors, "saga.cmd.database").await;
+    }
     stop.cancel();
     let _ = db_step.await;
     tests::drop_tenant(&db_name).await;
