@@ -13,6 +13,19 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+/// The variables of the credentials and TLS settings, for tools that start services
+/// and hand them on.
+pub const CREDENTIAL_VARIABLES: [&str; 8] = [
+    "NATS_CREDS",
+    "NATS_USER",
+    "NATS_PASSWORD",
+    "NATS_NKEY",
+    "NATS_CA",
+    "NATS_CERT",
+    "NATS_KEY",
+    "NATS_INBOX_PREFIX",
+];
+
 /// How a process proves who it is to the server.
 #[derive(Clone, PartialEq, Eq)]
 pub enum NatsAuth {
