@@ -85,10 +85,7 @@ async fn the_web_app_cannot_command_report_replay_declare_or_read_commands() {
         web.request("saga.admin.replay", r#"{"saga_id":"x"}"#.into()),
     )
     .await;
-    assert!(
-        !matches!(replay, Ok(Ok(_))),
-        "a replay request is answered"
-    );
+    assert!(!matches!(replay, Ok(Ok(_))), "a replay request is answered");
     violation_reported(&errors, "saga.admin.replay").await;
     // Declaring, deleting, reading the command stream: each refused.
     let created = web_js
@@ -116,7 +113,10 @@ async fn the_web_app_cannot_command_report_replay_declare_or_read_commands() {
             "SAGA_COMMANDS",
         )
         .await;
-    assert!(ordered.is_err(), "the web app made a consumer on SAGA_COMMANDS");
+    assert!(
+        ordered.is_err(),
+        "the web app made a consumer on SAGA_COMMANDS"
+    );
     for api in [
         "$JS.API.STREAM.MSG.GET.SAGA_COMMANDS",
         "$JS.API.DIRECT.GET.SAGA_COMMANDS",
@@ -138,9 +138,18 @@ async fn the_web_app_cannot_command_report_replay_declare_or_read_commands() {
     // Nothing reached the streams nor the responder: the only command stored and the
     // only admin request seen are the ones sent as parties allowed to send them.
     let orchestrator = h.nats.connect_as("orchestrator").await;
-    let probe = command(Uuid::new_v4(), "database", StepAction::Compensate, 1, "nobody");
+    let probe = command(
+        Uuid::new_v4(),
+        "database",
+        StepAction::Compensate,
+        1,
+        "nobody",
+    );
     jetstream::new(orchestrator)
-        .publish("saga.cmd.database", serde_json::to_vec(&probe).expect("json").into())
+        .publish(
+            "saga.cmd.database",
+            serde_json::to_vec(&probe).expect("json").into(),
+        )
         .await
         .expect("sent")
         .await
@@ -154,8 +163,15 @@ async fn the_web_app_cannot_command_report_replay_declare_or_read_commands() {
         .await
         .expect("the operator's request")
         .expect("message");
-    assert_eq!(seen.subject.as_str(), "saga.admin.list", "the first admin request");
-    assert_eq!(last_sequence(&h, "SAGA_COMMANDS").await, commands_before + 1);
+    assert_eq!(
+        seen.subject.as_str(),
+        "saga.admin.list",
+        "the first admin request"
+    );
+    assert_eq!(
+        last_sequence(&h, "SAGA_COMMANDS").await,
+        commands_before + 1
+    );
     assert_eq!(last_sequence(&h, "SAGA_EVENTS").await, events_before);
     assert!(
         tokio::time::timeout(Duration::from_millis(500), spy.next())
@@ -186,7 +202,10 @@ async fn the_web_app_signs_up_checks_a_subdomain_and_follows_progress() {
     // (flow control, heartbeats) made before the signup, and a plain subscription.
     let id = Uuid::new_v4();
     let web_js = jetstream::new(web.clone());
-    let progress = web_js.get_stream("TENANT_PROGRESS").await.expect("progress stream");
+    let progress = web_js
+        .get_stream("TENANT_PROGRESS")
+        .await
+        .expect("progress stream");
     let push = progress
         .create_consumer(consumer::push::OrderedConfig {
             deliver_subject: web.new_inbox(),
@@ -301,10 +320,19 @@ async fn only_the_orchestrator_can_command_a_step() {
         refusals.push((client, errors));
     }
     // A command the orchestrator's user sends after them is handled.
-    let after = command(Uuid::new_v4(), "database", StepAction::Compensate, 1, "nobody");
+    let after = command(
+        Uuid::new_v4(),
+        "database",
+        StepAction::Compensate,
+        1,
+        "nobody",
+    );
     let orchestrator = h.nats.connect_as("orchestrator").await;
     jetstream::new(orchestrator)
-        .publish("saga.cmd.database", serde_json::to_vec(&after).expect("json").into())
+        .publish(
+            "saga.cmd.database",
+            serde_json::to_vec(&after).expect("json").into(),
+        )
         .await
         .expect("sent")
         .await
