@@ -365,3 +365,64 @@ async fn only_the_orchestrator_can_command_a_step() {
     tests::drop_tenant(&db_name).await;
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_service_started_before_the_orchestrator_waits_for_its_streams() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = PrivateNats::start_with_auth(dir.path());
+    let mut env = nats.env_for("site-step");
+    env.push((
+        "SAGA_SECRETS_KEY".into(),
+        secrets::SecretsKey::generate_base64(),
+    ));
+    env.push(("HEALTH_ADDR".into(), "127.0.0.1:0".into()));
+    let config =
+        step_runtime::config_from(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+            .expect("runtime config");
+    let journal = tests::Journal::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let service = tokio::spawn(step_runtime::run(
+        tests::ScriptedStep::new("site", tests::Behaviour::default(), journal.clone()),
+        config,
+        stop.clone(),
+    ));
+    let inspector = jetstream::new(nats.connect_as(tests::private_nats::TEST_USER).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!service.is_finished(), "the step service waits");
+    assert!(
+        inspector.get_stream("SAGA_COMMANDS").await.is_err(),
+        "a step service declared a stream"
+    );
+
+    // The orchestrator declares them (its own start-up call, as its own user).
+    let orchestrator = jetstream::new(nats.connect_as("orchestrator").await);
+    step_runtime::bus::ensure_streams(
+        &orchestrator,
+        &contracts::Subjects::new(""),
+        1,
+        step_runtime::bus::DEFAULT_REPORT_TTL,
+    )
+    .await
+    .expect("the orchestrator declares the streams");
+    let saga = Uuid::new_v4();
+    let execute = command(saga, "site", StepAction::Execute, 1, "early");
+    orchestrator
+        .publish(
+            "saga.cmd.site",
+            serde_json::to_vec(&execute).expect("json").into(),
+        )
+        .await
+        .expect("sent")
+        .await
+        .expect("stored");
+    tests::assert_eventually!(
+        60,
+        "the step service serves once the streams exist",
+        journal.entries().iter().any(|e| e.saga_id == saga && e.ok)
+    );
+    stop.cancel();
+    service
+        .await
+        .expect("join")
+        .expect("the service ends cleanly");
+}
