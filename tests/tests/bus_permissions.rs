@@ -66,7 +66,9 @@ async fn last_sequence(h: &Harness, name: &str) -> u64 {
 async fn the_web_app_cannot_command_report_replay_declare_or_read_commands() {
     let h = Harness::new().await;
     let (web, errors) = watched(&h.nats, "web-app").await;
-    let web_js = jetstream::new(web.clone());
+    // A refused JetStream request goes unanswered: wait 2 s for each, not 5.
+    let mut web_js = jetstream::new(web.clone());
+    web_js.set_timeout(Duration::from_secs(2));
     // Another user listens where the forbidden publishes would land.
     let mut admin_requests = h.client.subscribe("saga.admin.>").await.expect("subscribe");
     h.client.flush().await.expect("flush");
@@ -81,7 +83,7 @@ async fn the_web_app_cannot_command_report_replay_declare_or_read_commands() {
         violation_reported(&errors, subject).await;
     }
     let replay = tokio::time::timeout(
-        Duration::from_secs(3),
+        Duration::from_secs(2),
         web.request("saga.admin.replay", r#"{"saga_id":"x"}"#.into()),
     )
     .await;
@@ -123,7 +125,7 @@ async fn the_web_app_cannot_command_report_replay_declare_or_read_commands() {
         "$JS.API.DIRECT.GET.SAGA_COMMANDS.saga.cmd.database",
     ] {
         let got = tokio::time::timeout(
-            Duration::from_secs(3),
+            Duration::from_secs(2),
             web.request(api, r#"{"seq":1}"#.into()),
         )
         .await;
