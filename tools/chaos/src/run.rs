@@ -98,11 +98,16 @@ async fn drive(
             .filter(|s| s.fault == Some(Fault::MasterRefusal))
             .map(|s| s.subdomain.clone()),
     );
-    let (mut procs, nats_url) = cluster::nodes(&world.dir, &world.logs, &world.run_id)?;
+    let (mut procs, nats_url) = cluster::nodes(
+        &world.dir,
+        &world.logs,
+        &world.run_id,
+        &world.nats_passwords,
+    )?;
     procs.extend(world.services(&nats_url, &master_url, &args.log_level));
     let mut supervisor = Supervisor::new(procs, args.seed, args.kill_every);
     supervisor.start_kind(Kind::Nats)?;
-    let client = cluster::connect(&nats_url).await?;
+    let client = cluster::connect(&nats_url, &world.nats_passwords[cluster::TOOL_USER]).await?;
     let js = jetstream::new(client.clone());
     cluster::declare_streams(&js, &world.subjects).await?;
     supervisor.start_all_down()?;
@@ -184,10 +189,16 @@ async fn drive(
     let figures = supervisor.figures.clone();
 
     let key = secrets::SecretsKey::from_base64(&world.key_base64)?;
-    let run_secrets = [
+    let mut run_secrets = vec![
         ("SAGA_SECRETS_KEY", world.key_base64.clone()),
         ("MASTER_API_SECRET", world.master_secret.clone()),
     ];
+    run_secrets.extend(
+        world
+            .nats_passwords
+            .values()
+            .map(|password| ("a NATS password", password.clone())),
+    );
     let all_secrets = leaks::collect(signups, &observed, &key, &run_secrets);
     let found = leaks::scan(&world.logs, &all_secrets)?;
     notes.push(format!(
