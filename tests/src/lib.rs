@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use leftovers::{admin_pool, assert_no_claims, assert_nothing_left, drop_tenant, mariadb_has};
-pub use process::{test_log_folder, Service};
+pub use process::{test_log_folder, Processes, Service};
 pub use scripted::{Behaviour, Journal, ScriptedStep};
 
 /// MariaDB admin URL the tests use (`TEST_MYSQL_URL`).
@@ -460,36 +460,6 @@ impl Harness {
     /// harness drops.
     pub async fn finish(mut self) {
         self.stop_services().await;
-    }
-}
-
-/// Service processes of a test, killed on drop.
-pub struct Processes {
-    /// `(name, process)`.
-    pub children: Vec<(String, Service)>,
-}
-
-impl Processes {
-    /// Stops one service as an orchestrator (compose, systemd) does: SIGTERM, then
-    /// waits for it to exit; returns how long it took.
-    pub fn terminate(&mut self, name: &str) -> Duration {
-        let started = std::time::Instant::now();
-        if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| n == name) {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-            child.wait().expect("exited");
-        }
-        self.children.retain(|(n, _)| n != name);
-        started.elapsed()
-    }
-
-    /// Kills one service with SIGKILL.
-    pub fn kill(&mut self, name: &str) {
-        if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| n == name) {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reaped");
-        }
-        self.children.retain(|(n, _)| n != name);
     }
 }
 

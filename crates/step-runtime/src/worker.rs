@@ -1,5 +1,6 @@
-//! The worker loop: wait for the streams, declare the step's consumer, pull commands and hand each
-//! to a [`Job`] within the concurrency limit, serve probes, shut down gracefully.
+//! The worker loop: wait for the streams, declare the step's consumer, pull commands
+//! and hand each to a [`Job`] within the concurrency limit, serve probes, shut down
+//! gracefully.
 
 use std::sync::Arc;
 
