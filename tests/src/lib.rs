@@ -1,6 +1,8 @@
-//! End-to-end harness: every test gets its own NATS namespace (subjects and streams),
-//! its own saga store file and its own tenant names, runs the real orchestrator and
-//! step runtime against the machine's NATS JetStream and MariaDB, and cleans up.
+//! End-to-end harness: every test gets its own nats-server (JetStream, the deployment's
+//! users and permissions from `deploy/nats/auth.conf`; subjects and streams without a
+//! namespace, as in production), its own saga store file and its own tenant names, runs
+//! the real orchestrator and step runtime against it and the machine's MariaDB, every
+//! service as its own NATS user, and cleans up.
 //!
 //! Positions 2-4 of the saga (site, admin_user, registration) are served here by
 //! [`ScriptedStep`]s, which journal what they were asked to do and fail on request.
@@ -27,13 +29,8 @@ use uuid::Uuid;
 
 pub use bench_http::BenchHttp;
 pub use leftovers::{admin_pool, assert_no_claims, assert_nothing_left, drop_tenant, mariadb_has};
-pub use process::{test_log_folder, Service};
+pub use process::{test_log_folder, Processes, Service};
 pub use scripted::{Behaviour, Journal, ScriptedStep};
-
-/// NATS the tests use (`TEST_NATS_URL`, default the local server).
-pub fn nats_url() -> String {
-    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
 
 /// MariaDB admin URL the tests use (`TEST_MYSQL_URL`).
 pub fn mysql_url() -> String {
@@ -65,13 +62,17 @@ pub fn key_id(id: &str) -> secrets::KeyId {
 
 /// One test's private world.
 pub struct Harness {
-    /// Namespace of subjects and streams.
+    /// Namespace of subjects and streams: empty, the server being this world's own
+    /// (the deployment's permissions name subjects without a namespace).
     pub namespace: String,
     /// Names under that namespace.
     pub subjects: Subjects,
-    /// Core NATS client.
+    /// This world's nats-server, with the deployment's users.
+    pub nats: private_nats::PrivateNats,
+    /// Core NATS client of the harness's own user ([`private_nats::TEST_USER`]: may
+    /// do anything, to look inside streams).
     pub client: async_nats::Client,
-    /// JetStream context.
+    /// JetStream context of that client.
     pub js: jetstream::Context,
     /// `SAGA_SECRETS_KEYS` of this world: the services' keyring, one key (secret).
     pub keys_text: String,
@@ -79,7 +80,11 @@ pub struct Harness {
     pub key: secrets::Keyring,
     /// The web app's keyring: opens the API secret the user step seals to it
     /// (`WEB_APP_PUBLIC_KEY` is its public half).
-    pub web_app: secrets::Keyring,
+    pub web_app_key: secrets::Keyring,
+    /// Connected as the web app (`web-app`): signups, subdomain checks, progress.
+    pub web_app: async_nats::Client,
+    /// Connected as an operator (`operator`): `saga.admin.*`.
+    pub operator: async_nats::Client,
     /// Holds the store file.
     pub dir: tempfile::TempDir,
     /// Short unique suffix for tenant names.
@@ -102,27 +107,37 @@ impl Harness {
             .with_test_writer()
             .try_init();
         let id = Uuid::new_v4().simple().to_string();
-        let namespace = format!("e2e{}", &id[..10]);
+        let namespace = String::new();
         let subjects = Subjects::new(&namespace);
-        let client = async_nats::connect(nats_url())
-            .await
-            .expect("NATS with JetStream on TEST_NATS_URL");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nats = private_nats::PrivateNats::start_with_auth(&dir.path().join("nats"));
+        // Declared as the orchestrator declares them (steps started first wait for them).
+        let orchestrator = nats.connect_as("orchestrator").await;
+        step_runtime::bus::ensure_streams(
+            &jetstream::new(orchestrator),
+            &subjects,
+            1,
+            step_runtime::bus::DEFAULT_REPORT_TTL,
+        )
+        .await
+        .expect("declare streams");
+        let client = nats.connect_as(private_nats::TEST_USER).await;
         let js = jetstream::new(client.clone());
-        step_runtime::bus::ensure_streams(&js, &subjects, 1)
-            .await
-            .expect("declare streams");
         let keys_text = secrets::Keyring::generate_entry(&key_id("services"))
             .expose_secret()
             .to_string();
         Self {
             key: secrets::Keyring::parse(&keys_text).expect("keyring"),
             keys_text,
-            web_app: secrets::Keyring::random(&key_id("web-app")),
+            web_app_key: secrets::Keyring::random(&key_id("web-app")),
             namespace,
             subjects,
+            web_app: nats.connect_as("web-app").await,
+            operator: nats.connect_as("operator").await,
+            nats,
             client,
             js,
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir,
             suffix: id[..6].to_string(),
             logs: process::test_log_folder(),
             stop: CancellationToken::new(),
@@ -136,13 +151,14 @@ impl Harness {
         format!("{name}-{}", self.suffix)
     }
 
-    /// The environment the services of this world run with.
+    /// The environment the services of this world run with, without NATS credentials
+    /// ([`Harness::env_for`] adds a user's).
     pub fn env(&self) -> Vec<(String, String)> {
         [
-            ("NATS_URL", nats_url()),
+            ("NATS_URL", self.nats.url()),
             ("NATS_NAMESPACE", self.namespace.clone()),
             ("SAGA_SECRETS_KEYS", self.keys_text.clone()),
-            ("WEB_APP_PUBLIC_KEY", self.web_app.recipient().to_text()),
+            ("WEB_APP_PUBLIC_KEY", self.web_app_key.recipient().to_text()),
             (
                 "SAGA_STORE_URL",
                 format!("sqlite://{}/orchestrator.db", self.dir.path().display()),
@@ -162,8 +178,17 @@ impl Harness {
         .collect()
     }
 
-    fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
-        let env = self.env();
+    /// [`Harness::env`] with NATS user `user`'s credentials (`NATS_USER`,
+    /// `NATS_PASSWORD`).
+    pub fn env_for(&self, user: &str) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.extend(self.nats.env_for(user));
+        env
+    }
+
+    /// A lookup over [`Harness::env_for`] `user`.
+    pub fn lookup(&self, user: &str) -> impl Fn(&str) -> Option<String> + '_ {
+        let env = self.env_for(user);
         move |k| {
             env.iter()
                 .find(|(name, _)| name == k)
@@ -173,7 +198,8 @@ impl Harness {
 
     /// Runs the orchestrator in this process until the harness drops.
     pub fn start_orchestrator(&mut self) {
-        let config = orchestrator::config::from_lookup(self.lookup()).expect("orchestrator config");
+        let config = orchestrator::config::from_lookup(self.lookup("orchestrator"))
+            .expect("orchestrator config");
         let stop = self.stop.clone();
         self.tasks.push(tokio::spawn(async move {
             if let Err(e) = orchestrator::run(config, stop).await {
@@ -184,7 +210,7 @@ impl Harness {
 
     /// Runs the real database step in this process.
     pub fn start_db_step(&mut self) {
-        let config = step_runtime::config_from(self.lookup()).expect("runtime config");
+        let config = step_runtime::config_from(self.lookup("db-step")).expect("runtime config");
         let databases =
             db_step::mariadb::MariaDb::new(&mysql_url(), "saga_provisioning").expect("mariadb");
         let stop = self.stop.clone();
@@ -198,7 +224,7 @@ impl Harness {
 
     /// Serves a step with a scripted test service.
     pub fn start_scripted(&mut self, step: ScriptedStep) {
-        let config = step_runtime::config_from(self.lookup()).expect("runtime config");
+        let config = self.runtime_config(step_runtime::Step::name(&step));
         let stop = self.stop.clone();
         self.tasks.push(tokio::spawn(async move {
             step_runtime::run(step, config, stop)
@@ -215,7 +241,7 @@ impl Harness {
         stop: CancellationToken,
         grace: Duration,
     ) -> tokio::task::JoinHandle<()> {
-        let mut config = step_runtime::config_from(self.lookup()).expect("runtime config");
+        let mut config = self.runtime_config(step_runtime::Step::name(&step));
         config.shutdown_grace = grace;
         tokio::spawn(async move {
             step_runtime::run(step, config, stop)
@@ -241,7 +267,7 @@ impl Harness {
 
     /// Runs the real site step in this process, bench being the emulator in `root`.
     pub fn start_site_step(&mut self, root: &std::path::Path, concurrency: usize) {
-        let config = step_runtime::config_from(self.lookup()).expect("runtime config");
+        let config = self.runtime_config("site");
         let bench =
             bench::local::LocalBench::new(binary("bench-emulator").display().to_string(), root);
         let settings = site_step::Settings {
@@ -274,12 +300,12 @@ impl Harness {
     /// Runs the real admin user step in this process, bench being the emulator in
     /// `root` and its web server [`Harness::bench_http`].
     pub fn start_user_step(&mut self, root: &std::path::Path) {
-        let config = step_runtime::config_from(self.lookup()).expect("runtime config");
+        let config = self.runtime_config("admin_user");
         let bench =
             bench::local::LocalBench::new(binary("bench-emulator").display().to_string(), root);
         let http = user_step::frappe_http::FrappeHttp::new(&self.bench_http(root).url)
             .expect("bench serve url");
-        let web_app = self.web_app.recipient().clone();
+        let web_app = self.web_app_key.recipient().clone();
         let stop = self.stop.clone();
         self.tasks.push(tokio::spawn(async move {
             step_runtime::run(
@@ -318,7 +344,7 @@ impl Harness {
 
     /// Runs the real registration step in this process against `url`.
     pub fn start_registry_step(&mut self, url: &str) {
-        let config = step_runtime::config_from(self.lookup()).expect("runtime config");
+        let config = self.runtime_config("registration");
         let master = registry_step::Master {
             url: url.into(),
             site_name: "master.example.test".into(),
@@ -336,14 +362,23 @@ impl Harness {
     }
 
     /// Starts service binary `name` as a process of this world, its output in
-    /// `<name>-<tag>.log` under [`Harness::logs`]; `extra` adds or overrides variables.
+    /// `<name>-<tag>.log` under [`Harness::logs`], connected as the NATS user of its
+    /// name (the deployment's); `extra` adds or overrides variables.
     /// Services log at `RUST_LOG=debug` (unless `extra` says otherwise), so the tests
     /// that look for secrets in logs see everything a debug log says.
     pub fn spawn_service(&self, name: &str, tag: &str, extra: &[(&str, String)]) -> Service {
         let path = self.logs.join(format!("{name}-{tag}.log"));
         let log = std::fs::File::create(&path).expect("log file");
+        let env = if private_nats::DEPLOY_USERS
+            .iter()
+            .any(|(user, _)| *user == name)
+        {
+            self.env_for(name)
+        } else {
+            self.env()
+        };
         let child = std::process::Command::new(binary(name))
-            .envs(self.env())
+            .envs(env)
             .env("RUST_LOG", "debug")
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
@@ -432,13 +467,14 @@ impl Harness {
         })
     }
 
-    /// Publishes raw bytes on the signup subject, with `Nats-Msg-Id` when given.
+    /// Publishes raw bytes on the signup subject as the web app (its NATS user), with
+    /// `Nats-Msg-Id` when given.
     pub async fn publish_raw(&self, bytes: Vec<u8>, msg_id: Option<&str>) {
         let mut headers = async_nats::HeaderMap::new();
         if let Some(id) = msg_id {
             headers.insert("Nats-Msg-Id", id);
         }
-        self.js
+        jetstream::new(self.web_app.clone())
             .publish_with_headers(self.subjects.signup_requested(), headers, bytes.into())
             .await
             .expect("publish")
@@ -462,42 +498,10 @@ impl Harness {
         self.stop = CancellationToken::new();
     }
 
-    /// Stops everything and deletes this world's streams.
+    /// Stops everything; this world's nats-server, its streams with it, goes when the
+    /// harness drops.
     pub async fn finish(mut self) {
         self.stop_services().await;
-        for name in self.subjects.streams() {
-            let _ = self.js.delete_stream(&name).await;
-        }
-    }
-}
-
-/// Service processes of a test, killed on drop.
-pub struct Processes {
-    /// `(name, process)`.
-    pub children: Vec<(String, Service)>,
-}
-
-impl Processes {
-    /// Stops one service as an orchestrator (compose, systemd) does: SIGTERM, then
-    /// waits for it to exit; returns how long it took.
-    pub fn terminate(&mut self, name: &str) -> Duration {
-        let started = std::time::Instant::now();
-        if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| n == name) {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-            child.wait().expect("exited");
-        }
-        self.children.retain(|(n, _)| n != name);
-        started.elapsed()
-    }
-
-    /// Kills one service with SIGKILL.
-    pub fn kill(&mut self, name: &str) {
-        if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| n == name) {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reaped");
-        }
-        self.children.retain(|(n, _)| n != name);
     }
 }
 

@@ -4,6 +4,7 @@
 //! environment of the inner `cargo build` (see `binary`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::Harness;
 
@@ -139,4 +140,34 @@ pub(crate) fn set_by_cargo_for_this_test(key: &str) -> bool {
                 | "CARGO_RUSTC_CURRENT_DIR"
                 | "OUT_DIR"
         )
+}
+
+/// Service processes of a test, killed on drop.
+pub struct Processes {
+    /// `(name, process)`.
+    pub children: Vec<(String, Service)>,
+}
+
+impl Processes {
+    /// Stops one service as an orchestrator (compose, systemd) does: SIGTERM, then
+    /// waits for it to exit; returns how long it took.
+    pub fn terminate(&mut self, name: &str) -> Duration {
+        let started = std::time::Instant::now();
+        if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| n == name) {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+            child.wait().expect("exited");
+        }
+        self.children.retain(|(n, _)| n != name);
+        started.elapsed()
+    }
+
+    /// Kills one service with SIGKILL.
+    pub fn kill(&mut self, name: &str) {
+        if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| n == name) {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+        }
+        self.children.retain(|(n, _)| n != name);
+    }
 }

@@ -12,15 +12,25 @@ use uuid::Uuid;
 use crate::Harness;
 
 impl Harness {
-    /// Sends a request/reply call and decodes the answer.
+    /// Sends a request/reply call as an operator and decodes the answer.
     pub async fn request<T: serde::de::DeserializeOwned>(
         &self,
         subject: String,
         body: &serde_json::Value,
     ) -> T {
+        self.request_as(&self.operator, subject, body).await
+    }
+
+    /// Sends a request/reply call as `client`'s user and decodes the answer.
+    pub async fn request_as<T: serde::de::DeserializeOwned>(
+        &self,
+        client: &async_nats::Client,
+        subject: String,
+        body: &serde_json::Value,
+    ) -> T {
         let reply = tokio::time::timeout(
             Duration::from_secs(10),
-            self.client.request(
+            client.request(
                 subject.clone(),
                 serde_json::to_vec(body).expect("json").into(),
             ),
@@ -49,25 +59,27 @@ impl Harness {
         .await
     }
 
-    /// `tenant.subdomain.check`.
+    /// `tenant.subdomain.check`, as the web app.
     pub async fn check_subdomain(
         &self,
         subdomain: &str,
     ) -> contracts::subdomain::SubdomainCheckReply {
-        self.request(
+        self.request_as(
+            &self.web_app,
             self.subjects.subdomain_check(),
             &serde_json::json!({ "subdomain": subdomain }),
         )
         .await
     }
 
-    /// `saga.admin.get`, retried while the orchestrator is not answering yet.
+    /// `saga.admin.get` as an operator, retried while the orchestrator is not
+    /// answering yet.
     pub async fn get(&self, saga_id: Uuid) -> GetReply {
         let body = serde_json::to_value(SagaRef { saga_id }).expect("json");
         for _ in 0..100 {
             let reply = tokio::time::timeout(
                 Duration::from_secs(2),
-                self.client.request(
+                self.operator.request(
                     self.subjects.admin_get(),
                     serde_json::to_vec(&body).expect("json").into(),
                 ),
@@ -99,12 +111,11 @@ impl Harness {
         }
     }
 
-    /// Reads a saga's timeline from the progress stream, as a dashboard joining late
-    /// would: from the first event, until `terminals` terminal events were read (one
-    /// per run) or 10 s pass.
+    /// Reads a saga's timeline from the progress stream, as the web app joining late
+    /// would (its NATS user, an ordered consumer): from the first event, until
+    /// `terminals` terminal events were read (one per run) or 10 s pass.
     pub async fn timeline(&self, saga_id: Uuid, terminals: usize) -> Vec<ProgressEvent> {
-        let stream = self
-            .js
+        let stream = jetstream::new(self.web_app.clone())
             .get_stream(self.subjects.progress_stream())
             .await
             .expect("progress stream");

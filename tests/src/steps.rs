@@ -42,10 +42,11 @@ pub fn command(
 }
 
 impl Harness {
-    /// The step runtime's settings of this world, to adjust before
-    /// [`step_runtime::run`].
-    pub fn runtime_config(&self) -> step_runtime::RuntimeConfig {
-        step_runtime::config_from(self.lookup()).expect("runtime config")
+    /// The step runtime's settings of this world for the service of `step` (its NATS
+    /// user), to adjust before [`step_runtime::run`].
+    pub fn runtime_config(&self, step: &str) -> step_runtime::RuntimeConfig {
+        step_runtime::config_from(self.lookup(crate::private_nats::step_user(step)))
+            .expect("runtime config")
     }
 
     /// Publishes `command` on its step's subject with `Nats-Msg-Id: msg_id` (the

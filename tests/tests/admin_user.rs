@@ -146,7 +146,7 @@ fn keys(h: &Harness, saga: Uuid, report: &StepReport) -> (String, String) {
             .into(),
     );
     let secret = h
-        .web_app
+        .web_app_key
         .open(
             &sealed,
             secrets::Binding::new(saga, secrets::Field::ApiSecret),

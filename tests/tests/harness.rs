@@ -46,18 +46,13 @@ fn a_failing_test_leaves_nothing_running_and_keeps_its_logs() {
                 .trim()
                 .parse()
                 .expect("pid");
-            seen = Some((
-                service.id(),
-                stray,
-                service.log.clone(),
-                h.namespace.clone(),
-            ));
+            seen = Some((service.id(), stray, service.log.clone()));
             assert!(running(service.id()) && running(stray));
             panic!("the test fails here, with its services running");
         })
     }));
     assert!(failed.is_err(), "the inner test failed");
-    let (service, stray, log, namespace) = seen.expect("the inner test got going");
+    let (service, stray, log) = seen.expect("the inner test got going");
     // Killed by the drops the panic ran; a signal takes effect a moment later.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while running(stray) && std::time::Instant::now() < deadline {
@@ -82,13 +77,4 @@ fn a_failing_test_leaves_nothing_running_and_keeps_its_logs() {
         "{}",
         log.display()
     );
-
-    // The failed world's streams, which its finish() would have deleted.
-    runtime.block_on(async {
-        let client = async_nats::connect(tests::nats_url()).await.expect("nats");
-        let js = async_nats::jetstream::new(client);
-        for name in contracts::Subjects::new(&namespace).streams() {
-            let _ = js.delete_stream(&name).await;
-        }
-    });
 }

@@ -49,14 +49,22 @@ async fn a_step_service_waits_for_jetstream_instead_of_exiting() {
     nats.jetstream = true;
     nats.run();
 
-    // Once it is there, the service declares what it needs and runs a command.
+    // Once it is there (and the streams, which the orchestrator declares), the service
+    // declares its consumer and runs a command.
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = async_nats::jetstream::new(client);
     let subjects = Subjects::new(&namespace);
     let saga = Uuid::new_v4();
     let execute = command(saga, "site", StepAction::Execute, 1, "late");
     tests::assert_eventually!(60, "a command is taken and run", {
-        if js.get_stream(subjects.commands_stream()).await.is_ok() {
+        let declared = step_runtime::bus::ensure_streams(
+            &js,
+            &subjects,
+            1,
+            step_runtime::bus::DEFAULT_REPORT_TTL,
+        )
+        .await;
+        if declared.is_ok() {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", execute.command_id.as_str());
             let _ = js

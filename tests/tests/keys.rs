@@ -81,7 +81,7 @@ async fn a_password_sealed_by_the_web_app_goes_through_and_is_the_one_that_works
     assert!(sealed.0.starts_with("v2:web-app:"), "{}", sealed.0);
     let binding = Binding::new(id, Field::ApiSecret);
     let secret = h
-        .web_app
+        .web_app_key
         .open(&sealed, binding)
         .expect("the web app opens it");
     let key = result["api_key"].as_str().expect("api_key");

@@ -3,24 +3,16 @@
 //! command is dispatched with no server to take it, then started again on the same
 //! store. The saga must still end, completed, with every step run.
 //!
-//! One test per binary: the harness reads the NATS address from `TEST_NATS_URL`,
-//! which this test points at its private server.
+//! The harness's own nats-server (the deployment's users) is the one stopped.
 
 use std::time::Duration;
 
 use contracts::{SagaStatus, StepAction};
-use tests::private_nats::PrivateNats;
 use tests::{Behaviour, Harness};
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_dispatched_while_nats_is_down_still_ends_the_saga() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut nats = PrivateNats::start(dir.path());
-    // Before the harness is made, and this binary has this one test: nothing else
-    // reads the environment meanwhile.
-    std::env::set_var("TEST_NATS_URL", nats.url());
-
     let mut h = Harness::new().await;
     // The site step fails its first attempt (retryable); the retry is due 4 s later,
     // while NATS is down.
@@ -31,7 +23,7 @@ async fn a_retry_dispatched_while_nats_is_down_still_ends_the_saga() {
             ..Behaviour::default()
         },
     )]);
-    let mut env = h.env();
+    let mut env = h.env_for("orchestrator");
     env.retain(|(k, _)| k != "SAGA_RETRY_BASE_MS" && k != "SAGA_STEP_TIMEOUT_SECS");
     env.push(("SAGA_RETRY_BASE_MS".into(), "4000".into()));
     env.push(("SAGA_STEP_TIMEOUT_SECS".into(), "30".into()));
@@ -58,15 +50,15 @@ async fn a_retry_dispatched_while_nats_is_down_still_ends_the_saga() {
     // Give the orchestrator a moment to store the retry, then take NATS away past the
     // retry's due time.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    nats.stop();
+    h.nats.stop();
     tokio::time::sleep(Duration::from_secs(9)).await;
-    nats.run();
+    h.nats.run();
 
     assert_eq!(
         h.wait_terminal(id, 120).await,
         SagaStatus::Completed,
         "nats-server log: {}",
-        std::fs::read_to_string(&nats.log).unwrap_or_default()
+        std::fs::read_to_string(&h.nats.log).unwrap_or_default()
     );
     let site_runs: Vec<(u32, bool)> = journal
         .entries()

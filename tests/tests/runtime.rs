@@ -181,7 +181,7 @@ async fn a_finished_command_delivered_again_is_answered_from_memory_and_its_undo
 async fn a_command_whose_report_cannot_be_published_is_dead_lettered_after_max_deliver() {
     let h = Harness::new().await;
     let journal = Journal::default();
-    let mut config = h.runtime_config();
+    let mut config = h.runtime_config("site");
     config.max_deliver = 3;
     let stop = CancellationToken::new();
     let service = tokio::spawn(step_runtime::run(
@@ -282,7 +282,11 @@ impl Step for Panicky {
 async fn a_panicking_step_is_reported_failed_and_the_saga_is_not_wedged() {
     let h = Harness::new().await;
     let stop = CancellationToken::new();
-    let service = tokio::spawn(step_runtime::run(Panicky, h.runtime_config(), stop.clone()));
+    let service = tokio::spawn(step_runtime::run(
+        Panicky,
+        h.runtime_config("site"),
+        stop.clone(),
+    ));
     let saga = Uuid::new_v4();
     let subdomain = h.subdomain("panic");
     let execute = command(saga, "site", StepAction::Execute, 1, &subdomain);
@@ -409,7 +413,7 @@ async fn a_command_for_another_step_is_set_aside_not_run() {
     let stop = CancellationToken::new();
     let service = tokio::spawn(step_runtime::run(
         ScriptedStep::new("admin_user", Behaviour::default(), journal.clone()),
-        h.runtime_config(),
+        h.runtime_config("admin_user"),
         stop.clone(),
     ));
     h.wait_step_consumer("admin_user").await;

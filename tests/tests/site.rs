@@ -102,7 +102,7 @@ async fn a_signup_gets_a_marked_site_on_its_own_database() {
         .expect("result");
     assert_eq!(result["api_key"], user["api_key"]);
     let secret = h
-        .web_app
+        .web_app_key
         .open(
             &contracts::Sealed(
                 result["api_secret"]

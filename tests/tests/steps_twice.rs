@@ -56,7 +56,7 @@ async fn db_step_run_again_answers_with_its_first_password_and_the_user_still_lo
     let stop = CancellationToken::new();
     let service = tokio::spawn(step_runtime::run(
         DatabaseStep::new(databases.clone()),
-        h.runtime_config(),
+        h.runtime_config("database"),
         stop.clone(),
     ));
     let subdomain = h.subdomain("twice");

@@ -161,7 +161,7 @@ pub trait Step: Send + Sync + 'static {
 /// How the runtime runs a step service.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// `NATS_URL`, `NATS_STREAM_REPLICAS`.
+    /// `NATS_URL`, `NATS_STREAM_REPLICAS`, the credentials.
     pub nats: bus::NatsConfig,
     /// `NATS_NAMESPACE`: prefix of subjects and streams (empty in production).
     pub namespace: String,
@@ -179,9 +179,6 @@ pub struct RuntimeConfig {
     /// `STEP_MAX_DELIVER`: deliveries of one command at most; a command still not
     /// handled and reported at the last one goes to `saga.dead_letter.<step>`.
     pub max_deliver: u32,
-    /// `STEP_REPORT_TTL_HOURS`: how long finished commands' reports are remembered,
-    /// longer than any redelivery (the command stream keeps a command 7 days).
-    pub report_ttl: Duration,
 }
 
 /// Runs a step service as a process: telemetry, settings from the environment, the
@@ -266,7 +263,6 @@ pub fn config_from(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Ru
             })
             .transpose()?,
         max_deliver: number("STEP_MAX_DELIVER", 10)?.clamp(1, 1000) as u32,
-        report_ttl: Duration::from_secs(3600 * number("STEP_REPORT_TTL_HOURS", 7 * 24)?.max(1)),
     })
 }
 
@@ -291,7 +287,6 @@ mod tests {
         assert_eq!(config.nats.stream_replicas, 1);
         assert_eq!(config.concurrency, 8);
         assert_eq!(config.max_deliver, 10);
-        assert_eq!(config.report_ttl, Duration::from_secs(7 * 24 * 3600));
         assert!(config_from(|_| None).is_err(), "the key is required");
         let bad = config_from(|k| match k {
             "SAGA_SECRETS_KEYS" => Some(key.clone()),

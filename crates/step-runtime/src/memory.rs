@@ -1,6 +1,7 @@
-//! Finished commands, remembered: the final report of each command by command id, in a
-//! JetStream key-value bucket (`SAGA_FINISHED_COMMANDS`, namespaced like the streams,
-//! entries expiring after `STEP_REPORT_TTL_HOURS`).
+//! Finished commands, remembered: the final report of each command by step and command
+//! id, in a JetStream key-value bucket (`SAGA_FINISHED_COMMANDS`, namespaced like the
+//! streams, declared by the orchestrator, entries expiring after
+//! `STEP_REPORT_TTL_HOURS`).
 //!
 //! A command delivered again after it finished (its ack lost, its report's publish
 //! failed, the orchestrator re-sending it after a restart) is answered with the stored
@@ -10,10 +11,8 @@
 //! The bucket is an optimisation over the steps' own idempotence: when it cannot be
 //! read or written, the command runs (again) as before.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv};
 use contracts::StepReport;
 
 /// The bucket of finished commands.
@@ -21,60 +20,19 @@ use contracts::StepReport;
 pub(crate) struct FinishedCommands {
     store: kv::Store,
     js: jetstream::Context,
+    step: String,
 }
 
 impl FinishedCommands {
-    /// Creates the bucket, or updates its TTL when it changed (idempotent, at start-up).
-    ///
-    /// The bucket's stream is declared here with the settings a key-value bucket has
-    /// (as async-nats' `create_key_value` would): that call first reads the account's
-    /// info, whose NATS 2.9 form async-nats 0.51 cannot decode.
+    /// Opens the bucket, which the orchestrator declares (`bus::ensure_streams`): a
+    /// step service may read and write it, not declare or reconfigure it. `step`'s
+    /// keys are its own (`<step>.<command id>`), so the bus's permissions can give
+    /// each step service its own keys and no other's.
     pub(crate) async fn open(
         js: &jetstream::Context,
         bucket: &str,
-        ttl: Duration,
-        replicas: usize,
+        step: &str,
     ) -> anyhow::Result<Self> {
-        let config = stream::Config {
-            name: format!("KV_{bucket}"),
-            description: Some("final reports of finished step commands, by command id".into()),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            max_age: ttl,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            num_replicas: replicas,
-            ..Default::default()
-        };
-        // Updated only when its TTL or replicas changed: every step service opens the
-        // bucket at start-up, and nats-server 2.9 has been seen to crash (SIGSEGV in
-        // `updateWithAdvisory`) under concurrent updates of one stream.
-        let mut declared = js
-            .get_or_create_stream(config.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("declaring the key-value bucket {bucket}"))?;
-        let current = declared
-            .info()
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("reading the key-value bucket {bucket}"))?
-            .config
-            .clone();
-        // Replicas only go up here, as for the streams (`bus::ensure_streams`).
-        if current.max_age != ttl || current.num_replicas < replicas {
-            let mut config = config;
-            config.num_replicas = current.num_replicas.max(replicas);
-            js.update_stream(config)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| {
-                    format!("changing the key-value bucket {bucket}'s TTL or replicas")
-                })?;
-            tracing::info!(%bucket, ?ttl, replicas, "finished-commands bucket changed");
-        }
         let store = js
             .get_key_value(bucket)
             .await
@@ -83,6 +41,7 @@ impl FinishedCommands {
         Ok(Self {
             store,
             js: js.clone(),
+            step: step.to_string(),
         })
     }
 
@@ -90,7 +49,7 @@ impl FinishedCommands {
     pub(crate) async fn recall(&self, command_id: &str) -> anyhow::Result<Option<StepReport>> {
         let Some(bytes) = self
             .store
-            .get(key(command_id))
+            .get(key(&self.step, command_id))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("reading the finished-commands bucket")?
@@ -115,7 +74,7 @@ impl FinishedCommands {
         let subject = format!(
             "{}{}",
             self.store.put_prefix.as_ref().unwrap_or(&self.store.prefix),
-            key(command_id)
+            key(&self.step, command_id)
         );
         let ack = self
             .js
@@ -146,11 +105,16 @@ pub(crate) fn is_final(report: &StepReport) -> bool {
     )
 }
 
-/// The bucket key of a command id. Keys allow `[-/_=.a-zA-Z0-9]` only, and a command id
-/// holds `:`: every byte outside `[-_a-zA-Z0-9]` is written `=XX` (hex), so distinct ids
-/// stay distinct and no key has an empty `.` token.
-pub(crate) fn key(command_id: &str) -> String {
-    let mut out = String::with_capacity(command_id.len() + 8);
+/// The bucket key of a command id of `step`: `<step>.<id>`, the step first so that one
+/// permission (`$KV.<bucket>.<step>.>`) covers a step's keys and no other's. Keys allow
+/// `[-/_=.a-zA-Z0-9]` only, and a command id holds `:`: every byte of the id outside
+/// `[-_a-zA-Z0-9]` is written `=XX` (hex), so distinct ids stay distinct and no key has
+/// an empty `.` token. (Keys of releases before the step prefix are no longer found:
+/// such a command runs again, which steps are made for.)
+pub(crate) fn key(step: &str, command_id: &str) -> String {
+    let mut out = String::with_capacity(step.len() + command_id.len() + 9);
+    out.push_str(step);
+    out.push('.');
     for byte in command_id.bytes() {
         if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
             out.push(byte as char);
@@ -168,17 +132,18 @@ mod tests {
     #[test]
     fn keys_are_valid_and_distinct() {
         let id = "0192f1b4-0000-7000-8000-000000000001:1:database:execute:2";
-        let k = key(id);
+        let k = key("database", id);
         assert_eq!(
             k,
-            "0192f1b4-0000-7000-8000-000000000001=3A1=3Adatabase=3Aexecute=3A2"
+            "database.0192f1b4-0000-7000-8000-000000000001=3A1=3Adatabase=3Aexecute=3A2"
         );
         assert!(k
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-/_=.".contains(c)));
         // `=` itself is escaped, so an id that looks like an escape stays distinct.
-        assert_ne!(key("a:b"), key("a=3Ab"));
-        assert_ne!(key("a.b"), key("a:b"));
+        assert_ne!(key("s", "a:b"), key("s", "a=3Ab"));
+        assert_ne!(key("s", "a.b"), key("s", "a:b"));
+        assert!(key("admin_user", "x").starts_with("admin_user."));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The worker loop: declare what the service needs on NATS, pull commands and hand each
-//! to a [`Job`] within the concurrency limit, serve probes, shut down gracefully.
+//! The worker loop: wait for the streams, declare the step's consumer, pull commands
+//! and hand each to a [`Job`] within the concurrency limit, serve probes, shut down
+//! gracefully.
 
 use std::sync::Arc;
 
@@ -50,14 +51,13 @@ pub async fn run<S: Step>(
     )
     .await?;
     let js = jetstream::new(client);
-    let replicas = config.nats.stream_replicas;
-    bus::patiently("declaring the streams", || {
-        bus::ensure_streams(&js, &subjects, replicas)
-    })
-    .await?;
+    // Declared by the orchestrator: a step service may only use them.
+    if !bus::wait_for_streams(&js, &subjects, &shutdown).await {
+        return Ok(());
+    }
     let bucket = subjects.finished_commands_bucket();
     let memory = bus::patiently("opening the finished-commands bucket", || {
-        FinishedCommands::open(&js, &bucket, config.report_ttl, replicas)
+        FinishedCommands::open(&js, &bucket, &name)
     })
     .await?;
     let durable = subjects.consumer(&format!("step-{name}"));

@@ -9,7 +9,7 @@ use crate::saga::SagaDefinition;
 /// Everything the orchestrator needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `NATS_URL`, `NATS_STREAM_REPLICAS`.
+    /// `NATS_URL`, `NATS_STREAM_REPLICAS`, the credentials.
     pub nats: step_runtime::bus::NatsConfig,
     /// `NATS_NAMESPACE`: prefix of subjects and streams; empty in production.
     pub namespace: String,
@@ -30,6 +30,10 @@ pub struct Config {
     /// `LEADER_LEASE_MS`: how long the lead lasts unrenewed; a standby takes over this
     /// long after the leader died at most (plus its poll, a sixth of it).
     pub lease: Duration,
+    /// `STEP_REPORT_TTL_HOURS`: how long the finished-commands bucket, which the
+    /// orchestrator declares, remembers the steps' final reports; longer than any
+    /// redelivery (the command stream keeps a command 7 days).
+    pub report_ttl: Duration,
 }
 
 /// Reads the configuration through `lookup` (the environment in production).
@@ -81,6 +85,10 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Co
         definition,
         instance: crate::leadership::instance_name(),
         lease: Duration::from_millis(number("LEADER_LEASE_MS")?.unwrap_or(3000).max(300)),
+        report_ttl: match number("STEP_REPORT_TTL_HOURS")? {
+            Some(hours) => Duration::from_secs(3600 * hours.max(1)),
+            None => step_runtime::bus::DEFAULT_REPORT_TTL,
+        },
     })
 }
 
@@ -114,6 +122,7 @@ mod tests {
         assert_eq!(config.parent_domain, "localhost");
         assert_eq!(config.definition, SagaDefinition::tenant_provisioning());
         assert_eq!(config.lease, Duration::from_secs(3));
+        assert_eq!(config.report_ttl, Duration::from_secs(7 * 24 * 3600));
         let other = from_lookup(lookup(&[("SAGA_SECRETS_KEYS", &key)])).expect("config");
         assert_ne!(
             config.instance, other.instance,

@@ -116,9 +116,9 @@ pub async fn run_with_store<S: SagaStore>(
     let http = step_runtime::health::bind(config.http_addr).await?;
     let client = step_runtime::bus::connect(&config.nats, "orchestrator").await?;
     let js = jetstream::new(client.clone());
-    let replicas = config.nats.stream_replicas;
+    let (replicas, report_ttl) = (config.nats.stream_replicas, config.report_ttl);
     step_runtime::bus::patiently("declaring the streams", || {
-        step_runtime::bus::ensure_streams(&js, &subjects, replicas)
+        step_runtime::bus::ensure_streams(&js, &subjects, replicas, report_ttl)
     })
     .await?;
     let bus = bus::NatsBus {

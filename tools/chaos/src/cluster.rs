@@ -1,6 +1,8 @@
 //! A three-node NATS cluster on loopback: three nats-server processes with JetStream,
-//! each on its own client and route ports and file store, routed to the other two.
-//! A killed node is started again with the same command line, so on the same store.
+//! each on its own client and route ports and file store, routed to the other two, with
+//! the deployment's users and permissions (`deploy/nats/auth.conf`, built into this
+//! tool, plus the tool's own user). A killed node is started again with the same
+//! command line, so on the same store.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,57 @@ use async_nats::jetstream;
 use contracts::Subjects;
 
 use crate::procs::{Kind, Proc};
+
+/// The deployment's users and permissions, as `deploy/nats/auth.conf` has them.
+const AUTH_CONF: &str = include_str!("../../../deploy/nats/auth.conf");
+
+/// The users `AUTH_CONF` defines, each with the variable its password comes from.
+const USERS: [(&str, &str); 7] = [
+    ("orchestrator", "NATS_ORCHESTRATOR_PASSWORD"),
+    ("web-app", "NATS_WEB_APP_PASSWORD"),
+    ("operator", "NATS_OPERATOR_PASSWORD"),
+    ("db-step", "NATS_DB_STEP_PASSWORD"),
+    ("site-step", "NATS_SITE_STEP_PASSWORD"),
+    ("user-step", "NATS_USER_STEP_PASSWORD"),
+    ("registry-step", "NATS_REGISTRY_STEP_PASSWORD"),
+];
+
+/// The tool's own user, added to the run's copy of the file only (never to
+/// `deploy/`): it publishes the signups and reads every stream for the checks.
+pub const TOOL_USER: &str = "chaos";
+
+/// Passwords for every user, made up for one run. A letter first: nats-server parses
+/// a variable's value as a config value, and one starting with digits may not read
+/// as a string.
+pub fn passwords() -> std::collections::BTreeMap<String, String> {
+    USERS
+        .iter()
+        .map(|(user, _)| *user)
+        .chain([TOOL_USER])
+        .map(|user| {
+            let password = format!("p{}", uuid::Uuid::new_v4().simple());
+            (user.to_string(), password)
+        })
+        .collect()
+}
+
+/// Writes the nodes' config (`nats.conf` including `auth.conf`, the deployment's
+/// with [`TOOL_USER`] added) into `dir`; returns the config's path.
+fn write_config(dir: &Path) -> anyhow::Result<PathBuf> {
+    let list = "users = [\n";
+    anyhow::ensure!(AUTH_CONF.contains(list), "auth.conf has no users list");
+    let auth = AUTH_CONF.replacen(
+        list,
+        &format!("{list}    {{ user: {TOOL_USER}, password: $NATS_CHAOS_PASSWORD }}\n"),
+        1,
+    );
+    let folder = dir.join("nats-config");
+    std::fs::create_dir_all(&folder).context("creating the NATS config folder")?;
+    std::fs::write(folder.join("auth.conf"), auth).context("writing auth.conf")?;
+    let config = folder.join("nats.conf");
+    std::fs::write(&config, "include ./auth.conf\n").context("writing nats.conf")?;
+    Ok(config)
+}
 
 /// Nodes in the cluster: three, so that streams with three replicas keep a quorum
 /// while one node is down.
@@ -43,8 +96,19 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// The cluster's nodes, as processes not started yet, and the `NATS_URL` naming all
 /// three.
-pub fn nodes(dir: &Path, logs: &Path, run_id: &str) -> anyhow::Result<(Vec<Proc>, String)> {
+pub fn nodes(
+    dir: &Path,
+    logs: &Path,
+    run_id: &str,
+    passwords: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<(Vec<Proc>, String)> {
     let bin = nats_server_bin()?;
+    let config = write_config(dir)?;
+    let env: Vec<(String, String)> = USERS
+        .iter()
+        .map(|(user, variable)| (variable.to_string(), passwords[*user].clone()))
+        .chain([("NATS_CHAOS_PASSWORD".into(), passwords[TOOL_USER].clone())])
+        .collect();
     let client: Vec<u16> = (0..NODES).map(|_| free_port()).collect::<Result<_, _>>()?;
     let route: Vec<u16> = (0..NODES).map(|_| free_port()).collect::<Result<_, _>>()?;
     let mut procs = Vec::new();
@@ -54,6 +118,8 @@ pub fn nodes(dir: &Path, logs: &Path, run_id: &str) -> anyhow::Result<(Vec<Proc>
             .map(|j| format!("nats://127.0.0.1:{}", route[j]))
             .collect();
         let args = vec![
+            "-c".into(),
+            config.display().to_string(),
             "-a".into(),
             "127.0.0.1".into(),
             "-p".into(),
@@ -76,7 +142,7 @@ pub fn nodes(dir: &Path, logs: &Path, run_id: &str) -> anyhow::Result<(Vec<Proc>
             format!("nats-{i}"),
             bin.clone(),
             args,
-            Vec::new(),
+            env.clone(),
             logs,
         ));
     }
@@ -88,13 +154,14 @@ pub fn nodes(dir: &Path, logs: &Path, run_id: &str) -> anyhow::Result<(Vec<Proc>
     Ok((procs, url))
 }
 
-/// Connects to the cluster (any node).
-pub async fn connect(url: &str) -> anyhow::Result<async_nats::Client> {
+/// Connects to the cluster (any node) as [`TOOL_USER`].
+pub async fn connect(url: &str, password: &str) -> anyhow::Result<async_nats::Client> {
     let servers = step_runtime::bus::servers(url)?;
     let mut last = None;
     for _ in 0..100 {
         match async_nats::ConnectOptions::new()
             .name("chaos")
+            .user_and_password(TOOL_USER.into(), password.into())
             .connection_timeout(Duration::from_secs(2))
             .connect(servers.clone())
             .await
@@ -112,7 +179,14 @@ pub async fn connect(url: &str) -> anyhow::Result<async_nats::Client> {
 pub async fn declare_streams(js: &jetstream::Context, subjects: &Subjects) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
-        match step_runtime::bus::ensure_streams(js, subjects, NODES).await {
+        match step_runtime::bus::ensure_streams(
+            js,
+            subjects,
+            NODES,
+            step_runtime::bus::DEFAULT_REPORT_TTL,
+        )
+        .await
+        {
             Ok(()) => return Ok(()),
             Err(e) if tokio::time::Instant::now() > deadline => {
                 return Err(e.context("the cluster did not form within 90 s"))

@@ -98,12 +98,17 @@ async fn drive(
             .filter(|s| s.fault == Some(Fault::MasterRefusal))
             .map(|s| s.subdomain.clone()),
     );
-    let (mut procs, nats_url) = cluster::nodes(&world.dir, &world.logs, &world.run_id)?;
+    let (mut procs, nats_url) = cluster::nodes(
+        &world.dir,
+        &world.logs,
+        &world.run_id,
+        &world.nats_passwords,
+    )?;
     let (_bench_http, bench_http_url) = world.start_bench_http()?;
     procs.extend(world.services(&nats_url, &master_url, &bench_http_url, &args.log_level));
     let mut supervisor = Supervisor::new(procs, args.seed, args.kill_every);
     supervisor.start_kind(Kind::Nats)?;
-    let client = cluster::connect(&nats_url).await?;
+    let client = cluster::connect(&nats_url, &world.nats_passwords[cluster::TOOL_USER]).await?;
     let js = jetstream::new(client.clone());
     cluster::declare_streams(&js, &world.subjects).await?;
     supervisor.start_all_down()?;
@@ -188,10 +193,16 @@ async fn drive(
         services: secrets::Keyring::parse(&world.keys_text)?,
         web_app: world.web_app.clone(),
     };
-    let run_secrets = [
+    let mut run_secrets = vec![
         ("SAGA_SECRETS_KEYS", world.keys_text.clone()),
         ("MASTER_API_SECRET", world.master_secret.clone()),
     ];
+    run_secrets.extend(
+        world
+            .nats_passwords
+            .values()
+            .map(|password| ("a NATS password", password.clone())),
+    );
     let all_secrets = leaks::collect(signups, &observed, &keys, &run_secrets);
     let found = leaks::scan(&world.logs, &all_secrets)?;
     notes.push(format!(

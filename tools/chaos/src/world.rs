@@ -1,4 +1,4 @@
-//! The run's world: its folder (bench, NATS stores, logs), its names (namespace, store
+//! The run's world: its folder (bench, NATS stores, logs), its names (store
 //! and ledger databases, subdomains), the Master stand-in served in this process, the
 //! service binaries and the environment they run with; and the cleanup that drops
 //! exactly what the run made.
@@ -42,8 +42,12 @@ pub struct World {
     pub logs: PathBuf,
     /// The bench folder.
     pub bench: PathBuf,
-    /// Subjects and streams under the run's namespace.
+    /// Subjects and streams, without a namespace: the cluster is the run's own, and
+    /// the bus's permissions (`deploy/nats/auth.conf`) name subjects without one.
     pub subjects: Subjects,
+    /// The NATS users' passwords, made up for the run: the deployment's users, and
+    /// the tool's own ([`crate::cluster::TOOL_USER`]).
+    pub nats_passwords: std::collections::BTreeMap<String, String>,
     /// `SAGA_SECRETS_KEYS`: the services' keyring, one key (secret).
     pub keys_text: String,
     /// The web app's keyring: `WEB_APP_PUBLIC_KEY` is its public half.
@@ -89,7 +93,8 @@ impl World {
             .expose_secret()
             .to_string();
         Ok(Self {
-            subjects: Subjects::new(&format!("chaos{run_id}")),
+            subjects: Subjects::new(""),
+            nats_passwords: crate::cluster::passwords(),
             keys_text,
             web_app: secrets::Keyring::random(&secrets::KeyId::parse("chaos-web")?),
             master_secret: secrets::generate_password(24).expose_secret().to_string(),
@@ -177,7 +182,6 @@ impl World {
         [
             ("NATS_URL", nats_url.to_string()),
             ("NATS_STREAM_REPLICAS", crate::cluster::NODES.to_string()),
-            ("NATS_NAMESPACE", format!("chaos{}", self.run_id)),
             ("SAGA_SECRETS_KEYS", self.keys_text.clone()),
             ("WEB_APP_PUBLIC_KEY", self.web_app.recipient().to_text()),
             (
@@ -224,6 +228,13 @@ impl World {
         let env = self.env(nats_url, master_url, bench_http_url, log_level);
         let mut procs = Vec::new();
         for kind in &Kind::ALL[..5] {
+            // Each service as its own NATS user, named like its binary.
+            let mut env = env.clone();
+            env.push(("NATS_USER".into(), kind.name().into()));
+            env.push((
+                "NATS_PASSWORD".into(),
+                self.nats_passwords[kind.name()].clone(),
+            ));
             for i in 0..INSTANCES {
                 procs.push(Proc::new(
                     *kind,

@@ -256,9 +256,13 @@ async fn main() -> anyhow::Result<()> {
         services.push(spawn(dir.path(), name, &env)?);
     }
 
-    let client = async_nats::connect(&nats_url).await?;
+    // Credentials from the environment (NATS_USER, NATS_CREDS, ...), which the
+    // services started above inherit too.
+    let nats = step_runtime::bus::NatsConfig::from_lookup(|k| std::env::var(k).ok())?;
+    let client = step_runtime::bus::connect(&nats, "demo").await?;
     let js = jetstream::new(client);
-    step_runtime::bus::ensure_streams(&js, &subjects, 1).await?;
+    step_runtime::bus::ensure_streams(&js, &subjects, 1, step_runtime::bus::DEFAULT_REPORT_TTL)
+        .await?;
     let admin = sqlx::MySqlPool::connect(&mysql_url)
         .await
         .context("MariaDB")?;

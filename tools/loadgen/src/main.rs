@@ -127,7 +127,16 @@ async fn run_orchestrated(
         ("HTTP_ADDR", "127.0.0.1:0".into()),
         ("HEALTH_ADDR", "127.0.0.1:0".into()),
     ]);
-    let lookup = |k: &str| env.get(k).cloned();
+    // The NATS credentials are loadgen's own, from its environment (one user for all:
+    // a development server, or a user allowed everything).
+    let lookup = |k: &str| {
+        env.get(k).cloned().or_else(|| {
+            step_runtime::bus::CREDENTIAL_VARIABLES
+                .contains(&k)
+                .then(|| std::env::var(k).ok())
+                .flatten()
+        })
+    };
     let config = orchestrator::config::from_lookup(lookup)?;
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
@@ -157,7 +166,13 @@ async fn run_orchestrated(
         )));
     }
     let js = async_nats::jetstream::new(client.clone());
-    step_runtime::bus::ensure_streams(&js, &subjects, args.replicas).await?;
+    step_runtime::bus::ensure_streams(
+        &js,
+        &subjects,
+        args.replicas,
+        step_runtime::bus::DEFAULT_REPORT_TTL,
+    )
+    .await?;
 
     // Progress is read on a plain subscription: what a live dashboard sees.
     let mut progress = client.subscribe(subjects.progress_all()).await?;
@@ -223,9 +238,11 @@ async fn run_orchestrated(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let client = async_nats::connect(step_runtime::bus::servers(&args.nats)?)
-        .await
-        .with_context(|| format!("connecting to {}", args.nats))?;
+    let nats = step_runtime::bus::NatsConfig::from_lookup(|k| match k {
+        "NATS_URL" => Some(args.nats.clone()),
+        _ => std::env::var(k).ok(),
+    })?;
+    let client = step_runtime::bus::connect(&nats, "loadgen").await?;
     let server = client.server_info();
     println!(
         "loadgen: {} sagas x {} no-op steps, {} in flight; NATS {} (JetStream file storage, {} replica(s), synced as the server is configured); {} cores",

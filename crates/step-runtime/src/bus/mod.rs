@@ -1,6 +1,9 @@
 //! NATS plumbing shared by the orchestrator and the step services: connecting with
 //! retries, declaring the streams idempotently, publishing with `Nats-Msg-Id`.
 //! This is the only module of the crate that imports `async-nats` types into APIs.
+//! The settings and credentials are `config.rs`'s.
+
+mod config;
 
 use std::time::Duration;
 
@@ -9,58 +12,10 @@ use async_nats::jetstream::{self, stream};
 use backon::{ExponentialBuilder, Retryable};
 use contracts::Subjects;
 
+pub use config::{servers, ClientCert, NatsAuth, NatsConfig, CREDENTIAL_VARIABLES};
+
 /// Header JetStream deduplicates on.
 pub const MSG_ID: &str = "Nats-Msg-Id";
-
-/// Where NATS is and how the saga's streams are declared: the settings every service
-/// and tool shares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatsConfig {
-    /// `NATS_URL`: one server or a comma-separated list of a cluster's servers, as the
-    /// NATS tools take it. The client also learns the cluster's other members from the
-    /// server, and moves to another one when its server goes.
-    pub url: String,
-    /// `NATS_STREAM_REPLICAS`: replicas of every stream and of the key-value bucket
-    /// (1 on a single server, 3 on a three-node cluster).
-    pub stream_replicas: usize,
-}
-
-impl NatsConfig {
-    /// Reads `NATS_URL` and `NATS_STREAM_REPLICAS` through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let url = lookup("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-        servers(&url)?;
-        let stream_replicas = match lookup("NATS_STREAM_REPLICAS") {
-            None => 1,
-            Some(v) => match v.parse::<usize>() {
-                Ok(n @ 1..=5) => n,
-                _ => anyhow::bail!("NATS_STREAM_REPLICAS must be 1 to 5, got {v:?}"),
-            },
-        };
-        Ok(Self {
-            url,
-            stream_replicas,
-        })
-    }
-}
-
-/// The servers of a `NATS_URL` (comma-separated, blanks around commas ignored).
-pub fn servers(url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
-    let servers = url
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<async_nats::ServerAddr>().with_context(|| {
-                format!(
-                    "NATS_URL holds {s:?}, which is not a server address such as nats://host:4222"
-                )
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    anyhow::ensure!(!servers.is_empty(), "NATS_URL names no server");
-    Ok(servers)
-}
 
 /// How long start-up waits for NATS: 15 tries, 0.2 s doubling to 5 s, about a minute.
 fn start_up_backoff() -> ExponentialBuilder {
@@ -71,15 +26,24 @@ fn start_up_backoff() -> ExponentialBuilder {
         .with_jitter()
 }
 
-/// Connects to NATS, retrying for about a minute so services can start in any order.
-/// With several servers, each connection attempt tries them in turn.
+/// Connects to NATS with `config`'s credentials, retrying for about a minute so
+/// services can start in any order. With several servers, each connection attempt
+/// tries them in turn. What the server refuses later (a permissions violation: the
+/// message is dropped, a request times out) is logged as a warning.
 pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_nats::Client> {
     let servers = servers(&config.url)?;
     let url = &config.url;
+    let options = config.connect_options().await?;
     let attempt = || async {
-        async_nats::ConnectOptions::new()
+        options
+            .clone()
             .name(name)
             .connection_timeout(Duration::from_secs(5))
+            .event_callback(|event| async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    tracing::warn!(error = %e, "nats server refused something");
+                }
+            })
             .connect(servers.clone())
             .await
     };
@@ -107,16 +71,26 @@ where
         .await
 }
 
-/// Declares every stream of the saga with `replicas` replicas (idempotent: existing
+/// How long the finished-commands bucket remembers a report unless
+/// `STEP_REPORT_TTL_HOURS` says otherwise: 7 days, longer than the command stream keeps
+/// a command.
+pub const DEFAULT_REPORT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Declares every stream of the saga, and the finished-commands bucket with entries
+/// kept `report_ttl`, with `replicas` replicas (idempotent: existing
 /// streams are kept as they are, except that a stream missing one of its subjects,
 /// declared by an older release, gets it added, and one with fewer replicas gets the
 /// configured count. A count is never lowered here: one process started without
 /// `NATS_STREAM_REPLICAS` must not turn a cluster's streams into single copies; lower
 /// it by hand with `nats stream edit`).
+///
+/// Only the orchestrator calls this in production (the bus lets no other party declare
+/// a stream); step services wait for what it declared ([`wait_for_streams`]).
 pub async fn ensure_streams(
     js: &jetstream::Context,
     subjects: &Subjects,
     replicas: usize,
+    report_ttl: Duration,
 ) -> anyhow::Result<()> {
     let day = Duration::from_secs(24 * 3600);
     let streams = [
@@ -196,7 +170,101 @@ pub async fn ensure_streams(
             tracing::info!(stream = %name, subjects = ?missing, replicas, "stream updated");
         }
     }
+    ensure_bucket(
+        js,
+        &subjects.finished_commands_bucket(),
+        report_ttl,
+        replicas,
+    )
+    .await
+}
+
+/// Declares the finished-commands bucket, or updates its TTL when it changed.
+///
+/// The bucket's stream is declared here with the settings a key-value bucket has
+/// (as async-nats' `create_key_value` would): that call first reads the account's
+/// info, whose NATS 2.9 form async-nats 0.51 cannot decode.
+async fn ensure_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    ttl: Duration,
+    replicas: usize,
+) -> anyhow::Result<()> {
+    let config = stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some("final reports of finished step commands, by step and command id".into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age: ttl,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    // Updated only when its TTL or replicas changed: nats-server 2.9 has been seen to
+    // crash (SIGSEGV in `updateWithAdvisory`) under concurrent updates of one stream.
+    let mut declared = js
+        .get_or_create_stream(config.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("declaring the key-value bucket {bucket}"))?;
+    let current = declared
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("reading the key-value bucket {bucket}"))?
+        .config
+        .clone();
+    // Replicas only go up here, as for the streams.
+    if current.max_age != ttl || current.num_replicas < replicas {
+        let mut config = config;
+        config.num_replicas = current.num_replicas.max(replicas);
+        js.update_stream(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("changing the key-value bucket {bucket}'s TTL or replicas"))?;
+        tracing::info!(%bucket, ?ttl, replicas, "finished-commands bucket changed");
+    }
     Ok(())
+}
+
+/// Waits until the streams a step service uses exist (the commands, events and dead
+/// letters, the finished-commands bucket): the orchestrator declares them, and a step
+/// service may start first. Returns `false` when `stop` came first. Each check is
+/// logged while it fails, with the server's answer (a missing stream, or a permission
+/// the service's NATS user lacks: the request then times out).
+pub async fn wait_for_streams(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    stop: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let names = [
+        subjects.commands_stream(),
+        subjects.events_stream(),
+        subjects.dead_letter_stream(),
+        format!("KV_{}", subjects.finished_commands_bucket()),
+    ];
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let mut missing = None;
+        for name in &names {
+            if let Err(e) = js.get_stream(name).await {
+                missing = Some((name.clone(), e.to_string()));
+                break;
+            }
+        }
+        let Some((stream, error)) = missing else {
+            return true;
+        };
+        tracing::warn!(%stream, %error, ?delay, "waiting for the orchestrator to declare the streams");
+        tokio::select! {
+            () = stop.cancelled() => return false,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Publishes `payload` with a `Nats-Msg-Id` and returns the future of the stream's ack.
@@ -240,49 +308,4 @@ pub async fn publish_acked(
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("waiting for the ack of {subject}"))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
-
-    #[test]
-    fn nats_url_takes_a_cluster_as_a_comma_separated_list() {
-        let config = NatsConfig::from_lookup(lookup(&[
-            ("NATS_URL", "nats://n1:4222, nats://n2:4222,nats://n3:4222"),
-            ("NATS_STREAM_REPLICAS", "3"),
-        ]))
-        .expect("config");
-        assert_eq!(config.stream_replicas, 3);
-        let hosts: Vec<String> = servers(&config.url)
-            .expect("servers")
-            .iter()
-            .map(|s| format!("{}:{}", s.host(), s.port()))
-            .collect();
-        assert_eq!(hosts, ["n1:4222", "n2:4222", "n3:4222"]);
-        let default = NatsConfig::from_lookup(lookup(&[])).expect("defaults");
-        assert_eq!(default.url, "nats://127.0.0.1:4222");
-        assert_eq!(default.stream_replicas, 1);
-    }
-
-    #[test]
-    fn a_bad_server_or_replica_count_is_named() {
-        let bad = NatsConfig::from_lookup(lookup(&[("NATS_URL", "nats://n1:4222,http://[x")]))
-            .expect_err("bad url");
-        assert!(format!("{bad:#}").contains("http://[x"), "{bad:#}");
-        let bad = NatsConfig::from_lookup(lookup(&[("NATS_URL", " , ")])).expect_err("empty");
-        assert!(format!("{bad:#}").contains("no server"), "{bad:#}");
-        let bad = NatsConfig::from_lookup(lookup(&[("NATS_STREAM_REPLICAS", "0")]))
-            .expect_err("zero replicas");
-        assert!(bad.to_string().contains("NATS_STREAM_REPLICAS"));
-    }
 }
