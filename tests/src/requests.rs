@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use contracts::admin::{GetReply, SagaRef};
 use contracts::{ProgressEvent, SagaStatus};
-use futures::StreamExt;
+
 use uuid::Uuid;
 
 use crate::Harness;
@@ -112,31 +112,37 @@ impl Harness {
     }
 
     /// Reads a saga's timeline from the progress stream, as the web app joining late
-    /// would (its NATS user, an ordered consumer): from the first event, until
+    /// would (its NATS user, which may not make consumers: direct gets of the saga's
+    /// subject, each from the sequence after the last): from the first event, until
     /// `terminals` terminal events were read (one per run) or 10 s pass.
     pub async fn timeline(&self, saga_id: Uuid, terminals: usize) -> Vec<ProgressEvent> {
         let stream = jetstream::new(self.web_app.clone())
             .get_stream(self.subjects.progress_stream())
             .await
             .expect("progress stream");
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                filter_subject: self.subjects.progress(&saga_id),
-                deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .expect("ordered consumer");
-        let mut messages = consumer.messages().await.expect("messages");
-        let mut events = Vec::new();
+        let subject = self.subjects.progress(&saga_id);
+        let mut events: Vec<ProgressEvent> = Vec::new();
+        let mut next = 1;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, messages.next()).await {
-            let event: ProgressEvent =
-                serde_json::from_slice(&message.payload).expect("progress event");
-            let terminal = event.status.is_terminal();
-            events.push(event);
-            if terminal && events.iter().filter(|e| e.status.is_terminal()).count() >= terminals {
-                break;
+        loop {
+            match stream
+                .direct_get_next_for_subject(subject.clone(), Some(next))
+                .await
+            {
+                Ok(message) => {
+                    next = message.sequence + 1;
+                    let event: ProgressEvent =
+                        serde_json::from_slice(&message.payload).expect("progress event");
+                    events.push(event);
+                    if events.iter().filter(|e| e.status.is_terminal()).count() >= terminals {
+                        break;
+                    }
+                }
+                // Nothing after `next` yet: wait for more, up to the deadline.
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(_) => break,
             }
         }
         events

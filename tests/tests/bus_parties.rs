@@ -47,29 +47,40 @@ async fn operators_read_dead_letters_and_steps_read_only_their_own_commands() {
         .await
         .expect("stored");
 
-    // An operator reads the dead letters (an ordered consumer, as `nats stream view`).
+    // An operator reads the dead letters (direct gets, as `nats stream get`: operators
+    // may not make consumers, which could be pointed at any subject).
     let operator = quick(h.operator.clone());
     let letters = operator
+        .get_stream("TENANT_DEAD_LETTERS")
+        .await
+        .expect("the operator sees the dead letters' stream");
+    let first = letters
+        .direct_get_next_for_subject("saga.dead_letter.>", Some(1))
+        .await
+        .expect("the operator reads a dead letter");
+    assert_eq!(first.subject.as_str(), "saga.dead_letter.orchestrator");
+    // ... and not the commands, nor through a consumer of their own.
+    assert!(
+        operator.get_stream("SAGA_COMMANDS").await.is_err(),
+        "the operator read SAGA_COMMANDS"
+    );
+    let commands = operator
+        .create_consumer_on_stream(consumer::pull::OrderedConfig::default(), "SAGA_COMMANDS")
+        .await;
+    assert!(
+        commands.is_err(),
+        "the operator made a consumer on SAGA_COMMANDS"
+    );
+    let own = operator
         .create_consumer_on_stream(
             consumer::pull::OrderedConfig::default(),
             "TENANT_DEAD_LETTERS",
         )
-        .await
-        .expect("the operator reads the dead letters");
-    let first = letters
-        .messages()
-        .await
-        .expect("messages")
-        .next()
-        .await
-        .expect("a letter")
-        .expect("message");
-    assert_eq!(first.subject.as_str(), "saga.dead_letter.orchestrator");
-    // ... and not the commands.
-    let commands = operator
-        .create_consumer_on_stream(consumer::pull::OrderedConfig::default(), "SAGA_COMMANDS")
         .await;
-    assert!(commands.is_err(), "the operator read SAGA_COMMANDS");
+    assert!(
+        own.is_err(),
+        "the operator made a consumer on TENANT_DEAD_LETTERS"
+    );
 
     // site-step may not take db-step's consumer, nor make its own read db-step's
     // commands, nor write db-step's finished-commands keys.

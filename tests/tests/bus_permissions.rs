@@ -6,7 +6,10 @@
 //!   permissions violation (or the request goes unanswered) and nothing reaches the
 //!   stream or the responder, as another user sees.
 //! - Publishing a signup, checking a subdomain and following a saga's progress work
-//!   with it, against a running orchestrator.
+//!   with it, against a running orchestrator (a plain subscription and direct gets: no
+//!   consumers, since a push consumer can be pointed at any subject).
+//! - A JetStream delivery that reaches a request subject (a consumer pointed there by
+//!   a party that may make consumers) is never taken for a request.
 //! - Only the orchestrator can command: a `compensate` for a live tenant's database
 //!   sent with the web app's, an operator's or another step's credentials never reaches
 //!   db-step; the database is still there.
@@ -121,6 +124,21 @@ async fn the_web_app_cannot_command_report_replay_declare_or_read_commands() {
         ordered.is_err(),
         "the web app made a consumer on SAGA_COMMANDS"
     );
+    // Nor on the progress it may read: a push consumer would deliver wherever it is
+    // told, saga.admin.replay included, whatever its creator may publish.
+    let pointed = web_js
+        .create_consumer_on_stream(
+            consumer::push::Config {
+                deliver_subject: "saga.admin.replay".into(),
+                ..Default::default()
+            },
+            "TENANT_PROGRESS",
+        )
+        .await;
+    assert!(
+        pointed.is_err(),
+        "the web app made a consumer delivering to saga.admin.replay"
+    );
     for api in [
         "$JS.API.STREAM.MSG.GET.SAGA_COMMANDS",
         "$JS.API.DIRECT.GET.SAGA_COMMANDS",
@@ -202,24 +220,12 @@ async fn the_web_app_signs_up_checks_a_subdomain_and_follows_progress() {
     let check = h.check_subdomain(&subdomain).await;
     assert!(check.available, "{check:?}");
 
-    // Live progress, as the web app follows a signup it just sent: a push consumer
-    // (flow control, heartbeats) made before the signup, and a plain subscription.
+    // Live progress, as the web app follows a signup it just sent: a plain
+    // subscription made before the signup (what came before, it reads with direct
+    // gets: `h.timeline` below).
     let id = Uuid::new_v4();
     let web_js = jetstream::new(web.clone());
-    let progress = web_js
-        .get_stream("TENANT_PROGRESS")
-        .await
-        .expect("progress stream");
-    let push = progress
-        .create_consumer(consumer::push::OrderedConfig {
-            deliver_subject: web.new_inbox(),
-            filter_subject: format!("tenant.progress.{id}"),
-            ..Default::default()
-        })
-        .await
-        .expect("ordered push consumer");
-    let mut live = push.messages().await.expect("messages");
-    let mut plain = web
+    let mut live = web
         .subscribe(format!("tenant.progress.{id}"))
         .await
         .expect("subscribe");
@@ -239,23 +245,18 @@ async fn the_web_app_signs_up_checks_a_subdomain_and_follows_progress() {
         let message = tokio::time::timeout(Duration::from_secs(30), live.next())
             .await
             .expect("progress within 30 s")
-            .expect("message")
             .expect("progress message");
         let event: contracts::ProgressEvent =
             serde_json::from_slice(&message.payload).expect("event");
         statuses.push(event.status);
     }
     assert_eq!(statuses.first(), Some(&SagaStatus::Accepted));
-    let first_plain = tokio::time::timeout(Duration::from_secs(5), plain.next())
-        .await
-        .expect("a live event")
-        .expect("message");
-    assert!(first_plain.subject.as_str().ends_with(&id.to_string()));
-    // And read back from the start, as a page opened later does (pull ordered consumer).
+    // And read back from the start, as a page opened later does (direct gets of the
+    // saga's subject, as the web app's user): the same events, in order.
     let timeline = h.timeline(id, 1).await;
     assert_eq!(
-        timeline.last().map(|e| e.status),
-        Some(SagaStatus::Completed)
+        timeline.iter().map(|e| e.status).collect::<Vec<_>>(),
+        statuses
     );
     let taken = h.check_subdomain(&subdomain).await;
     assert!(!taken.available, "{taken:?}");
@@ -367,5 +368,56 @@ async fn only_the_orchestrator_can_command_a_step() {
     stop.cancel();
     let _ = db_step.await;
     tests::drop_tenant(&db_name).await;
+    h.finish().await;
+}
+
+/// Defence in depth behind the permissions: even a consumer made by a user that may
+/// (here the test's own) delivering the progress stream to `saga.admin.replay` does
+/// not replay anything: every progress event holds a `saga_id`, but a JetStream
+/// delivery is not a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jetstream_delivery_on_a_request_subject_is_never_a_request() {
+    let mut h = Harness::new().await;
+    h.start_orchestrator();
+    let _journal = h.start_steps(&[("site", tests::Behaviour::fail())]);
+    let id = Uuid::new_v4();
+    h.publish_signup(&h.signup(id, &h.subdomain("pointed")))
+        .await;
+    assert_eq!(h.wait_terminal(id, 30).await, SagaStatus::RolledBack);
+
+    let progress = h.js.get_stream("TENANT_PROGRESS").await.expect("stream");
+    let mut pointed: consumer::PushConsumer = progress
+        .create_consumer(consumer::push::Config {
+            deliver_subject: "saga.admin.replay".into(),
+            // The orchestrators' queue group: delivered to them as their requests are.
+            deliver_group: Some("orchestrator".into()),
+            durable_name: Some("pointed".into()),
+            filter_subject: format!("tenant.progress.{id}"),
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("the test's user may make it");
+    // Delivered to the orchestrator's replay subscription, every event of the saga.
+    let events = h.timeline(id, 1).await.len() as u64;
+    tests::assert_eventually!(
+        10,
+        "the consumer delivered the saga's events to saga.admin.replay",
+        pointed
+            .info()
+            .await
+            .expect("info")
+            .delivered
+            .consumer_sequence
+            >= events
+    );
+    // A replay, had one started, shows within a second or two.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let saga = h.get(id).await.saga.expect("saga");
+    assert_eq!(
+        (saga.status, saga.run),
+        (SagaStatus::RolledBack, 1),
+        "a progress event delivered to saga.admin.replay replayed the saga"
+    );
     h.finish().await;
 }

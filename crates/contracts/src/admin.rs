@@ -8,8 +8,10 @@ use uuid::Uuid;
 
 use crate::{ErrorInfo, ProgressEvent, SagaStatus};
 
-/// Request on `saga.admin.get` and `saga.admin.replay`.
+/// Request on `saga.admin.get` and `saga.admin.replay`. Nothing but `saga_id`: any
+/// other message that happens to hold one (a progress event) is not a request.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SagaRef {
     /// The saga (= signup) id.
     pub saga_id: Uuid,

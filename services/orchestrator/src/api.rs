@@ -392,6 +392,13 @@ async fn answer_each<F, Fut>(
                 let Some(reply_to) = message.reply.clone() else {
                     continue;
                 };
+                // A JetStream delivery, not a request: a push consumer made to deliver a
+                // stream's messages here (whoever may create consumers can point one at
+                // any subject, nats-server issue 8274). Never acted on, never answered.
+                if reply_to.as_str().starts_with("$JS.") {
+                    tracing::warn!(%subject, "a JetStream delivery arrived as a request: ignored (a consumer delivers here)");
+                    continue;
+                }
                 let (client, handle) = (client.clone(), handle.clone());
                 tokio::spawn(async move {
                     if let Some(body) = handle(message.payload).await {

@@ -109,6 +109,9 @@ pub async fn ensure_streams(
             retention: stream::RetentionPolicy::Limits,
             duplicate_window: Duration::from_secs(10 * 60),
             max_age: 30 * day,
+            // Readers (the web app, operators) page through a saga's events with
+            // direct gets: they may not make consumers (deploy/nats/auth.conf).
+            allow_direct: true,
             ..Default::default()
         },
         stream::Config {
@@ -116,6 +119,7 @@ pub async fn ensure_streams(
             subjects: vec![subjects.signup_dead_letter(), subjects.dead_letters_all()],
             retention: stream::RetentionPolicy::Limits,
             max_age: 30 * day,
+            allow_direct: true,
             ..Default::default()
         },
         stream::Config {
@@ -157,10 +161,12 @@ pub async fn ensure_streams(
             .collect();
         // Updated only when something changed: nats-server 2.9 has been seen to crash
         // under concurrent updates of one stream, and every service declares at start.
-        if !missing.is_empty() || existing.num_replicas < replicas {
+        let direct_missing = config.allow_direct && !existing.allow_direct;
+        if !missing.is_empty() || existing.num_replicas < replicas || direct_missing {
             let mut updated = existing.clone();
             updated.subjects.extend(missing.iter().cloned());
             updated.num_replicas = existing.num_replicas.max(replicas);
+            updated.allow_direct |= config.allow_direct;
             js.update_stream(updated)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))
@@ -196,7 +202,9 @@ async fn ensure_bucket(
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
         max_age: ttl,
-        allow_rollup: true,
+        // No rollups: with them a step, which may write its own keys, could purge the
+        // other steps' with one `Nats-Rollup: all` header. Puts and gets need none.
+        allow_rollup: false,
         deny_delete: true,
         allow_direct: true,
         discard: stream::DiscardPolicy::New,
@@ -218,7 +226,7 @@ async fn ensure_bucket(
         .config
         .clone();
     // Replicas only go up here, as for the streams.
-    if current.max_age != ttl || current.num_replicas < replicas {
+    if current.max_age != ttl || current.num_replicas < replicas || current.allow_rollup {
         let mut config = config;
         config.num_replicas = current.num_replicas.max(replicas);
         js.update_stream(config)
