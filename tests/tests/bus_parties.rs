@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use contracts::StepAction;
-use futures::StreamExt;
 use tests::private_nats::PrivateNats;
 use tests::steps::command;
 use tests::Harness;

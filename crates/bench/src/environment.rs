@@ -34,11 +34,17 @@ const NAMES: &[&str] = &[
 /// Variables passed by prefix: the locale's categories, Python's and pyenv's settings.
 const PREFIXES: &[&str] = &["LC_", "PYTHON", "PYENV_"];
 
-/// Names `BENCH_ENV_PASS` may not list: the service's keys, and the markers the
-/// drivers set themselves per command.
+/// Names `BENCH_ENV_PASS` may not list: the service's keys and credentials, and the
+/// markers the drivers set themselves per command.
 const REFUSED: &[&str] = &[
     "SAGA_SECRETS_KEY",
     "SAGA_SECRETS_KEYS",
+    "NATS_PASSWORD",
+    "NATS_CREDS",
+    "NATS_NKEY",
+    "NATS_KEY",
+    "MASTER_API_SECRET",
+    "PROVISIONING_API_SECRET",
     crate::OWNER_VARIABLE,
     "BENCH_EXEC_ID",
 ];
@@ -161,7 +167,13 @@ mod tests {
                 "{error}"
             );
         }
-        for refused in ["SAGA_SECRETS_KEY", "SAGA_SECRETS_KEYS", "BENCH_OWNER"] {
+        for refused in [
+            "SAGA_SECRETS_KEY",
+            "SAGA_SECRETS_KEYS",
+            "NATS_PASSWORD",
+            "MASTER_API_SECRET",
+            "BENCH_OWNER",
+        ] {
             let error = EnvPass::parse(&format!("TZ,{refused}")).expect_err(refused);
             assert_eq!(
                 error.to_string(),

@@ -146,10 +146,27 @@ impl std::fmt::Debug for Recipient {
 
 impl Recipient {
     /// Reads `<key id>:<standard base64 of the 32-byte X25519 public key>`.
+    /// Refused: a key that is no X25519 public key, or one of low order (such as all
+    /// zeros), to which nothing can be sealed.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let (id, bytes) = id_and_bytes(text, "a public key")?;
         let key = PublicKey::from_bytes(&bytes)
             .map_err(|_| Error::BadKey(format!("public key {id} is not an X25519 key")))?;
+        // HPKE refuses an encapsulation whose shared secret is all zeros, which a
+        // low-order point gives: try one now rather than fail every seal later.
+        let trial = hpke::single_shot_seal::<AesGcm256, HkdfSha256, X25519HkdfSha256, _>(
+            &OpModeS::Base,
+            &key,
+            INFO,
+            b"",
+            b"",
+            &mut os_rng(),
+        );
+        if trial.is_err() {
+            return Err(Error::BadKey(format!(
+                "public key {id} is a low-order X25519 point: nothing can be sealed to it"
+            )));
+        }
         Ok(Self { id, key })
     }
 

@@ -20,7 +20,7 @@ pub enum ConfigError {
     /// Not an http(s) URL.
     #[error("BENCH_HTTP_URL {url:?} is not an http:// or https:// URL")]
     BadUrl {
-        /// What was given.
+        /// What was given, its password masked.
         url: String,
     },
     /// The HTTP client could not be made (TLS setup).
@@ -41,7 +41,9 @@ impl FrappeHttp {
         let base = Url::parse(url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-            .ok_or_else(|| ConfigError::BadUrl { url: url.into() })?;
+            .ok_or_else(|| ConfigError::BadUrl {
+                url: step_runtime::redact::redact_url(url),
+            })?;
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()?;
@@ -95,7 +97,7 @@ impl SitePasswords for FrappeHttp {
                     "site_unreachable",
                     format!(
                         "the bench's web server at {} did not answer for {site}: {}",
-                        self.base,
+                        step_runtime::redact::redact_url(self.base.as_str()),
                         e.without_url()
                     ),
                 )

@@ -160,6 +160,10 @@ fn bad_keyrings_say_what_is_wrong() {
         );
     }
     assert!(Recipient::parse("k1:AAAA").is_err());
+    // A low-order point (all zeros) would make every seal fail: refused when read.
+    let zeros = format!("k1:{}", STANDARD.encode([0u8; 32]));
+    let err = Recipient::parse(&zeros).expect_err("all zeros").to_string();
+    assert!(err.contains("low-order"), "{err}");
 }
 
 #[test]

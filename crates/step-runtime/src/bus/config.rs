@@ -71,8 +71,9 @@ pub struct ClientCert {
 }
 
 /// Where NATS is, who this process is on it, and how the saga's streams are declared:
-/// the settings every service and tool shares. Its `Debug` never shows a password.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// the settings every service and tool shares. Its `Debug` never shows a password,
+/// neither `NATS_PASSWORD` nor one written into `NATS_URL`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NatsConfig {
     /// `NATS_URL`: one server or a comma-separated list of a cluster's servers, as the
     /// NATS tools take it. The client also learns the cluster's other members from the
@@ -93,6 +94,28 @@ pub struct NatsConfig {
     /// subscribe to its own prefix only, so no party reads another's replies), else
     /// the client's usual `_INBOX`.
     pub inbox_prefix: String,
+}
+
+impl std::fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("url", &redacted_urls(&self.url))
+            .field("stream_replicas", &self.stream_replicas)
+            .field("auth", &self.auth)
+            .field("ca", &self.ca)
+            .field("client_cert", &self.client_cert)
+            .field("inbox_prefix", &self.inbox_prefix)
+            .finish()
+    }
+}
+
+/// A `NATS_URL` (one server or a comma-separated list) with every password in it
+/// masked, for logs and errors.
+pub fn redacted_urls(url: &str) -> String {
+    url.split(',')
+        .map(|one| crate::redact::redact_url(one.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl NatsConfig {
@@ -237,7 +260,8 @@ pub fn servers(url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
         .map(|s| {
             s.parse::<async_nats::ServerAddr>().with_context(|| {
                 format!(
-                    "NATS_URL holds {s:?}, which is not a server address such as nats://host:4222"
+                    "NATS_URL holds {:?}, which is not a server address such as nats://host:4222",
+                    crate::redact::redact_url(s)
                 )
             })
         })
@@ -307,6 +331,18 @@ mod tests {
         let shown = format!("{config:?} {config:#?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("db-step"), "{shown}");
+        // A password written into NATS_URL (as the NATS tools allow) is hidden too.
+        let in_url = NatsConfig::from_lookup(lookup(&[(
+            "NATS_URL",
+            "nats://a:Url-Secret-9@n1:4222, nats://b:Url-Secret-8@n2:4222",
+        )]))
+        .expect("config");
+        let shown = format!("{in_url:?}");
+        assert!(!shown.contains("Url-Secret"), "{shown}");
+        assert!(
+            shown.contains("n1:4222") && shown.contains("n2:4222"),
+            "{shown}"
+        );
         let custom = NatsConfig::from_lookup(lookup(&[
             ("NATS_USER", "web-app"),
             ("NATS_PASSWORD", "x"),

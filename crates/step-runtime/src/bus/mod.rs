@@ -51,7 +51,7 @@ pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_na
         .retry(start_up_backoff())
         .notify(|e, delay| tracing::warn!(error = %e, ?delay, "nats not reachable yet, retrying"))
         .await
-        .with_context(|| format!("connecting to NATS at {url}"))
+        .with_context(|| format!("connecting to NATS at {}", config::redacted_urls(url)))
 }
 
 /// Runs a start-up declaration (streams, a bucket, a consumer) again until it works,

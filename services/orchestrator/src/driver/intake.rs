@@ -154,6 +154,14 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         let clear = match &signup.admin_password {
             None => return Ok(None),
             Some(SignupPassword::Clear(clear)) => SecretString::from(clear.clone()),
+            // Only the v2 format binds a value to its signup: a `v1:` value (which the
+            // legacy key would open) could be one copied from anywhere.
+            Some(SignupPassword::Sealed(sealed)) if !sealed.0.starts_with("v2:") => {
+                return Err(Rejection {
+                    code: "password_unreadable",
+                    message: "admin_password_sealed must be in the v2 format (HPKE to SAGA_PUBLIC_KEY, bound to this signup_id)".into(),
+                })
+            }
             Some(SignupPassword::Sealed(sealed)) => {
                 let clear = self.key.open(sealed, binding).map_err(|e| Rejection {
                     code: "password_unreadable",
