@@ -181,6 +181,18 @@ pub struct RuntimeConfig {
     pub max_deliver: u32,
 }
 
+/// A lookup over fixed `(name, value)` pairs, in place of the environment: for tests
+/// of the `from_lookup` configuration functions, and for tools that set a service's
+/// settings themselves.
+pub fn lookup_in<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |k| {
+        pairs
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
 /// Runs a step service as a process: telemetry, settings from the environment, the
 /// step built by `make` inside the Tokio runtime (adapters such as connection pools
 /// need it), then [`run`] until SIGTERM or Ctrl-C. A failure to start or to run ends

@@ -96,14 +96,7 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Co
 mod tests {
     use super::*;
 
-    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(name, _)| *name == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use step_runtime::lookup_in as lookup;
 
     fn test_keyring() -> String {
         use secrets::ExposeSecret as _;

@@ -29,14 +29,7 @@ mod tests {
     use super::*;
     use secrets::ExposeSecret;
 
-    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(name, _)| *name == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use step_runtime::lookup_in as lookup;
 
     const SETTINGS: [(&str, &str); 4] = [
         (

@@ -274,14 +274,7 @@ pub fn servers(url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
 mod tests {
     use super::*;
 
-    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::lookup_in as lookup;
 
     #[test]
     fn nats_url_takes_a_cluster_as_a_comma_separated_list() {
