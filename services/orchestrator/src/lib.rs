@@ -3,6 +3,7 @@
 //! [`run`] wires the parts: the [`store`] (durable state), the [`saga`] core (pure state
 //! machine), the driver (inputs in, actions out) and the request/reply API.
 
+mod admin;
 mod api;
 mod bus;
 mod clock;

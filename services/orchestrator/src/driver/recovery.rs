@@ -29,6 +29,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         &self,
         cache: &mut Cache,
         saga_id: Uuid,
+        action: Option<contracts::OperatorAction>,
     ) -> Result<SagaStatus, String> {
         let saga = match self.load(cache, saga_id).await {
             Ok(Some(saga)) => saga,
@@ -36,11 +37,11 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             Err(e) => return Err(format!("saga store unavailable: {e}")),
         };
         if let Decision::Ignore(reason) =
-            next(&self.definition, &saga, Input::Replay, self.clock.now())
+            next(&self.definition, &saga, Input::Replay(None), self.clock.now())
         {
             return Err(reason);
         }
-        match self.transition(cache, &saga, Input::Replay).await {
+        match self.transition(cache, &saga, Input::Replay(action)).await {
             Ok(Some(after)) => {
                 tracing::info!(
                     run = after.run,

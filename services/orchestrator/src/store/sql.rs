@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::group_commit::{self, Change, Row_};
 use super::lease::{self, Fence, Fencing, LeaseInfo};
 use super::{
-    check_advances, mysql_database, sqlite_writer, ClaimChange, Error, Inserted, SagaStore, Updated,
+    check_advances, mysql_database, sqlite_writer, ClaimChange, Error, Inserted, ListQuery, SagaStore,
+    Updated,
 };
 use crate::saga::Saga;
 
@@ -368,22 +369,54 @@ impl SagaStore for SqlStore {
         row.as_ref().map(saga_from_row).transpose()
     }
 
-    async fn list(&self, status: Option<SagaStatus>, limit: u32) -> Result<Vec<Saga>, Error> {
-        let rows = match status {
-            Some(status) => {
-                sqlx::query("SELECT state FROM sagas WHERE status = ? ORDER BY created_at DESC, saga_id DESC LIMIT ?")
-                    .bind(status.as_str())
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT state FROM sagas ORDER BY created_at DESC, saga_id DESC LIMIT ?")
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
+    async fn list_page(&self, query: &ListQuery) -> Result<Vec<Saga>, Error> {
+        // Each filter is a clause with its placeholders; the binds follow in order.
+        let mut clauses: Vec<&str> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        let mut numbers: Vec<i64> = Vec::new();
+        if let Some(status) = query.status {
+            clauses.push("status = ?");
+            texts.push(status.as_str().into());
+        }
+        if let Some(subdomain) = &query.subdomain {
+            clauses.push("subdomain = ?");
+            texts.push(subdomain.clone());
+        }
+        let mut sql = String::from("SELECT state FROM sagas WHERE 1 = 1");
+        for clause in &clauses {
+            sql.push_str(" AND ");
+            sql.push_str(clause);
+        }
+        if let Some(since) = query.since {
+            sql.push_str(" AND created_at >= ?");
+            numbers.push(since.timestamp_millis());
+        }
+        if let Some(until) = query.until {
+            sql.push_str(" AND created_at < ?");
+            numbers.push(until.timestamp_millis());
+        }
+        let after = query.after;
+        if after.is_some() {
+            sql.push_str(" AND (created_at < ? OR (created_at = ? AND saga_id < ?))");
+        }
+        sql.push_str(" ORDER BY created_at DESC, saga_id DESC LIMIT ?");
+        let mut statement = sqlx::query(&sql);
+        for text in &texts {
+            statement = statement.bind(text.as_str());
+        }
+        for number in &numbers {
+            statement = statement.bind(*number);
+        }
+        if let Some(cursor) = after {
+            statement = statement
+                .bind(cursor.created_at_ms)
+                .bind(cursor.created_at_ms)
+                .bind(cursor.saga_id.to_string());
+        }
+        let rows = statement
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(saga_from_row).collect()
     }
 
