@@ -30,7 +30,9 @@ pub struct ReplayRequest {
 }
 
 /// Request on `saga.admin.list`. Every filter is optional; they combine with "and".
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 pub struct ListRequest {
     /// Only sagas with this status.
     #[serde(default)]

@@ -227,7 +227,13 @@ async fn replay_one<S: SagaStore>(
         Ok(Err(reason)) => ReplayReply {
             saga_id,
             accepted: false,
-            status: core.store.get(saga_id).await.ok().flatten().map(|s| s.status),
+            status: core
+                .store
+                .get(saga_id)
+                .await
+                .ok()
+                .flatten()
+                .map(|s| s.status),
             message: reason.clone(),
             error: Some(error("not_replayable", reason)),
         },

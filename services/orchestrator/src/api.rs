@@ -31,8 +31,6 @@ pub(crate) struct Reader<S> {
     pub parent_domain: String,
 }
 
-
-
 /// Answers `tenant.subdomain.check`.
 pub(crate) async fn subdomain_check<S: SagaStore>(
     core: &Reader<S>,

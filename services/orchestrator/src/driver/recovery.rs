@@ -36,9 +36,12 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             Ok(None) => return Err(format!("no saga {saga_id}")),
             Err(e) => return Err(format!("saga store unavailable: {e}")),
         };
-        if let Decision::Ignore(reason) =
-            next(&self.definition, &saga, Input::Replay(None), self.clock.now())
-        {
+        if let Decision::Ignore(reason) = next(
+            &self.definition,
+            &saga,
+            Input::Replay(None),
+            self.clock.now(),
+        ) {
             return Err(reason);
         }
         match self.transition(cache, &saga, Input::Replay(action)).await {

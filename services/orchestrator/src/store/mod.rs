@@ -206,10 +206,8 @@ pub trait SagaStore: Send + Sync + 'static {
     }
 
     /// One page of sagas, newest first, as `query` says.
-    fn list_page(
-        &self,
-        query: &ListQuery,
-    ) -> impl Future<Output = Result<Vec<Saga>, Error>> + Send;
+    fn list_page(&self, query: &ListQuery)
+        -> impl Future<Output = Result<Vec<Saga>, Error>> + Send;
 
     /// A saga's whole timeline, oldest first.
     fn timeline(&self, id: Uuid) -> impl Future<Output = Result<Vec<ProgressEvent>, Error>> + Send;

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::group_commit::{self, Change, Row_};
 use super::lease::{self, Fence, Fencing, LeaseInfo};
 use super::{
-    check_advances, mysql_database, sqlite_writer, ClaimChange, Error, Inserted, ListQuery, SagaStore,
-    Updated,
+    check_advances, mysql_database, sqlite_writer, ClaimChange, Error, Inserted, ListQuery,
+    SagaStore, Updated,
 };
 use crate::saga::Saga;
 
