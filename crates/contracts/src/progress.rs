@@ -136,7 +136,7 @@ pub struct ProgressEvent {
     /// On the first event of a run an operator started (a replay): who, when and why.
     /// Absent on every other event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operator_action: Option<OperatorAction>,
+    pub operator_action: Option<Box<OperatorAction>>,
 }
 
 /// An operator's action on a saga, kept in its timeline (and so in the saga store)

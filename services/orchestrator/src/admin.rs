@@ -105,7 +105,7 @@ pub(crate) async fn get<S: SagaStore>(reader: &Reader<S>, saga_id: Uuid) -> GetR
             steps: contracts::admin::step_timings(&timeline),
             operator_actions: timeline
                 .iter()
-                .filter_map(|e| e.operator_action.clone())
+                .filter_map(|e| e.operator_action.as_deref().cloned())
                 .collect(),
             timeline,
             error: None,

@@ -55,7 +55,7 @@ impl Transition<'_> {
                 action.operator, action.reason, event.message
             )
         };
-        event.operator_action = Some(action);
+        event.operator_action = Some(Box::new(action));
     }
 
     pub(super) fn replay(&mut self, action: Option<OperatorAction>) -> Result<(), String> {
