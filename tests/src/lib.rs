@@ -9,6 +9,7 @@
 
 mod bench_http;
 pub mod docker;
+pub mod http_api;
 mod leftovers;
 pub mod private_nats;
 mod process;

@@ -8,71 +8,15 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tests::{Behaviour, Harness};
 
-const SECRET: &str = "write-secret-0123456789";
-const TOKEN: &str = "read-token-0123456789";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// Starts the orchestrator in this process with the API's secrets; its base URL.
-fn start_orchestrator(h: &mut Harness) -> String {
-    let port = free_port();
-    h.start_orchestrator_with(&[
-        ("HTTP_ADDR", format!("127.0.0.1:{port}")),
-        ("PROVISIONING_API_SECRET", SECRET.into()),
-        ("PROVISIONING_READ_TOKEN", TOKEN.into()),
-        ("MASTER_SITE_NAME", "master.example.test".into()),
-    ]);
-    format!("http://127.0.0.1:{port}")
-}
-
-async fn wait_up(client: &reqwest::Client, base: &str) {
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{base}/health")).send().await {
-            let body: Value = r.json().await.expect("json");
-            if body["role"] == "leader" {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the orchestrator never led");
-}
-
-/// Reads an SSE response to its end: each event's (id, data).
-async fn read_sse(mut response: reqwest::Response) -> Vec<(u64, Value)> {
-    let mut text = String::new();
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(60), response.chunk())
-        .await
-        .expect("the stream goes on or ends")
-        .expect("chunk")
-    {
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    text.split("\n\n")
-        .filter_map(|block| {
-            let id = block.lines().find_map(|l| l.strip_prefix("id: "))?;
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
-            Some((
-                id.parse().expect("id"),
-                serde_json::from_str(data).expect("data"),
-            ))
-        })
-        .collect()
-}
+use tests::http_api::{read_sse, wait_for_role, API_SECRET as SECRET, READ_TOKEN as TOKEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_api_provisions_reads_follows_and_replays() {
     let mut h = Harness::new().await;
     h.start_steps(&[("registration", Behaviour::fail())]);
-    let base = start_orchestrator(&mut h);
+    let base = h.start_api(&[]);
     let client = reqwest::Client::new();
-    wait_up(&client, &base).await;
+    wait_for_role(&client, &base, "leader").await;
 
     // Health, as the old service answered it, plus the role.
     let health: Value = client
