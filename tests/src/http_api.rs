@@ -52,23 +52,37 @@ pub async fn wait_for_role(client: &reqwest::Client, base: &str, role: &str) -> 
 }
 
 /// Reads an SSE response to its end: each event's `id` and `data`.
-pub async fn read_sse(mut response: reqwest::Response) -> Vec<(u64, Value)> {
-    let mut text = String::new();
+pub async fn read_sse(response: reqwest::Response) -> Vec<(u64, Value)> {
+    read_sse_until(response, |_| false).await
+}
+
+/// Reads an SSE response until it ends or `enough` says so of the events read.
+pub async fn read_sse_until(
+    mut response: reqwest::Response,
+    enough: impl Fn(&[(u64, Value)]) -> bool,
+) -> Vec<(u64, Value)> {
+    let (mut pending, mut events) = (String::new(), Vec::new());
     while let Some(chunk) = tokio::time::timeout(Duration::from_secs(60), response.chunk())
         .await
         .expect("the stream goes on or ends within a minute")
         .expect("chunk")
     {
-        text.push_str(&String::from_utf8_lossy(&chunk));
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        // Only whole events (ended by a blank line) are read; the rest waits.
+        while let Some(end) = pending.find("\n\n") {
+            let block: String = pending.drain(..end + 2).collect();
+            let id = block.lines().find_map(|l| l.strip_prefix("id: "));
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "));
+            if let (Some(id), Some(data)) = (id, data) {
+                events.push((
+                    id.parse().expect("id"),
+                    serde_json::from_str(data).expect("data"),
+                ));
+            }
+        }
+        if enough(&events) {
+            break;
+        }
     }
-    text.split("\n\n")
-        .filter_map(|block| {
-            let id = block.lines().find_map(|l| l.strip_prefix("id: "))?;
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
-            Some((
-                id.parse().expect("id"),
-                serde_json::from_str(data).expect("data"),
-            ))
-        })
-        .collect()
+    events
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tests::{Behaviour, Harness};
 
-use tests::http_api::{read_sse, wait_for_role, API_SECRET as SECRET, READ_TOKEN as TOKEN};
+use tests::http_api::{
+    read_sse, read_sse_until, wait_for_role, API_SECRET as SECRET, READ_TOKEN as TOKEN,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_api_provisions_reads_follows_and_replays() {
@@ -204,6 +206,15 @@ async fn the_http_api_provisions_reads_follows_and_replays() {
         .expect("list");
     assert_eq!(bad.status(), 400);
 
+    // Every saga's events, from now on: the second saga's, to its end.
+    let all = client
+        .get(format!("{base}/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("all events");
+    assert_eq!(all.status(), 200);
+
     // A second saga, then pages of one.
     let other = json!({ "organization_name": "Other Org", "admin_email": "b@test.com", "password": "TestPass123!-long enough", "full_name": "B", "subdomain": h.subdomain("httpapi2") });
     let second: Value = client
@@ -230,6 +241,27 @@ async fn the_http_api_provisions_reads_follows_and_replays() {
         assert_eq!(r.status(), 404, "not stored yet");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let done = |events: &[(u64, Value)]| {
+        events
+            .iter()
+            .any(|(_, e)| e["saga_id"] == second["saga_id"] && e["status"] == "rolled_back")
+    };
+    let live = read_sse_until(all, done).await;
+    assert!(done(&live), "{live:?}");
+    assert!(
+        live.iter().all(|(_, e)| e["saga_id"] == second["saga_id"]),
+        "only what happened since: {live:?}"
+    );
+    assert!(live.windows(2).all(|w| w[0].0 < w[1].0), "in order");
+    let resumed = client
+        .get(format!("{base}/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("Last-Event-ID", live[2].0.to_string())
+        .send()
+        .await
+        .expect("all events");
+    let next = read_sse_until(resumed, |e| !e.is_empty()).await;
+    assert_eq!(next[0], live[3], "resumed right after the event named");
     let first_page = page("limit=1".into()).await;
     assert_eq!(first_page["sagas"][0]["saga_id"], second["saga_id"]);
     let cursor = first_page["next_cursor"]
@@ -293,6 +325,32 @@ async fn the_http_api_provisions_reads_follows_and_replays() {
                 .expect("message")
                 .starts_with("Replayed by alice: registry fixed")),
         "{saga}"
+    );
+
+    // After the replay's run ends, the saga's stream ends with that run's end, not
+    // with the first run's.
+    assert_eq!(
+        h.wait_terminal(id.parse().expect("uuid"), 60).await,
+        contracts::SagaStatus::RolledBack
+    );
+    let whole = read_sse(
+        client
+            .get(format!("{base}/api/v1/sagas/{id}/events"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("events"),
+    )
+    .await;
+    let ends = whole
+        .iter()
+        .filter(|(_, e)| e["status"] == "rolled_back")
+        .count();
+    assert_eq!(ends, 2, "both runs' ends");
+    assert_eq!(whole.last().expect("events").1["status"], "rolled_back");
+    assert_eq!(
+        whole.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        (1..=whole.len() as u64).collect::<Vec<_>>()
     );
 
     // A replay of a saga that is running again is refused, not an error.

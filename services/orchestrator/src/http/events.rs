@@ -3,8 +3,9 @@
 //!
 //! - `GET /api/v1/sagas/{id}/events`: one saga's timeline from the start, or after
 //!   `Last-Event-ID` (an SSE `id` is the event's `sequence`): no gap, no repeat (an
-//!   event the orchestrator published twice is sent once). The stream ends after a
-//!   terminal event unless `follow=true`, which keeps it open for replays (a replay
+//!   event the orchestrator published twice is sent once). The stream ends after the
+//!   terminal event of the run current when the client came (an earlier run's end
+//!   does not end it) unless `follow=true`, which keeps it open for replays (a replay
 //!   starts a new run on the same saga, with the following sequences).
 //! - `GET /api/v1/events`: every saga's progress from now on (or after `Last-Event-ID`,
 //!   here the stream's own sequence), for a dashboard's table; never ends by itself.
@@ -115,10 +116,12 @@ pub(crate) async fn saga_events(
     let Query(params) =
         params.map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let after = last_event_id(&headers)?;
-    // Already over, and the client has seen the end: nothing more will come.
+    // The run current when the client comes ends with the first terminal event at or
+    // past the saga's latest sequence (an earlier run's end is not the end). Already
+    // over, and the client has seen the end: nothing more will come.
     let stored = state.reads.get(saga_id).await;
-    let over = stored.saga.as_ref().is_some_and(|s| s.status.is_terminal())
-        && stored.timeline.last().is_some_and(|e| e.sequence <= after);
+    let latest = stored.timeline.last().map_or(0, |e| e.sequence);
+    let over = stored.saga.as_ref().is_some_and(|s| s.status.is_terminal()) && latest <= after;
     let messages = if over && !params.follow {
         None
     } else {
@@ -132,17 +135,18 @@ pub(crate) async fn saga_events(
         )
     };
     let shutdown = state.shutdown.clone();
-    let events = async_stream(messages, after, params.follow)
+    let ends_at = (!params.follow).then_some(latest);
+    let events = saga_stream(messages, after, ends_at)
         .take_until(async move { shutdown.cancelled_owned().await });
     Ok(sse(events))
 }
 
 /// One saga's events after sequence `after`, in order, each once; ends after a
-/// terminal event unless `keep_open`.
-fn async_stream(
+/// terminal event at or past sequence `ends_at`, if given.
+fn saga_stream(
     messages: Option<pull::Ordered>,
     after: u64,
-    keep_open: bool,
+    ends_at: Option<u64>,
 ) -> impl Stream<Item = Event> + Send {
     let Some(messages) = messages else {
         return futures::stream::empty().left_stream();
@@ -168,7 +172,8 @@ fn async_stream(
                     continue;
                 }
                 last = event.sequence;
-                let end = !keep_open && event.status.is_terminal();
+                let end = event.status.is_terminal()
+                    && ends_at.is_some_and(|from| event.sequence >= from);
                 let sse = Event::default()
                     .event("progress")
                     .id(event.sequence.to_string())

@@ -38,7 +38,7 @@ fn ddl(mysql: bool) -> Vec<String> {
     // MySQL's TEXT stops at 64 KiB; a saga with bulky step outputs may need more.
     let text = if mysql { "MEDIUMTEXT" } else { "TEXT" };
     let status_index = if mysql {
-        ", INDEX sagas_by_status (status, updated_at)"
+        ", INDEX sagas_by_status (status, updated_at), INDEX sagas_by_created (created_at, saga_id)"
     } else {
         ""
     };
@@ -74,6 +74,10 @@ fn ddl(mysql: bool) -> Vec<String> {
     if !mysql {
         statements.push(
             "CREATE INDEX IF NOT EXISTS sagas_by_status ON sagas (status, updated_at)".into(),
+        );
+        // The operators' lists walk sagas newest first.
+        statements.push(
+            "CREATE INDEX IF NOT EXISTS sagas_by_created ON sagas (created_at, saga_id)".into(),
         );
         statements.push(
             "CREATE INDEX IF NOT EXISTS progress_unpublished ON progress_events (published)".into(),
