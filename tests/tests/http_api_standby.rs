@@ -18,9 +18,9 @@ async fn a_standby_reads_and_its_replays_reach_the_leader() {
     );
     h.start_steps(&[("registration", Behaviour::fail())]);
     let client = reqwest::Client::new();
-    let leader = h.start_api(&[store.clone()]);
+    let leader = h.start_api(std::slice::from_ref(&store));
     let leading = wait_for_role(&client, &leader, "leader").await;
-    let standby = h.start_api(&[store.clone()]);
+    let standby = h.start_api(std::slice::from_ref(&store));
     let standing = wait_for_role(&client, &standby, "standby").await;
     assert_eq!(standing["leader"], leading["instance"], "{standing}");
 
