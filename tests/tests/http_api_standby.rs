@@ -127,6 +127,33 @@ async fn a_standby_reads_and_its_replays_reach_the_leader() {
     );
     assert_eq!(saga["saga"]["run"], 3);
 
+    // An instance without the secrets takes no HTTP writes nor reads of sagas: 503,
+    // saying why; its health still answers.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    h.start_orchestrator_with(&[store.clone(), ("HTTP_ADDR", format!("127.0.0.1:{port}"))]);
+    let bare = format!("http://127.0.0.1:{port}");
+    wait_for_role(&client, &bare, "standby").await;
+    let write = client
+        .post(format!("{bare}/api/v1/sagas/{id}/replay"))
+        .header("X-Provisioning-Secret", API_SECRET)
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(write.status(), 503);
+    let refusal: Value = write.json().await.expect("json");
+    assert_eq!(refusal["error"]["code"], "writes_disabled", "{refusal}");
+    let read = client
+        .get(format!("{bare}/api/v1/sagas"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(read.status(), 503);
+
     h.finish().await;
     let pool = tests::admin_pool().await;
     sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`"))
