@@ -6,6 +6,7 @@
 
 mod group_commit;
 mod lease;
+mod listing;
 mod memory;
 mod mysql_database;
 mod sql;

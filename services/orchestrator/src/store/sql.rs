@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::group_commit::{self, Change, Row_};
 use super::lease::{self, Fence, Fencing, LeaseInfo};
+use super::listing;
 use super::{
     check_advances, mysql_database, sqlite_writer, ClaimChange, Error, Inserted, ListQuery,
     SagaStore, Updated,
@@ -374,53 +375,7 @@ impl SagaStore for SqlStore {
     }
 
     async fn list_page(&self, query: &ListQuery) -> Result<Vec<Saga>, Error> {
-        // Each filter is a clause with its placeholders; the binds follow in order.
-        let mut clauses: Vec<&str> = Vec::new();
-        let mut texts: Vec<String> = Vec::new();
-        let mut numbers: Vec<i64> = Vec::new();
-        if let Some(status) = query.status {
-            clauses.push("status = ?");
-            texts.push(status.as_str().into());
-        }
-        if let Some(subdomain) = &query.subdomain {
-            clauses.push("subdomain = ?");
-            texts.push(subdomain.clone());
-        }
-        let mut sql = String::from("SELECT state FROM sagas WHERE 1 = 1");
-        for clause in &clauses {
-            sql.push_str(" AND ");
-            sql.push_str(clause);
-        }
-        if let Some(since) = query.since {
-            sql.push_str(" AND created_at >= ?");
-            numbers.push(since.timestamp_millis());
-        }
-        if let Some(until) = query.until {
-            sql.push_str(" AND created_at < ?");
-            numbers.push(until.timestamp_millis());
-        }
-        let after = query.after;
-        if after.is_some() {
-            sql.push_str(" AND (created_at < ? OR (created_at = ? AND saga_id < ?))");
-        }
-        sql.push_str(" ORDER BY created_at DESC, saga_id DESC LIMIT ?");
-        let mut statement = sqlx::query(&sql);
-        for text in &texts {
-            statement = statement.bind(text.as_str());
-        }
-        for number in &numbers {
-            statement = statement.bind(*number);
-        }
-        if let Some(cursor) = after {
-            statement = statement
-                .bind(cursor.created_at_ms)
-                .bind(cursor.created_at_ms)
-                .bind(cursor.saga_id.to_string());
-        }
-        let rows = statement
-            .bind(i64::from(query.limit))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = listing::page(&self.pool, query).await?;
         rows.iter().map(saga_from_row).collect()
     }
 
