@@ -79,6 +79,21 @@ async fn the_http_api_provisions_reads_follows_and_replays() {
         "the read token does not write"
     );
 
+    // A malformed body is refused without quoting what was sent.
+    let malformed = client
+        .post(format!("{base}/api/v1/provision"))
+        .header("X-Provisioning-Secret", SECRET)
+        .json(&json!({"organization_name": "O", "admin_email": "a@b.co", "full_name": "A", "password": 98765432123_u64}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(malformed.status(), 422);
+    let text = malformed.text().await.expect("body");
+    assert!(
+        text.contains("invalid_payload") && !text.contains("98765432123"),
+        "{text}"
+    );
+
     // Provision twice: one saga.
     let mut ids = Vec::new();
     for _ in 0..2 {

@@ -67,8 +67,9 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
     })
 }
 
-/// `POST /api/v1/provision`: the old service's body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// `POST /api/v1/provision`: the old service's body. No `Debug`: it holds the
+/// password in clear until it is sealed.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProvisionRequest {
     /// The organization (the signup's `organization_name`).
@@ -143,11 +144,13 @@ pub(crate) async fn provision(
     headers: HeaderMap,
     body: Result<Json<ProvisionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, Refusal> {
-    let Json(request) = body.map_err(|e| {
+    // serde's message may quote the value it could not read (a password sent as a
+    // number, say): the answer names the form only.
+    let Json(request) = body.map_err(|_| {
         Refusal::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_payload",
-            e.body_text(),
+            "the body must be a JSON object with the strings organization_name, admin_email, password, full_name and, optionally, subdomain (no other field)",
         )
     })?;
     let id = signup_id(&headers, &request);
