@@ -94,6 +94,18 @@ async fn the_http_api_provisions_reads_follows_and_replays() {
         "{text}"
     );
 
+    // A password the site would refuse is told at once; no saga is made.
+    let weak = client
+        .post(format!("{base}/api/v1/provision"))
+        .header("X-Provisioning-Secret", SECRET)
+        .json(&json!({"organization_name": "Weak Org", "admin_email": "a@b.co", "full_name": "A", "password": "password1"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(weak.status(), 422);
+    let weak: Value = weak.json().await.expect("json");
+    assert_eq!(weak["error"]["code"], "invalid_password", "{weak}");
+
     // Provision twice: one saga.
     let mut ids = Vec::new();
     for _ in 0..2 {

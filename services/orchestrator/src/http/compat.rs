@@ -168,9 +168,29 @@ pub(crate) async fn provision(
     // The rules that need no lookup answer at once; the rest show in the saga.
     let invalid =
         |r: contracts::Rejection| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, r.code, r.message);
-    contracts::signup::validate(signup.clone()).map_err(invalid)?;
+    let valid = contracts::signup::validate(signup.clone()).map_err(invalid)?;
     let password = signup.admin_password.take().unwrap_or_default();
     contracts::signup::check_password(&password).map_err(invalid)?;
+    // The site's password policy too, as the intake would: a weak password is told at
+    // once, and no saga is made that a stronger one could not replace (the saga id
+    // does not depend on the password).
+    let (password, strength) = tokio::task::spawn_blocking(move || {
+        let owner = crate::password_policy::PasswordOwner {
+            full_name: &valid.admin_full_name,
+            email: &valid.admin_email,
+        };
+        let strength = crate::password_policy::check_password_strength(&password, owner);
+        (password, strength)
+    })
+    .await
+    .map_err(|_| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the password could not be checked; try again",
+        )
+    })?;
+    strength.map_err(invalid)?;
     // Sealed at once, as a web app would: the clear password rests nowhere.
     signup.admin_password_sealed = Some(state.keyring.seal(
         &password,
