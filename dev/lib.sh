@@ -86,6 +86,19 @@ ensure_cargo_deny() {
   cargo install --locked --quiet cargo-deny
 }
 
+# schemathesis (PyPI) for the HTTP API's property-based run, in a venv of its own under
+# ~/.cache (installed once); exports SCHEMATHESIS, which the test reads.
+ensure_schemathesis() {
+  local venv="${SCHEMATHESIS_VENV:-$HOME/.cache/saga-schemathesis}"
+  if [ ! -x "$venv/bin/schemathesis" ]; then
+    say "installing schemathesis (once, in $venv)"
+    # Debian keeps venv's ensurepip in a package of its own.
+    python3 -m venv "$venv" 2>/dev/null || { rm -rf "$venv"; apt_install python3-venv; python3 -m venv "$venv"; }
+    "$venv/bin/pip" install --quiet "schemathesis>=4,<5"
+  fi
+  export SCHEMATHESIS="$venv/bin/schemathesis"
+}
+
 docker_ok() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
 # A Docker engine for the tests of the Docker bench driver. Reuses the one DOCKER_HOST

@@ -13,8 +13,21 @@ use crate::{binary, mysql_url, BenchHttp, Harness, ScriptedStep};
 impl Harness {
     /// Runs the orchestrator in this process until the harness drops.
     pub fn start_orchestrator(&mut self) {
-        let config = orchestrator::config::from_lookup(self.lookup("orchestrator"))
-            .expect("orchestrator config");
+        self.start_orchestrator_with(&[]);
+    }
+
+    /// [`Harness::start_orchestrator`] with some settings set or replaced.
+    pub fn start_orchestrator_with(&mut self, settings: &[(&str, String)]) {
+        let base = self.lookup("orchestrator");
+        let lookup = |k: &str| {
+            settings
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.clone())
+                .or_else(|| base(k))
+        };
+        let config = orchestrator::config::from_lookup(lookup).expect("orchestrator config");
+        drop(base);
         let stop = self.stop.clone();
         self.tasks.push(tokio::spawn(async move {
             if let Err(e) = orchestrator::run(config, stop).await {

@@ -10,6 +10,7 @@
 mod bench_http;
 pub mod docker;
 mod in_process;
+pub mod http_api;
 mod leftovers;
 pub mod private_nats;
 mod process;

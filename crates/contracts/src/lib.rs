@@ -16,7 +16,7 @@ pub mod subdomain;
 pub mod subjects;
 
 pub use probe::{ProbeReply, SubdomainProbe};
-pub use progress::{ErrorInfo, ProgressEvent, SagaStatus, StepStatus};
+pub use progress::{ErrorInfo, OperatorAction, ProgressEvent, SagaStatus, StepStatus};
 pub use signup::{Rejection, SignupRequested, ValidSignup};
 pub use step::{
     Sealed, StepAction, StepCommand, StepEvent, StepReport, TenantContext, SENT_AGAIN_HEADER,

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Where a saga stands as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SagaStatus {
     /// The signup was accepted; nothing has run yet.
@@ -64,7 +66,9 @@ impl SagaStatus {
 }
 
 /// Where the current step stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// An attempt was dispatched.
@@ -84,7 +88,7 @@ pub enum StepStatus {
 }
 
 /// What went wrong, in words a person understands. Never contains a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct ErrorInfo {
     /// Machine-readable code, such as `subdomain_taken` or `database_conflict`.
     pub code: String,
@@ -96,11 +100,12 @@ pub struct ErrorInfo {
     /// On `compensation_failed`: the failure that started the rollback (this error
     /// is then the undo's). Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
     pub cause: Option<Box<ErrorInfo>>,
 }
 
 /// One entry of a saga's timeline (contract v1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct ProgressEvent {
     /// The saga (= signup) id.
     pub saga_id: Uuid,
@@ -127,5 +132,24 @@ pub struct ProgressEvent {
     /// On `completed`: `site_url`, `admin_email` and what the steps produced for the client.
     pub result: Option<serde_json::Value>,
     /// When it happened.
+    pub at: DateTime<Utc>,
+    /// On the first event of a run an operator started (a replay): who, when and why.
+    /// Absent on every other event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_action: Option<Box<OperatorAction>>,
+}
+
+/// An operator's action on a saga, kept in its timeline (and so in the saga store)
+/// on the event it caused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
+pub struct OperatorAction {
+    /// What was done: `replay` (one saga) or `bulk_replay` (chosen by a filter).
+    pub action: String,
+    /// Who did it: the `X-Operator` header over HTTP (else the credential's name,
+    /// `write-secret`), the request's `operator` over NATS (else `nats`).
+    pub operator: String,
+    /// Why, as the operator said it (empty when they gave no reason).
+    pub reason: String,
+    /// When the orchestrator received the request.
     pub at: DateTime<Utc>,
 }

@@ -57,11 +57,19 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
         ),
         (
             "saga.admin.replay.request.json",
-            to_value(schema_for!(crate::admin::SagaRef)),
+            to_value(schema_for!(crate::admin::ReplayRequest)),
         ),
         (
             "saga.admin.replay.reply.json",
             to_value(schema_for!(crate::admin::ReplayReply)),
+        ),
+        (
+            "saga.admin.replay_bulk.request.json",
+            to_value(schema_for!(crate::admin::BulkReplayRequest)),
+        ),
+        (
+            "saga.admin.replay_bulk.reply.json",
+            to_value(schema_for!(crate::admin::BulkReplayReply)),
         ),
         (
             "internal/saga.cmd.json",

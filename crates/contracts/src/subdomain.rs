@@ -4,14 +4,16 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Request on `tenant.subdomain.check`.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct SubdomainCheckRequest {
     /// The subdomain to check, as the user typed it.
     pub subdomain: String,
 }
 
 /// Why a subdomain cannot be had.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UnavailableReason {
     /// A live or completed saga holds it.
@@ -23,7 +25,7 @@ pub enum UnavailableReason {
 }
 
 /// Reply on `tenant.subdomain.check`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct SubdomainCheckReply {
     /// The subdomain checked.
     pub subdomain: String,

@@ -99,6 +99,12 @@ impl Subjects {
         self.subject("saga.admin.replay")
     }
 
+    /// `saga.admin.replay_bulk`: replay every saga a filter picks (or list them: dry
+    /// run).
+    pub fn admin_replay_bulk(&self) -> String {
+        self.subject("saga.admin.replay_bulk")
+    }
+
     /// `saga.cmd.<step>`: commands from the orchestrator to one step service.
     pub fn step_command(&self, step: &str) -> String {
         self.subject(&format!("saga.cmd.{step}"))

@@ -109,17 +109,31 @@ pub fn serve(
     probe: Probe,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    let addr = listener
-        .local_addr()
-        .map_or_else(|_| "?".into(), |a| a.to_string());
-    let app = Router::new()
+    serve_with(listener, routes(probe), shutdown)
+}
+
+/// `/healthz` and `/readyz` as a router, for a service that serves more on its port
+/// (the orchestrator's HTTP API).
+pub fn routes(probe: Probe) -> Router {
+    Router::new()
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "alive"})) }),
         )
         .route("/readyz", get(ready))
-        .with_state(probe);
-    tracing::info!(%addr, "health endpoints: /healthz, /readyz");
+        .with_state(probe)
+}
+
+/// Serves `app` on `listener` until `shutdown`.
+pub fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string());
+    tracing::info!(%addr, "http endpoints served");
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -1,5 +1,6 @@
 //! Request/reply endpoints: `tenant.subdomain.check` and
-//! `saga.admin.{get,list,replay,dead_letters}`.
+//! `saga.admin.{get,list,replay,replay_bulk,dead_letters}` (the operations themselves
+//! are in `admin.rs`, shared with the HTTP API).
 //! Each runs in a queue group. Every instance answers the reads from the shared store
 //! (no cache is involved); only the leading instance subscribes to replays, which
 //! change sagas.
@@ -7,18 +8,17 @@
 use std::sync::Arc;
 
 use contracts::admin::{
-    DeadLettersReply, DeadLettersRequest, GetReply, ListReply, ListRequest, ReplayReply, SagaRef,
-    SagaSummary,
+    BulkReplayReply, BulkReplayRequest, DeadLettersReply, DeadLettersRequest, GetReply, ListReply,
+    ListRequest, ReplayReply, ReplayRequest, SagaRef,
 };
 use contracts::subdomain::{SubdomainCheckReply, SubdomainCheckRequest, UnavailableReason};
 use contracts::ErrorInfo;
 use futures::StreamExt;
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::NatsBus;
-use crate::driver::{Core, Work};
-use crate::saga::{Saga, SagaDefinition};
+use crate::driver::Core;
+use crate::saga::SagaDefinition;
 use crate::store::SagaStore;
 
 const QUEUE_GROUP: &str = "orchestrator";
@@ -29,40 +29,6 @@ pub(crate) struct Reader<S> {
     pub bus: NatsBus,
     pub definition: SagaDefinition,
     pub parent_domain: String,
-}
-
-fn summary(saga: &Saga, definition: &crate::saga::SagaDefinition) -> SagaSummary {
-    SagaSummary {
-        saga_id: saga.id,
-        subdomain: saga.tenant.subdomain.clone(),
-        status: saga.status,
-        step: saga
-            .current_step(definition)
-            .map(|s| s.name.clone())
-            .or_else(|| saga.error.as_ref().and_then(|e| e.step.clone())),
-        run: saga.run,
-        error: saga.error.clone(),
-        created_at: saga.created_at,
-        updated_at: saga.updated_at,
-    }
-}
-
-fn bad_request(message: String) -> ErrorInfo {
-    ErrorInfo {
-        code: "bad_request".into(),
-        message,
-        step: None,
-        cause: None,
-    }
-}
-
-fn unavailable(e: impl std::fmt::Display) -> ErrorInfo {
-    ErrorInfo {
-        code: "store_unavailable".into(),
-        message: format!("the saga store cannot be read: {e}"),
-        step: None,
-        cause: None,
-    }
 }
 
 /// Answers `tenant.subdomain.check`.
@@ -137,132 +103,65 @@ pub(crate) async fn subdomain_check<S: SagaStore>(
     }
 }
 
+fn bad_request(message: String) -> ErrorInfo {
+    crate::admin::error("bad_request", message)
+}
+
+/// Reads a request body; an empty one is the type's default.
+fn parse<T: serde::de::DeserializeOwned + Default>(payload: &[u8]) -> Result<T, String> {
+    if payload.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(payload).map_err(|e| format!("unreadable request: {e}"))
+}
+
 async fn admin_get<S: SagaStore>(core: &Reader<S>, payload: &[u8]) -> GetReply {
-    let request: SagaRef = match serde_json::from_slice(payload) {
-        Ok(r) => r,
-        Err(e) => {
-            return GetReply {
-                saga: None,
-                timeline: vec![],
-                error: Some(bad_request(format!(
-                    "expected {{\"saga_id\": \"<uuid>\"}}: {e}"
-                ))),
-            }
-        }
-    };
-    match (
-        core.store.get(request.saga_id).await,
-        core.store.timeline(request.saga_id).await,
-    ) {
-        (Ok(Some(saga)), Ok(timeline)) => GetReply {
-            saga: Some(summary(&saga, &core.definition)),
-            timeline,
-            error: None,
-        },
-        (Ok(None), _) => GetReply {
+    match serde_json::from_slice::<SagaRef>(payload) {
+        Ok(request) => crate::admin::get(core, request.saga_id).await,
+        Err(e) => GetReply {
             saga: None,
             timeline: vec![],
-            error: Some(ErrorInfo {
-                code: "not_found".into(),
-                message: format!("no saga {}", request.saga_id),
-                step: None,
-                cause: None,
-            }),
-        },
-        (Err(e), _) | (_, Err(e)) => GetReply {
-            saga: None,
-            timeline: vec![],
-            error: Some(unavailable(e)),
+            steps: vec![],
+            operator_actions: vec![],
+            error: Some(bad_request(format!(
+                "expected {{\"saga_id\": \"<uuid>\"}}: {e}"
+            ))),
         },
     }
 }
 
 async fn admin_list<S: SagaStore>(core: &Reader<S>, payload: &[u8]) -> ListReply {
-    let request: ListRequest = if payload.is_empty() {
-        ListRequest::default()
-    } else {
-        match serde_json::from_slice(payload) {
-            Ok(r) => r,
-            Err(e) => {
-                return ListReply {
-                    sagas: vec![],
-                    error: Some(bad_request(format!(
-                        "expected {{\"status\"?, \"limit\"?}}: {e}"
-                    ))),
-                }
-            }
-        }
-    };
-    let limit = request.limit.unwrap_or(50).clamp(1, 500);
-    match core.store.list(request.status, limit).await {
-        Ok(sagas) => ListReply {
-            sagas: sagas.iter().map(|s| summary(s, &core.definition)).collect(),
-            error: None,
-        },
-        Err(e) => ListReply {
+    match parse::<ListRequest>(payload) {
+        Ok(request) => crate::admin::list(core, &request).await,
+        Err(message) => ListReply {
             sagas: vec![],
-            error: Some(unavailable(e)),
+            next_cursor: None,
+            error: Some(bad_request(message)),
         },
     }
 }
 
 async fn admin_replay<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> ReplayReply {
-    let request: SagaRef = match serde_json::from_slice(payload) {
-        Ok(r) => r,
-        Err(e) => {
-            return ReplayReply {
-                saga_id: uuid::Uuid::nil(),
-                accepted: false,
-                status: None,
-                message: "bad request".into(),
-                error: Some(bad_request(format!(
-                    "expected {{\"saga_id\": \"<uuid>\"}}: {e}"
-                ))),
-            }
-        }
-    };
-    let (tx, rx) = oneshot::channel();
-    core.router.send(request.saga_id, Work::Replay(tx)).await;
-    match rx.await {
-        Ok(Ok(status)) => ReplayReply {
-            saga_id: request.saga_id,
-            accepted: true,
-            status: Some(status),
-            message: format!(
-                "replay started; follow it on tenant.progress.{}",
-                request.saga_id
-            ),
-            error: None,
-        },
-        Ok(Err(reason)) => ReplayReply {
-            saga_id: request.saga_id,
-            accepted: false,
-            status: core
-                .store
-                .get(request.saga_id)
-                .await
-                .ok()
-                .flatten()
-                .map(|s| s.status),
-            message: reason.clone(),
-            error: Some(ErrorInfo {
-                code: "not_replayable".into(),
-                message: reason,
-                step: None,
-                cause: None,
-            }),
-        },
-        Err(_) => ReplayReply {
-            saga_id: request.saga_id,
+    match serde_json::from_slice::<ReplayRequest>(payload) {
+        Ok(request) => crate::admin::replay(core, &request).await,
+        Err(e) => ReplayReply {
+            saga_id: uuid::Uuid::nil(),
             accepted: false,
             status: None,
-            message: "the orchestrator is shutting down".into(),
-            error: Some(ErrorInfo {
-                code: "unavailable".into(),
-                message: "shutting down".into(),
-                step: None,
-                cause: None,
-            }),
+            message: "bad request".into(),
+            error: Some(bad_request(format!(
+                "expected {{\"saga_id\": \"<uuid>\", \"operator\"?, \"reason\"?}}: {e}"
+            ))),
+        },
+    }
+}
+
+async fn admin_replay_bulk<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> BulkReplayReply {
+    match parse::<BulkReplayRequest>(payload) {
+        Ok(request) => crate::admin::replay_bulk(core, &core.definition, &request).await,
+        Err(message) => BulkReplayReply {
+            error: Some(bad_request(message)),
+            ..BulkReplayReply::default()
         },
     }
 }
@@ -333,15 +232,32 @@ pub(crate) async fn serve_reads<S: SagaStore>(reader: Arc<Reader<S>>, stop: Canc
     while served.join_next().await.is_some() {}
 }
 
-/// Serves `saga.admin.replay` while this instance leads (until `stop`).
+/// Serves `saga.admin.replay` and `saga.admin.replay_bulk` while this instance leads
+/// (until `stop`).
 pub(crate) async fn serve_replays<S: SagaStore>(core: Arc<Core<S>>, stop: CancellationToken) {
     let client = core.bus.client.clone();
-    let subject = core.bus.subjects.admin_replay();
-    answer_each(client, subject, stop, move |payload| {
-        let core = core.clone();
-        async move { encode(&admin_replay(&core, &payload).await) }
-    })
-    .await
+    let single = answer_each(
+        client.clone(),
+        core.bus.subjects.admin_replay(),
+        stop.clone(),
+        {
+            let core = core.clone();
+            move |payload| {
+                let core = core.clone();
+                async move { encode(&admin_replay(&core, &payload).await) }
+            }
+        },
+    );
+    let bulk = answer_each(
+        client,
+        core.bus.subjects.admin_replay_bulk(),
+        stop,
+        move |payload| {
+            let core = core.clone();
+            async move { encode(&admin_replay_bulk(&core, &payload).await) }
+        },
+    );
+    tokio::join!(single, bulk);
 }
 
 #[derive(Clone, Copy)]

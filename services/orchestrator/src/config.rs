@@ -20,8 +20,15 @@ pub struct Config {
     pub parent_domain: String,
     /// `SAGA_SECRETS_KEYS` (and the legacy `SAGA_SECRETS_KEY`).
     pub secrets_key: secrets::Keyring,
-    /// `HTTP_ADDR`: the HTTP port, serving `/healthz` and `/readyz`.
+    /// `HTTP_ADDR`: the HTTP port, serving `/healthz`, `/readyz` and the HTTP API.
     pub http_addr: std::net::SocketAddr,
+    /// `PROVISIONING_API_SECRET`: what HTTP writes (provision, replays) must send as
+    /// `X-Provisioning-Secret`; it reads too. Unset: HTTP writes are refused.
+    pub api_secret: Option<secrecy::SecretString>,
+    /// `PROVISIONING_READ_TOKEN`: what HTTP reads may send as `Authorization: Bearer`.
+    pub read_token: Option<secrecy::SecretString>,
+    /// `MASTER_SITE_NAME`: shown by `GET /health` as `master_site` (old clients read it).
+    pub master_site: Option<String>,
     /// The saga, with `SAGA_STEP_TIMEOUT_SECS` / `SAGA_RETRY_BASE_MS` applied when set.
     pub definition: SagaDefinition,
     /// This instance's name in the lead's lease: host, process id and a random part,
@@ -70,6 +77,16 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Co
             step.undo_retry.initial_delay = Duration::from_millis(ms);
         }
     }
+    // A secret shorter than 16 characters is refused: it guards replays of every saga.
+    let secret = |name: &str| -> anyhow::Result<Option<secrecy::SecretString>> {
+        match lookup(name).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) if v.chars().count() < 16 => {
+                anyhow::bail!("{name} must be at least 16 characters long")
+            }
+            Some(v) => Ok(Some(secrecy::SecretString::from(v))),
+        }
+    };
     Ok(Config {
         nats: step_runtime::bus::NatsConfig::from_lookup(&lookup)?,
         namespace: lookup("NATS_NAMESPACE").unwrap_or_default(),
@@ -82,6 +99,9 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Co
             .unwrap_or_else(|| "127.0.0.1:8001".into())
             .parse()
             .context("HTTP_ADDR must be host:port, such as 127.0.0.1:8001")?,
+        api_secret: secret("PROVISIONING_API_SECRET")?,
+        read_token: secret("PROVISIONING_READ_TOKEN")?,
+        master_site: lookup("MASTER_SITE_NAME").filter(|s| !s.is_empty()),
         definition,
         instance: crate::leadership::instance_name(),
         lease: Duration::from_millis(number("LEADER_LEASE_MS")?.unwrap_or(3000).max(300)),
@@ -135,6 +155,8 @@ mod tests {
                 "SAGA_STORE_URL",
                 "mysql://saga:Store-Pw-77@db.internal:3306/saga",
             ),
+            ("PROVISIONING_API_SECRET", "Write-Secret-0123456789"),
+            ("PROVISIONING_READ_TOKEN", "Read-Token-0123456789"),
         ]))
         .expect("config");
         assert_eq!(
@@ -144,6 +166,8 @@ mod tests {
         );
         for shown in [format!("{config:?}"), format!("{config:#?}")] {
             assert!(!shown.contains("Store-Pw-77"), "{shown}");
+            assert!(!shown.contains("Write-Secret-0123456789"), "{shown}");
+            assert!(!shown.contains("Read-Token-0123456789"), "{shown}");
             assert!(!shown.contains(key) && !shown.contains("171"), "{shown}");
             assert!(shown.contains("saga:***@db.internal:3306/saga"), "{shown}");
         }

@@ -281,10 +281,9 @@ mod tests {
         ) -> Result<Option<crate::saga::Saga>, crate::store::Error> {
             unreachable!()
         }
-        async fn list(
+        async fn list_page(
             &self,
-            _: Option<contracts::SagaStatus>,
-            _: u32,
+            _: &crate::store::ListQuery,
         ) -> Result<Vec<crate::saga::Saga>, crate::store::Error> {
             unreachable!()
         }

@@ -3,11 +3,13 @@
 //! [`run`] wires the parts: the [`store`] (durable state), the [`saga`] core (pure state
 //! machine), the driver (inputs in, actions out) and the request/reply API.
 
+mod admin;
 mod api;
 mod bus;
 mod clock;
 pub mod config;
 mod driver;
+pub mod http;
 mod leadership;
 mod outbox;
 pub mod password_policy;
@@ -127,20 +129,31 @@ pub async fn run_with_store<S: SagaStore>(
         subjects,
     };
     let store = Arc::new(store);
-    let reads = tokio::spawn(api::serve_reads(
-        Arc::new(api::Reader {
-            store: store.clone(),
-            bus: bus.clone(),
-            definition: config.definition.clone(),
-            parent_domain: config.parent_domain.clone(),
-        }),
-        shutdown.clone(),
-    ));
-    let health = step_runtime::health::serve(
-        http,
+    let reader = Arc::new(api::Reader {
+        store: store.clone(),
+        bus: bus.clone(),
+        definition: config.definition.clone(),
+        parent_domain: config.parent_domain.clone(),
+    });
+    let reads = tokio::spawn(api::serve_reads(reader.clone(), shutdown.clone()));
+    let app = http::router(
+        http::AppState {
+            reads: reader,
+            client: bus.client.clone(),
+            js: bus.js.clone(),
+            subjects: bus.subjects.clone(),
+            keyring: config.secrets_key.clone(),
+            credentials: http::Credentials {
+                write: config.api_secret.clone(),
+                read: config.read_token.clone(),
+            },
+            master_site: config.master_site.clone(),
+            instance: config.instance.clone(),
+            shutdown: shutdown.clone(),
+        },
         readiness(store.clone(), bus.client.clone()),
-        shutdown.clone(),
     );
+    let health = step_runtime::health::serve_with(http, app, shutdown.clone());
     tokio::task::spawn_blocking(password_policy::warm_up);
     tracing::info!(namespace = %config.namespace, parent_domain = %config.parent_domain, instance = %config.instance, saga_public_key = %config.secrets_key.recipient().to_text(), "orchestrator ready (signups seal admin_password_sealed to saga_public_key, the web app's SAGA_PUBLIC_KEY)");
 

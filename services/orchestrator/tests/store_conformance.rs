@@ -2,7 +2,8 @@
 //! embedded SQLite and MariaDB/MySQL (the server on `TEST_MYSQL_URL`, default
 //! `mysql://root@127.0.0.1:3306`). Each MariaDB test gets its own database, dropped
 //! afterwards. `groups.rs` holds the scenarios of many changes at once and of two
-//! writers on one database, `lease.rs` the leader lease and its fencing,
+//! writers on one database, `lease.rs` the leader lease and its fencing, `paging.rs`
+//! the operators' list filters and pages and the operator actions kept in a timeline,
 //! `mysql_database.rs` a MariaDB store whose database does not exist yet.
 
 #[path = "store_conformance/groups.rs"]
@@ -11,6 +12,8 @@ mod groups;
 mod lease;
 #[path = "store_conformance/mysql_database.rs"]
 mod mysql_database;
+#[path = "store_conformance/paging.rs"]
+mod paging;
 
 use std::time::Duration;
 
@@ -39,7 +42,7 @@ fn definition() -> SagaDefinition {
 }
 
 /// Applies `input` and stores the transition, returning the new saga.
-async fn advance(store: &impl SagaStore, saga: &Saga, input: Input) -> (Saga, Updated) {
+pub(crate) async fn advance(store: &impl SagaStore, saga: &Saga, input: Input) -> (Saga, Updated) {
     let Decision::Apply {
         saga: after,
         actions,
@@ -58,7 +61,7 @@ async fn advance(store: &impl SagaStore, saga: &Saga, input: Input) -> (Saga, Up
     (after, updated)
 }
 
-async fn started(store: &impl SagaStore, subdomain: &str) -> Saga {
+pub(crate) async fn started(store: &impl SagaStore, subdomain: &str) -> Saga {
     let saga = Saga::accepted(Uuid::new_v4(), tenant(subdomain), Utc::now());
     assert_eq!(
         store.insert(&saga, &[]).await.expect("insert"),
@@ -67,7 +70,7 @@ async fn started(store: &impl SagaStore, subdomain: &str) -> Saga {
     advance(store, &saga, Input::Start).await.0
 }
 
-async fn fail_first_step_and_roll_back(store: &impl SagaStore, saga: &Saga) -> Saga {
+pub(crate) async fn fail_first_step_and_roll_back(store: &impl SagaStore, saga: &Saga) -> Saga {
     let mut saga = saga.clone();
     let report = |saga: &Saga, action, report| {
         Input::Reported(contracts::StepEvent {
@@ -186,7 +189,7 @@ async fn conformance(store: impl SagaStore) {
         store.subdomain_holder(&sub("gamma")).await.expect("holder"),
         None
     );
-    let (replayed, outcome) = advance(&store, &rolled_back, Input::Replay).await;
+    let (replayed, outcome) = advance(&store, &rolled_back, Input::Replay(None)).await;
     assert_eq!(outcome, Updated::Stored);
     assert_eq!(
         store.subdomain_holder(&sub("gamma")).await.expect("holder"),
@@ -194,7 +197,7 @@ async fn conformance(store: impl SagaStore) {
     );
     let rolled_again = fail_first_step_and_roll_back(&store, &replayed).await;
     let newcomer = started(&store, &sub("gamma")).await;
-    let (_, outcome) = advance(&store, &rolled_again, Input::Replay).await;
+    let (_, outcome) = advance(&store, &rolled_again, Input::Replay(None)).await;
     assert_eq!(outcome, Updated::SubdomainTaken(newcomer.id));
     assert_eq!(
         store
@@ -232,6 +235,8 @@ async fn conformance(store: impl SagaStore) {
         .windows(2)
         .all(|w| w[0].created_at.timestamp_millis() >= w[1].created_at.timestamp_millis()));
     assert_eq!(store.list(None, 1).await.expect("list").len(), 1);
+    paging::pages_and_filters(&store, &sub("paged")).await;
+    paging::operator_actions_are_kept(&store, &sub("replayed")).await;
 
     // The outbox: stored events are unpublished until marked.
     let pending = store.unpublished().await.expect("unpublished");

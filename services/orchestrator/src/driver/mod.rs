@@ -67,8 +67,11 @@ pub(crate) enum Work {
     Event(Inbound, Box<StepEvent>),
     /// A timer fired.
     Timer(Timer),
-    /// An operator asked for a replay.
-    Replay(oneshot::Sender<Result<SagaStatus, String>>),
+    /// An operator asked for a replay (who and why, when said).
+    Replay(
+        Option<contracts::OperatorAction>,
+        oneshot::Sender<Result<SagaStatus, String>>,
+    ),
     /// Resume after a restart, or after an error left something unsent: re-send what
     /// is pending and re-arm the timer (an accepted saga is started).
     Resume,
@@ -212,8 +215,8 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                         });
                     }
                 }
-                Work::Replay(reply) => {
-                    let _ = reply.send(self.replay(cache, saga_id).await);
+                Work::Replay(action, reply) => {
+                    let _ = reply.send(self.replay(cache, saga_id, action).await);
                 }
                 Work::Resume | Work::Rearm => {
                     let resend = matches!(work, Work::Resume);

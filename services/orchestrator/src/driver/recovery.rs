@@ -29,18 +29,22 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         &self,
         cache: &mut Cache,
         saga_id: Uuid,
+        action: Option<contracts::OperatorAction>,
     ) -> Result<SagaStatus, String> {
         let saga = match self.load(cache, saga_id).await {
             Ok(Some(saga)) => saga,
             Ok(None) => return Err(format!("no saga {saga_id}")),
             Err(e) => return Err(format!("saga store unavailable: {e}")),
         };
-        if let Decision::Ignore(reason) =
-            next(&self.definition, &saga, Input::Replay, self.clock.now())
-        {
+        if let Decision::Ignore(reason) = next(
+            &self.definition,
+            &saga,
+            Input::Replay(None),
+            self.clock.now(),
+        ) {
             return Err(reason);
         }
-        match self.transition(cache, &saga, Input::Replay).await {
+        match self.transition(cache, &saga, Input::Replay(action)).await {
             Ok(Some(after)) => {
                 tracing::info!(
                     run = after.run,

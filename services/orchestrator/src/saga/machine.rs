@@ -81,7 +81,7 @@ impl Transition<'_> {
         match input {
             Input::Start => self.start(),
             Input::Refuse(rejection) => self.refuse(&rejection),
-            Input::Replay => self.replay(),
+            Input::Replay(action) => self.replay(action),
             Input::Reported(event) => self.reported(event),
             Input::TimerFired(timer) => self.timer_fired(timer),
         }

@@ -2,7 +2,9 @@
 //! timers: a signup refused before it starts, and a replay (from the start, or of an
 //! undo that ended `compensation_failed`).
 
-use contracts::{ErrorInfo, Rejection, SagaStatus};
+use contracts::{ErrorInfo, OperatorAction, Rejection, SagaStatus};
+
+use super::state::Action;
 
 use super::machine::Transition;
 use super::state::Phase;
@@ -34,7 +36,37 @@ impl Transition<'_> {
         Ok(())
     }
 
-    pub(super) fn replay(&mut self) -> Result<(), String> {
+    /// The first event of a replayed run says who replayed it and why, when known,
+    /// in its message (where people read) and in `operator_action` (for tools).
+    fn note_operator(&mut self, action: Option<OperatorAction>) {
+        let Some(action) = action else { return };
+        let Some(Action::Publish(event)) = self
+            .actions
+            .iter_mut()
+            .find(|a| matches!(a, Action::Publish(_)))
+        else {
+            return;
+        };
+        event.message = if action.reason.is_empty() {
+            format!("Replayed by {}. {}", action.operator, event.message)
+        } else {
+            format!(
+                "Replayed by {}: {}. {}",
+                action.operator, action.reason, event.message
+            )
+        };
+        event.operator_action = Some(Box::new(action));
+    }
+
+    pub(super) fn replay(&mut self, action: Option<OperatorAction>) -> Result<(), String> {
+        let replayed = self.replay_run();
+        if replayed.is_ok() {
+            self.note_operator(action);
+        }
+        replayed
+    }
+
+    fn replay_run(&mut self) -> Result<(), String> {
         match (self.saga.status, self.saga.phase.clone()) {
             (SagaStatus::RolledBack, _) => {
                 self.saga.run += 1;

@@ -111,8 +111,9 @@ pub enum Input {
     Start,
     /// The signup was accepted and stored, but must not run: end it rejected.
     Refuse(Rejection),
-    /// An operator asked to replay.
-    Replay,
+    /// An operator asked to replay; who and why, when they said so, go on the new
+    /// run's first event.
+    Replay(Option<contracts::OperatorAction>),
     /// A step service reported.
     Reported(StepEvent),
     /// A timer set earlier fired.
@@ -273,6 +274,7 @@ impl Saga {
             error: self.error.clone(),
             result: self.result.clone(),
             at: now,
+            operator_action: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use contracts::{ProgressEvent, SagaStatus};
 use uuid::Uuid;
 
 use super::lease::{self, Fencing, LeaseInfo, MemoryLease};
-use super::{check_advances, ClaimChange, Error, Inserted, SagaStore, Updated};
+use super::{check_advances, ClaimChange, Error, Inserted, ListQuery, SagaStore, Updated};
 use crate::saga::Saga;
 
 #[derive(Default)]
@@ -121,16 +121,31 @@ impl SagaStore for MemoryStore {
         Ok(self.with(|state| state.sagas.get(&id).cloned()))
     }
 
-    async fn list(&self, status: Option<SagaStatus>, limit: u32) -> Result<Vec<Saga>, Error> {
+    async fn list_page(&self, query: &ListQuery) -> Result<Vec<Saga>, Error> {
+        let ms = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis();
         Ok(self.with(|state| {
             let mut sagas: Vec<Saga> = state
                 .sagas
                 .values()
-                .filter(|s| status.is_none_or(|st| s.status == st))
+                .filter(|s| query.status.is_none_or(|st| s.status == st))
+                .filter(|s| {
+                    query
+                        .subdomain
+                        .as_deref()
+                        .is_none_or(|d| s.tenant.subdomain == d)
+                })
+                .filter(|s| query.since.is_none_or(|t| ms(s.created_at) >= ms(t)))
+                .filter(|s| query.until.is_none_or(|t| ms(s.created_at) < ms(t)))
+                .filter(|s| query.after.is_none_or(|c| c.precedes(s)))
                 .cloned()
                 .collect();
-            sagas.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-            sagas.truncate(limit as usize);
+            // Milliseconds, as the SQL stores keep them, so pages agree across stores.
+            sagas.sort_by(|a, b| {
+                ms(b.created_at)
+                    .cmp(&ms(a.created_at))
+                    .then(b.id.cmp(&a.id))
+            });
+            sagas.truncate(query.limit as usize);
             sagas
         }))
     }

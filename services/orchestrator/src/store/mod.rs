@@ -6,6 +6,7 @@
 
 mod group_commit;
 mod lease;
+mod listing;
 mod memory;
 mod mysql_database;
 mod sql;
@@ -102,6 +103,50 @@ impl ClaimChange {
     }
 }
 
+/// Which sagas [`SagaStore::list`] gives: newest first (`created_at`, then id, both
+/// descending), those after `after`, matching every filter set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only this status.
+    pub status: Option<SagaStatus>,
+    /// Only this subdomain.
+    pub subdomain: Option<String>,
+    /// Only sagas created at or after this instant (millisecond precision).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only sagas created before this instant (millisecond precision).
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only sagas listed after this one (the last of the previous page).
+    pub after: Option<ListCursor>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// A position in the newest-first order: a saga's creation (milliseconds, as every
+/// store keeps it) and its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListCursor {
+    /// `created_at` in milliseconds since the epoch.
+    pub created_at_ms: i64,
+    /// The saga's id (ties broken by id, descending).
+    pub saga_id: Uuid,
+}
+
+impl ListCursor {
+    /// The position of `saga`.
+    pub fn of(saga: &Saga) -> Self {
+        Self {
+            created_at_ms: saga.created_at.timestamp_millis(),
+            saga_id: saga.id,
+        }
+    }
+
+    /// Whether `saga` comes after this position in the newest-first order.
+    pub fn precedes(&self, saga: &Saga) -> bool {
+        let at = saga.created_at.timestamp_millis();
+        at < self.created_at_ms || (at == self.created_at_ms && saga.id < self.saga_id)
+    }
+}
+
 /// Refuses a transition that does not advance the saga's sequence: the sequence is
 /// what every store checks a transition against, so a transition that kept it could
 /// be stored twice from one state.
@@ -150,7 +195,20 @@ pub trait SagaStore: Send + Sync + 'static {
         &self,
         status: Option<SagaStatus>,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<Saga>, Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<Saga>, Error>> + Send {
+        async move {
+            self.list_page(&ListQuery {
+                status,
+                limit,
+                ..ListQuery::default()
+            })
+            .await
+        }
+    }
+
+    /// One page of sagas, newest first, as `query` says.
+    fn list_page(&self, query: &ListQuery)
+        -> impl Future<Output = Result<Vec<Saga>, Error>> + Send;
 
     /// A saga's whole timeline, oldest first.
     fn timeline(&self, id: Uuid) -> impl Future<Output = Result<Vec<ProgressEvent>, Error>> + Send;

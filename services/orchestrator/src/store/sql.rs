@@ -13,8 +13,10 @@ use uuid::Uuid;
 
 use super::group_commit::{self, Change, Row_};
 use super::lease::{self, Fence, Fencing, LeaseInfo};
+use super::listing;
 use super::{
-    check_advances, mysql_database, sqlite_writer, ClaimChange, Error, Inserted, SagaStore, Updated,
+    check_advances, mysql_database, sqlite_writer, ClaimChange, Error, Inserted, ListQuery,
+    SagaStore, Updated,
 };
 use crate::saga::Saga;
 
@@ -37,7 +39,7 @@ fn ddl(mysql: bool) -> Vec<String> {
     // MySQL's TEXT stops at 64 KiB; a saga with bulky step outputs may need more.
     let text = if mysql { "MEDIUMTEXT" } else { "TEXT" };
     let status_index = if mysql {
-        ", INDEX sagas_by_status (status, updated_at)"
+        ", INDEX sagas_by_status (status, updated_at), INDEX sagas_by_created (created_at, saga_id)"
     } else {
         ""
     };
@@ -73,6 +75,10 @@ fn ddl(mysql: bool) -> Vec<String> {
     if !mysql {
         statements.push(
             "CREATE INDEX IF NOT EXISTS sagas_by_status ON sagas (status, updated_at)".into(),
+        );
+        // The operators' lists walk sagas newest first.
+        statements.push(
+            "CREATE INDEX IF NOT EXISTS sagas_by_created ON sagas (created_at, saga_id)".into(),
         );
         statements.push(
             "CREATE INDEX IF NOT EXISTS progress_unpublished ON progress_events (published)".into(),
@@ -368,22 +374,8 @@ impl SagaStore for SqlStore {
         row.as_ref().map(saga_from_row).transpose()
     }
 
-    async fn list(&self, status: Option<SagaStatus>, limit: u32) -> Result<Vec<Saga>, Error> {
-        let rows = match status {
-            Some(status) => {
-                sqlx::query("SELECT state FROM sagas WHERE status = ? ORDER BY created_at DESC, saga_id DESC LIMIT ?")
-                    .bind(status.as_str())
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT state FROM sagas ORDER BY created_at DESC, saga_id DESC LIMIT ?")
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
+    async fn list_page(&self, query: &ListQuery) -> Result<Vec<Saga>, Error> {
+        let rows = listing::page(&self.pool, query).await?;
         rows.iter().map(saga_from_row).collect()
     }
 

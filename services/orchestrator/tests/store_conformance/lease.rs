@@ -118,7 +118,7 @@ async fn assert_writes_refused(
     );
 
     let undone = &victims.rolled_back;
-    let (replayed, events) = transition(undone, Input::Replay);
+    let (replayed, events) = transition(undone, Input::Replay(None));
     deposed(writer.update(undone, &replayed, &events).await);
     assert_stored(reader, undone).await;
     assert_eq!(

@@ -141,7 +141,7 @@ async fn a_replay_while_nats_is_away_still_runs() {
 
     rig.bus.set_down(true);
     let (tx, rx) = tokio::sync::oneshot::channel();
-    rig.core.router.send(id, Work::Replay(tx)).await;
+    rig.core.router.send(id, Work::Replay(None, tx)).await;
     assert_eq!(rx.await.expect("reply"), Ok(SagaStatus::Running));
     rig.bus.set_down(false);
     within(SWEEP_EVERY * 2, "run 2's first command", async || {

@@ -113,8 +113,8 @@ impl SagaStore for FlakyStore {
     async fn get(&self, id: Uuid) -> Result<Option<Saga>, StoreError> {
         self.inner.get(id).await
     }
-    async fn list(&self, status: Option<SagaStatus>, limit: u32) -> Result<Vec<Saga>, StoreError> {
-        self.inner.list(status, limit).await
+    async fn list_page(&self, query: &crate::store::ListQuery) -> Result<Vec<Saga>, StoreError> {
+        self.inner.list_page(query).await
     }
     async fn timeline(&self, id: Uuid) -> Result<Vec<ProgressEvent>, StoreError> {
         self.inner.timeline(id).await

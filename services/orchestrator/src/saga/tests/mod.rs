@@ -113,7 +113,7 @@ fn play(inputs: Vec<In>) -> (Saga, Vec<String>) {
         now += chrono::Duration::milliseconds(10);
         let input = match input {
             In::Start => Input::Start,
-            In::Replay => Input::Replay,
+            In::Replay => Input::Replay(None),
             In::Done(step, action, attempt) => Input::Reported(event(
                 &saga,
                 step,
@@ -196,6 +196,7 @@ fn ignored_marker(saga: &Saga) -> contracts::ProgressEvent {
         error: None,
         result: None,
         at: t0(),
+        operator_action: None,
     }
 }
 

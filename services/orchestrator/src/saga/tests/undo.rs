@@ -158,7 +158,7 @@ fn compensation_failed_keeps_the_failure_that_started_the_rollback() {
 
     // The replay resumes the undo with the root cause as the saga's error again.
     let def = definition();
-    let Decision::Apply { saga, actions } = next(&def, &saga, Input::Replay, t0()) else {
+    let Decision::Apply { saga, actions } = next(&def, &saga, Input::Replay(None), t0()) else {
         panic!("a compensation_failed saga is replayable");
     };
     let Some(Action::Publish(resumed)) = actions.first() else {
