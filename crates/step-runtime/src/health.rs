@@ -6,6 +6,8 @@
 //! - `/readyz` (readiness): 200 when every dependency answers (NATS, and what the
 //!   service adds: the saga store, MariaDB, the Docker engine and the backend
 //!   container, the bench folder), 503 otherwise; the JSON body names each check.
+//! - `/metrics`: the process's Prometheus metrics (`exposition.rs`), on the same port
+//!   so that a deployment opens one port per service.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -103,7 +105,7 @@ struct Report {
     checks: Vec<Check>,
 }
 
-/// Serves `/healthz` and `/readyz` on `listener` until `shutdown`.
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until `shutdown`.
 pub fn serve(
     listener: TcpListener,
     probe: Probe,
@@ -118,8 +120,11 @@ pub fn serve(
             get(|| async { Json(serde_json::json!({"status": "alive"})) }),
         )
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(probe);
-    tracing::info!(%addr, "health endpoints: /healthz, /readyz");
+    // Installed now, so the first scrape already finds the recorder.
+    crate::exposition::handle();
+    tracing::info!(%addr, "health endpoints: /healthz, /readyz, /metrics");
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -128,6 +133,16 @@ pub fn serve(
             tracing::error!(error = %e, "health endpoint stopped");
         }
     })
+}
+
+async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::exposition::render(),
+    )
 }
 
 async fn ready(State(probe): State<Probe>) -> (StatusCode, Json<Report>) {

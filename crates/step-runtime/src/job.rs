@@ -78,6 +78,10 @@ impl<S: Step> Job<S> {
         let deliveries = message
             .info()
             .map_or(1, |info| u64::try_from(info.delivered).unwrap_or(1));
+        if deliveries > 1 {
+            metrics::counter!("step_redeliveries_total", "step" => self.step.name().to_string())
+                .increment(1);
+        }
         let command: StepCommand = match serde_json::from_slice(&message.payload) {
             Ok(c) => c,
             Err(e) => {
@@ -145,10 +149,12 @@ impl<S: Step> Job<S> {
     ) -> Settle {
         if command.action == StepAction::Execute && command.deadline <= Utc::now() {
             tracing::info!("command past its deadline: skipped (the orchestrator has moved on)");
+            count(&command, "skipped_late");
             return Settle::Ack;
         }
         let Some((cancel, _claimed)) = self.claim(&command).await else {
             tracing::info!("duplicate delivery of a command already running: acknowledged");
+            count(&command, "duplicate");
             return Settle::Ack;
         };
         let reporter = Reporter {
@@ -178,6 +184,9 @@ impl<S: Step> Job<S> {
                 tracing::info!(
                     "command finished before: answered with its stored report, not run again"
                 );
+                metrics::counter!("step_commands_recalled_total", "step" => command.step.clone(), "action" => command.action.as_str())
+                    .increment(1);
+                count(&command, "recalled");
                 Self::report(&reporter, report).await
             }
             None => self.run(message, &command, cancel, reporter).await,
@@ -240,6 +249,10 @@ impl<S: Step> Job<S> {
         match outcome {
             Ok(report) => {
                 let elapsed_ms = started.elapsed().as_millis() as u64;
+                let outcome = outcome_of(&report);
+                count(command, outcome);
+                metrics::histogram!("step_command_duration_seconds", "step" => command.step.clone(), "action" => command.action.as_str(), "outcome" => outcome)
+                    .record(started.elapsed().as_secs_f64());
                 match &report {
                     StepReport::Failed {
                         code,
@@ -272,6 +285,7 @@ impl<S: Step> Job<S> {
             }
             Err(Interrupted::Shutdown) => {
                 tracing::info!("released for another instance");
+                count(command, "released");
                 Settle::Again {
                     delay: None,
                     reason: "released on shutdown".into(),
@@ -279,6 +293,7 @@ impl<S: Step> Job<S> {
             }
             Err(Interrupted::Superseded) => {
                 tracing::info!("stopped: an undo for this saga arrived");
+                count(command, "superseded");
                 Settle::Ack
             }
         }
@@ -379,6 +394,8 @@ impl<S: Step> Job<S> {
         match published {
             Ok(()) => {
                 tracing::error!(reason = %letter.reason, deliveries, "command set aside as a dead letter");
+                metrics::counter!("saga_dead_letters_total", "source" => self.step.name().to_string())
+                    .increment(1);
                 let _ = message.ack_with(AckKind::Term).await;
             }
             Err(e) if deliveries < u64::from(self.max_deliver) => {
@@ -465,5 +482,24 @@ impl Drop for Claimed {
         }
         drop(map);
         let _ = self.done.send(true);
+    }
+}
+
+/// Counts a handled command in `step_commands_total` by step, action and outcome.
+fn count(command: &StepCommand, outcome: &'static str) {
+    metrics::counter!("step_commands_total", "step" => command.step.clone(), "action" => command.action.as_str(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// The `outcome` label of a run's report: `completed`, `timed_out` (the runtime's
+/// deadline), `failed` (retryable) or `failed_permanent`.
+fn outcome_of(report: &StepReport) -> &'static str {
+    match report {
+        StepReport::Completed { .. } | StepReport::Output { .. } => "completed",
+        StepReport::Failed { code, .. } if code == "step_timeout" => "timed_out",
+        StepReport::Failed {
+            retryable: true, ..
+        } => "failed",
+        StepReport::Failed { .. } => "failed_permanent",
     }
 }

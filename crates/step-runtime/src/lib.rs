@@ -10,6 +10,7 @@
 //! period, the rest is released to another instance).
 
 pub mod bus;
+pub mod exposition;
 pub mod health;
 mod job;
 mod memory;
