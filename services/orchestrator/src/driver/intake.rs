@@ -70,6 +70,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         {
             Inserted::Stored => {
                 tracing::info!(subdomain = %signup.subdomain, "signup accepted");
+                crate::observe::accepted();
                 self.start_unless_held(cache, &saga).await
             }
             Inserted::Duplicate => {
@@ -204,7 +205,10 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             .await
             .context("storing the rejection")?
         {
-            Inserted::Stored => self.publish_progress(&[event]).await,
+            Inserted::Stored => {
+                crate::observe::rejected_at_intake(&saga, self.clock.now());
+                self.publish_progress(&[event]).await
+            }
             Inserted::Duplicate | Inserted::SubdomainTaken(_) => {}
         }
         Ok(())

@@ -286,7 +286,13 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
     /// letter cannot be stored, the message is delivered again later instead.
     pub(super) async fn set_aside(&self, message: Inbound, letter: &SetAside, done: Settle) {
         match self.bus.dead_letter(letter).await {
-            Ok(()) => message.settle(done).await,
+            Ok(()) => {
+                crate::observe::dead_letter(match letter {
+                    SetAside::Signup(_) => "signups",
+                    SetAside::Input(_) => crate::bus::DEAD_LETTER_SOURCE,
+                });
+                message.settle(done).await
+            }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "dead letter not stored; redelivering");
                 let delay = retry_delay(message.delivered);
@@ -317,7 +323,8 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         saga: &Saga,
         input: Input,
     ) -> anyhow::Result<Option<Saga>> {
-        match next(&self.definition, saga, input, self.clock.now()) {
+        let now = self.clock.now();
+        match next(&self.definition, saga, input.clone(), now) {
             Decision::Ignore(reason) => {
                 tracing::debug!(%reason, "input ignored");
                 Ok(None)
@@ -328,7 +335,17 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             } => {
                 let events = progress_of(&actions);
                 match self.store.update(saga, &after, &events).await {
-                    Ok(Updated::Stored) => cache.keep(&after),
+                    Ok(Updated::Stored) => {
+                        cache.keep(&after);
+                        crate::observe::transition(
+                            &self.definition,
+                            saga,
+                            &after,
+                            &input,
+                            &actions,
+                            now,
+                        );
+                    }
                     Ok(Updated::SubdomainTaken(holder)) => {
                         anyhow::bail!(
                             "the subdomain {} is now held by saga {holder}",
