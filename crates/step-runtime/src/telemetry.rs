@@ -22,6 +22,9 @@ pub fn init() {
     } else {
         builder.init();
     }
+    // Before anything records: a gauge set at start-up (say, site-step's places)
+    // must reach `/metrics`.
+    crate::exposition::handle();
 }
 
 /// Libraries that log request or response bodies (secrets among them) below `info`.

@@ -75,13 +75,14 @@ impl Drop for Ticket<'_> {
 impl Queue {
     /// A gate letting `capacity` (at least 1) through at once.
     pub fn new(capacity: usize) -> Self {
-        metrics::gauge!("site_new_site_places").set(capacity.max(1) as f64);
-        Self {
+        let queue = Self {
             capacity: capacity.max(1),
             places: Semaphore::new(capacity.max(1)),
             line: Mutex::default(),
             moved: watch::Sender::new(0),
-        }
+        };
+        queue.report();
+        queue
     }
 
     fn line(&self) -> std::sync::MutexGuard<'_, Line> {
@@ -95,6 +96,7 @@ impl Queue {
         let in_use = self
             .capacity
             .saturating_sub(self.places.available_permits());
+        metrics::gauge!("site_new_site_places").set(self.capacity as f64);
         metrics::gauge!("site_new_site_waiting").set(waiting as f64);
         metrics::gauge!("site_new_site_in_use").set(in_use as f64);
     }
