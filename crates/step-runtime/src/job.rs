@@ -111,8 +111,16 @@ impl<S: Step> Job<S> {
                 .await;
             return;
         }
+        // The saga's trace, from the orchestrator: the id goes on every log line of
+        // the command, and its next hop on the report.
+        let trace = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(contracts::trace::TRACEPARENT_HEADER))
+            .and_then(|value| contracts::TraceParent::parse(value.as_str()));
         let span = tracing::info_span!(
             "command",
+            trace_id = trace.as_ref().map(|t| t.trace_id().to_string()),
             saga_id = %command.saga_id,
             step = %command.step,
             action = command.action.as_str(),
@@ -120,7 +128,7 @@ impl<S: Step> Job<S> {
         );
         async {
             let command = Arc::new(command);
-            match self.handle_command(&message, command.clone()).await {
+            match self.handle_command(&message, command.clone(), trace).await {
                 Settle::Ack => {
                     let _ = message.ack().await;
                 }
@@ -146,6 +154,7 @@ impl<S: Step> Job<S> {
         &self,
         message: &jetstream::Message,
         command: Arc<StepCommand>,
+        trace: Option<contracts::TraceParent>,
     ) -> Settle {
         if command.action == StepAction::Execute && command.deadline <= Utc::now() {
             tracing::info!("command past its deadline: skipped (the orchestrator has moved on)");
@@ -163,6 +172,7 @@ impl<S: Step> Job<S> {
             command: command.clone(),
             handling: Uuid::new_v4().simple().to_string(),
             lines: Arc::default(),
+            trace,
         };
         // Looked up once claimed: a duplicate arriving while the first delivery runs is
         // caught by the claim above, one arriving after it finds the stored report.

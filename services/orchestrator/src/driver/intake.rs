@@ -6,7 +6,8 @@ use anyhow::Context as _;
 use contracts::signup::{parse_signup, DeadLetter, ParsedSignup, SignupPassword};
 use contracts::step_dead_letter::StepDeadLetter;
 use contracts::{
-    Rejection, SagaStatus, Sealed, StepEvent, SubdomainProbe, TenantContext, ValidSignup,
+    Rejection, SagaStatus, Sealed, StepEvent, SubdomainProbe, TenantContext, TraceParent,
+    ValidSignup,
 };
 use secrets::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
@@ -24,7 +25,12 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         cache: &mut Cache,
         saga_id: Uuid,
         parsed: ParsedSignupRead,
+        trace: Option<TraceParent>,
     ) -> anyhow::Result<()> {
+        // The web app's trace when it sent one, else one of the saga's own; the saga
+        // keeps it (a redelivered signup finds its saga stored with the first one).
+        let trace = trace.unwrap_or_else(TraceParent::new_root);
+        super::record_trace(Some(&trace));
         // A saga in flight is in the cache; an older one is found by the insert below
         // (`Duplicate`), which spares a read per signup.
         if cache.0.contains_key(&saga_id) {
@@ -36,7 +42,12 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             Err(rejection) => {
                 let subdomain: String = parsed.raw_subdomain.chars().take(64).collect();
                 return self
-                    .reject(saga_id, self.tenant_for_rejection(&subdomain), &rejection)
+                    .reject(
+                        saga_id,
+                        self.tenant_for_rejection(&subdomain),
+                        &rejection,
+                        trace,
+                    )
                     .await;
             }
         };
@@ -49,7 +60,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                     admin_full_name: signup.admin_full_name.clone(),
                     ..self.tenant_for_rejection(&signup.subdomain)
                 };
-                return self.reject(saga_id, tenant, &rejection).await;
+                return self.reject(saga_id, tenant, &rejection, trace).await;
             }
         };
         let tenant = TenantContext {
@@ -61,7 +72,10 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             auth_provider: signup.auth_provider,
             admin_password,
         };
-        let saga = Saga::accepted(saga_id, tenant.clone(), self.clock.now());
+        let saga = Saga {
+            trace: Some(trace),
+            ..Saga::accepted(saga_id, tenant.clone(), self.clock.now())
+        };
         match self
             .store
             .insert(&saga, &[])
@@ -100,6 +114,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                         ..tenant
                     },
                     &rejection,
+                    saga.trace.clone().unwrap_or_else(TraceParent::new_root),
                 )
                 .await
             }
@@ -196,9 +211,11 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         saga_id: Uuid,
         tenant: TenantContext,
         rejection: &Rejection,
+        trace: TraceParent,
     ) -> anyhow::Result<()> {
         tracing::info!(code = rejection.code, message = %rejection.message, "signup rejected");
-        let (saga, event) = Saga::rejected(saga_id, tenant, rejection, self.clock.now());
+        let (mut saga, event) = Saga::rejected(saga_id, tenant, rejection, self.clock.now());
+        saga.trace = Some(trace);
         match self
             .store
             .insert(&saga, std::slice::from_ref(&event))

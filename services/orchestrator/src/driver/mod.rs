@@ -175,22 +175,26 @@ pub(crate) fn spawn_workers<S: SagaStore, B: Bus>(
 impl<S: SagaStore, B: Bus> Core<S, B> {
     async fn load(&self, cache: &mut Cache, saga_id: Uuid) -> anyhow::Result<Option<Saga>> {
         if let Some(saga) = cache.0.get(&saga_id) {
+            record_trace(saga.trace.as_ref());
             return Ok(Some(saga.clone()));
         }
         let saga = self.store.get(saga_id).await.context("loading the saga")?;
         if let Some(saga) = &saga {
             cache.keep(saga);
+            record_trace(saga.trace.as_ref());
         }
         Ok(saga)
     }
 
     async fn handle(&self, cache: &mut Cache, saga_id: Uuid, work: Work) {
         use tracing::Instrument;
-        let span = tracing::info_span!("saga", %saga_id);
+        // `trace_id` is recorded once the saga (or its signup) is read.
+        let span = tracing::info_span!("saga", %saga_id, trace_id = tracing::field::Empty);
         async {
             match work {
                 Work::Signup(message, parsed) => {
-                    let result = self.intake(cache, saga_id, *parsed).await;
+                    let trace = message.traceparent.clone();
+                    let result = self.intake(cache, saga_id, *parsed, trace).await;
                     self.settle(message, result).await;
                 }
                 Work::Event(message, event) => {
@@ -395,7 +399,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             }
         }
         for command in &commands {
-            match self.bus.dispatch(command, again).await {
+            match self.bus.dispatch(command, again, saga.trace.as_ref()).await {
                 Ok(confirmation) => {
                     tracing::info!(step = %command.step, action = command.action.as_str(), attempt = command.attempt, "command dispatched");
                     let unsent = self.unsent.clone();
@@ -455,6 +459,14 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
 
     pub(crate) fn schedule_at(&self, timer: Timer) {
         self.timers.schedule(timer);
+    }
+}
+
+/// Puts the saga's trace id on the current (`saga`) span, so every log line of the
+/// saga carries it.
+pub(crate) fn record_trace(trace: Option<&contracts::TraceParent>) {
+    if let Some(trace) = trace {
+        tracing::Span::current().record("trace_id", trace.trace_id());
     }
 }
 
