@@ -1,8 +1,11 @@
 //! One trace per saga: a signup's W3C `traceparent` reaches every command of the saga
 //! and every report answering one, and the five services' log lines of the saga
-//! carry its trace id; a signup without one gets a trace of its own.
+//! carry its trace id; a signup without one gets a trace of its own. The services
+//! export their spans over OTLP/HTTP (JSON) to a receiver of the test's own, and each
+//! service's spans of the saga are in its trace.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -24,6 +27,53 @@ fn seen(
         .and_then(|v| TraceParent::parse(v.as_str()))
         .map(|t| t.trace_id().to_string());
     Some((saga, trace))
+}
+
+/// Spans received over OTLP: (service.name, trace id, span name).
+type Received = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// An OTLP/HTTP receiver (JSON encoding) on a free port: its URL and what it got.
+async fn otlp_receiver() -> (String, Received) {
+    let received: Received = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(
+                |axum::extract::State(received): axum::extract::State<Received>,
+                 body: axum::body::Bytes| async move {
+                    let request: serde_json::Value =
+                        serde_json::from_slice(&body).expect("OTLP JSON");
+                    let mut received = received.lock().expect("lock");
+                    for resource in request["resourceSpans"].as_array().into_iter().flatten() {
+                        let service = resource["resource"]["attributes"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|a| a["key"] == "service.name")
+                            .and_then(|a| a["value"]["stringValue"].as_str())
+                            .unwrap_or("?")
+                            .to_string();
+                        for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                            for span in scope["spans"].as_array().into_iter().flatten() {
+                                received.push((
+                                    service.clone(),
+                                    span["traceId"].as_str().unwrap_or("").to_lowercase(),
+                                    span["name"].as_str().unwrap_or("").to_string(),
+                                ));
+                            }
+                        }
+                    }
+                    axum::Json(serde_json::json!({}))
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
 }
 
 /// `text` without its ANSI colour codes (the services log to a file as to a terminal).
@@ -50,7 +100,11 @@ async fn a_signups_traceparent_follows_every_command_report_and_log_line() {
     let mut h = Harness::new().await;
     let root = h.bench_folder(serde_json::json!({"delay_ms": 1}));
     let (url, _master) = h.start_master().await;
-    let _services = h.spawn_all(&h.frappe_env(&root, &url));
+    let (collector, received) = otlp_receiver().await;
+    let mut env = h.frappe_env(&root, &url);
+    env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", collector));
+    env.push(("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json".into()));
+    let _services = h.spawn_all(&env);
 
     // Everything sent on the command and event subjects, as the test's own user sees it.
     let mut commands = h.client.subscribe("saga.cmd.>").await.expect("subscribe");
@@ -165,6 +219,38 @@ async fn a_signups_traceparent_follows_every_command_report_and_log_line() {
             without.first()
         );
     }
+    // Exported: every service's spans of the saga are in its trace (the batch
+    // exporter sends every few seconds).
+    let services = [
+        "orchestrator",
+        "db-step",
+        "site-step",
+        "user-step",
+        "registry-step",
+    ];
+    let in_trace = || -> BTreeMap<String, BTreeSet<String>> {
+        let mut by_service = BTreeMap::<String, BTreeSet<String>>::new();
+        for (service, trace, name) in received.lock().expect("lock").iter() {
+            if trace == trace_id {
+                by_service
+                    .entry(service.clone())
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
+        by_service
+    };
+    tests::assert_eventually!(
+        30,
+        format!("spans of every service in the trace: {:?}", in_trace()),
+        services.iter().all(|s| in_trace().contains_key(*s))
+    );
+    let spans = in_trace();
+    assert!(spans["orchestrator"].contains("saga"), "{spans:?}");
+    for step in &services[1..] {
+        assert!(spans[*step].contains("command"), "{step}: {spans:?}");
+    }
+
     for subdomain in [&subdomain, &other] {
         tests::drop_tenant(&db_step::database_name(subdomain)).await;
     }

@@ -67,6 +67,15 @@ impl TraceParent {
         }
     }
 
+    /// The same trace with parent id `parent_id` (16 lowercase hex digits, not all
+    /// zero): the context of a hop whose span id is known; `None` if it is not one.
+    pub fn with_parent_id(&self, parent_id: &str) -> Option<Self> {
+        Self::parse(&format!(
+            "00-{}-{parent_id}-{:02x}",
+            self.trace_id, self.flags
+        ))
+    }
+
     /// The trace id, 32 lowercase hex digits.
     pub fn trace_id(&self) -> &str {
         &self.trace_id

@@ -120,12 +120,15 @@ impl<S: Step> Job<S> {
             .and_then(|value| contracts::TraceParent::parse(value.as_str()));
         let span = tracing::info_span!(
             "command",
-            trace_id = trace.as_ref().map(|t| t.trace_id().to_string()),
+            trace_id = tracing::field::Empty,
             saga_id = %command.saga_id,
             step = %command.step,
             action = command.action.as_str(),
             attempt = command.attempt
         );
+        if let Some(trace) = &trace {
+            crate::telemetry::adopt(&span, trace);
+        }
         async {
             let command = Arc::new(command);
             match self.handle_command(&message, command.clone(), trace).await {

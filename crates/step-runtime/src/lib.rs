@@ -219,6 +219,7 @@ where
 /// and why, no backtrace) on stderr, prefixed with the program's name, and a failure
 /// status.
 pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    telemetry::flush();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

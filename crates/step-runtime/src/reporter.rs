@@ -70,7 +70,10 @@ impl Reporter {
         event: &StepEvent,
     ) -> anyhow::Result<jetstream::context::PublishAckFuture> {
         let payload = serde_json::to_vec(event).context("encoding the report")?;
-        let traceparent = self.trace.as_ref().map(|t| t.child().to_string());
+        let traceparent = self
+            .trace
+            .as_ref()
+            .map(|t| crate::telemetry::outgoing(t).to_string());
         let marks: Vec<(&str, &str)> = traceparent
             .iter()
             .map(|t| (contracts::trace::TRACEPARENT_HEADER, t.as_str()))

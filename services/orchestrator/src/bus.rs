@@ -226,7 +226,8 @@ impl Bus for NatsBus {
             .context("encoding a step command")?
             .into();
         let subject = self.subjects.step_command(&command.step);
-        let traceparent = trace.map(|t| t.child().to_string());
+        // Sent from inside the saga's span: the step's span becomes its child.
+        let traceparent = trace.map(|t| step_runtime::telemetry::outgoing(t).to_string());
         let mut marks: Vec<(&str, &str)> = Vec::with_capacity(2);
         if again {
             marks.push((contracts::SENT_AGAIN_HEADER, "1"));

@@ -30,7 +30,6 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         // The web app's trace when it sent one, else one of the saga's own; the saga
         // keeps it (a redelivered signup finds its saga stored with the first one).
         let trace = trace.unwrap_or_else(TraceParent::new_root);
-        super::record_trace(Some(&trace));
         // A saga in flight is in the cache; an older one is found by the insert below
         // (`Duplicate`), which spares a read per signup.
         if cache.0.contains_key(&saga_id) {

@@ -175,25 +175,41 @@ pub(crate) fn spawn_workers<S: SagaStore, B: Bus>(
 impl<S: SagaStore, B: Bus> Core<S, B> {
     async fn load(&self, cache: &mut Cache, saga_id: Uuid) -> anyhow::Result<Option<Saga>> {
         if let Some(saga) = cache.0.get(&saga_id) {
-            record_trace(saga.trace.as_ref());
             return Ok(Some(saga.clone()));
         }
         let saga = self.store.get(saga_id).await.context("loading the saga")?;
         if let Some(saga) = &saga {
             cache.keep(saga);
-            record_trace(saga.trace.as_ref());
         }
         Ok(saga)
     }
 
+    /// The stored saga's trace (read into the cache when it is not there; a failed
+    /// read is left to the input's own read, which reports it).
+    async fn trace_of(&self, cache: &mut Cache, saga_id: Uuid) -> Option<contracts::TraceParent> {
+        self.load(cache, saga_id).await.ok().flatten()?.trace
+    }
+
     async fn handle(&self, cache: &mut Cache, saga_id: Uuid, work: Work) {
         use tracing::Instrument;
-        // `trace_id` is recorded once the saga (or its signup) is read.
+        // The saga's trace, known before its span is entered (an exported span's
+        // parent is fixed then): a signup's own or a new one, else the stored saga's.
+        let trace = match &work {
+            Work::Signup(message, _) => Some(
+                message
+                    .traceparent
+                    .clone()
+                    .unwrap_or_else(contracts::TraceParent::new_root),
+            ),
+            _ => self.trace_of(cache, saga_id).await,
+        };
         let span = tracing::info_span!("saga", %saga_id, trace_id = tracing::field::Empty);
+        if let Some(trace) = &trace {
+            step_runtime::telemetry::adopt(&span, trace);
+        }
         async {
             match work {
                 Work::Signup(message, parsed) => {
-                    let trace = message.traceparent.clone();
                     let result = self.intake(cache, saga_id, *parsed, trace).await;
                     self.settle(message, result).await;
                 }
@@ -459,14 +475,6 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
 
     pub(crate) fn schedule_at(&self, timer: Timer) {
         self.timers.schedule(timer);
-    }
-}
-
-/// Puts the saga's trace id on the current (`saga`) span, so every log line of the
-/// saga carries it.
-pub(crate) fn record_trace(trace: Option<&contracts::TraceParent>) {
-    if let Some(trace) = trace {
-        tracing::Span::current().record("trace_id", trace.trace_id());
     }
 }
 
