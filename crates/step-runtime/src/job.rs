@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::counts;
 use crate::memory::{self, FinishedCommands};
 use crate::reporter::Reporter;
 use crate::{bus, Step, StepContext, StepError};
@@ -113,11 +114,7 @@ impl<S: Step> Job<S> {
         }
         // The saga's trace, from the orchestrator: the id goes on every log line of
         // the command, and its next hop on the report.
-        let trace = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(contracts::trace::TRACEPARENT_HEADER))
-            .and_then(|value| contracts::TraceParent::parse(value.as_str()));
+        let trace = crate::telemetry::traceparent_of(message.headers.as_ref());
         let span = tracing::info_span!(
             "command",
             trace_id = tracing::field::Empty,
@@ -161,12 +158,12 @@ impl<S: Step> Job<S> {
     ) -> Settle {
         if command.action == StepAction::Execute && command.deadline <= Utc::now() {
             tracing::info!("command past its deadline: skipped (the orchestrator has moved on)");
-            count(&command, "skipped_late");
+            counts::command(&command, "skipped_late");
             return Settle::Ack;
         }
         let Some((cancel, _claimed)) = self.claim(&command).await else {
             tracing::info!("duplicate delivery of a command already running: acknowledged");
-            count(&command, "duplicate");
+            counts::command(&command, "duplicate");
             return Settle::Ack;
         };
         let reporter = Reporter {
@@ -199,7 +196,7 @@ impl<S: Step> Job<S> {
                 );
                 metrics::counter!("step_commands_recalled_total", "step" => command.step.clone(), "action" => command.action.as_str())
                     .increment(1);
-                count(&command, "recalled");
+                counts::command(&command, "recalled");
                 Self::report(&reporter, report).await
             }
             None => self.run(message, &command, cancel, reporter).await,
@@ -262,8 +259,8 @@ impl<S: Step> Job<S> {
         match outcome {
             Ok(report) => {
                 let elapsed_ms = started.elapsed().as_millis() as u64;
-                let outcome = outcome_of(&report);
-                count(command, outcome);
+                let outcome = counts::outcome_of(&report);
+                counts::command(command, outcome);
                 metrics::histogram!("step_command_duration_seconds", "step" => command.step.clone(), "action" => command.action.as_str(), "outcome" => outcome)
                     .record(started.elapsed().as_secs_f64());
                 match &report {
@@ -298,7 +295,7 @@ impl<S: Step> Job<S> {
             }
             Err(Interrupted::Shutdown) => {
                 tracing::info!("released for another instance");
-                count(command, "released");
+                counts::command(command, "released");
                 Settle::Again {
                     delay: None,
                     reason: "released on shutdown".into(),
@@ -306,7 +303,7 @@ impl<S: Step> Job<S> {
             }
             Err(Interrupted::Superseded) => {
                 tracing::info!("stopped: an undo for this saga arrived");
-                count(command, "superseded");
+                counts::command(command, "superseded");
                 Settle::Ack
             }
         }
@@ -495,24 +492,5 @@ impl Drop for Claimed {
         }
         drop(map);
         let _ = self.done.send(true);
-    }
-}
-
-/// Counts a handled command in `step_commands_total` by step, action and outcome.
-fn count(command: &StepCommand, outcome: &'static str) {
-    metrics::counter!("step_commands_total", "step" => command.step.clone(), "action" => command.action.as_str(), "outcome" => outcome)
-        .increment(1);
-}
-
-/// The `outcome` label of a run's report: `completed`, `timed_out` (the runtime's
-/// deadline), `failed` (retryable) or `failed_permanent`.
-fn outcome_of(report: &StepReport) -> &'static str {
-    match report {
-        StepReport::Completed { .. } | StepReport::Output { .. } => "completed",
-        StepReport::Failed { code, .. } if code == "step_timeout" => "timed_out",
-        StepReport::Failed {
-            retryable: true, ..
-        } => "failed",
-        StepReport::Failed { .. } => "failed_permanent",
     }
 }

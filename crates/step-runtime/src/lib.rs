@@ -10,6 +10,7 @@
 //! period, the rest is released to another instance).
 
 pub mod bus;
+mod counts;
 pub mod exposition;
 pub mod health;
 mod job;

@@ -74,9 +74,11 @@ where
     let protocol = match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
         Ok("http/json") => Protocol::HttpJson,
         Ok("http/protobuf") | Err(_) => Protocol::HttpBinary,
-        Ok(other) => return Err(format!(
+        Ok(other) => {
+            return Err(format!(
             "OTEL_EXPORTER_OTLP_PROTOCOL={other:?}: only http/protobuf and http/json are supported"
-        )),
+        ))
+        }
     };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
@@ -109,6 +111,13 @@ fn program_name() -> Option<String> {
             .to_string_lossy()
             .into_owned(),
     )
+}
+
+/// The valid `traceparent` among a message's headers, if any.
+pub fn traceparent_of(headers: Option<&async_nats::HeaderMap>) -> Option<TraceParent> {
+    headers?
+        .get(contracts::trace::TRACEPARENT_HEADER)
+        .and_then(|value| TraceParent::parse(value.as_str()))
 }
 
 /// Sends the spans not exported yet; call before the process exits.

@@ -152,11 +152,7 @@ impl From<jetstream::Message> for Inbound {
             .info()
             .map(|info| info.delivered.max(1) as u64)
             .unwrap_or(1);
-        let traceparent = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(contracts::trace::TRACEPARENT_HEADER))
-            .and_then(|value| TraceParent::parse(value.as_str()));
+        let traceparent = step_runtime::telemetry::traceparent_of(message.headers.as_ref());
         let mut inbound = Self::new(
             message.subject.to_string(),
             message.payload.clone(),
