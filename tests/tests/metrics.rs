@@ -92,6 +92,8 @@ async fn a_completed_and_a_rolled_back_saga_are_counted_where_operators_look() {
     );
 
     let orchestrator = scrape(&bases[0]).await;
+    // Kept beside the services' logs, for a look at what a scrape shows.
+    std::fs::write(h.logs.join("orchestrator-metrics.txt"), &orchestrator).expect("written");
     assert_sample(&orchestrator, "saga_started_total", 2.0);
     assert_sample(
         &orchestrator,

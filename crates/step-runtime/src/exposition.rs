@@ -45,6 +45,7 @@ pub fn handle() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was installed before: /metrics stays empty");
         }
+        describe();
         handle
     })
 }
@@ -52,4 +53,65 @@ pub fn handle() -> &'static PrometheusHandle {
 /// The metrics in Prometheus' text format.
 pub fn render() -> String {
     handle().render()
+}
+
+/// The `# HELP` lines: what each metric means (README, "Operations", has the table).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!("saga_started_total", "Signups accepted into a saga");
+    describe_counter!(
+        "saga_ended_total",
+        "Sagas ended, by outcome (completed, rolled_back, rejected, compensation_failed) and error code"
+    );
+    describe_histogram!(
+        "saga_duration_seconds",
+        Unit::Seconds,
+        "From signup accepted to the saga's end, by outcome"
+    );
+    describe_histogram!(
+        "saga_step_duration_seconds",
+        Unit::Seconds,
+        "One step attempt as the orchestrator saw it, from dispatch to report or timeout, by step, action and outcome"
+    );
+    describe_counter!(
+        "saga_step_retries_total",
+        "Step attempts after the first, by step and action"
+    );
+    describe_counter!("saga_undos_total", "Undos started, by step");
+    describe_gauge!(
+        "saga_in_flight",
+        "Sagas not ended (the leader reports them; standbys 0)"
+    );
+    describe_gauge!(
+        "saga_needing_attention",
+        "Sagas an operator must look at: compensation_failed, or stuck past their timer (the leader reports them)"
+    );
+    describe_gauge!("saga_leader", "1 while this orchestrator leads");
+    describe_counter!(
+        "saga_dead_letters_total",
+        "Messages set aside as dead letters, by source"
+    );
+    describe_counter!(
+        "step_commands_total",
+        "Commands a step service handled, by step, action and outcome"
+    );
+    describe_histogram!(
+        "step_command_duration_seconds",
+        Unit::Seconds,
+        "Running one command in a step service, by step, action and outcome"
+    );
+    describe_counter!(
+        "step_redeliveries_total",
+        "Commands delivered again by JetStream, by step"
+    );
+    describe_counter!(
+        "step_commands_recalled_total",
+        "Commands answered from the finished-commands memory instead of run again, by step and action"
+    );
+    describe_gauge!(
+        "site_new_site_waiting",
+        "Sagas waiting in line for a new-site place"
+    );
+    describe_gauge!("site_new_site_in_use", "new-site places taken");
+    describe_gauge!("site_new_site_places", "new-site places (SITE_CONCURRENCY)");
 }
