@@ -147,8 +147,9 @@ stop_private_docker() {
 
 # `docker compose config` for the deployment file, with .env.example's values, once as
 # it is (one NATS node), with profile `monitoring` (Prometheus and Grafana), and once
-# with its cluster block uncommented and the `cluster` profile on; the cluster's rendering must hold three NATS nodes on cluster.conf, the
-# second instances, and every service on all three nodes with three replicas. The
+# with its cluster block uncommented and the `cluster` profile on; the cluster's
+# rendering must hold three NATS nodes on cluster.conf, the second instances, and
+# every service on all three nodes with three replicas. The
 # Compose v2 plugin when the docker CLI has it, else docker-compose (Debian's 1.29,
 # installed when missing).
 check_compose_file() {

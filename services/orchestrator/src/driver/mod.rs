@@ -195,10 +195,13 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         // The saga's trace, known before its span is entered (an exported span's
         // parent is fixed then): a signup's own or a new one, else the stored saga's.
         let trace = match &work {
+            // A signup seen before (its saga cached) stays in the saga's trace.
             Work::Signup(message, _) => Some(
-                message
-                    .traceparent
-                    .clone()
+                cache
+                    .0
+                    .get(&saga_id)
+                    .and_then(|saga| saga.trace.clone())
+                    .or_else(|| message.traceparent.clone())
                     .unwrap_or_else(contracts::TraceParent::new_root),
             ),
             _ => self.trace_of(cache, saga_id).await,
