@@ -159,9 +159,10 @@ stop_private_docker() {
 }
 
 # `docker compose config` for the deployment file, with .env.example's values, once as
-# it is (one NATS node) and once with its cluster block uncommented and the `cluster`
-# profile on; the cluster's rendering must hold three NATS nodes on cluster.conf, the
-# second instances, and every service on all three nodes with three replicas. The
+# it is (one NATS node), with profile `monitoring` (Prometheus and Grafana), and once
+# with its cluster block uncommented and the `cluster` profile on; the cluster's
+# rendering must hold three NATS nodes on cluster.conf, the second instances, and
+# every service on all three nodes with three replicas. The
 # Compose v2 plugin when the docker CLI has it, else docker-compose (Debian's 1.29,
 # installed when missing).
 check_compose_file() {
@@ -171,6 +172,10 @@ check_compose_file() {
     compose=(docker-compose)
   fi
   "${compose[@]}" --env-file .env.example config --quiet
+  local monitored
+  monitored=$("${compose[@]}" --env-file .env.example --profile monitoring config --services)
+  grep -qx prometheus <<<"$monitored" && grep -qx grafana <<<"$monitored" ||
+    { say "compose monitoring profile lacks prometheus or grafana"; return 1; }
   local env rendered services
   env=$(mktemp)
   { cat .env.example
@@ -190,4 +195,21 @@ check_compose_file() {
   [ "$(grep -c 'NATS_STREAM_REPLICAS: .3' <<<"$rendered")" = 10 ] &&
     [ "$(grep -c 'NATS_URL: nats://nats:4222,nats://nats-2:4222,nats://nats-3:4222' <<<"$rendered")" = 10 ] ||
     { say "compose cluster profile: not every service reaches the three nodes with three replicas"; return 1; }
+}
+
+# promtool (Debian's `prometheus` package) for the monitoring files: the scrape
+# config, the alert rules and their tests (deploy/prometheus/alerts.test.yml), and
+# every query of the Grafana dashboard, parsed as a rule (`$__rate_interval` as 5m).
+check_monitoring() {
+  command -v promtool >/dev/null || { say "installing promtool (Debian package prometheus)"; apt_install prometheus; }
+  promtool check config deploy/prometheus/prometheus.yml >/dev/null
+  promtool test rules deploy/prometheus/alerts.test.yml
+  local rules
+  rules=$(mktemp --suffix=.yml)
+  { echo "groups:"; echo "  - name: dashboard"; echo "    rules:"
+    jq -r '.panels[].targets[].expr' deploy/grafana/saga.json | sed 's/\$__rate_interval/5m/g' |
+      awk '{ gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); printf "      - record: dashboard:query:%d\n        expr: \"%s\"\n", NR, $0 }'
+  } >"$rules"
+  promtool check rules "$rules" >/dev/null || { rm -f "$rules"; say "deploy/grafana/saga.json: a query does not parse"; return 1; }
+  rm -f "$rules"
 }

@@ -9,8 +9,8 @@
 
 mod bench_http;
 pub mod docker;
-mod in_process;
 pub mod http_api;
+mod in_process;
 mod leftovers;
 pub mod private_nats;
 mod process;

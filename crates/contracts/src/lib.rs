@@ -14,6 +14,7 @@ pub mod step;
 pub mod step_dead_letter;
 pub mod subdomain;
 pub mod subjects;
+pub mod trace;
 
 pub use probe::{ProbeReply, SubdomainProbe};
 pub use progress::{ErrorInfo, OperatorAction, ProgressEvent, SagaStatus, StepStatus};
@@ -22,3 +23,4 @@ pub use step::{
     Sealed, StepAction, StepCommand, StepEvent, StepReport, TenantContext, SENT_AGAIN_HEADER,
 };
 pub use subjects::Subjects;
+pub use trace::TraceParent;

@@ -6,6 +6,8 @@
 //! - `/readyz` (readiness): 200 when every dependency answers (NATS, and what the
 //!   service adds: the saga store, MariaDB, the Docker engine and the backend
 //!   container, the bench folder), 503 otherwise; the JSON body names each check.
+//! - `/metrics`: the process's Prometheus metrics (`exposition.rs`), on the same port
+//!   so that a deployment opens one port per service.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -103,7 +105,7 @@ struct Report {
     checks: Vec<Check>,
 }
 
-/// Serves `/healthz` and `/readyz` on `listener` until `shutdown`.
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until `shutdown`.
 pub fn serve(
     listener: TcpListener,
     probe: Probe,
@@ -112,8 +114,8 @@ pub fn serve(
     serve_with(listener, routes(probe), shutdown)
 }
 
-/// `/healthz` and `/readyz` as a router, for a service that serves more on its port
-/// (the orchestrator's HTTP API).
+/// `/healthz`, `/readyz` and `/metrics` as a router, for a service that serves more on
+/// its port (the orchestrator's HTTP API).
 pub fn routes(probe: Probe) -> Router {
     Router::new()
         .route(
@@ -121,6 +123,7 @@ pub fn routes(probe: Probe) -> Router {
             get(|| async { Json(serde_json::json!({"status": "alive"})) }),
         )
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(probe)
 }
 
@@ -130,10 +133,12 @@ pub fn serve_with(
     app: Router,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    // Installed now, so the first scrape already finds the recorder.
+    crate::exposition::handle();
     let addr = listener
         .local_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string());
-    tracing::info!(%addr, "http endpoints served");
+    tracing::info!(%addr, "http endpoints served: /healthz, /readyz, /metrics");
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -142,6 +147,16 @@ pub fn serve_with(
             tracing::error!(error = %e, "health endpoint stopped");
         }
     })
+}
+
+async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::exposition::render(),
+    )
 }
 
 async fn ready(State(probe): State<Probe>) -> (StatusCode, Json<Report>) {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::counts;
 use crate::memory::{self, FinishedCommands};
 use crate::reporter::Reporter;
 use crate::{bus, Step, StepContext, StepError};
@@ -78,6 +79,10 @@ impl<S: Step> Job<S> {
         let deliveries = message
             .info()
             .map_or(1, |info| u64::try_from(info.delivered).unwrap_or(1));
+        if deliveries > 1 {
+            metrics::counter!("step_redeliveries_total", "step" => self.step.name().to_string())
+                .increment(1);
+        }
         let command: StepCommand = match serde_json::from_slice(&message.payload) {
             Ok(c) => c,
             Err(e) => {
@@ -107,16 +112,23 @@ impl<S: Step> Job<S> {
                 .await;
             return;
         }
+        // The saga's trace, from the orchestrator: the id goes on every log line of
+        // the command, and its next hop on the report.
+        let trace = crate::telemetry::traceparent_of(message.headers.as_ref());
         let span = tracing::info_span!(
             "command",
+            trace_id = tracing::field::Empty,
             saga_id = %command.saga_id,
             step = %command.step,
             action = command.action.as_str(),
             attempt = command.attempt
         );
+        if let Some(trace) = &trace {
+            crate::telemetry::adopt(&span, trace);
+        }
         async {
             let command = Arc::new(command);
-            match self.handle_command(&message, command.clone()).await {
+            match self.handle_command(&message, command.clone(), trace).await {
                 Settle::Ack => {
                     let _ = message.ack().await;
                 }
@@ -142,13 +154,16 @@ impl<S: Step> Job<S> {
         &self,
         message: &jetstream::Message,
         command: Arc<StepCommand>,
+        trace: Option<contracts::TraceParent>,
     ) -> Settle {
         if command.action == StepAction::Execute && command.deadline <= Utc::now() {
             tracing::info!("command past its deadline: skipped (the orchestrator has moved on)");
+            counts::command(&command, "skipped_late");
             return Settle::Ack;
         }
         let Some((cancel, _claimed)) = self.claim(&command).await else {
             tracing::info!("duplicate delivery of a command already running: acknowledged");
+            counts::command(&command, "duplicate");
             return Settle::Ack;
         };
         let reporter = Reporter {
@@ -157,6 +172,7 @@ impl<S: Step> Job<S> {
             command: command.clone(),
             handling: Uuid::new_v4().simple().to_string(),
             lines: Arc::default(),
+            trace,
         };
         // Looked up once claimed: a duplicate arriving while the first delivery runs is
         // caught by the claim above, one arriving after it finds the stored report.
@@ -178,6 +194,9 @@ impl<S: Step> Job<S> {
                 tracing::info!(
                     "command finished before: answered with its stored report, not run again"
                 );
+                metrics::counter!("step_commands_recalled_total", "step" => command.step.clone(), "action" => command.action.as_str())
+                    .increment(1);
+                counts::command(&command, "recalled");
                 Self::report(&reporter, report).await
             }
             None => self.run(message, &command, cancel, reporter).await,
@@ -240,6 +259,10 @@ impl<S: Step> Job<S> {
         match outcome {
             Ok(report) => {
                 let elapsed_ms = started.elapsed().as_millis() as u64;
+                let outcome = counts::outcome_of(&report);
+                counts::command(command, outcome);
+                metrics::histogram!("step_command_duration_seconds", "step" => command.step.clone(), "action" => command.action.as_str(), "outcome" => outcome)
+                    .record(started.elapsed().as_secs_f64());
                 match &report {
                     StepReport::Failed {
                         code,
@@ -272,6 +295,7 @@ impl<S: Step> Job<S> {
             }
             Err(Interrupted::Shutdown) => {
                 tracing::info!("released for another instance");
+                counts::command(command, "released");
                 Settle::Again {
                     delay: None,
                     reason: "released on shutdown".into(),
@@ -279,6 +303,7 @@ impl<S: Step> Job<S> {
             }
             Err(Interrupted::Superseded) => {
                 tracing::info!("stopped: an undo for this saga arrived");
+                counts::command(command, "superseded");
                 Settle::Ack
             }
         }
@@ -379,6 +404,8 @@ impl<S: Step> Job<S> {
         match published {
             Ok(()) => {
                 tracing::error!(reason = %letter.reason, deliveries, "command set aside as a dead letter");
+                metrics::counter!("saga_dead_letters_total", "source" => self.step.name().to_string())
+                    .increment(1);
                 let _ = message.ack_with(AckKind::Term).await;
             }
             Err(e) if deliveries < u64::from(self.max_deliver) => {

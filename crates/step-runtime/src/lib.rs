@@ -10,6 +10,8 @@
 //! period, the rest is released to another instance).
 
 pub mod bus;
+mod counts;
+pub mod exposition;
 pub mod health;
 mod job;
 mod memory;
@@ -230,6 +232,7 @@ where
 /// and why, no backtrace) on stderr, prefixed with the program's name, and a failure
 /// status.
 pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    telemetry::flush();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -22,6 +22,8 @@ pub(crate) struct Reporter {
     /// apart: a copy the orchestrator sends again is a new message counting from 1.)
     pub(crate) handling: String,
     pub(crate) lines: Arc<AtomicU32>,
+    /// The command's trace: each report carries its next hop (`traceparent`).
+    pub(crate) trace: Option<contracts::TraceParent>,
 }
 
 impl Reporter {
@@ -54,13 +56,35 @@ impl Reporter {
     pub(crate) async fn finish(&self, report: StepReport) -> anyhow::Result<()> {
         let event = self.event(report);
         let msg_id = format!("{}:done", self.command.command_id);
-        let payload = serde_json::to_vec(&event).context("encoding the report")?;
-        bus::publish_acked(&self.js, self.subject.clone(), &msg_id, payload.into()).await
+        self.publish(&msg_id, &event)
+            .await?
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("waiting for the ack of {}", self.subject))?;
+        Ok(())
     }
 
-    async fn publish(&self, msg_id: &str, event: &StepEvent) -> anyhow::Result<()> {
+    async fn publish(
+        &self,
+        msg_id: &str,
+        event: &StepEvent,
+    ) -> anyhow::Result<jetstream::context::PublishAckFuture> {
         let payload = serde_json::to_vec(event).context("encoding the report")?;
-        bus::publish_once(&self.js, self.subject.clone(), msg_id, payload.into()).await?;
-        Ok(())
+        let traceparent = self
+            .trace
+            .as_ref()
+            .map(|t| crate::telemetry::outgoing(t).to_string());
+        let marks: Vec<(&str, &str)> = traceparent
+            .iter()
+            .map(|t| (contracts::trace::TRACEPARENT_HEADER, t.as_str()))
+            .collect();
+        bus::publish_marked(
+            &self.js,
+            self.subject.clone(),
+            msg_id,
+            &marks,
+            payload.into(),
+        )
+        .await
     }
 }

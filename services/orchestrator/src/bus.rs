@@ -15,7 +15,7 @@ use async_nats::jetstream::{self, AckKind};
 use contracts::admin::DeadLetterEntry;
 use contracts::signup::DeadLetter;
 use contracts::step_dead_letter::StepDeadLetter;
-use contracts::{ProbeReply, ProgressEvent, StepCommand, SubdomainProbe, Subjects};
+use contracts::{ProbeReply, ProgressEvent, StepCommand, SubdomainProbe, Subjects, TraceParent};
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use step_runtime::bus;
@@ -28,10 +28,12 @@ pub trait Bus: Send + Sync + 'static {
     /// Sends a step command (JetStream drops a second copy with the same id), marked
     /// when it is `again` (it may have reached the step before); the returned
     /// confirmation resolves once the stream has it.
+    /// The command carries `trace`'s next hop in its `traceparent` header.
     fn dispatch(
         &self,
         command: &StepCommand,
         again: bool,
+        trace: Option<&TraceParent>,
     ) -> impl Future<Output = anyhow::Result<Confirmation>> + Send;
 
     /// Sends progress events in order; the returned confirmation resolves once the
@@ -95,6 +97,8 @@ pub struct Inbound {
     pub payload: bytes::Bytes,
     /// How often it has been delivered, 1 the first time.
     pub delivered: u64,
+    /// Its `traceparent` header, when it had a valid one.
+    pub traceparent: Option<TraceParent>,
     acker: Box<dyn Acker>,
 }
 
@@ -110,6 +114,7 @@ impl Inbound {
             subject,
             payload,
             delivered,
+            traceparent: None,
             acker,
         }
     }
@@ -147,12 +152,15 @@ impl From<jetstream::Message> for Inbound {
             .info()
             .map(|info| info.delivered.max(1) as u64)
             .unwrap_or(1);
-        Self::new(
+        let traceparent = step_runtime::telemetry::traceparent_of(message.headers.as_ref());
+        let mut inbound = Self::new(
             message.subject.to_string(),
             message.payload.clone(),
             delivered,
             Box::new(JetStreamAcker(message)),
-        )
+        );
+        inbound.traceparent = traceparent;
+        inbound
     }
 }
 
@@ -204,18 +212,27 @@ impl NatsBus {
 }
 
 impl Bus for NatsBus {
-    async fn dispatch(&self, command: &StepCommand, again: bool) -> anyhow::Result<Confirmation> {
+    async fn dispatch(
+        &self,
+        command: &StepCommand,
+        again: bool,
+        trace: Option<&TraceParent>,
+    ) -> anyhow::Result<Confirmation> {
         let payload: bytes::Bytes = serde_json::to_vec(command)
             .context("encoding a step command")?
             .into();
         let subject = self.subjects.step_command(&command.step);
-        let marks: &[(&str, &str)] = if again {
-            &[(contracts::SENT_AGAIN_HEADER, "1")]
-        } else {
-            &[]
-        };
+        // Sent from inside the saga's span: the step's span becomes its child.
+        let traceparent = trace.map(|t| step_runtime::telemetry::outgoing(t).to_string());
+        let mut marks: Vec<(&str, &str)> = Vec::with_capacity(2);
+        if again {
+            marks.push((contracts::SENT_AGAIN_HEADER, "1"));
+        }
+        if let Some(traceparent) = &traceparent {
+            marks.push((contracts::trace::TRACEPARENT_HEADER, traceparent));
+        }
         let ack =
-            bus::publish_marked(&self.js, subject, &command.command_id, marks, payload).await?;
+            bus::publish_marked(&self.js, subject, &command.command_id, &marks, payload).await?;
         Ok(async move {
             ack.await
                 .map_err(|e| anyhow::anyhow!("{e}"))

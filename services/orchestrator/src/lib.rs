@@ -11,6 +11,7 @@ pub mod config;
 mod driver;
 pub mod http;
 mod leadership;
+mod observe;
 mod outbox;
 pub mod password_policy;
 pub mod saga;
@@ -157,6 +158,7 @@ pub async fn run_with_store<S: SagaStore>(
     tokio::task::spawn_blocking(password_policy::warm_up);
     tracing::info!(namespace = %config.namespace, parent_domain = %config.parent_domain, instance = %config.instance, saga_public_key = %config.secrets_key.recipient().to_text(), "orchestrator ready (signups seal admin_password_sealed to saga_public_key, the web app's SAGA_PUBLIC_KEY)");
 
+    observe::stand_by();
     let lease = leadership::Lease {
         holder: config.instance.clone(),
         ttl: config.lease,
@@ -175,6 +177,8 @@ pub async fn run_with_store<S: SagaStore>(
         let driven = drive(&config, store.clone(), bus.clone(), tenure, session.clone()).await;
         session.cancel();
         let _ = keeper.await;
+        // Only the leader reports sagas in flight: the next one reads them afresh.
+        observe::stand_by();
         if shutdown.is_cancelled() {
             lease.resign(&*store, fence).await;
             break;
@@ -266,6 +270,8 @@ async fn drive<S: SagaStore>(
     if !in_flight.is_empty() {
         tracing::info!(count = in_flight.len(), "resuming sagas in flight");
     }
+    // The gauges as the store has them: a new leader reports what it took over.
+    observe::refresh(&*core.store, &in_flight, core.clock.now()).await;
     for saga in in_flight {
         if session.is_cancelled() {
             break;

@@ -7,6 +7,10 @@
 //! its queue); the position shown to people comes from tickets: each waiter takes the
 //! next number, its place is one more than the number of smaller tickets still
 //! waiting, and a guard returns the ticket when the waiter gets in or gives up.
+//!
+//! Its state is exported as gauges whenever it changes: `site_new_site_waiting` (the
+//! line's length) and `site_new_site_in_use` (places taken), beside
+//! `site_new_site_places` (the capacity).
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -15,6 +19,7 @@ use tokio::sync::{watch, Semaphore, SemaphorePermit};
 
 /// A fair gate with `capacity` places.
 pub struct Queue {
+    capacity: usize,
     places: Semaphore,
     line: Mutex<Line>,
     /// Bumped whenever a ticket leaves the line, so that waiters recount their place.
@@ -30,7 +35,15 @@ struct Line {
 
 /// A place held; dropping it lets the next one in.
 pub struct Place<'q> {
-    _permit: SemaphorePermit<'q>,
+    queue: &'q Queue,
+    permit: Option<SemaphorePermit<'q>>,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.queue.report();
+    }
 }
 
 /// A waiter's ticket; it leaves the line when dropped, whether the waiter got in or
@@ -55,22 +68,37 @@ impl Drop for Ticket<'_> {
         }
         self.queue.line().waiting.remove(&self.number);
         self.queue.moved.send_modify(|n| *n = n.wrapping_add(1));
+        self.queue.report();
     }
 }
 
 impl Queue {
     /// A gate letting `capacity` (at least 1) through at once.
     pub fn new(capacity: usize) -> Self {
-        Self {
+        let queue = Self {
+            capacity: capacity.max(1),
             places: Semaphore::new(capacity.max(1)),
             line: Mutex::default(),
             moved: watch::Sender::new(0),
-        }
+        };
+        queue.report();
+        queue
     }
 
     fn line(&self) -> std::sync::MutexGuard<'_, Line> {
         // The line holds plain numbers: a panic elsewhere cannot leave it inconsistent.
         self.line.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the gauges to the line's length and the places taken.
+    fn report(&self) {
+        let waiting = self.waiting();
+        let in_use = self
+            .capacity
+            .saturating_sub(self.places.available_permits());
+        metrics::gauge!("site_new_site_places").set(self.capacity as f64);
+        metrics::gauge!("site_new_site_waiting").set(waiting as f64);
+        metrics::gauge!("site_new_site_in_use").set(in_use as f64);
     }
 
     /// How many wait for a place now.
@@ -87,12 +115,19 @@ impl Queue {
             // Straight in only when nobody waits: a newcomer never passes the line.
             if line.waiting.is_empty() {
                 if let Ok(permit) = self.places.try_acquire() {
-                    return Place { _permit: permit };
+                    drop(line);
+                    self.report();
+                    return Place {
+                        queue: self,
+                        permit: Some(permit),
+                    };
                 }
             }
             let number = line.next;
             line.next += 1;
             line.waiting.insert(number);
+            drop(line);
+            self.report();
             Ticket {
                 queue: self,
                 number,
@@ -115,10 +150,13 @@ impl Queue {
                 biased;
                 permit = &mut acquire => {
                     ticket.admitted = true;
-                    drop(ticket);
-                    return Place {
-                        _permit: permit.expect("the places are never closed"),
+                    // The ticket's drop reports the line, with this place taken.
+                    let place = Place {
+                        queue: self,
+                        permit: Some(permit.expect("the places are never closed")),
                     };
+                    drop(ticket);
+                    return place;
                 }
                 // The sender lives in `self`: `changed` cannot fail while we wait.
                 _ = moved.changed() => {}

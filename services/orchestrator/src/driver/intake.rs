@@ -6,7 +6,8 @@ use anyhow::Context as _;
 use contracts::signup::{parse_signup, DeadLetter, ParsedSignup, SignupPassword};
 use contracts::step_dead_letter::StepDeadLetter;
 use contracts::{
-    Rejection, SagaStatus, Sealed, StepEvent, SubdomainProbe, TenantContext, ValidSignup,
+    Rejection, SagaStatus, Sealed, StepEvent, SubdomainProbe, TenantContext, TraceParent,
+    ValidSignup,
 };
 use secrets::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
@@ -24,7 +25,11 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         cache: &mut Cache,
         saga_id: Uuid,
         parsed: ParsedSignupRead,
+        trace: Option<TraceParent>,
     ) -> anyhow::Result<()> {
+        // The web app's trace when it sent one, else one of the saga's own; the saga
+        // keeps it (a redelivered signup finds its saga stored with the first one).
+        let trace = trace.unwrap_or_else(TraceParent::new_root);
         // A saga in flight is in the cache; an older one is found by the insert below
         // (`Duplicate`), which spares a read per signup.
         if cache.0.contains_key(&saga_id) {
@@ -36,7 +41,12 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             Err(rejection) => {
                 let subdomain: String = parsed.raw_subdomain.chars().take(64).collect();
                 return self
-                    .reject(saga_id, self.tenant_for_rejection(&subdomain), &rejection)
+                    .reject(
+                        saga_id,
+                        self.tenant_for_rejection(&subdomain),
+                        &rejection,
+                        trace,
+                    )
                     .await;
             }
         };
@@ -49,7 +59,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                     admin_full_name: signup.admin_full_name.clone(),
                     ..self.tenant_for_rejection(&signup.subdomain)
                 };
-                return self.reject(saga_id, tenant, &rejection).await;
+                return self.reject(saga_id, tenant, &rejection, trace).await;
             }
         };
         let tenant = TenantContext {
@@ -61,7 +71,10 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             auth_provider: signup.auth_provider,
             admin_password,
         };
-        let saga = Saga::accepted(saga_id, tenant.clone(), self.clock.now());
+        let saga = Saga {
+            trace: Some(trace),
+            ..Saga::accepted(saga_id, tenant.clone(), self.clock.now())
+        };
         match self
             .store
             .insert(&saga, &[])
@@ -70,6 +83,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         {
             Inserted::Stored => {
                 tracing::info!(subdomain = %signup.subdomain, "signup accepted");
+                crate::observe::accepted();
                 self.start_unless_held(cache, &saga).await
             }
             Inserted::Duplicate => {
@@ -99,6 +113,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                         ..tenant
                     },
                     &rejection,
+                    saga.trace.clone().unwrap_or_else(TraceParent::new_root),
                 )
                 .await
             }
@@ -203,16 +218,21 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         saga_id: Uuid,
         tenant: TenantContext,
         rejection: &Rejection,
+        trace: TraceParent,
     ) -> anyhow::Result<()> {
         tracing::info!(code = rejection.code, message = %rejection.message, "signup rejected");
-        let (saga, event) = Saga::rejected(saga_id, tenant, rejection, self.clock.now());
+        let (mut saga, event) = Saga::rejected(saga_id, tenant, rejection, self.clock.now());
+        saga.trace = Some(trace);
         match self
             .store
             .insert(&saga, std::slice::from_ref(&event))
             .await
             .context("storing the rejection")?
         {
-            Inserted::Stored => self.publish_progress(&[event]).await,
+            Inserted::Stored => {
+                crate::observe::rejected_at_intake(&saga, self.clock.now());
+                self.publish_progress(&[event]).await
+            }
             Inserted::Duplicate | Inserted::SubdomainTaken(_) => {}
         }
         Ok(())

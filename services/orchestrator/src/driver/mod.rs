@@ -187,13 +187,36 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         Ok(saga)
     }
 
+    /// The stored saga's trace (read into the cache when it is not there; a failed
+    /// read is left to the input's own read, which reports it).
+    async fn trace_of(&self, cache: &mut Cache, saga_id: Uuid) -> Option<contracts::TraceParent> {
+        self.load(cache, saga_id).await.ok().flatten()?.trace
+    }
+
     async fn handle(&self, cache: &mut Cache, saga_id: Uuid, work: Work) {
         use tracing::Instrument;
-        let span = tracing::info_span!("saga", %saga_id);
+        // The saga's trace, known before its span is entered (an exported span's
+        // parent is fixed then): a signup's own or a new one, else the stored saga's.
+        let trace = match &work {
+            // A signup seen before (its saga cached) stays in the saga's trace.
+            Work::Signup(message, _) => Some(
+                cache
+                    .0
+                    .get(&saga_id)
+                    .and_then(|saga| saga.trace.clone())
+                    .or_else(|| message.traceparent.clone())
+                    .unwrap_or_else(contracts::TraceParent::new_root),
+            ),
+            _ => self.trace_of(cache, saga_id).await,
+        };
+        let span = tracing::info_span!("saga", %saga_id, trace_id = tracing::field::Empty);
+        if let Some(trace) = &trace {
+            step_runtime::telemetry::adopt(&span, trace);
+        }
         async {
             match work {
                 Work::Signup(message, parsed) => {
-                    let result = self.intake(cache, saga_id, *parsed).await;
+                    let result = self.intake(cache, saga_id, *parsed, trace).await;
                     self.settle(message, result).await;
                 }
                 Work::Event(message, event) => {
@@ -289,7 +312,13 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
     /// letter cannot be stored, the message is delivered again later instead.
     pub(super) async fn set_aside(&self, message: Inbound, letter: &SetAside, done: Settle) {
         match self.bus.dead_letter(letter).await {
-            Ok(()) => message.settle(done).await,
+            Ok(()) => {
+                crate::observe::dead_letter(match letter {
+                    SetAside::Signup(_) => "signups",
+                    SetAside::Input(_) => crate::bus::DEAD_LETTER_SOURCE,
+                });
+                message.settle(done).await
+            }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "dead letter not stored; redelivering");
                 let delay = retry_delay(message.delivered);
@@ -320,7 +349,8 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         saga: &Saga,
         input: Input,
     ) -> anyhow::Result<Option<Saga>> {
-        match next(&self.definition, saga, input, self.clock.now()) {
+        let now = self.clock.now();
+        match next(&self.definition, saga, input.clone(), now) {
             Decision::Ignore(reason) => {
                 tracing::debug!(%reason, "input ignored");
                 Ok(None)
@@ -331,7 +361,17 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             } => {
                 let events = progress_of(&actions);
                 match self.store.update(saga, &after, &events).await {
-                    Ok(Updated::Stored) => cache.keep(&after),
+                    Ok(Updated::Stored) => {
+                        cache.keep(&after);
+                        crate::observe::transition(
+                            &self.definition,
+                            saga,
+                            &after,
+                            &input,
+                            &actions,
+                            now,
+                        );
+                    }
                     Ok(Updated::SubdomainTaken(holder)) => {
                         anyhow::bail!(
                             "the subdomain {} is now held by saga {holder}",
@@ -381,7 +421,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             }
         }
         for command in &commands {
-            match self.bus.dispatch(command, again).await {
+            match self.bus.dispatch(command, again, saga.trace.as_ref()).await {
                 Ok(confirmation) => {
                     tracing::info!(step = %command.step, action = command.action.as_str(), attempt = command.attempt, "command dispatched");
                     let unsent = self.unsent.clone();

@@ -120,6 +120,7 @@ pub(crate) async fn sweep_loop<S: SagaStore, B: Bus>(
         match core.store.in_flight().await {
             Ok(sagas) => {
                 let now = core.clock.now();
+                crate::observe::refresh(&*core.store, &sagas, now).await;
                 for saga in sagas {
                     let waited = now - saga.created_at;
                     if saga.status != SagaStatus::Accepted || waited > START_GRACE {

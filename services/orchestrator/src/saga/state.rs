@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use contracts::{
     ErrorInfo, ProgressEvent, Rejection, SagaStatus, StepAction, StepEvent, StepStatus,
-    TenantContext,
+    TenantContext, TraceParent,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -89,6 +89,11 @@ pub struct Saga {
     pub created_at: DateTime<Utc>,
     /// When the saga last changed.
     pub updated_at: DateTime<Utc>,
+    /// The saga's trace (the signup's `traceparent`, or one started for it): every
+    /// command of the saga carries it, also after restarts and replays. Absent in
+    /// sagas stored before traces were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceParent>,
 }
 
 /// A pending wake-up of a saga; it fires only if the saga still waits for it.
@@ -172,6 +177,7 @@ impl Saga {
             result: None,
             created_at: now,
             updated_at: now,
+            trace: None,
         }
     }
 

@@ -53,7 +53,12 @@ impl FakeBus {
 }
 
 impl Bus for FakeBus {
-    async fn dispatch(&self, command: &StepCommand, again: bool) -> anyhow::Result<Confirmation> {
+    async fn dispatch(
+        &self,
+        command: &StepCommand,
+        again: bool,
+        _trace: Option<&contracts::TraceParent>,
+    ) -> anyhow::Result<Confirmation> {
         let mut sent = self.up()?;
         sent.commands.push(command.clone());
         sent.sent_again.push(again);
