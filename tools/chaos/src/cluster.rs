@@ -69,10 +69,14 @@ fn write_config(dir: &Path) -> anyhow::Result<PathBuf> {
 /// while one node is down.
 pub const NODES: usize = 3;
 
-/// The nats-server executable: `NATS_SERVER_BIN`, else the one on PATH, else Debian's.
+/// The nats-server executable: `NATS_CLUSTER_SERVER_BIN` (a current server for the
+/// cluster, which dev/test installs: Debian's 2.9 mishandles replicated streams when
+/// nodes are killed), else `NATS_SERVER_BIN`, else the one on PATH, else Debian's.
 pub fn nats_server_bin() -> anyhow::Result<PathBuf> {
-    if let Ok(bin) = std::env::var("NATS_SERVER_BIN") {
-        return Ok(bin.into());
+    for variable in ["NATS_CLUSTER_SERVER_BIN", "NATS_SERVER_BIN"] {
+        if let Ok(bin) = std::env::var(variable) {
+            return Ok(bin.into());
+        }
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
