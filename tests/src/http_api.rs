@@ -12,7 +12,8 @@ pub const API_SECRET: &str = "write-secret-0123456789";
 /// The read token the API tests configure (`PROVISIONING_READ_TOKEN`).
 pub const READ_TOKEN: &str = "read-token-0123456789";
 
-fn free_port() -> u16 {
+/// A free loopback port (bound, then released) for a service to listen on.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()

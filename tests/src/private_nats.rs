@@ -29,15 +29,7 @@ pub fn nats_server_bin() -> PathBuf {
 
 /// The users `deploy/nats/auth.conf` defines, each with the variable its password
 /// comes from.
-pub const DEPLOY_USERS: [(&str, &str); 7] = [
-    ("orchestrator", "NATS_ORCHESTRATOR_PASSWORD"),
-    ("web-app", "NATS_WEB_APP_PASSWORD"),
-    ("operator", "NATS_OPERATOR_PASSWORD"),
-    ("db-step", "NATS_DB_STEP_PASSWORD"),
-    ("site-step", "NATS_SITE_STEP_PASSWORD"),
-    ("user-step", "NATS_USER_STEP_PASSWORD"),
-    ("registry-step", "NATS_REGISTRY_STEP_PASSWORD"),
-];
+pub const DEPLOY_USERS: [(&str, &str); 7] = step_runtime::bus::DEPLOYMENT_USERS;
 
 /// A user the harness adds to its own servers only (never to `deploy/`), allowed
 /// everything: the tests look inside streams with it (events left on a work queue,

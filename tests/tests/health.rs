@@ -3,15 +3,8 @@
 use std::time::Duration;
 
 use step_runtime::Step as _;
+use tests::http_api::free_port;
 use tests::Harness;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// `GET url`, retried while the service is still starting; status and JSON body.
 async fn probe(url: &str) -> (u16, serde_json::Value) {

@@ -12,6 +12,19 @@ use tests::http_api::{
     read_sse, read_sse_until, wait_for_role, API_SECRET as SECRET, READ_TOKEN as TOKEN,
 };
 
+/// `GET /api/v1/sagas/{id}` with the read token: the saga and its timeline.
+async fn saga_of(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    client
+        .get(format!("{base}/api/v1/sagas/{id}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_api_provisions_reads_follows_and_replays() {
     let mut h = Harness::new().await;
@@ -162,15 +175,7 @@ async fn the_http_api_provisions_reads_follows_and_replays() {
     assert_eq!(rest, sequences[2..].to_vec());
 
     // The password rests nowhere in clear: not in the timeline.
-    let saga: Value = client
-        .get(format!("{base}/api/v1/sagas/{id}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let saga = saga_of(&client, &base, &id).await;
     assert!(!saga.to_string().contains("TestPass123!-long enough"));
     assert_eq!(saga["saga"]["status"], "rolled_back");
     let steps: Vec<&str> = saga["steps"]
@@ -329,15 +334,7 @@ async fn the_http_api_provisions_reads_follows_and_replays() {
         .await
         .expect("replay");
     assert_eq!(replayed.status(), 202);
-    let saga: Value = client
-        .get(format!("{base}/api/v1/sagas/{id}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let saga = saga_of(&client, &base, &id).await;
     let action = &saga["operator_actions"][0];
     assert_eq!(action["operator"], "alice", "{saga}");
     assert_eq!(action["reason"], "registry fixed");

@@ -4,16 +4,9 @@
 use std::time::Duration;
 
 use contracts::SagaStatus;
+use tests::http_api::free_port;
 use tests::Harness;
 use uuid::Uuid;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// `GET <base>/metrics`, retried while the service is still starting.
 async fn scrape(base: &str) -> String {

@@ -18,15 +18,7 @@ use crate::procs::{Kind, Proc};
 const AUTH_CONF: &str = include_str!("../../../deploy/nats/auth.conf");
 
 /// The users `AUTH_CONF` defines, each with the variable its password comes from.
-const USERS: [(&str, &str); 7] = [
-    ("orchestrator", "NATS_ORCHESTRATOR_PASSWORD"),
-    ("web-app", "NATS_WEB_APP_PASSWORD"),
-    ("operator", "NATS_OPERATOR_PASSWORD"),
-    ("db-step", "NATS_DB_STEP_PASSWORD"),
-    ("site-step", "NATS_SITE_STEP_PASSWORD"),
-    ("user-step", "NATS_USER_STEP_PASSWORD"),
-    ("registry-step", "NATS_REGISTRY_STEP_PASSWORD"),
-];
+const USERS: [(&str, &str); 7] = step_runtime::bus::DEPLOYMENT_USERS;
 
 /// The tool's own user, added to the run's copy of the file only (never to
 /// `deploy/`): it publishes the signups and reads every stream for the checks.

@@ -60,6 +60,19 @@ impl fmt::Debug for NatsAuth {
     }
 }
 
+/// The users `deploy/nats/auth.conf` defines, each with the server's environment
+/// variable its password comes from: what a tool or test that starts its own
+/// nats-server on that file must set.
+pub const DEPLOYMENT_USERS: [(&str, &str); 7] = [
+    ("orchestrator", "NATS_ORCHESTRATOR_PASSWORD"),
+    ("web-app", "NATS_WEB_APP_PASSWORD"),
+    ("operator", "NATS_OPERATOR_PASSWORD"),
+    ("db-step", "NATS_DB_STEP_PASSWORD"),
+    ("site-step", "NATS_SITE_STEP_PASSWORD"),
+    ("user-step", "NATS_USER_STEP_PASSWORD"),
+    ("registry-step", "NATS_REGISTRY_STEP_PASSWORD"),
+];
+
 /// A client certificate and its key (`NATS_CERT`, `NATS_KEY`), for servers that
 /// verify clients.
 #[derive(Debug, Clone, PartialEq, Eq)]

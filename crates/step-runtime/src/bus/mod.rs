@@ -12,7 +12,9 @@ use async_nats::jetstream::{self, stream};
 use backon::{ExponentialBuilder, Retryable};
 use contracts::Subjects;
 
-pub use config::{servers, ClientCert, NatsAuth, NatsConfig, CREDENTIAL_VARIABLES};
+pub use config::{
+    servers, ClientCert, NatsAuth, NatsConfig, CREDENTIAL_VARIABLES, DEPLOYMENT_USERS,
+};
 
 /// Header JetStream deduplicates on.
 pub const MSG_ID: &str = "Nats-Msg-Id";
