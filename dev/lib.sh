@@ -114,6 +114,31 @@ ensure_schemathesis() {
   export SCHEMATHESIS="$venv/bin/schemathesis"
 }
 
+# A headless browser for the browser tests: Debian's chromium (installed once when
+# missing); exports CHROMIUM_BIN, which the browser tests read and fail without.
+ensure_chromium() {
+  local bin
+  bin=$(command -v chromium || command -v chromium-browser || true)
+  if [ -z "$bin" ]; then
+    say "installing Debian's chromium for the browser tests (once)"
+    apt_install chromium
+    bin=$(command -v chromium)
+  fi
+  export CHROMIUM_BIN="$bin"
+}
+
+# npm packages of a folder with a package-lock.json (the browser tests' playwright-core,
+# the TypeScript client, the Next.js example): `npm ci` when node_modules is missing or
+# older than the lock file. Needs Node.js 20+ (Debian's nodejs when missing).
+ensure_npm_packages() {
+  local dir=$1
+  command -v npm >/dev/null || apt_install nodejs npm
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    say "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) && touch "$dir/node_modules"
+  fi
+}
+
 docker_ok() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
 # A Docker engine for the tests of the Docker bench driver. Reuses the one DOCKER_HOST
