@@ -1,5 +1,6 @@
 //! `saga.admin.get`, `saga.admin.list`, `saga.admin.replay`, `saga.admin.replay_bulk`,
-//! `saga.admin.dead_letters`: operators' request/reply API. The orchestrator's HTTP API
+//! `saga.admin.dead_letters`, `saga.admin.dead_letters.requeue`: operators'
+//! request/reply API. The orchestrator's HTTP API
 //! (`/api/v1/sagas...`) answers with the same types.
 
 use chrono::{DateTime, Utc};
@@ -135,6 +136,10 @@ pub struct DeadLettersRequest {
     /// At most this many, newest first (default 50, at most 500).
     #[serde(default)]
     pub limit: Option<u32>,
+    /// Only the letter at this stream sequence: `letters` then holds it alone, or the
+    /// reply's error is `not_found`.
+    #[serde(default)]
+    pub sequence: Option<u64>,
 }
 
 /// One dead letter as stored on stream `TENANT_DEAD_LETTERS`.
@@ -157,6 +162,64 @@ pub struct DeadLettersReply {
     /// Newest first.
     pub letters: Vec<DeadLetterEntry>,
     /// Set when the stream could not be read.
+    #[serde(default)]
+    pub error: Option<ErrorInfo>,
+}
+
+/// Request on `saga.admin.dead_letters.requeue`: re-drive the saga a step's dead
+/// letter names, once its cause is fixed. No other field.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequeueRequest {
+    /// The letter's sequence in stream `TENANT_DEAD_LETTERS`.
+    pub sequence: u64,
+    /// Who asks (kept in the timeline); `nats` when absent. At most 100 characters.
+    #[serde(default)]
+    pub operator: Option<String>,
+    /// Why: what was fixed (kept in the timeline). At most 500 characters.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What a requeue did to the letter's saga.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RequeueOutcome {
+    /// The saga had ended replayable (`rolled_back`, `compensation_failed`): it was
+    /// replayed, as `saga.admin.replay` does.
+    Replayed,
+    /// The saga still waited on the letter's step: that step's pending command was
+    /// sent again, with its same command id (a step that had finished it answers
+    /// from its memory instead of running it twice).
+    Resent,
+    /// This letter was requeued before (its operator action is in the timeline):
+    /// nothing was done again.
+    AlreadyRequeued,
+}
+
+/// Reply on `saga.admin.dead_letters.requeue`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
+pub struct RequeueReply {
+    /// The letter asked for.
+    pub sequence: u64,
+    /// The saga it names, when it names one.
+    #[serde(default)]
+    pub saga_id: Option<Uuid>,
+    /// Whether the saga was re-driven now.
+    pub accepted: bool,
+    /// What was done (absent when refused).
+    #[serde(default)]
+    pub outcome: Option<RequeueOutcome>,
+    /// The saga's status after the request.
+    #[serde(default)]
+    pub status: Option<SagaStatus>,
+    /// What happens now, or why nothing does, and what to do instead.
+    pub message: String,
+    /// Why the request was refused: `not_found` (no such letter), `not_requeueable`
+    /// (the saga is in no state to re-drive), `signup_not_requeueable` (a signup's
+    /// letter: the user signs up again).
     #[serde(default)]
     pub error: Option<ErrorInfo>,
 }

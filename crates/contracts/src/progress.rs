@@ -143,7 +143,8 @@ pub struct ProgressEvent {
 /// on the event it caused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct OperatorAction {
-    /// What was done: `replay` (one saga) or `bulk_replay` (chosen by a filter).
+    /// What was done: `replay` (one saga), `bulk_replay` (chosen by a filter) or
+    /// `requeue` (a dead letter of the saga's requeued).
     pub action: String,
     /// Who did it: the `X-Operator` header over HTTP (else the credential's name,
     /// `write-secret`), the request's `operator` over NATS (else `nats`).
@@ -152,4 +153,7 @@ pub struct OperatorAction {
     pub reason: String,
     /// When the orchestrator received the request.
     pub at: DateTime<Utc>,
+    /// For `requeue`: the letter's sequence in stream `TENANT_DEAD_LETTERS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<u64>,
 }

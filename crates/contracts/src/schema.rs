@@ -56,6 +56,14 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
             to_value(schema_for!(crate::admin::DeadLettersReply)),
         ),
         (
+            "saga.admin.dead_letters.requeue.request.json",
+            to_value(schema_for!(crate::admin::RequeueRequest)),
+        ),
+        (
+            "saga.admin.dead_letters.requeue.reply.json",
+            to_value(schema_for!(crate::admin::RequeueReply)),
+        ),
+        (
             "saga.admin.replay.request.json",
             to_value(schema_for!(crate::admin::ReplayRequest)),
         ),

@@ -72,4 +72,42 @@ impl StepDeadLetter {
             at,
         }
     }
+
+    /// The step whose command (or report) this was: read from the command id
+    /// (`<saga>:<run>:<step>:<action>:<attempt>`) when it names one, else the
+    /// source when a step gave up on it.
+    pub fn step(&self) -> Option<&str> {
+        let from_id = self
+            .command_id
+            .as_deref()
+            .and_then(|id| id.split(':').nth(2))
+            .filter(|s| !s.is_empty());
+        from_id.or((self.source != "orchestrator").then_some(self.source.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_comes_from_the_command_id_else_from_a_step_source() {
+        let saga = Uuid::new_v4();
+        let id = crate::StepCommand::id_for(saga, 2, "site", crate::StepAction::Compensate, 3);
+        let at = Utc::now();
+        let letter = StepDeadLetter::new(
+            "admin_user",
+            "s",
+            "r".into(),
+            1,
+            Some((id, saga)),
+            b"{}",
+            at,
+        );
+        assert_eq!(letter.step(), Some("site"));
+        let unreadable = StepDeadLetter::new("database", "s", "r".into(), 1, None, b"x", at);
+        assert_eq!(unreadable.step(), Some("database"));
+        let report = StepDeadLetter::new("orchestrator", "s", "r".into(), 1, None, b"x", at);
+        assert_eq!(report.step(), None);
+    }
 }

@@ -94,6 +94,11 @@ impl Subjects {
         self.subject("saga.admin.dead_letters")
     }
 
+    /// `saga.admin.dead_letters.requeue`: re-drive the saga a dead letter names.
+    pub fn admin_requeue(&self) -> String {
+        self.subject("saga.admin.dead_letters.requeue")
+    }
+
     /// `saga.admin.replay`: run a rolled-back saga again, or resume a failed undo.
     pub fn admin_replay(&self) -> String {
         self.subject("saga.admin.replay")

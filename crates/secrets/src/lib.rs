@@ -23,8 +23,13 @@
 //!
 //! Values sealed before (`v1:`, AES-256-GCM under the symmetric `SAGA_SECRETS_KEY`)
 //! still open when that key is given as the keyring's legacy key ([`legacy`]).
+//!
+//! Besides: password generation, and the tenant sites' password policy
+//! ([`password_policy`]), which the orchestrator checks signups against and `sagactl`
+//! its test signups' passwords.
 
 pub mod legacy;
+pub mod password_policy;
 mod sealing;
 
 pub use sealing::{Binding, Field, KeyId, Keyring, Recipient};

@@ -84,6 +84,7 @@ pub(crate) fn operator_action(
         },
         reason: clean(reason.unwrap_or_default(), MAX_REASON),
         at,
+        dead_letter: None,
     }
 }
 

@@ -1,15 +1,16 @@
 //! Request/reply endpoints: `tenant.subdomain.check` and
-//! `saga.admin.{get,list,replay,replay_bulk,dead_letters}` (the operations themselves
-//! are in `admin.rs`, shared with the HTTP API).
+//! `saga.admin.{get,list,replay,replay_bulk,dead_letters,dead_letters.requeue}` (the
+//! operations themselves are in `admin.rs` and `dead_letters.rs`, shared with the
+//! HTTP API).
 //! Each runs in a queue group. Every instance answers the reads from the shared store
-//! (no cache is involved); only the leading instance subscribes to replays, which
-//! change sagas.
+//! (no cache is involved); only the leading instance subscribes to replays and
+//! requeues, which change sagas.
 
 use std::sync::Arc;
 
 use contracts::admin::{
     BulkReplayReply, BulkReplayRequest, DeadLettersReply, DeadLettersRequest, GetReply, ListReply,
-    ListRequest, ReplayReply, ReplayRequest, SagaRef,
+    ListRequest, ReplayReply, ReplayRequest, RequeueReply, RequeueRequest, SagaRef,
 };
 use contracts::subdomain::{SubdomainCheckReply, SubdomainCheckRequest, UnavailableReason};
 use contracts::ErrorInfo;
@@ -167,34 +168,31 @@ async fn admin_replay_bulk<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> Bulk
 }
 
 async fn admin_dead_letters<S: SagaStore>(core: &Reader<S>, payload: &[u8]) -> DeadLettersReply {
-    let request: DeadLettersRequest = if payload.is_empty() {
-        DeadLettersRequest::default()
-    } else {
-        match serde_json::from_slice(payload) {
-            Ok(r) => r,
-            Err(e) => {
-                return DeadLettersReply {
-                    letters: Vec::new(),
-                    error: Some(bad_request(format!("unreadable request: {e}"))),
-                }
+    match parse::<DeadLettersRequest>(payload) {
+        Ok(request) => crate::dead_letters::list(core, &request).await,
+        Err(message) => DeadLettersReply {
+            letters: Vec::new(),
+            error: Some(bad_request(message)),
+        },
+    }
+}
+
+async fn admin_requeue<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> RequeueReply {
+    match serde_json::from_slice::<RequeueRequest>(payload) {
+        Ok(request) => crate::dead_letters::requeue(core, &request).await,
+        Err(e) => {
+            let message =
+                format!("expected {{\"sequence\": <n>, \"operator\"?, \"reason\"?}}: {e}");
+            RequeueReply {
+                sequence: 0,
+                saga_id: None,
+                accepted: false,
+                outcome: None,
+                status: None,
+                message: message.clone(),
+                error: Some(bad_request(message)),
             }
         }
-    };
-    let limit = request.limit.unwrap_or(50).clamp(1, 500);
-    match core.bus.recent_dead_letters(u64::from(limit)).await {
-        Ok(letters) => DeadLettersReply {
-            letters,
-            error: None,
-        },
-        Err(e) => DeadLettersReply {
-            letters: Vec::new(),
-            error: Some(ErrorInfo {
-                code: "dead_letters_unavailable".into(),
-                message: format!("the dead letters cannot be read: {e:#}"),
-                step: None,
-                cause: None,
-            }),
-        },
     }
 }
 
@@ -232,8 +230,8 @@ pub(crate) async fn serve_reads<S: SagaStore>(reader: Arc<Reader<S>>, stop: Canc
     while served.join_next().await.is_some() {}
 }
 
-/// Serves `saga.admin.replay` and `saga.admin.replay_bulk` while this instance leads
-/// (until `stop`).
+/// Serves `saga.admin.replay`, `saga.admin.replay_bulk` and
+/// `saga.admin.dead_letters.requeue` while this instance leads (until `stop`).
 pub(crate) async fn serve_replays<S: SagaStore>(core: Arc<Core<S>>, stop: CancellationToken) {
     let client = core.bus.client.clone();
     let single = answer_each(
@@ -249,15 +247,27 @@ pub(crate) async fn serve_replays<S: SagaStore>(core: Arc<Core<S>>, stop: Cancel
         },
     );
     let bulk = answer_each(
-        client,
+        client.clone(),
         core.bus.subjects.admin_replay_bulk(),
+        stop.clone(),
+        {
+            let core = core.clone();
+            move |payload| {
+                let core = core.clone();
+                async move { encode(&admin_replay_bulk(&core, &payload).await) }
+            }
+        },
+    );
+    let requeue = answer_each(
+        client,
+        core.bus.subjects.admin_requeue(),
         stop,
         move |payload| {
             let core = core.clone();
-            async move { encode(&admin_replay_bulk(&core, &payload).await) }
+            async move { encode(&admin_requeue(&core, &payload).await) }
         },
     );
-    tokio::join!(single, bulk);
+    tokio::join!(single, bulk, requeue);
 }
 
 #[derive(Clone, Copy)]

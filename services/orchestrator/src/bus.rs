@@ -23,16 +23,42 @@ use step_runtime::bus;
 /// Confirmation of a publish: resolves once the stream has every message.
 pub type Confirmation = BoxFuture<'static, anyhow::Result<()>>;
 
+/// Which sending of a command this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sending {
+    /// The first: plain, with the command id as its message id.
+    First,
+    /// Once more (resume, takeover, sweep): it may have reached the step before, so
+    /// it is marked `Saga-Sent-Again`; same message id, so JetStream drops it within
+    /// its duplicate window.
+    Again,
+    /// Once more for a requeued dead letter (its sequence): marked as sent again,
+    /// with a message id of its own per letter (`<command id>:requeue:<seq>`), so
+    /// that it goes through within the duplicate window and a second requeue of the
+    /// same letter does not.
+    Requeued(u64),
+}
+
+impl Sending {
+    /// The `Nats-Msg-Id` of `command_id` sent this way.
+    pub fn message_id(self, command_id: &str) -> String {
+        match self {
+            Self::First | Self::Again => command_id.to_string(),
+            Self::Requeued(letter) => format!("{command_id}:requeue:{letter}"),
+        }
+    }
+}
+
 /// What the driver sends out.
 pub trait Bus: Send + Sync + 'static {
-    /// Sends a step command (JetStream drops a second copy with the same id), marked
-    /// when it is `again` (it may have reached the step before); the returned
+    /// Sends a step command (JetStream drops a second copy with the same message
+    /// id), marked as sent again unless it is the first `sending`; the returned
     /// confirmation resolves once the stream has it.
     /// The command carries `trace`'s next hop in its `traceparent` header.
     fn dispatch(
         &self,
         command: &StepCommand,
-        again: bool,
+        sending: Sending,
         trace: Option<&TraceParent>,
     ) -> impl Future<Output = anyhow::Result<Confirmation>> + Send;
 
@@ -178,6 +204,29 @@ impl NatsBus {
         self.send_progress(events).await?.await
     }
 
+    /// The dead letter at stream sequence `sequence`, if there is one.
+    pub async fn dead_letter_at(&self, sequence: u64) -> anyhow::Result<Option<DeadLetterEntry>> {
+        let stream = self
+            .js
+            .get_stream(self.subjects.dead_letter_stream())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("opening the dead-letter stream")?;
+        match stream.get_raw_message(sequence).await {
+            Ok(message) => Ok(Some(entry(sequence, &message.subject, &message.payload))),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::stream::RawMessageErrorKind::NoMessageFound
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(anyhow::anyhow!("{e}"))
+                .with_context(|| format!("reading dead letter {sequence}")),
+        }
+    }
+
     /// The newest `limit` dead letters, newest first.
     pub async fn recent_dead_letters(&self, limit: u64) -> anyhow::Result<Vec<DeadLetterEntry>> {
         let mut stream = self
@@ -198,12 +247,7 @@ impl NatsBus {
         while sequence >= state.first_sequence.max(1) && (letters.len() as u64) < limit {
             // A gap (a letter removed by hand) is skipped.
             if let Ok(message) = stream.get_raw_message(sequence).await {
-                letters.push(DeadLetterEntry {
-                    sequence,
-                    subject: message.subject.to_string(),
-                    letter: serde_json::from_slice(&message.payload)
-                        .unwrap_or_else(|_| serde_json::Value::String("(not JSON)".into())),
-                });
+                letters.push(entry(sequence, &message.subject, &message.payload));
             }
             sequence -= 1;
         }
@@ -211,11 +255,21 @@ impl NatsBus {
     }
 }
 
+/// A stored dead letter as the admin API shows it.
+fn entry(sequence: u64, subject: &str, payload: &[u8]) -> DeadLetterEntry {
+    DeadLetterEntry {
+        sequence,
+        subject: subject.to_string(),
+        letter: serde_json::from_slice(payload)
+            .unwrap_or_else(|_| serde_json::Value::String("(not JSON)".into())),
+    }
+}
+
 impl Bus for NatsBus {
     async fn dispatch(
         &self,
         command: &StepCommand,
-        again: bool,
+        sending: Sending,
         trace: Option<&TraceParent>,
     ) -> anyhow::Result<Confirmation> {
         let payload: bytes::Bytes = serde_json::to_vec(command)
@@ -225,14 +279,14 @@ impl Bus for NatsBus {
         // Sent from inside the saga's span: the step's span becomes its child.
         let traceparent = trace.map(|t| step_runtime::telemetry::outgoing(t).to_string());
         let mut marks: Vec<(&str, &str)> = Vec::with_capacity(2);
-        if again {
+        if sending != Sending::First {
             marks.push((contracts::SENT_AGAIN_HEADER, "1"));
         }
         if let Some(traceparent) = &traceparent {
             marks.push((contracts::trace::TRACEPARENT_HEADER, traceparent));
         }
-        let ack =
-            bus::publish_marked(&self.js, subject, &command.command_id, &marks, payload).await?;
+        let msg_id = sending.message_id(&command.command_id);
+        let ack = bus::publish_marked(&self.js, subject, &msg_id, &marks, payload).await?;
         Ok(async move {
             ack.await
                 .map_err(|e| anyhow::anyhow!("{e}"))

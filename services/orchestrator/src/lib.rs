@@ -8,12 +8,12 @@ mod api;
 mod bus;
 mod clock;
 pub mod config;
+mod dead_letters;
 mod driver;
 pub mod http;
 mod leadership;
 mod observe;
 mod outbox;
-pub mod password_policy;
 pub mod saga;
 pub mod store;
 mod timers;
@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 use driver::{Core, Work};
+/// The sites' password policy signups are checked against (kept in `secrets`, where
+/// `sagactl` finds it too).
+pub use secrets::password_policy;
 use store::{SagaStore, SqlStore};
 
 /// Runs the orchestrator until `shutdown` is cancelled.

@@ -28,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub(crate) use intake::{held_elsewhere, route_event, route_signup};
-pub(crate) use recovery::sweep_loop;
+pub(crate) use recovery::{sweep_loop, Requeued};
 
-use crate::bus::{Bus, Inbound, NatsBus, SetAside, Settle};
+use crate::bus::{Bus, Inbound, NatsBus, Sending, SetAside, Settle};
 use crate::clock::Clock;
 use crate::saga::{next, Action, Decision, Input, Saga, SagaDefinition, Timer};
 use crate::store::{SagaStore, Updated};
@@ -72,6 +72,17 @@ pub(crate) enum Work {
         Option<contracts::OperatorAction>,
         oneshot::Sender<Result<SagaStatus, String>>,
     ),
+    /// An operator requeued a dead letter of this saga.
+    Requeue {
+        /// Who, why, when.
+        action: contracts::OperatorAction,
+        /// The letter's stream sequence.
+        letter: u64,
+        /// The step whose command the letter holds, when known.
+        step: Option<String>,
+        /// What was done, or why nothing was.
+        reply: oneshot::Sender<Result<Requeued, String>>,
+    },
     /// Resume after a restart, or after an error left something unsent: re-send what
     /// is pending and re-arm the timer (an accepted saga is started).
     Resume,
@@ -241,6 +252,19 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                 Work::Replay(action, reply) => {
                     let _ = reply.send(self.replay(cache, saga_id, action).await);
                 }
+                Work::Requeue {
+                    action,
+                    letter,
+                    step,
+                    reply,
+                } => {
+                    let input = Input::Requeue {
+                        action,
+                        letter,
+                        step,
+                    };
+                    let _ = reply.send(self.requeue(cache, saga_id, input).await);
+                }
                 Work::Resume | Work::Rearm => {
                     let resend = matches!(work, Work::Resume);
                     if let Err(e) = self.resume(cache, saga_id, resend).await {
@@ -398,6 +422,22 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
     async fn carry_out(&self, saga: &Saga, actions: Vec<Action>, again: bool) {
         let mut events = Vec::new();
         let mut commands = Vec::new();
+        let plain = if again {
+            Sending::Again
+        } else {
+            Sending::First
+        };
+        let command = |step: String, action, attempt, deadline| StepCommand {
+            command_id: StepCommand::id_for(saga.id, saga.run, &step, action, attempt),
+            saga_id: saga.id,
+            run: saga.run,
+            step,
+            action,
+            attempt,
+            deadline,
+            tenant: saga.tenant.clone(),
+            outputs: saga.outputs.clone(),
+        };
         for action in actions {
             match action {
                 Action::Schedule(timer) => self.schedule_at(timer),
@@ -407,21 +447,25 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                     action,
                     attempt,
                     deadline,
-                } => commands.push(StepCommand {
-                    command_id: StepCommand::id_for(saga.id, saga.run, &step, action, attempt),
-                    saga_id: saga.id,
-                    run: saga.run,
+                } => commands.push((command(step, action, attempt, deadline), plain)),
+                Action::Resend {
                     step,
                     action,
                     attempt,
                     deadline,
-                    tenant: saga.tenant.clone(),
-                    outputs: saga.outputs.clone(),
-                }),
+                    dead_letter,
+                } => commands.push((
+                    command(step, action, attempt, deadline),
+                    Sending::Requeued(dead_letter),
+                )),
             }
         }
-        for command in &commands {
-            match self.bus.dispatch(command, again, saga.trace.as_ref()).await {
+        for (command, sending) in &commands {
+            match self
+                .bus
+                .dispatch(command, *sending, saga.trace.as_ref())
+                .await
+            {
                 Ok(confirmation) => {
                     tracing::info!(step = %command.step, action = command.action.as_str(), attempt = command.attempt, "command dispatched");
                     let unsent = self.unsent.clone();

@@ -1,10 +1,12 @@
-//! Getting sagas moving again: an operator's replay, the resume after a restart, and
-//! the sweep that re-sends what an error left unsent and re-arms every saga's timer.
+//! Getting sagas moving again: an operator's replay or requeue of a dead letter, the
+//! resume after a restart, and the sweep that re-sends what an error left unsent and
+//! re-arms every saga's timer.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use contracts::SagaStatus;
+use contracts::admin::RequeueOutcome;
+use contracts::{OperatorAction, SagaStatus};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -58,6 +60,65 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         }
     }
 
+    /// A dead letter requeued (`input` is an [`Input::Requeue`]): at most once per
+    /// letter. Its operator action in the saga's timeline (stored with the
+    /// transition, read here by the saga's one worker) says it was done, and then
+    /// nothing is done again.
+    pub(super) async fn requeue(
+        &self,
+        cache: &mut Cache,
+        saga_id: Uuid,
+        input: Input,
+    ) -> Result<Requeued, String> {
+        let Input::Requeue { letter, .. } = &input else {
+            return Err("not a requeue".into());
+        };
+        let letter = *letter;
+        let saga = match self.load(cache, saga_id).await {
+            Ok(Some(saga)) => saga,
+            Ok(None) => return Err(format!("no saga {saga_id}")),
+            Err(e) => return Err(format!("saga store unavailable: {e:#}")),
+        };
+        let timeline = self
+            .store
+            .timeline(saga_id)
+            .await
+            .map_err(|e| format!("saga store unavailable: {e}"))?;
+        let earlier = timeline
+            .iter()
+            .filter_map(|e| e.operator_action.as_deref())
+            .find(|a| a.action == "requeue" && a.dead_letter == Some(letter));
+        if let Some(earlier) = earlier {
+            return Ok(Requeued {
+                outcome: RequeueOutcome::AlreadyRequeued,
+                status: saga.status,
+                earlier: Some(earlier.clone()),
+            });
+        }
+        let now = self.clock.now();
+        let actions = match next(&self.definition, &saga, input.clone(), now) {
+            Decision::Ignore(reason) => return Err(reason),
+            Decision::Apply { actions, .. } => actions,
+        };
+        let outcome = if actions.iter().any(|a| matches!(a, Action::Resend { .. })) {
+            RequeueOutcome::Resent
+        } else {
+            RequeueOutcome::Replayed
+        };
+        match self.transition(cache, &saga, input).await {
+            Ok(Some(after)) => {
+                tracing::info!(letter, outcome = ?outcome, run = after.run, status = after.status.as_str(), "dead letter requeued");
+                Ok(Requeued {
+                    outcome,
+                    status: after.status,
+                    earlier: None,
+                })
+            }
+            Ok(None) => Err("nothing to requeue".into()),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    }
+
     /// Starts an accepted saga; otherwise re-arms the pending timer and, when
     /// `resend`, re-sends the pending command (the step finds its work done if it had
     /// run, and JetStream drops a copy within its duplicate window).
@@ -85,6 +146,17 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         self.carry_out(&saga, actions, true).await;
         Ok(())
     }
+}
+
+/// What a requeue did.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Requeued {
+    /// Replayed, sent again, or nothing (done before).
+    pub outcome: RequeueOutcome,
+    /// The saga's status afterwards.
+    pub status: SagaStatus,
+    /// When the letter had been requeued before: by whom, when, why.
+    pub earlier: Option<OperatorAction>,
 }
 
 /// Every [`SWEEP_EVERY`]: sends again the commands an error left unsent. Every

@@ -1,10 +1,11 @@
 //! The orchestrator's HTTP API on `HTTP_ADDR`, beside `/healthz` and `/readyz`: the
 //! old provisioning service's endpoints (`compat.rs`), the operators' endpoints
-//! (`sagas.rs`, `events.rs`), who may call what (`auth.rs`) and the OpenAPI document
-//! (`openapi.rs`), served at `/openapi.json`.
+//! (`sagas.rs`, `events.rs`, `dead_letters.rs`), who may call what (`auth.rs`) and the
+//! OpenAPI document (`openapi.rs`), served at `/openapi.json`.
 
 mod auth;
 mod compat;
+mod dead_letters;
 mod events;
 mod openapi;
 mod sagas;
@@ -17,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use contracts::admin::{GetReply, ListReply, ListRequest};
+use contracts::admin::{DeadLettersReply, DeadLettersRequest, GetReply, ListReply, ListRequest};
 use contracts::subdomain::SubdomainCheckReply;
 use contracts::ErrorInfo;
 use serde::Serialize;
@@ -40,6 +41,8 @@ pub(crate) trait Reads: Send + Sync + 'static {
     fn list<'a>(&'a self, request: &'a ListRequest) -> Boxed<'a, ListReply>;
     /// `tenant.subdomain.check`'s answer.
     fn check(&self, subdomain: String) -> Boxed<'_, SubdomainCheckReply>;
+    /// The newest dead letters, or one.
+    fn dead_letters<'a>(&'a self, request: &'a DeadLettersRequest) -> Boxed<'a, DeadLettersReply>;
     /// Whether the store answers, and who leads (`None`: nobody).
     fn store_state(&self) -> Boxed<'_, Result<Option<String>, String>>;
 }
@@ -56,6 +59,9 @@ impl<S: SagaStore> Reads for Reader<S> {
             let payload = serde_json::json!({ "subdomain": subdomain }).to_string();
             crate::api::subdomain_check(self, payload.as_bytes()).await
         })
+    }
+    fn dead_letters<'a>(&'a self, request: &'a DeadLettersRequest) -> Boxed<'a, DeadLettersReply> {
+        Box::pin(crate::dead_letters::list(self, request))
     }
     fn store_state(&self) -> Boxed<'_, Result<Option<String>, String>> {
         Box::pin(async move {
@@ -96,6 +102,12 @@ pub(crate) fn router(state: AppState, health: step_runtime::health::Probe) -> Ro
         .route("/api/v1/sagas/{id}/replay", post(sagas::replay))
         .route("/api/v1/sagas/{id}/events", get(events::saga_events))
         .route("/api/v1/events", get(events::all_events))
+        .route("/api/v1/dead-letters", get(dead_letters::list))
+        .route("/api/v1/dead-letters/{seq}", get(dead_letters::one))
+        .route(
+            "/api/v1/dead-letters/{seq}/requeue",
+            post(dead_letters::requeue),
+        )
         .with_state(Arc::new(state));
     api.merge(step_runtime::health::routes(health))
 }
@@ -127,7 +139,7 @@ pub(crate) fn status_of(error: &ErrorInfo) -> StatusCode {
     match error.code.as_str() {
         "bad_request" => StatusCode::BAD_REQUEST,
         "not_found" => StatusCode::NOT_FOUND,
-        "not_replayable" => StatusCode::CONFLICT,
+        "not_replayable" | "not_requeueable" | "signup_not_requeueable" => StatusCode::CONFLICT,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     }
 }

@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "Tenant provisioning orchestrator",
-        description = "Provisions tenants (the old provisioning service's endpoints) and lets operators follow and replay sagas."
+        description = "Provisions tenants (the old provisioning service's endpoints) and lets operators follow and replay sagas and requeue dead letters."
     ),
     paths(
         super::compat::health,
@@ -22,13 +22,17 @@ use utoipa::{Modify, OpenApi};
         super::sagas::replay_bulk,
         super::events::saga_events,
         super::events::all_events,
+        super::dead_letters::list,
+        super::dead_letters::one,
+        super::dead_letters::requeue,
     ),
     components(schemas(super::ApiError)),
     modifiers(&Security),
     tags(
         (name = "compatible", description = "The old provisioning service's endpoints"),
         (name = "sagas", description = "Operators: sagas, replays"),
-        (name = "events", description = "Live progress (Server-Sent Events)")
+        (name = "events", description = "Live progress (Server-Sent Events)"),
+        (name = "dead letters", description = "Operators: what was set aside, and requeues once the cause is fixed")
     )
 )]
 struct Api;

@@ -116,7 +116,7 @@ pub(crate) struct ReplayBody {
 }
 
 /// Asks the leader over NATS and reads its answer.
-async fn ask_leader<T: serde::de::DeserializeOwned>(
+pub(super) async fn ask_leader<T: serde::de::DeserializeOwned>(
     state: &AppState,
     subject: String,
     body: Vec<u8>,
@@ -130,7 +130,7 @@ async fn ask_leader<T: serde::de::DeserializeOwned>(
         .send_request(subject, request)
         .await
         .map_err(|e| {
-            tracing::warn!(error = %e, "the leader did not answer a replay");
+            tracing::warn!(error = %e, "the leader did not answer");
             Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_leader",
@@ -146,7 +146,8 @@ async fn ask_leader<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn body_or_default<T: Default>(
+/// The JSON body, or the type's default when there is none.
+pub(super) fn body_or_default<T: Default>(
     body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
 ) -> Result<T, Refusal> {
     match body {

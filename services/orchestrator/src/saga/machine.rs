@@ -82,6 +82,11 @@ impl Transition<'_> {
             Input::Start => self.start(),
             Input::Refuse(rejection) => self.refuse(&rejection),
             Input::Replay(action) => self.replay(action),
+            Input::Requeue {
+                action,
+                letter,
+                step,
+            } => self.requeue(action, letter, step.as_deref()),
             Input::Reported(event) => self.reported(event),
             Input::TimerFired(timer) => self.timer_fired(timer),
         }

@@ -1,8 +1,9 @@
 //! The transitions an operator or the intake asks for, beside a step's reports and
-//! timers: a signup refused before it starts, and a replay (from the start, or of an
-//! undo that ended `compensation_failed`).
+//! timers: a signup refused before it starts, a replay (from the start, or of an
+//! undo that ended `compensation_failed`), and a dead letter's requeue (a replay, or
+//! the pending command sent again).
 
-use contracts::{ErrorInfo, OperatorAction, Rejection, SagaStatus};
+use contracts::{ErrorInfo, OperatorAction, Rejection, SagaStatus, StepAction};
 
 use super::state::Action;
 
@@ -36,8 +37,9 @@ impl Transition<'_> {
         Ok(())
     }
 
-    /// The first event of a replayed run says who replayed it and why, when known,
-    /// in its message (where people read) and in `operator_action` (for tools).
+    /// The first event of a replayed run (or of a requeue) says who did it and why,
+    /// when known, in its message (where people read) and in `operator_action` (for
+    /// tools).
     fn note_operator(&mut self, action: Option<OperatorAction>) {
         let Some(action) = action else { return };
         let Some(Action::Publish(event)) = self
@@ -47,15 +49,91 @@ impl Transition<'_> {
         else {
             return;
         };
+        let who = match action.dead_letter {
+            Some(letter) => format!("Requeued by {} (dead letter {letter})", action.operator),
+            None => format!("Replayed by {}", action.operator),
+        };
         event.message = if action.reason.is_empty() {
-            format!("Replayed by {}. {}", action.operator, event.message)
+            format!("{who}. {}", event.message)
         } else {
-            format!(
-                "Replayed by {}: {}. {}",
-                action.operator, action.reason, event.message
-            )
+            format!("{who}: {}. {}", action.reason, event.message)
         };
         event.operator_action = Some(Box::new(action));
+    }
+
+    /// A dead letter requeued once its cause is fixed: a saga that ended replayable
+    /// is replayed; one still waiting on the letter's step gets that step's pending
+    /// command again (same id: a step that finished it answers from memory); anything
+    /// else is refused with what the saga is doing instead.
+    pub(super) fn requeue(
+        &mut self,
+        mut action: OperatorAction,
+        letter: u64,
+        step: Option<&str>,
+    ) -> Result<(), String> {
+        action.dead_letter = Some(letter);
+        if matches!(
+            self.saga.status,
+            SagaStatus::RolledBack | SagaStatus::CompensationFailed
+        ) {
+            return self.replay(Some(action));
+        }
+        let name = |t: &Self, position: usize| t.step(position).name.clone();
+        let (position, attempt, deadline, step_action) = match self.saga.phase {
+            Phase::Executing {
+                step,
+                attempt,
+                deadline,
+            } => (step, attempt, deadline, StepAction::Execute),
+            Phase::Compensating {
+                step,
+                attempt,
+                deadline,
+            } => (step, attempt, deadline, StepAction::Compensate),
+            Phase::RetryWait { step, attempt, due } => {
+                return Err(format!(
+                    "the saga retries {} by itself at {due} (attempt {attempt}): nothing to requeue",
+                    name(self, step)
+                ))
+            }
+            Phase::CompensationRetryWait { step, attempt, due } => {
+                return Err(format!(
+                    "the saga retries the undo of {} by itself at {due} (attempt {attempt}): nothing to requeue",
+                    name(self, step)
+                ))
+            }
+            Phase::Idle | Phase::Finished => {
+                return Err(format!(
+                    "the saga is {}: nothing to requeue",
+                    self.saga.status.as_str()
+                ))
+            }
+        };
+        let current = name(self, position);
+        if let Some(theirs) = step.filter(|s| *s != current) {
+            return Err(format!(
+                "the saga now waits on {current}, not {theirs}: the letter's command is no longer pending, nothing to requeue"
+            ));
+        }
+        let what = match step_action {
+            StepAction::Execute => "command",
+            StepAction::Compensate => "undo",
+        };
+        self.publish(
+            Some(position),
+            None,
+            attempt,
+            format!("Sending the {current} {what} again (attempt {attempt})"),
+        );
+        self.note_operator(Some(action));
+        self.actions.push(Action::Resend {
+            step: current,
+            action: step_action,
+            attempt,
+            deadline,
+            dead_letter: letter,
+        });
+        Ok(())
     }
 
     pub(super) fn replay(&mut self, action: Option<OperatorAction>) -> Result<(), String> {

@@ -119,6 +119,17 @@ pub enum Input {
     /// An operator asked to replay; who and why, when they said so, go on the new
     /// run's first event.
     Replay(Option<contracts::OperatorAction>),
+    /// An operator requeued dead letter `letter` (stream sequence), a command of
+    /// `step` when it names one: a replayable saga is replayed, one still waiting on
+    /// that step gets its pending command again.
+    Requeue {
+        /// Who, why, when (its `dead_letter` is set to `letter`).
+        action: contracts::OperatorAction,
+        /// The letter's sequence in `TENANT_DEAD_LETTERS`.
+        letter: u64,
+        /// The step whose command the letter holds, when known.
+        step: Option<String>,
+    },
     /// A step service reported.
     Reported(StepEvent),
     /// A timer set earlier fired.
@@ -138,6 +149,22 @@ pub enum Action {
         attempt: u32,
         /// When the attempt times out.
         deadline: DateTime<Utc>,
+    },
+    /// Publish the pending command of a step once more, for a requeued dead letter:
+    /// the same command (same id, attempt and deadline) as its `Dispatch`, marked as
+    /// sent again, under a message id of its own per letter (JetStream would drop a
+    /// copy under the command's id within its duplicate window).
+    Resend {
+        /// Step name.
+        step: String,
+        /// Effect or undo.
+        action: StepAction,
+        /// Attempt number.
+        attempt: u32,
+        /// When the attempt times out (unchanged).
+        deadline: DateTime<Utc>,
+        /// The requeued letter's sequence.
+        dead_letter: u64,
     },
     /// Publish a progress event.
     Publish(ProgressEvent),

@@ -73,6 +73,7 @@ pub async fn operator_actions_are_kept(store: &impl SagaStore, subdomain: &str) 
         operator: "alice".into(),
         reason: "the registry is back".into(),
         at: Utc::now(),
+        dead_letter: Some(7),
     };
     let (replayed, _) = advance(store, &rolled_back, Input::Replay(Some(action.clone()))).await;
     let timeline = store.timeline(replayed.id).await.expect("timeline");
@@ -83,8 +84,18 @@ pub async fn operator_actions_are_kept(store: &impl SagaStore, subdomain: &str) 
     assert_eq!(noted.len(), 1);
     // Stored times keep what JSON keeps; compare the rest exactly.
     assert_eq!(
-        (&noted[0].operator, &noted[0].reason, &noted[0].action),
-        (&action.operator, &action.reason, &action.action)
+        (
+            &noted[0].operator,
+            &noted[0].reason,
+            &noted[0].action,
+            noted[0].dead_letter
+        ),
+        (
+            &action.operator,
+            &action.reason,
+            &action.action,
+            action.dead_letter
+        )
     );
     let event = timeline
         .iter()

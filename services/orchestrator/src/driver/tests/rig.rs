@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::*;
-use crate::bus::{Acker, Confirmation, SetAside};
+use crate::bus::{Acker, Confirmation, Sending, SetAside};
 use crate::store::{Error as StoreError, Inserted, MemoryStore};
 
 /// A bus that records what is sent and can be "down".
@@ -31,6 +31,8 @@ pub(super) struct Sent {
     pub(super) commands: Vec<StepCommand>,
     /// For each command, whether it was marked as sent again.
     pub(super) sent_again: Vec<bool>,
+    /// For each command, how it was sent.
+    pub(super) sendings: Vec<Sending>,
     pub(super) progress: Vec<ProgressEvent>,
     pub(super) dead_letters: Vec<SetAside>,
 }
@@ -56,12 +58,13 @@ impl Bus for FakeBus {
     async fn dispatch(
         &self,
         command: &StepCommand,
-        again: bool,
+        sending: Sending,
         _trace: Option<&contracts::TraceParent>,
     ) -> anyhow::Result<Confirmation> {
         let mut sent = self.up()?;
         sent.commands.push(command.clone());
-        sent.sent_again.push(again);
+        sent.sent_again.push(sending != Sending::First);
+        sent.sendings.push(sending);
         if sent.acks_lost {
             return Ok(async { anyhow::bail!("timed out waiting for the ack") }.boxed());
         }

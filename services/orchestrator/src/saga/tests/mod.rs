@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::*;
 
+mod requeue;
 mod undo;
 
 const STEPS: [&str; 4] = ["database", "site", "admin_user", "registration"];
@@ -49,6 +50,8 @@ enum In {
     Timer,
     /// A report for an earlier run.
     OldRun(&'static str),
+    /// Dead letter `n` (of a command of this step, when given) requeued by "ann".
+    Requeue(Option<&'static str>, u64),
 }
 
 fn event(
@@ -88,6 +91,16 @@ fn summary(actions: &[Action]) -> Vec<String> {
                     .map(|s| format!("{s:?}").to_lowercase())
                     .unwrap_or("-".into()),
                 e.attempt
+            ),
+            Action::Resend {
+                step,
+                action,
+                attempt,
+                dead_letter,
+                ..
+            } => format!(
+                "resend {step} {} {attempt} for letter {dead_letter}",
+                action.as_str()
             ),
             Action::Schedule(_) => "schedule".into(),
         })
@@ -149,6 +162,17 @@ fn play(inputs: Vec<In>) -> (Saga, Vec<String>) {
                 now = timer.at;
                 Input::TimerFired(timer)
             }
+            In::Requeue(step, letter) => Input::Requeue {
+                action: contracts::OperatorAction {
+                    action: "requeue".into(),
+                    operator: "ann".into(),
+                    reason: "site-step fixed".into(),
+                    at: now,
+                    dead_letter: None,
+                },
+                letter,
+                step: step.map(str::to_string),
+            },
             In::OldRun(step) => {
                 let mut e = event(
                     &saga,
