@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream;
 use contracts::admin::{GetReply, SagaRef};
 use contracts::{ProgressEvent, SagaStatus};
 
@@ -112,36 +111,19 @@ impl Harness {
     }
 
     /// Reads a saga's timeline from the progress stream, as the web app joining late
-    /// would (its NATS user, which may not make consumers: direct gets of the saga's
-    /// subject, each from the sequence after the last): from the first event, until
+    /// would (its NATS user, which may not make consumers: a subscription and direct
+    /// gets, `step_runtime::bus::SagaProgress`): from the first event, until
     /// `terminals` terminal events were read (one per run) or 10 s pass.
     pub async fn timeline(&self, saga_id: Uuid, terminals: usize) -> Vec<ProgressEvent> {
-        let stream = jetstream::new(self.web_app.clone())
-            .get_stream(self.subjects.progress_stream())
-            .await
-            .expect("progress stream");
-        let subject = self.subjects.progress(&saga_id);
-        let mut events: Vec<ProgressEvent> = Vec::new();
-        let mut next = 1;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            match stream
-                .direct_get_next_for_subject(subject.clone(), Some(next))
+        let mut progress =
+            step_runtime::bus::SagaProgress::start(&self.web_app, &self.subjects, saga_id)
                 .await
-            {
-                Ok(message) => {
-                    next = message.sequence + 1;
-                    let event: ProgressEvent =
-                        serde_json::from_slice(&message.payload).expect("progress event");
-                    events.push(event);
-                    if events.iter().filter(|e| e.status.is_terminal()).count() >= terminals {
-                        break;
-                    }
-                }
-                // Nothing after `next` yet: wait for more, up to the deadline.
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                .expect("following the saga's progress");
+        let mut events: Vec<ProgressEvent> = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while events.iter().filter(|e| e.status.is_terminal()).count() < terminals {
+            match tokio::time::timeout_at(deadline, progress.next()).await {
+                Ok(event) => events.push(event.expect("progress event")),
                 Err(_) => break,
             }
         }

@@ -1,9 +1,12 @@
-//! NATS plumbing shared by the orchestrator and the step services: connecting with
-//! retries, declaring the streams idempotently, publishing with `Nats-Msg-Id`.
+//! NATS plumbing shared by the orchestrator, the step services and the tools:
+//! connecting with retries (or once, for a tool a person waits on), declaring the
+//! streams idempotently, publishing with `Nats-Msg-Id`, following one saga's progress
+//! without a consumer (`follow.rs`).
 //! This is the only module of the crate that imports `async-nats` types into APIs.
 //! The settings and credentials are `config.rs`'s.
 
 mod config;
+mod follow;
 
 use std::time::Duration;
 
@@ -13,8 +16,10 @@ use backon::{ExponentialBuilder, Retryable};
 use contracts::Subjects;
 
 pub use config::{
-    servers, ClientCert, NatsAuth, NatsConfig, CREDENTIAL_VARIABLES, DEPLOYMENT_USERS,
+    redacted_urls, servers, ClientCert, NatsAuth, NatsConfig, CREDENTIAL_VARIABLES,
+    DEPLOYMENT_USERS,
 };
+pub use follow::SagaProgress;
 
 /// Header JetStream deduplicates on.
 pub const MSG_ID: &str = "Nats-Msg-Id";
@@ -54,6 +59,40 @@ pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_na
         .notify(|e, delay| tracing::warn!(error = %e, ?delay, "nats not reachable yet, retrying"))
         .await
         .with_context(|| format!("connecting to NATS at {}", config::redacted_urls(url)))
+}
+
+/// Connects once, trying each server once, for a tool a person waits on (a service
+/// rides out a NATS that is not up yet with [`connect`] instead). What the server
+/// refuses later (a permissions violation: the message dropped, a request timing
+/// out) is sent to `refused` as the server's words, so the tool can say what was
+/// refused and what to do.
+pub async fn connect_once(
+    config: &NatsConfig,
+    name: &str,
+    refused: tokio::sync::mpsc::UnboundedSender<String>,
+) -> anyhow::Result<async_nats::Client> {
+    let servers = servers(&config.url)?;
+    config
+        .connect_options()
+        .await?
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .event_callback(move |event| {
+            let refused = refused.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    let _ = refused.send(e.to_string());
+                }
+            }
+        })
+        .connect(servers)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to NATS at {}",
+                config::redacted_urls(&config.url)
+            )
+        })
 }
 
 /// Runs a start-up declaration (streams, a bucket, a consumer) again until it works,

@@ -60,7 +60,10 @@ async fn a_requeued_letter_resends_the_pending_command_once() {
         .iter()
         .find_map(|e| e.operator_action.as_deref())
         .expect("the requeue is in the timeline");
-    assert_eq!((noted.operator.as_str(), noted.dead_letter), ("ann", Some(4)));
+    assert_eq!(
+        (noted.operator.as_str(), noted.dead_letter),
+        ("ann", Some(4))
+    );
 
     // The same letter again: nothing sent, the earlier requeue named.
     let again = requeue(&rig, id, 4, "database").await.expect("answered");
