@@ -15,6 +15,7 @@ mod leftovers;
 pub mod private_nats;
 mod process;
 mod requests;
+pub mod sagactl;
 pub mod scripted;
 pub mod steps;
 

@@ -62,9 +62,7 @@ impl Error {
     pub fn refused(error: &ErrorInfo) -> Self {
         let hint = match error.code.as_str() {
             "not_found" => " (find it: sagactl list, or sagactl dead-letters list)",
-            "not_replayable" => {
-                " (only rolled_back and compensation_failed sagas can be replayed; see: sagactl show)"
-            }
+            "not_replayable" | "not_requeueable" => " (sagactl show tells what the saga is doing)",
             _ => "",
         };
         Self::Refused(format!("{}: {}{hint}", error.code, error.message))

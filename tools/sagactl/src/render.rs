@@ -89,7 +89,7 @@ fn event_line(event: &ProgressEvent, start: DateTime<Utc>) -> String {
         String::new()
     };
     format!(
-        "{:>3}  +{:<8} {:<20} {:<24} {:<3} {}",
+        "{:>3}  +{:<8} {:<20} {:<26} {:<3} {}",
         event.sequence,
         duration(offset),
         event.status.as_str(),
@@ -97,6 +97,15 @@ fn event_line(event: &ProgressEvent, start: DateTime<Utc>) -> String {
         attempt,
         event.message
     )
+}
+
+/// The events of the last run: those after the last end that a new run followed.
+pub fn last_run(timeline: &[ProgressEvent]) -> &[ProgressEvent] {
+    let start = timeline
+        .windows(2)
+        .rposition(|pair| pair[0].status.is_terminal() && !pair[1].status.is_terminal())
+        .map_or(0, |i| i + 1);
+    &timeline[start..]
 }
 
 /// One event as `watch` prints it when there are no bars: its offset from `start`.
@@ -154,9 +163,16 @@ pub fn saga(reply: &GetReply) -> String {
         }
     }
 
-    if !reply.steps.is_empty() {
+    // Each step's time in the run that counts, the last (the API's `steps` count
+    // every run; --json shows them).
+    let run = last_run(&reply.timeline);
+    let timings = contracts::admin::step_timings(run);
+    if !timings.is_empty() {
+        if saga.run > 1 {
+            let _ = writeln!(out, "\nsteps of run {}:", saga.run);
+        }
         let mut steps = table(&["STEP", "LAST", "DURATION", "ATTEMPTS", "RETRIES", "UNDOS"]);
-        for step in &reply.steps {
+        for step in &timings {
             steps.add_row(vec![
                 step.step.clone(),
                 step.last_status
@@ -168,7 +184,8 @@ pub fn saga(reply: &GetReply) -> String {
                 step.undos.to_string(),
             ]);
         }
-        let _ = writeln!(out, "\n{}", trimmed(&steps));
+        let gap = if saga.run > 1 { "" } else { "\n" };
+        let _ = writeln!(out, "{gap}{}", trimmed(&steps));
     }
 
     if let Some(first) = reply.timeline.first() {
@@ -239,4 +256,53 @@ pub fn dead_letter(entry: &DeadLetterEntry) -> String {
     let pretty = serde_json::to_string_pretty(&entry.letter).unwrap_or_default();
     let _ = writeln!(out, "letter\n{pretty}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contracts::SagaStatus;
+
+    fn event(sequence: u64, status: SagaStatus) -> ProgressEvent {
+        ProgressEvent {
+            saga_id: uuid::Uuid::nil(),
+            sequence,
+            subdomain: "acme".into(),
+            site_name: "acme.example.test".into(),
+            status,
+            step: None,
+            step_status: None,
+            attempt: 0,
+            percent: 0,
+            message: String::new(),
+            error: None,
+            result: None,
+            at: Utc::now(),
+            operator_action: None,
+        }
+    }
+
+    #[test]
+    fn the_last_run_starts_after_the_last_end_a_run_followed() {
+        use SagaStatus::*;
+        let one = [event(1, Accepted), event(2, Running), event(3, RolledBack)];
+        assert_eq!(last_run(&one).len(), 3);
+        let two = [
+            event(1, Running),
+            event(2, RolledBack),
+            event(3, Running),
+            event(4, Completed),
+        ];
+        assert_eq!(last_run(&two).first().map(|e| e.sequence), Some(3));
+        assert!(last_run(&[]).is_empty());
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(4_200), "4.2s");
+        assert_eq!(duration(187_000), "3m07s");
+        assert_eq!(duration(3_720_000), "1h02m");
+        assert_eq!(duration(-5), "0ms");
+    }
 }

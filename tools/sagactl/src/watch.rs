@@ -18,9 +18,14 @@ use crate::render;
 struct View {
     bars: MultiProgress,
     overall: ProgressBar,
-    steps: Vec<(String, ProgressBar)>,
+    /// Each step's bar and when its current attempt or undo began (the event's time,
+    /// so a saga watched after the fact shows its own durations).
+    steps: Vec<(String, ProgressBar, DateTime<Utc>)>,
     json: bool,
+    /// The saga's first event seen: lines show their time from it.
     start: Option<DateTime<Utc>>,
+    /// The current run's first event: the outcome's time counts from it.
+    run_start: Option<DateTime<Utc>>,
     last: Option<ProgressEvent>,
 }
 
@@ -47,6 +52,7 @@ impl View {
             steps: Vec::new(),
             json,
             start: None,
+            run_start: None,
             last: None,
         }
     }
@@ -56,26 +62,33 @@ impl View {
         !self.bars.is_hidden()
     }
 
-    fn step(&mut self, name: &str) -> ProgressBar {
-        if let Some((_, bar)) = self.steps.iter().find(|(n, _)| n == name) {
-            return bar.clone();
-        }
-        let bar = self.bars.add(ProgressBar::new(1));
-        bar.set_style(style("{prefix:<13} {spinner} {wide_msg}"));
-        bar.set_prefix(name.to_string());
-        self.steps.push((name.to_string(), bar.clone()));
-        bar
+    /// The step's bar (made when first seen) and the time its work began.
+    fn step(&mut self, name: &str, at: DateTime<Utc>) -> (ProgressBar, &mut DateTime<Utc>) {
+        let index = match self.steps.iter().position(|(n, _, _)| n == name) {
+            Some(index) => index,
+            None => {
+                let bar = self.bars.add(ProgressBar::new(1));
+                bar.set_style(style("{prefix:<13} {spinner} {wide_msg}"));
+                bar.set_prefix(name.to_string());
+                self.steps.push((name.to_string(), bar, at));
+                self.steps.len() - 1
+            }
+        };
+        let (_, bar, began) = &mut self.steps[index];
+        (bar.clone(), began)
     }
 
     fn show(&mut self, event: &ProgressEvent) {
         // A replayed run starts after an ended one: its steps start again.
         if self.last.as_ref().is_some_and(|l| l.status.is_terminal()) && !event.status.is_terminal()
         {
-            for (_, bar) in self.steps.drain(..) {
+            for (_, bar, _) in self.steps.drain(..) {
                 bar.finish_and_clear();
             }
+            self.run_start = Some(event.at);
         }
         let start = *self.start.get_or_insert(event.at);
+        self.run_start.get_or_insert(event.at);
         if self.json {
             println!("{}", serde_json::to_string(event).unwrap_or_default());
         } else if !self.drawn() {
@@ -84,8 +97,14 @@ impl View {
         self.overall.set_position(u64::from(event.percent));
         self.overall.set_message(event.message.clone());
         if let Some(name) = &event.step {
-            let bar = self.step(name);
-            let since = |bar: &ProgressBar| render::duration(bar.elapsed().as_millis() as i64);
+            let (bar, began) = self.step(name, event.at);
+            if matches!(
+                event.step_status,
+                Some(StepStatus::Started | StepStatus::Compensating)
+            ) {
+                *began = event.at;
+            }
+            let took = render::duration((event.at - *began).num_milliseconds());
             match event.step_status {
                 Some(StepStatus::Started) => {
                     bar.reset();
@@ -97,7 +116,7 @@ impl View {
                 }
                 Some(StepStatus::Completed) => {
                     bar.set_style(style("{prefix:<13.green} ✔ {wide_msg}"));
-                    bar.finish_with_message(format!("done in {}", since(&bar)));
+                    bar.finish_with_message(format!("done in {took}"));
                 }
                 Some(StepStatus::Failed) => {
                     bar.set_style(style("{prefix:<13.red} ✘ {wide_msg}"));
@@ -118,7 +137,7 @@ impl View {
                 }
                 Some(StepStatus::Compensated) => {
                     bar.set_style(style("{prefix:<13.yellow} ↺ {wide_msg}"));
-                    bar.finish_with_message("undone");
+                    bar.finish_with_message(format!("undone in {took}"));
                 }
                 Some(StepStatus::Output | StepStatus::Retrying) | None => {
                     bar.set_message(event.message.clone())
@@ -130,7 +149,7 @@ impl View {
 
     /// Ends the bars and prints the outcome; the exit code.
     fn finish(self, saga_id: Uuid) -> u8 {
-        for (_, bar) in &self.steps {
+        for (_, bar, _) in &self.steps {
             if !bar.is_finished() {
                 bar.abandon();
             }
@@ -147,7 +166,7 @@ impl View {
             return error::for_status(last.status);
         }
         let took = self
-            .start
+            .run_start
             .map(|s| render::duration((last.at - s).num_milliseconds()))
             .unwrap_or_default();
         let why = last
