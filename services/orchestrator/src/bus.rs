@@ -206,6 +206,10 @@ impl NatsBus {
 
     /// The dead letter at stream sequence `sequence`, if there is one.
     pub async fn dead_letter_at(&self, sequence: u64) -> anyhow::Result<Option<DeadLetterEntry>> {
+        // Streams count from 1; JetStream calls a get of 0 a bad request.
+        if sequence == 0 {
+            return Ok(None);
+        }
         let stream = self
             .js
             .get_stream(self.subjects.dead_letter_stream())

@@ -33,16 +33,18 @@ pub(crate) struct LettersParams {
 fn sequence_of(
     seq: Result<Path<u64>, axum::extract::rejection::PathRejection>,
 ) -> Result<u64, Refusal> {
-    seq.map(|Path(seq)| seq).map_err(|e| {
+    let refuse = |why: String| {
         Refusal::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!(
-                "the sequence must be a whole number (the letter's `sequence`): {}",
-                e.body_text()
-            ),
+            format!("the sequence must be a whole number from 1 (the letter's `sequence`){why}"),
         )
-    })
+    };
+    match seq {
+        Ok(Path(0)) => Err(refuse(String::new())),
+        Ok(Path(seq)) => Ok(seq),
+        Err(e) => Err(refuse(format!(": {}", e.body_text()))),
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/dead-letters", tag = "dead letters", params(LettersParams),
@@ -71,11 +73,11 @@ pub(crate) async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/dead-letters/{seq}", tag = "dead letters",
-    params(("seq" = u64, Path, description = "The letter's sequence in stream TENANT_DEAD_LETTERS")),
+    params(("seq" = u64, Path, minimum = 1, description = "The letter's sequence in stream TENANT_DEAD_LETTERS")),
     security(("read_token" = []), ("provisioning_secret" = [])),
     responses(
         (status = 200, description = "The letter", body = DeadLetterEntry),
-        (status = 400, description = "Not a sequence", body = super::ApiError),
+        (status = 400, description = "Not a sequence (a whole number from 1)", body = super::ApiError),
         (status = 401, description = "No or a wrong credential", body = super::ApiError),
         (status = 404, description = "No letter at this sequence", body = super::ApiError),
         (status = 503, description = "The dead-letter stream cannot be read", body = super::ApiError)))]
@@ -101,14 +103,14 @@ pub(crate) async fn one(
 }
 
 #[utoipa::path(post, path = "/api/v1/dead-letters/{seq}/requeue", tag = "dead letters",
-    params(("seq" = u64, Path, description = "The letter's sequence in stream TENANT_DEAD_LETTERS"),
+    params(("seq" = u64, Path, minimum = 1, description = "The letter's sequence in stream TENANT_DEAD_LETTERS"),
         ("X-Operator" = Option<String>, Header, description = "Who asks (recorded); else `write-secret`")),
     request_body(content = ReplayBody, description = "Why: what was fixed (optional)"),
     security(("provisioning_secret" = [])),
     responses(
         (status = 202, description = "The saga was re-driven: replayed, or its pending command sent again", body = RequeueReply),
         (status = 200, description = "The letter was requeued before: nothing done again", body = RequeueReply),
-        (status = 400, description = "Not a sequence", body = super::ApiError),
+        (status = 400, description = "Not a sequence (a whole number from 1)", body = super::ApiError),
         (status = 401, description = "No or a wrong X-Provisioning-Secret", body = super::ApiError),
         (status = 404, description = "No letter at this sequence", body = RequeueReply),
         (status = 409, description = "The letter cannot be requeued: a signup's (the user signs up again), one naming no saga, or a saga in no state to re-drive", body = RequeueReply),
