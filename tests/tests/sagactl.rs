@@ -212,6 +212,16 @@ async fn operators_follow_replay_and_requeue_with_sagactl_over_nats_and_http() {
             .count()
     };
     assert_eq!(site_runs(saga_a), 1, "the site command ran once");
+    // ... and it was the requeued one, not a retry after the attempt timed out (a copy
+    // under the command's own message id would have been dropped by JetStream).
+    let site = h
+        .get(saga_a)
+        .await
+        .steps
+        .into_iter()
+        .find(|s| s.step == "site")
+        .expect("site");
+    assert_eq!((site.attempts, site.retries), (1, 0), "{site:#?}");
     assert_eq!(
         h.get(saga_a).await.saga.expect("saga").run,
         1,
