@@ -65,17 +65,23 @@ pub async fn pages_and_filters(store: &impl SagaStore, prefix: &str) {
     assert!(before.iter().all(|s| !made.contains(&s.id)));
 }
 
-/// A replay's who and why come back with the timeline.
+/// A requeue's (a replay here: the saga rolled back) who, why and letter come back
+/// with the timeline.
 pub async fn operator_actions_are_kept(store: &impl SagaStore, subdomain: &str) {
     let rolled_back = fail_first_step_and_roll_back(store, &started(store, subdomain).await).await;
     let action = OperatorAction {
-        action: "replay".into(),
+        action: "requeue".into(),
         operator: "alice".into(),
         reason: "the registry is back".into(),
         at: Utc::now(),
-        dead_letter: Some(7),
+        dead_letter: None,
     };
-    let (replayed, _) = advance(store, &rolled_back, Input::Replay(Some(action.clone()))).await;
+    let requeue = Input::Requeue {
+        action: action.clone(),
+        letter: 7,
+        step: Some("database".into()),
+    };
+    let (replayed, _) = advance(store, &rolled_back, requeue).await;
     let timeline = store.timeline(replayed.id).await.expect("timeline");
     let noted: Vec<_> = timeline
         .iter()
@@ -90,12 +96,7 @@ pub async fn operator_actions_are_kept(store: &impl SagaStore, subdomain: &str) 
             &noted[0].action,
             noted[0].dead_letter
         ),
-        (
-            &action.operator,
-            &action.reason,
-            &action.action,
-            action.dead_letter
-        )
+        (&action.operator, &action.reason, &action.action, Some(7))
     );
     let event = timeline
         .iter()
@@ -104,7 +105,7 @@ pub async fn operator_actions_are_kept(store: &impl SagaStore, subdomain: &str) 
     assert!(
         event
             .message
-            .starts_with("Replayed by alice: the registry is back"),
+            .starts_with("Requeued by alice (dead letter 7): the registry is back. Replaying"),
         "{}",
         event.message
     );
