@@ -136,11 +136,11 @@ impl Sagactl {
         {
             let _ = writeln!(
                 file,
-                "# {via}, exit {}\n$ sagactl {}\n{}{}",
-                ran.code,
+                "# over {via}\n$ sagactl {}\n{}{}# exit {}\n",
                 shown.join(" "),
                 ran.stdout,
-                ran.stderr
+                ran.stderr,
+                ran.code
             );
         }
     }
