@@ -474,6 +474,12 @@ async fn operators_follow_replay_and_requeue_with_sagactl_over_nats_and_http() {
     let bad = ctl.run(&nats, &["list", "--since", "yesterday"]).await;
     assert_eq!(bad.code, 2, "{bad:#?}");
 
+    // No orchestrator: said so, and where it was looked for.
+    h.stop_services().await;
+    let alone = ctl.run(&nats, &["list"]).await;
+    assert_eq!(alone.code, 3, "{alone:#?}");
+    assert!(alone.stderr.contains("is it running?"), "{alone:#?}");
+
     for subdomain in [&a, &b] {
         tests::drop_tenant(&db_step::database_name(subdomain)).await;
     }
