@@ -146,11 +146,13 @@ impl NatsClient {
         }
     }
 
+    /// `saga.admin.list`.
     pub async fn list(&self, request: &ListRequest) -> Result<ListReply, Error> {
         self.request(self.subjects.admin_list(), request, self.timeout)
             .await
     }
 
+    /// `saga.admin.get`.
     pub async fn get(&self, saga_id: Uuid) -> Result<GetReply, Error> {
         self.request(
             self.subjects.admin_get(),
@@ -160,6 +162,7 @@ impl NatsClient {
         .await
     }
 
+    /// `saga.admin.replay` (the leader answers).
     pub async fn replay(
         &self,
         saga_id: Uuid,
@@ -179,6 +182,7 @@ impl NatsClient {
         .await
     }
 
+    /// `saga.admin.replay_bulk` (the leader answers; each saga in turn).
     pub async fn replay_bulk(&self, request: &BulkReplayRequest) -> Result<BulkReplayReply, Error> {
         self.request(
             self.subjects.admin_replay_bulk(),
@@ -188,6 +192,7 @@ impl NatsClient {
         .await
     }
 
+    /// `saga.admin.dead_letters`.
     pub async fn dead_letters(
         &self,
         request: &DeadLettersRequest,
@@ -196,6 +201,7 @@ impl NatsClient {
             .await
     }
 
+    /// `saga.admin.dead_letters.requeue` (the leader answers).
     pub async fn requeue(&self, request: &RequeueRequest) -> Result<RequeueReply, Error> {
         self.request(
             self.subjects.admin_requeue(),
@@ -205,6 +211,7 @@ impl NatsClient {
         .await
     }
 
+    /// `tenant.subdomain.check`.
     pub async fn check(&self, subdomain: &str) -> Result<SubdomainCheckReply, Error> {
         let request = SubdomainCheckRequest {
             subdomain: subdomain.to_string(),
@@ -254,6 +261,7 @@ impl NatsClient {
         Ok(message.signup_id)
     }
 
+    /// The saga's progress: a subscription and direct gets, no consumer.
     pub async fn follow(&self, saga_id: Uuid) -> Result<SagaProgress, Error> {
         SagaProgress::start(&self.client, &self.subjects, saga_id)
             .await
