@@ -15,6 +15,7 @@ mod observe;
 mod outbox;
 pub mod password_policy;
 pub mod saga;
+mod stats;
 pub mod store;
 mod timers;
 

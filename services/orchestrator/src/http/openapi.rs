@@ -22,12 +22,13 @@ use utoipa::{Modify, OpenApi};
         super::sagas::replay_bulk,
         super::events::saga_events,
         super::events::all_events,
+        super::stats::stats,
     ),
     components(schemas(super::ApiError)),
     modifiers(&Security),
     tags(
         (name = "compatible", description = "The old provisioning service's endpoints"),
-        (name = "sagas", description = "Operators: sagas, replays"),
+        (name = "sagas", description = "Operators: sagas, replays, headline figures"),
         (name = "events", description = "Live progress (Server-Sent Events)")
     )
 )]

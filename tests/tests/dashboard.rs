@@ -1,0 +1,213 @@
+//! The live dashboard at `/`, driven in headless Chromium (Debian's `chromium` through
+//! `playwright-core`, `tests/browser/dashboard.mjs`) against real services: NATS with
+//! its users, the saga store, the real db step and scripted steps whose first
+//! registration attempt fails. A signup made while the page is open appears and ends
+//! `completed` without a reload; a rolled-back one shows its failed step and its undos;
+//! a replay from the page (the secret typed into its dialog) runs the saga again, with
+//! the operator's action in its timeline. Screenshots go to
+//! `target/test-output/dashboard/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::http_api::{wait_for_role, API_SECRET, READ_TOKEN};
+use tests::{Behaviour, Harness};
+
+const HOW_TO_INSTALL: &str =
+    "run ./dev/test, or `source dev/lib.sh; ensure_chromium; ensure_npm_packages tests/browser` and then this test";
+
+/// The browser test's folder, with its npm packages installed (`npm ci`) when missing or
+/// older than the lock file, as `dev/lib.sh`'s `ensure_npm_packages` does.
+fn browser_folder() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let modules = dir.join("node_modules");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = match (
+        modified(&modules.join("playwright-core")),
+        modified(&dir.join("package-lock.json")),
+    ) {
+        (Some(installed), Some(lock)) => installed < lock,
+        _ => true,
+    };
+    if stale {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .unwrap_or_else(|e| panic!("npm cannot run ({e}): {HOW_TO_INSTALL}"));
+        assert!(
+            status.success(),
+            "npm ci in {} failed: {HOW_TO_INSTALL}",
+            dir.display()
+        );
+    }
+    dir
+}
+
+/// Debian's chromium, as `ensure_chromium` exports it.
+fn chromium() -> String {
+    let bin = std::env::var("CHROMIUM_BIN")
+        .unwrap_or_else(|_| panic!("CHROMIUM_BIN is not set: {HOW_TO_INSTALL}"));
+    assert!(
+        Path::new(&bin).exists(),
+        "CHROMIUM_BIN={bin} does not exist: {HOW_TO_INSTALL}"
+    );
+    bin
+}
+
+/// `target/test-output/dashboard/`, emptied.
+fn screenshot_folder() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("test binaries live in <target>/<profile>/deps");
+    let folder = target.join("test-output").join("dashboard");
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).expect("screenshot folder");
+    folder
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_follows_signups_live_shows_undos_and_replays() {
+    let chromium = chromium();
+    let browser = browser_folder();
+    Command::new("node")
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("node cannot run ({e}): {HOW_TO_INSTALL}"));
+    let screenshots = screenshot_folder();
+
+    let mut h = Harness::new().await;
+    let journal = h.start_steps(&[
+        // A little work with a progress line, so the page has output to show.
+        (
+            "site",
+            Behaviour {
+                delay: Duration::from_millis(600),
+                ..Behaviour::default()
+            },
+        ),
+        // The world's first admin user attempt fails and is retried.
+        (
+            "admin_user",
+            Behaviour {
+                fail_executes: 1,
+                ..Behaviour::default()
+            },
+        ),
+        // The world's first registration fails for good (the saga rolls back); the
+        // replay's attempt succeeds.
+        (
+            "registration",
+            Behaviour {
+                fail_executes: 1,
+                permanent: true,
+                ..Behaviour::default()
+            },
+        ),
+    ]);
+    let base = h.start_api(&[]);
+    let client = reqwest::Client::new();
+    wait_for_role(&client, &base, "leader").await;
+
+    let log = h.logs.join("browser.log");
+    let (fail, ok) = (h.subdomain("dash-fail"), h.subdomain("dash-ok"));
+    let script = browser.join("dashboard.mjs");
+    let run = {
+        let log = std::fs::File::create(&log).expect("browser log");
+        let mut child = tokio::process::Command::new("node")
+            .arg(&script)
+            .current_dir(&browser)
+            .env("DASHBOARD_URL", &base)
+            .env("READ_TOKEN", READ_TOKEN)
+            .env("API_SECRET", API_SECRET)
+            .env("SUBDOMAIN_FAIL", &fail)
+            .env("SUBDOMAIN_OK", &ok)
+            .env("CHROMIUM_BIN", &chromium)
+            .env("OUTPUT_DIR", &screenshots)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("node {} starts: {e}", script.display()));
+        tokio::time::timeout(Duration::from_secs(300), child.wait())
+            .await
+            .expect("the browser run ends within 5 minutes")
+            .expect("node ran")
+    };
+    // Both signups end completed (one after its replay): their databases stay.
+    for subdomain in [&fail, &ok] {
+        tests::drop_tenant(&db_step::database_name(subdomain)).await;
+    }
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        run.success(),
+        "the browser run failed (screenshots in {}):\n{said}",
+        screenshots.display()
+    );
+    let result: Value = said
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .map(|r| serde_json::from_str(r).expect("result json"))
+        .unwrap_or_else(|| panic!("no RESULT line:\n{said}"));
+
+    // What the page showed is what the store holds.
+    let saga = |id: Value| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            client
+                .get(format!("{base}/api/v1/sagas/{}", id.as_str().expect("id")))
+                .bearer_auth(READ_TOKEN)
+                .send()
+                .await
+                .expect("get")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let completed = saga(result["ok_id"].clone()).await;
+    assert_eq!(completed["saga"]["status"], "completed", "{completed}");
+    assert_eq!(completed["saga"]["subdomain"], ok.as_str());
+    let replayed = saga(result["fail_id"].clone()).await;
+    assert_eq!(replayed["saga"]["status"], "completed", "{replayed}");
+    assert_eq!(replayed["saga"]["run"], 2, "{replayed}");
+    let action = &replayed["operator_actions"][0];
+    assert_eq!(
+        (&action["operator"], &action["reason"]),
+        (&Value::from("dana"), &Value::from("registry fixed")),
+        "{replayed}"
+    );
+    let fail_id: uuid::Uuid = result["fail_id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    let registrations: Vec<(u32, bool)> = journal
+        .entries()
+        .into_iter()
+        .filter(|e| e.saga_id == fail_id && e.step == "registration")
+        .filter(|e| e.action == contracts::StepAction::Execute)
+        .map(|e| (e.run, e.ok))
+        .collect();
+    assert_eq!(
+        registrations,
+        [(1, false), (2, true)],
+        "failed in run 1, done in run 2"
+    );
+
+    for shot in [
+        "1-overview.png",
+        "2-filtered.png",
+        "3-rolled-back.png",
+        "4-replay-dialog.png",
+        "5-replayed.png",
+    ] {
+        let bytes = std::fs::read(screenshots.join(shot)).unwrap_or_default();
+        assert!(bytes.starts_with(b"\x89PNG"), "{shot} is a PNG");
+    }
+    h.finish().await;
+}
