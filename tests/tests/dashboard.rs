@@ -199,6 +199,23 @@ async fn the_dashboard_follows_signups_live_shows_undos_and_replays() {
         "failed in run 1, done in run 2"
     );
 
+    // The headline figures now: both completed (one after its replay), none in flight.
+    let stats: Value = client
+        .get(format!("{base}/api/v1/stats?window=24h"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    println!("GET /api/v1/stats?window=24h: {stats}");
+    assert_eq!(stats["counts"]["completed"], 2, "{stats}");
+    assert_eq!(stats["success_rate"], 1.0, "{stats}");
+    assert_eq!(stats["time_to_ready"]["count"], 2, "{stats}");
+    assert_eq!(stats["in_flight"], 0, "{stats}");
+    assert_eq!(stats["needing_attention"]["total"], 0, "{stats}");
+
     for shot in [
         "1-overview.png",
         "2-filtered.png",

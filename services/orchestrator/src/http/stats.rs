@@ -19,6 +19,7 @@ use crate::stats::{parse_window, Stats};
 pub(crate) struct StatsParams {
     /// The window of the success rate and time to ready: a whole number of minutes,
     /// hours or days (`90m`, `24h`, `7d`), at most `30d`; default `24h`.
+    #[param(pattern = "^[0-9]+[mhd]$", example = "24h")]
     pub window: Option<String>,
 }
 
