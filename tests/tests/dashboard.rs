@@ -70,6 +70,67 @@ fn screenshot_folder() -> PathBuf {
     folder
 }
 
+/// The page and its assets: content types, caching, the security headers; the
+/// figures need the read token and a sane window.
+async fn served_as_static_files_under_a_strict_policy(client: &reqwest::Client, base: &str) {
+    let page = client.get(format!("{base}/")).send().await.expect("page");
+    assert_eq!(page.status(), 200);
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
+    assert_eq!(header(&page, "cache-control"), "no-cache");
+    let policy = header(&page, "content-security-policy");
+    assert!(
+        policy.contains("default-src 'none'")
+            && policy.contains("script-src 'self'")
+            && policy.contains("connect-src 'self'")
+            && !policy.contains("unsafe"),
+        "{policy}"
+    );
+    let html = page.text().await.expect("html");
+    let script = html
+        .split("src=\"")
+        .filter_map(|rest| rest.split('"').next())
+        .find(|src| src.ends_with("/app.js"))
+        .unwrap_or_else(|| panic!("the page loads app.js: {html}"))
+        .to_string();
+    let asset = client
+        .get(format!("{base}/{script}"))
+        .send()
+        .await
+        .expect("asset");
+    assert_eq!(asset.status(), 200);
+    assert_eq!(
+        header(&asset, "content-type"),
+        "text/javascript; charset=utf-8"
+    );
+    assert!(header(&asset, "cache-control").contains("immutable"));
+    assert!(header(&asset, "content-security-policy").contains("script-src 'self'"));
+    let missing = client
+        .get(format!("{base}/{}", script.replace("app.js", "nothing.js")))
+        .send()
+        .await
+        .expect("asset");
+    assert_eq!(missing.status(), 404);
+
+    let stats = |query: &'static str, token: Option<&'static str>| {
+        let mut request = client.get(format!("{base}/api/v1/stats{query}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.expect("stats").status() }
+    };
+    assert_eq!(stats("", None).await, 401);
+    assert_eq!(stats("", Some(READ_TOKEN)).await, 200);
+    assert_eq!(stats("?window=45d", Some(READ_TOKEN)).await, 400);
+    assert_eq!(stats("?window=soon", Some(READ_TOKEN)).await, 400);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_follows_signups_live_shows_undos_and_replays() {
     let chromium = chromium();
@@ -112,6 +173,8 @@ async fn the_dashboard_follows_signups_live_shows_undos_and_replays() {
     let base = h.start_api(&[]);
     let client = reqwest::Client::new();
     wait_for_role(&client, &base, "leader").await;
+
+    served_as_static_files_under_a_strict_policy(&client, &base).await;
 
     let log = h.logs.join("browser.log");
     let (fail, ok) = (h.subdomain("dash-fail"), h.subdomain("dash-ok"));

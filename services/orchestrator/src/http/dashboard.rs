@@ -24,7 +24,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
     form-action 'none'; frame-ancestors 'none'";
 
-/// The page; `{{ASSETS}}` becomes `/assets/<version>`.
+/// The page; `{{ASSETS}}` becomes `assets/<version>`.
 const INDEX: &str = include_str!("dashboard/index.html");
 
 /// The assets by file name, with their content types.
@@ -83,8 +83,10 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
     format!("{:016x}", hasher.finish())
 });
 
+/// Relative links (`assets/<version>/...`), like the page's API calls: the dashboard
+/// also works behind a reverse proxy that serves the orchestrator under a path.
 static PAGE: LazyLock<String> =
-    LazyLock::new(|| INDEX.replace("{{ASSETS}}", &format!("/assets/{}", *VERSION)));
+    LazyLock::new(|| INDEX.replace("{{ASSETS}}", &format!("assets/{}", *VERSION)));
 
 /// The dashboard's routes: `/` and `/assets/<version>/<file>`.
 pub(crate) fn routes() -> Router {
@@ -154,7 +156,7 @@ mod tests {
 
     #[test]
     fn the_page_names_this_versions_assets_and_each_exists() {
-        let prefix = format!("/assets/{}/", *VERSION);
+        let prefix = format!("\"assets/{}/", *VERSION);
         assert!(!PAGE.contains("{{ASSETS}}"));
         let named: Vec<&str> = PAGE
             .split(&prefix)
