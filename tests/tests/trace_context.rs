@@ -1,6 +1,7 @@
 //! One trace per saga: a signup's W3C `traceparent` reaches every command of the saga
 //! and every report answering one, and the five services' log lines of the saga
-//! carry its trace id; a signup without one gets a trace of its own. The services
+//! carry its trace id, as do its progress events; a signup without one gets a trace
+//! of its own. The services
 //! export their spans over OTLP/HTTP (JSON) to a receiver of the test's own, and each
 //! service's spans of the saga are in its trace.
 
@@ -192,6 +193,43 @@ async fn a_signups_traceparent_follows_every_command_report_and_log_line() {
     assert!(
         reports.iter().all(|(_, t)| t.as_deref() == Some(trace_id)),
         "{reports:?}"
+    );
+
+    // The progress events a web app follows are in the trace too, as stored.
+    let progress = jetstream::new(h.client.clone())
+        .get_stream(h.subjects.progress_stream())
+        .await
+        .expect("progress stream")
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: h.subjects.progress(&traced),
+            ..Default::default()
+        })
+        .await
+        .expect("ordered consumer");
+    let mut stored = progress.messages().await.expect("messages");
+    let mut traces = Vec::new();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), stored.next())
+            .await
+            .expect("a progress event within 10 s")
+            .expect("stream")
+            .expect("message");
+        let header = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("traceparent"))
+            .and_then(|v| TraceParent::parse(v.as_str()))
+            .map(|t| t.trace_id().to_string());
+        traces.push(header);
+        let event: contracts::ProgressEvent =
+            serde_json::from_slice(&message.payload).expect("progress event");
+        if event.status.is_terminal() {
+            break;
+        }
+    }
+    assert!(
+        traces.len() > 4 && traces.iter().all(|t| t.as_deref() == Some(trace_id)),
+        "every progress event of the saga carries its trace id: {traces:?}"
     );
 
     // Each service's log lines about the traced saga carry its trace id.

@@ -63,10 +63,12 @@ pub trait Bus: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<Confirmation>> + Send;
 
     /// Sends progress events in order; the returned confirmation resolves once the
-    /// stream has them all.
+    /// stream has them all. Each carries `trace`'s next hop in its `traceparent`
+    /// header, so a web app following the saga stays in its trace.
     fn send_progress(
         &self,
         events: &[ProgressEvent],
+        trace: Option<&TraceParent>,
     ) -> impl Future<Output = anyhow::Result<Confirmation>> + Send;
 
     /// Sets an input aside on its dead-letter subject, and waits for the stream to
@@ -200,8 +202,12 @@ pub struct NatsBus {
 
 impl NatsBus {
     /// Publishes progress events in order and waits until the stream has them all.
-    pub async fn progress(&self, events: &[ProgressEvent]) -> anyhow::Result<()> {
-        self.send_progress(events).await?.await
+    pub async fn progress(
+        &self,
+        events: &[ProgressEvent],
+        trace: Option<&TraceParent>,
+    ) -> anyhow::Result<()> {
+        self.send_progress(events, trace).await?.await
     }
 
     /// The dead letter at stream sequence `sequence`, if there is one.
@@ -300,16 +306,26 @@ impl Bus for NatsBus {
         .boxed())
     }
 
-    async fn send_progress(&self, events: &[ProgressEvent]) -> anyhow::Result<Confirmation> {
+    async fn send_progress(
+        &self,
+        events: &[ProgressEvent],
+        trace: Option<&TraceParent>,
+    ) -> anyhow::Result<Confirmation> {
+        let traceparent = trace.map(|t| step_runtime::telemetry::outgoing(t).to_string());
+        let marks: Vec<(&str, &str)> = traceparent
+            .iter()
+            .map(|t| (contracts::trace::TRACEPARENT_HEADER, t.as_str()))
+            .collect();
         let mut acks = Vec::with_capacity(events.len());
         for event in events {
             let payload = serde_json::to_vec(event).context("encoding a progress event")?;
             let msg_id = format!("{}:{}", event.saga_id, event.sequence);
             acks.push(
-                bus::publish_once(
+                bus::publish_marked(
                     &self.js,
                     self.subjects.progress(&event.saga_id),
                     &msg_id,
+                    &marks,
                     payload.into(),
                 )
                 .await?,

@@ -15,6 +15,7 @@ mod leadership;
 mod observe;
 mod outbox;
 pub mod saga;
+mod stats;
 pub mod store;
 mod timers;
 

@@ -72,7 +72,8 @@ pub(crate) async fn republish_unconfirmed<S: SagaStore>(core: &Core<S>, min_age:
         count = settled.len(),
         "republishing unconfirmed progress events"
     );
-    if core.bus.progress(&settled).await.is_ok() {
+    // Outside any saga's span: these events go without a `traceparent`.
+    if core.bus.progress(&settled, None).await.is_ok() {
         let keys: Vec<_> = settled.iter().map(|e| (e.saga_id, e.sequence)).collect();
         if let Err(e) = core.store.mark_published(&keys).await {
             tracing::warn!(error = %e, "could not confirm republished progress");

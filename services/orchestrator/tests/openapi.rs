@@ -34,6 +34,7 @@ fn every_endpoint_is_documented() {
         "/api/v1/sagas/replay",
         "/api/v1/sagas/{id}/events",
         "/api/v1/events",
+        "/api/v1/stats",
     ] {
         assert!(document.paths.paths.contains_key(path), "{path} is missing");
     }

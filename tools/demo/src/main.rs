@@ -8,12 +8,15 @@
 //! signup's app install fails on purpose (a scripted emulator fault) so the rollback
 //! can be seen.
 //!
-//! `--keep` leaves the demo tenant's database and bench folder in place afterwards.
+//! It prints the orchestrator's dashboard address first, so the two sagas can be
+//! watched there too. `--keep` leaves the services and the dashboard up until Ctrl-C,
+//! and the demo tenant's database and bench folder in place afterwards.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
+use clap::Parser;
 use contracts::{ProgressEvent, SagaStatus, StepStatus, Subjects};
 use futures::StreamExt;
 use secrets::ExposeSecret as _;
@@ -122,6 +125,20 @@ async fn database_state(admin: &sqlx::MySqlPool, name: &str) -> anyhow::Result<(
     Ok((db > 0, user > 0))
 }
 
+/// Writes `text` to a new file at `path` that only its owner may read.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
 /// A service process of the demo; killed when dropped.
 struct Service(std::process::Child);
 
@@ -170,9 +187,35 @@ fn spawn_bench_serve(
     Ok(Service(child))
 }
 
+/// Provisions a sample tenant end to end and shows a rollback, live.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Leave the services and the dashboard up until Ctrl-C, and the demo tenant's
+    /// database and bench folder in place afterwards.
+    #[arg(long)]
+    keep: bool,
+    /// The orchestrator's HTTP address (dashboard and API); a free port when taken.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http_addr: std::net::SocketAddr,
+}
+
+/// `wanted` when it can be bound, else a free port on its host.
+fn free_addr(wanted: std::net::SocketAddr) -> anyhow::Result<std::net::SocketAddr> {
+    let probe = std::net::TcpListener::bind(wanted)
+        .or_else(|_| std::net::TcpListener::bind((wanted.ip(), 0)))?;
+    Ok(probe.local_addr()?)
+}
+
+/// A random token of 32 hex characters, for the API's read token and write secret.
+fn token() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let keep = std::env::args().any(|a| a == "--keep");
+    let args = Args::parse();
+    let keep = args.keep;
     let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let mysql_url = std::env::var("TENANT_DB_ADMIN_URL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
@@ -198,6 +241,8 @@ async fn main() -> anyhow::Result<()> {
     let bench_http_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    let http_addr = free_addr(args.http_addr)?;
+    let (read_token, api_secret) = (token(), token());
     let env: Vec<(&str, String)> = vec![
         ("NATS_URL", nats_url.clone()),
         ("NATS_NAMESPACE", namespace.clone()),
@@ -234,14 +279,24 @@ async fn main() -> anyhow::Result<()> {
         ("MASTER_SITE_NAME", "master.localhost".into()),
         ("MASTER_API_KEY", "demo-key".into()),
         ("MASTER_API_SECRET", "demo-secret".into()),
-        // Health endpoints on free ports: a deployment on this host keeps its own.
-        ("HTTP_ADDR", "127.0.0.1:0".into()),
+        // The orchestrator's API and dashboard; the steps' health endpoints on free
+        // ports: a deployment on this host keeps its own.
+        ("HTTP_ADDR", http_addr.to_string()),
+        ("PROVISIONING_READ_TOKEN", read_token.clone()),
+        ("PROVISIONING_API_SECRET", api_secret.clone()),
         ("HEALTH_ADDR", "127.0.0.1:0".into()),
     ];
     let subjects = Subjects::new(&namespace);
 
     println!("{BOLD}Tenant provisioning demo{RESET} {DIM}(NATS {nats_url}, MariaDB {}, namespace {namespace}){RESET}", mysql_url.split('@').next_back().unwrap_or_default());
-    println!("{DIM}  five services as processes; bench = the bench EMULATOR in {}, Master site = its STAND-IN; logs in {}{RESET}\n", bench.display(), dir.path().display());
+    println!("{DIM}  five services as processes; bench = the bench EMULATOR in {}, Master site = its STAND-IN; logs in {}{RESET}", bench.display(), dir.path().display());
+    // The write secret goes to a file only the user can read, not to the terminal.
+    let secret_file = dir.path().join("provisioning-api-secret");
+    write_private(&secret_file, &api_secret)?;
+    println!(
+        "{DIM}  dashboard: {BOLD}http://{http_addr}/{RESET}{DIM} (read token {read_token}; the secret replays ask for is in {}){RESET}\n",
+        secret_file.display()
+    );
     let mut services = vec![
         spawn(dir.path(), "master-standin", &env)?,
         spawn_bench_serve(dir.path(), &bench, bench_http_port)?,
@@ -326,6 +381,12 @@ async fn main() -> anyhow::Result<()> {
         end.error.map(|e| e.message).unwrap_or_default()
     );
 
+    if keep {
+        println!(
+            "\n{BOLD}--keep:{RESET} the services and the dashboard stay up at {BOLD}http://{http_addr}/{RESET} (read token {read_token}); Ctrl-C stops them"
+        );
+        tokio::signal::ctrl_c().await?;
+    }
     drop(services);
     if keep {
         println!(

@@ -231,7 +231,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         {
             Inserted::Stored => {
                 crate::observe::rejected_at_intake(&saga, self.clock.now());
-                self.publish_progress(&[event]).await
+                self.publish_progress(&[event], saga.trace.as_ref()).await
             }
             Inserted::Duplicate | Inserted::SubdomainTaken(_) => {}
         }

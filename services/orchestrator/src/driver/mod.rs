@@ -486,7 +486,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                 }
             }
         }
-        self.publish_progress(&events).await;
+        self.publish_progress(&events, saga.trace.as_ref()).await;
     }
 
     fn mark_unsent(&self, saga_id: Uuid) {
@@ -496,12 +496,16 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             .insert(saga_id);
     }
 
-    async fn publish_progress(&self, events: &[contracts::ProgressEvent]) {
+    async fn publish_progress(
+        &self,
+        events: &[contracts::ProgressEvent],
+        trace: Option<&contracts::TraceParent>,
+    ) {
         if events.is_empty() {
             return;
         }
         // Stored already: a failure here is repaired by the outbox sweep, never lost.
-        match self.bus.send_progress(events).await {
+        match self.bus.send_progress(events, trace).await {
             Ok(confirmation) => {
                 let published = self.published.clone();
                 let keys: Vec<(Uuid, u64)> =

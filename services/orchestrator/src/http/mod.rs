@@ -1,14 +1,17 @@
 //! The orchestrator's HTTP API on `HTTP_ADDR`, beside `/healthz` and `/readyz`: the
 //! old provisioning service's endpoints (`compat.rs`), the operators' endpoints
-//! (`sagas.rs`, `events.rs`, `dead_letters.rs`), who may call what (`auth.rs`) and the
-//! OpenAPI document (`openapi.rs`), served at `/openapi.json`.
+//! (`sagas.rs`, `events.rs`, `dead_letters.rs`), the dashboard's headline figures
+//! (`stats.rs`), who may call what (`auth.rs`), the OpenAPI document (`openapi.rs`),
+//! served at `/openapi.json`, and the live dashboard at `/` (`dashboard.rs`).
 
 mod auth;
 mod compat;
+mod dashboard;
 mod dead_letters;
 mod events;
 mod openapi;
 mod sagas;
+mod stats;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -39,6 +42,11 @@ pub(crate) trait Reads: Send + Sync + 'static {
     fn get(&self, saga_id: Uuid) -> Boxed<'_, GetReply>;
     /// A page of sagas.
     fn list<'a>(&'a self, request: &'a ListRequest) -> Boxed<'a, ListReply>;
+    /// The dashboard's headline figures over `window` (its text and length), now.
+    fn stats<'a>(
+        &'a self,
+        window: (&'a str, chrono::TimeDelta),
+    ) -> Boxed<'a, Result<crate::stats::Stats, ErrorInfo>>;
     /// `tenant.subdomain.check`'s answer.
     fn check(&self, subdomain: String) -> Boxed<'_, SubdomainCheckReply>;
     /// The newest dead letters, or one.
@@ -53,6 +61,21 @@ impl<S: SagaStore> Reads for Reader<S> {
     }
     fn list<'a>(&'a self, request: &'a ListRequest) -> Boxed<'a, ListReply> {
         Box::pin(crate::admin::list(self, request))
+    }
+    fn stats<'a>(
+        &'a self,
+        window: (&'a str, chrono::TimeDelta),
+    ) -> Boxed<'a, Result<crate::stats::Stats, ErrorInfo>> {
+        Box::pin(async move {
+            crate::stats::read(&*self.store, window, chrono::Utc::now())
+                .await
+                .map_err(|e| {
+                    crate::admin::error(
+                        "store_unavailable",
+                        format!("the saga store cannot be read: {e}"),
+                    )
+                })
+        })
     }
     fn check(&self, subdomain: String) -> Boxed<'_, SubdomainCheckReply> {
         Box::pin(async move {
@@ -102,6 +125,7 @@ pub(crate) fn router(state: AppState, health: step_runtime::health::Probe) -> Ro
         .route("/api/v1/sagas/{id}/replay", post(sagas::replay))
         .route("/api/v1/sagas/{id}/events", get(events::saga_events))
         .route("/api/v1/events", get(events::all_events))
+        .route("/api/v1/stats", get(stats::stats))
         .route("/api/v1/dead-letters", get(dead_letters::list))
         .route("/api/v1/dead-letters/{seq}", get(dead_letters::one))
         .route(
@@ -109,7 +133,8 @@ pub(crate) fn router(state: AppState, health: step_runtime::health::Probe) -> Ro
             post(dead_letters::requeue),
         )
         .with_state(Arc::new(state));
-    api.merge(step_runtime::health::routes(health))
+    api.merge(dashboard::routes())
+        .merge(step_runtime::health::routes(health))
 }
 
 /// The JSON body of every refusal: `{"error": {"code", "message"}}`.

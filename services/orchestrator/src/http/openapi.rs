@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         super::sagas::replay_bulk,
         super::events::saga_events,
         super::events::all_events,
+        super::stats::stats,
         super::dead_letters::list,
         super::dead_letters::one,
         super::dead_letters::requeue,
@@ -30,7 +31,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&Security),
     tags(
         (name = "compatible", description = "The old provisioning service's endpoints"),
-        (name = "sagas", description = "Operators: sagas, replays"),
+        (name = "sagas", description = "Operators: sagas, replays, headline figures"),
         (name = "events", description = "Live progress (Server-Sent Events)"),
         (name = "dead letters", description = "Operators: what was set aside, and requeues once the cause is fixed")
     )

@@ -38,16 +38,6 @@ pub struct SqlStore {
 fn ddl(mysql: bool) -> Vec<String> {
     // MySQL's TEXT stops at 64 KiB; a saga with bulky step outputs may need more.
     let text = if mysql { "MEDIUMTEXT" } else { "TEXT" };
-    let status_index = if mysql {
-        ", INDEX sagas_by_status (status, updated_at), INDEX sagas_by_created (created_at, saga_id)"
-    } else {
-        ""
-    };
-    let published_index = if mysql {
-        ", INDEX progress_unpublished (published)"
-    } else {
-        ""
-    };
     let mut statements = vec![
         format!(
             "CREATE TABLE IF NOT EXISTS sagas (
@@ -57,7 +47,7 @@ fn ddl(mysql: bool) -> Vec<String> {
                 sequence BIGINT NOT NULL,
                 state {text} NOT NULL,
                 created_at BIGINT NOT NULL,
-                updated_at BIGINT NOT NULL{status_index})"
+                updated_at BIGINT NOT NULL)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS progress_events (
@@ -65,25 +55,21 @@ fn ddl(mysql: bool) -> Vec<String> {
                 sequence BIGINT NOT NULL,
                 event {text} NOT NULL,
                 published BIGINT NOT NULL,
-                PRIMARY KEY (saga_id, sequence){published_index})"
+                PRIMARY KEY (saga_id, sequence))"
         ),
         "CREATE TABLE IF NOT EXISTS subdomain_claims (
             subdomain VARCHAR(64) NOT NULL PRIMARY KEY,
             saga_id VARCHAR(36) NOT NULL)"
             .to_string(),
     ];
-    if !mysql {
-        statements.push(
-            "CREATE INDEX IF NOT EXISTS sagas_by_status ON sagas (status, updated_at)".into(),
-        );
+    // Apart from the tables, so a store made by an earlier release gains the indexes
+    // it lacks (MariaDB, like SQLite, takes `CREATE INDEX IF NOT EXISTS`).
+    statements.extend([
+        "CREATE INDEX IF NOT EXISTS sagas_by_status ON sagas (status, updated_at)".into(),
         // The operators' lists walk sagas newest first.
-        statements.push(
-            "CREATE INDEX IF NOT EXISTS sagas_by_created ON sagas (created_at, saga_id)".into(),
-        );
-        statements.push(
-            "CREATE INDEX IF NOT EXISTS progress_unpublished ON progress_events (published)".into(),
-        );
-    }
+        "CREATE INDEX IF NOT EXISTS sagas_by_created ON sagas (created_at, saga_id)".into(),
+        "CREATE INDEX IF NOT EXISTS progress_unpublished ON progress_events (published)".into(),
+    ]);
     statements.extend(lease::sql::ddl(mysql));
     statements
 }

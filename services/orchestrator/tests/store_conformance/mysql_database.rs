@@ -150,3 +150,39 @@ async fn mysql_store_says_what_to_run_when_it_may_not_create_its_database() {
         .expect("the account opens its store once the statements ran");
     assert!(store.leader().await.expect("leader").is_none());
 }
+
+/// Whether table `sagas` of database `name` has index `index`.
+async fn has_index(server: &str, name: &str, index: &str) -> bool {
+    let found: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'sagas' AND INDEX_NAME = ?",
+    )
+    .bind(name)
+    .bind(index)
+    .fetch_one(&mut admin(server).await)
+    .await
+    .expect("statistics");
+    found > 0
+}
+
+#[tokio::test]
+async fn mysql_store_made_by_an_earlier_release_gains_the_listing_index() {
+    let database = MysqlDatabase::create().await;
+    // The table as releases before the operators' lists made it: no index by creation.
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE {}.sagas (
+            saga_id VARCHAR(36) NOT NULL PRIMARY KEY, subdomain VARCHAR(64) NOT NULL,
+            status VARCHAR(32) NOT NULL, sequence BIGINT NOT NULL, state MEDIUMTEXT NOT NULL,
+            created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+            INDEX sagas_by_status (status, updated_at))",
+        database.name
+    ))
+    .execute(&mut admin(&database.server).await)
+    .await
+    .expect("an earlier release's table");
+    assert!(!has_index(&database.server, &database.name, "sagas_by_created").await);
+
+    let store = database.store().await;
+    assert!(has_index(&database.server, &database.name, "sagas_by_created").await);
+    let saga = started(&store, "old-schema").await;
+    assert_eq!(store.get(saga.id).await.expect("get"), Some(saga));
+}

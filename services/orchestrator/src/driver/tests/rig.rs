@@ -70,7 +70,11 @@ impl Bus for FakeBus {
         }
         Ok(async { Ok(()) }.boxed())
     }
-    async fn send_progress(&self, events: &[ProgressEvent]) -> anyhow::Result<Confirmation> {
+    async fn send_progress(
+        &self,
+        events: &[ProgressEvent],
+        _trace: Option<&contracts::TraceParent>,
+    ) -> anyhow::Result<Confirmation> {
         self.up()?.progress.extend_from_slice(events);
         Ok(async { Ok(()) }.boxed())
     }
