@@ -4,17 +4,20 @@ use clap::{Args, Parser, Subcommand};
 
 const EXIT_CODES: &str = "\
 How it connects:
-  --api URL (or SAGACTL_API): the orchestrator's HTTP API; reads send PROVISIONING_READ_TOKEN,
-  writes PROVISIONING_API_SECRET. Otherwise NATS: NATS_URL (or --nats-url), as the user of
-  NATS_USER + NATS_PASSWORD, NATS_CREDS or NATS_NKEY (operators: NATS_USER=operator), with
-  NATS_CA/NATS_CERT/NATS_KEY for TLS and NATS_NAMESPACE where a namespace is used.
-  Keep tokens and passwords in the environment: arguments show in `ps` and shell history.
+  --api URL (or SAGACTL_API): the orchestrator's HTTP API; reads send PROVISIONING_READ_TOKEN
+  (or the content of --read-token-file), writes PROVISIONING_API_SECRET (or --secret-file).
+  Otherwise NATS: NATS_URL (or --nats-url), as the user of NATS_USER + NATS_PASSWORD,
+  NATS_CREDS or NATS_NKEY (operators: NATS_USER=operator), with NATS_CA/NATS_CERT/NATS_KEY
+  for TLS and NATS_NAMESPACE where a namespace is used.
+  Tokens and passwords are never arguments (those show in `ps` and shell history): sagactl
+  takes them from the environment or a file only, and refuses a --nats-url holding one.
 
 Exit codes:
   0  done; watch and signup: the saga completed; check: the subdomain is available
   1  refused by the orchestrator (not found, not replayable, ...); check: not available
   2  wrong command line
-  3  the orchestrator could not be reached or did not answer, or the credentials were refused
+  3  the orchestrator could not be reached or did not answer, or the credentials were refused;
+     watch and signup: or the saga's events stopped before its end (watch it again)
   4  watch and signup: the saga rolled back
   5  watch and signup: the saga was rejected
   6  watch and signup: the saga ended compensation_failed (an operator must look)";
@@ -26,27 +29,18 @@ pub struct Cli {
     /// The orchestrator's HTTP API (http://127.0.0.1:8001); without it, NATS.
     #[arg(long, env = "SAGACTL_API", global = true, value_name = "URL")]
     pub api: Option<String>,
-    /// The HTTP API's read token (Authorization: Bearer). Set it in the environment,
-    /// not here: arguments show in `ps` and shell history.
-    #[arg(
-        long,
-        env = "PROVISIONING_READ_TOKEN",
-        hide_env_values = true,
-        global = true,
-        value_name = "TOKEN"
-    )]
-    pub read_token: Option<String>,
-    /// The HTTP API's write secret (X-Provisioning-Secret), for replays, requeues and
-    /// signups; it reads too. Set it in the environment, not here.
-    #[arg(
-        long,
-        env = "PROVISIONING_API_SECRET",
-        hide_env_values = true,
-        global = true,
-        value_name = "SECRET"
-    )]
-    pub secret: Option<String>,
+    /// A file holding the HTTP API's read token (Authorization: Bearer), `-` for
+    /// standard input; else PROVISIONING_READ_TOKEN. Never the token itself here:
+    /// arguments show in `ps` and shell history.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub read_token_file: Option<std::path::PathBuf>,
+    /// A file holding the HTTP API's write secret (X-Provisioning-Secret), for
+    /// replays, requeues and signups (it reads too), `-` for standard input; else
+    /// PROVISIONING_API_SECRET.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub secret_file: Option<std::path::PathBuf>,
     /// NATS server(s), comma separated; else NATS_URL, else nats://127.0.0.1:4222.
+    /// Without credentials: those go in NATS_USER/NATS_PASSWORD or NATS_CREDS.
     #[arg(long, global = true, value_name = "URL")]
     pub nats_url: Option<String>,
     /// How long to wait for an answer, in seconds.
@@ -102,12 +96,23 @@ Examples:
   sagactl replay acme --reason \"registry fixed\"
   sagactl replay --bulk --step registration --error-code registry_unreachable --since 24h --dry-run
   sagactl replay --bulk --step registration --error-code registry_unreachable --since 24h --reason \"registry fixed\"
+  sagactl replay --bulk --all --dry-run
+
+--bulk needs a filter (--step, --error-code, --status, --since, --until), or --all to mean
+every replayable saga; a bulk run that is not a dry run needs --reason.
 
 Who asked (--operator, else $USER) and why are kept in each saga's timeline.")]
     Replay(ReplayArgs),
     /// What was set aside: signups that could not be read, step commands a step gave
     /// up on, reports the orchestrator gave up on; requeue one once its cause is fixed.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  sagactl dead-letters list
+  sagactl dead-letters show 12
+  sagactl dead-letters requeue 12 --reason \"site-step restarted\""
+    )]
     DeadLetters(DeadLettersCommand),
     /// Sends a test signup and follows it to its end (exit code as for watch).
     #[command(after_help = "\
@@ -188,6 +193,10 @@ pub struct ReplayArgs {
     /// With --bulk: only sagas created before then (a time, or an age).
     #[arg(long, requires = "bulk", value_name = "WHEN")]
     pub until: Option<String>,
+    /// With --bulk and no filter: every replayable saga (up to --limit). Without
+    /// it, a bulk replay with no filter is refused.
+    #[arg(long, requires = "bulk")]
+    pub all: bool,
     /// With --bulk: at most this many (default 100, at most 500).
     #[arg(long, requires = "bulk")]
     pub limit: Option<u32>,
@@ -263,4 +272,63 @@ pub struct SignupArgs {
     /// Print the saga's id and return without following it.
     #[arg(long)]
     pub no_watch: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every command an operator types (and `dead-letters` itself) shows examples in
+    /// its `--help`.
+    #[test]
+    fn every_command_has_examples() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            // clap's own `help` commands are no operator's.
+            for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+                let path = format!("{path} {}", sub.get_name());
+                let help = sub
+                    .get_after_long_help()
+                    .or(sub.get_after_help())
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                if !(help.contains("Examples:\n") && help.contains("sagactl ")) {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut command = Cli::command();
+        command.build();
+        walk(&command, "sagactl", &mut missing);
+        assert!(missing.is_empty(), "no examples in: {missing:?}");
+    }
+
+    #[test]
+    fn secrets_are_no_arguments() {
+        for flag in ["--read-token", "--secret"] {
+            let parsed = Cli::try_parse_from(["sagactl", flag, "s3cret-value", "list"]);
+            assert!(parsed.is_err(), "{flag} is still accepted");
+        }
+        let parsed = Cli::try_parse_from([
+            "sagactl",
+            "--read-token-file",
+            "/run/secrets/read",
+            "--secret-file",
+            "-",
+            "list",
+        ])
+        .expect("files are");
+        assert_eq!(
+            parsed.secret_file.as_deref(),
+            Some(std::path::Path::new("-"))
+        );
+    }
 }

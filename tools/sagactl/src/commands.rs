@@ -37,8 +37,10 @@ pub async fn run(cli: &Cli) -> Result<u8, Error> {
             let client = Client::connect(cli).await?;
             let id = client.resolve(saga).await?;
             // Known to the orchestrator: else the watch would wait for nothing.
-            error::check(&client.get(id).await?.error)?;
-            crate::watch::watch(&client, id, cli.json).await
+            let known = client.get(id).await?;
+            error::check(&known.error)?;
+            let latest = known.timeline.last().map_or(0, |e| e.sequence);
+            crate::watch::watch(&client, id, latest, cli.json).await
         }
         Command::Replay(args) => replay(cli, args).await,
         Command::DeadLetters(command) => dead_letters(cli, command).await,
@@ -90,14 +92,20 @@ fn when(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
     let split = text.len().checked_sub(1).ok_or_else(bad)?;
     let (number, unit) = text.split_at(split);
     let number: i64 = number.parse().map_err(|_| bad())?;
+    if number < 0 {
+        return Err(Error::Usage(format!(
+            "{text:?}: an age cannot be negative (24h means 24 hours ago)"
+        )));
+    }
     let age = match unit {
-        "s" => chrono::Duration::seconds(number),
-        "m" => chrono::Duration::minutes(number),
-        "h" => chrono::Duration::hours(number),
-        "d" => chrono::Duration::days(number),
+        "s" => chrono::Duration::try_seconds(number),
+        "m" => chrono::Duration::try_minutes(number),
+        "h" => chrono::Duration::try_hours(number),
+        "d" => chrono::Duration::try_days(number),
         _ => return Err(bad()),
     };
-    Ok(now - age)
+    age.and_then(|age| now.checked_sub_signed(age))
+        .ok_or_else(|| Error::Usage(format!("{text:?} is too long ago to be a time")))
 }
 
 fn list_request(args: &ListArgs) -> Result<ListRequest, Error> {
@@ -156,8 +164,30 @@ async fn list(
     Ok(code::OK)
 }
 
+/// Refuses a bulk replay that would replay more than the operator meant: one with
+/// no filter (unless `--all` says so), a real one with no reason.
+fn check_bulk(args: &ReplayArgs) -> Result<(), Error> {
+    let filtered = args.step.is_some()
+        || args.error_code.is_some()
+        || args.status.is_some()
+        || args.since.is_some()
+        || args.until.is_some();
+    if !filtered && !args.all {
+        return Err(Error::Usage(
+            "replay --bulk with no filter would replay every replayable saga: add --step, --error-code, --status, --since or --until, or --all if that is what you mean (try --dry-run first)".into(),
+        ));
+    }
+    if !args.dry_run && args.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        return Err(Error::Usage(
+            "replay --bulk needs --reason (what was fixed; kept in each saga's timeline), or --dry-run".into(),
+        ));
+    }
+    Ok(())
+}
+
 async fn replay(cli: &Cli, args: &ReplayArgs) -> Result<u8, Error> {
     if args.bulk {
+        check_bulk(args)?;
         let now = Utc::now();
         let request = BulkReplayRequest {
             step: args.step.clone(),
@@ -297,7 +327,7 @@ async fn signup(cli: &Cli, args: &SignupArgs) -> Result<u8, Error> {
     if !cli.json {
         println!("signup sent: saga {id}");
     }
-    crate::watch::watch(&client, id, cli.json).await
+    crate::watch::watch(&client, id, 0, cli.json).await
 }
 
 #[cfg(test)]
@@ -323,6 +353,52 @@ mod tests {
         );
         for bad in ["", "h", "12", "3w", "yesterday"] {
             assert!(matches!(when(bad, now), Err(Error::Usage(_))), "{bad}");
+        }
+    }
+
+    /// Ages past what a time can hold, or negative, are usage errors, not a panic.
+    #[test]
+    fn out_of_range_or_negative_ages_are_refused() {
+        let now = Utc::now();
+        for bad in [
+            "99999999999999d",
+            "9223372036854775807s",
+            "9223372036854775807m",
+            "999999999999h",
+            "-5d",
+            "-1h",
+        ] {
+            assert!(matches!(when(bad, now), Err(Error::Usage(_))), "{bad}");
+        }
+        assert_eq!(when("0s", now).expect("now"), now);
+    }
+
+    fn replay_args(args: &[&str]) -> ReplayArgs {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["sagactl", "replay"].iter().chain(args)).expect("parses");
+        match cli.command {
+            Command::Replay(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bulk_replay_needs_a_filter_or_all_and_a_reason() {
+        let refused =
+            |args: &[&str]| matches!(check_bulk(&replay_args(args)), Err(Error::Usage(_)));
+        assert!(refused(&["--bulk", "--dry-run"]), "no filter");
+        assert!(refused(&["--bulk", "--reason", "fixed"]), "no filter");
+        assert!(
+            refused(&["--bulk", "--step", "site", "--reason", "  "]),
+            "a blank reason"
+        );
+        for fine in [
+            &["--bulk", "--all", "--dry-run"][..],
+            &["--bulk", "--all", "--reason", "fixed"],
+            &["--bulk", "--step", "site", "--dry-run"],
+            &["--bulk", "--since", "24h", "--reason", "fixed"],
+        ] {
+            assert!(check_bulk(&replay_args(fine)).is_ok(), "{fine:?}");
         }
     }
 

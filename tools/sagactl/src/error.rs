@@ -24,13 +24,15 @@ pub mod code {
     pub const COMPENSATION_FAILED: u8 = 6;
 }
 
-/// The exit code of a saga that ended with `status`.
+/// The exit code of a saga that ended with `status`; one that has not ended is
+/// not seen to complete (exit 3: watch again), never 0.
 pub fn for_status(status: SagaStatus) -> u8 {
     match status {
+        SagaStatus::Completed => code::OK,
         SagaStatus::RolledBack => code::ROLLED_BACK,
         SagaStatus::Rejected => code::REJECTED,
         SagaStatus::CompensationFailed => code::COMPENSATION_FAILED,
-        _ => code::OK,
+        SagaStatus::Accepted | SagaStatus::Running | SagaStatus::Compensating => code::UNREACHABLE,
     }
 }
 

@@ -5,11 +5,13 @@
 //!
 //! `cli.rs` is the command line, `commands.rs` what each command does, `client/` the
 //! two ways to the orchestrator, `render.rs` the tables, `watch.rs` the live view,
-//! `signup.rs` the test signup, `error.rs` the errors and exit codes.
+//! `signup.rs` the test signup, `credentials.rs` where secrets come from (never
+//! arguments), `error.rs` the errors and exit codes.
 
 mod cli;
 mod client;
 mod commands;
+mod credentials;
 mod error;
 mod render;
 mod signup;

@@ -147,15 +147,19 @@ impl View {
         self.last = Some(event.clone());
     }
 
-    /// Ends the bars and prints the outcome; the exit code.
-    fn finish(self, saga_id: Uuid) -> u8 {
+    /// Ends the bars and prints the outcome; the exit code. A saga not seen to end
+    /// is an error: only a completed saga exits 0.
+    fn finish(self, saga_id: Uuid) -> Result<u8, Error> {
         for (_, bar, _) in &self.steps {
             if !bar.is_finished() {
                 bar.abandon();
             }
         }
-        let Some(last) = self.last else {
-            return error::code::OK;
+        let Some(last) = self.last.filter(|l| l.status.is_terminal()) else {
+            self.overall.abandon();
+            return Err(Error::Unreachable(format!(
+                "the event stream ended before the saga did; run `sagactl watch {saga_id}` again"
+            )));
         };
         if last.status == SagaStatus::Completed {
             self.overall.finish();
@@ -163,7 +167,7 @@ impl View {
             self.overall.abandon();
         }
         if self.json {
-            return error::for_status(last.status);
+            return Ok(error::for_status(last.status));
         }
         let took = self
             .run_start
@@ -198,16 +202,19 @@ impl View {
             SagaStatus::CompensationFailed => format!(
                 "compensation_failed after {took} ({why}): an undo could not finish; fix it, then sagactl replay {saga_id} --reason \"...\" resumes the undo"
             ),
-            other => format!("{} (the stream ended before the saga did)", other.as_str()),
+            // Not terminal: told above.
+            other => other.as_str().to_string(),
         };
         println!("{outcome}");
-        error::for_status(last.status)
+        Ok(error::for_status(last.status))
     }
 }
 
 /// Follows `saga_id` until it ends (or, when it has ended, shows how); the exit code.
-pub async fn watch(client: &Client, saga_id: Uuid, json: bool) -> Result<u8, Error> {
-    let mut follower = client.follow(saga_id).await?;
+/// `latest` is the saga's last sequence when asked (0 for a new saga): its current
+/// run's end is at or after it.
+pub async fn watch(client: &Client, saga_id: Uuid, latest: u64, json: bool) -> Result<u8, Error> {
+    let mut follower = client.follow(saga_id, latest).await?;
     let mut view = View::new(json);
     if !json && !view.drawn() {
         println!("saga {saga_id}");
@@ -224,5 +231,5 @@ pub async fn watch(client: &Client, saga_id: Uuid, json: bool) -> Result<u8, Err
             }
         }
     }
-    Ok(view.finish(saga_id))
+    view.finish(saga_id)
 }

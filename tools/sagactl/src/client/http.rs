@@ -1,7 +1,7 @@
 //! The orchestrator over its HTTP API (`--api URL`): reads with the read token
 //! (`Authorization: Bearer`, else the write secret), writes with the write secret
 //! (`X-Provisioning-Secret`), who asks as `X-Operator`, a saga's progress as
-//! Server-Sent Events (resumed with `Last-Event-ID` when the connection drops).
+//! Server-Sent Events (`sse.rs`).
 
 use std::time::Duration;
 
@@ -10,23 +10,24 @@ use contracts::admin::{
     GetReply, ListReply, ListRequest, ReplayReply, RequeueReply, RequeueRequest,
 };
 use contracts::subdomain::SubdomainCheckReply;
-use contracts::{ErrorInfo, ProgressEvent};
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use contracts::ErrorInfo;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use secrets::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::sse::resume_backoff;
+pub use super::sse::SseEvents;
+use crate::credentials::HttpCredentials;
 use crate::error::Error;
 use crate::signup::TestSignup;
 
 /// How long a bulk replay may take (each saga is replayed in turn).
 const BULK_TIMEOUT: Duration = Duration::from_secs(120);
-/// How often a dropped event stream is resumed before giving up.
-const RESUMES: u32 = 5;
-
 /// Every refusal of the API: `{"error": {"code", "message"}}`.
 #[derive(Deserialize)]
-struct ApiError {
-    error: ErrorInfo,
+pub(super) struct ApiError {
+    pub(super) error: ErrorInfo,
 }
 
 /// What `POST /api/v1/provision` answers.
@@ -36,29 +37,27 @@ struct Provisioned {
 }
 
 /// The API's address and credentials.
+#[derive(Clone)]
 pub struct HttpClient {
     http: reqwest::Client,
     base: String,
-    read_token: Option<String>,
-    secret: Option<String>,
+    read_token: Option<SecretString>,
+    secret: Option<SecretString>,
     timeout: Duration,
+    /// The waits between attempts to resume a saga's event stream.
+    pub(super) resume: backon::ExponentialBuilder,
 }
 
 /// Whether a call reads or writes: which credential it sends.
 #[derive(Clone, Copy, PartialEq)]
-enum Access {
+pub(super) enum Access {
     Read,
     Write,
 }
 
 impl HttpClient {
     /// A client of the API at `base`.
-    pub fn new(
-        base: &str,
-        read_token: Option<String>,
-        secret: Option<String>,
-        timeout: Duration,
-    ) -> Result<Self, Error> {
+    pub fn new(base: &str, credentials: HttpCredentials, timeout: Duration) -> Result<Self, Error> {
         let parsed = reqwest::Url::parse(base).map_err(|e| {
             Error::Usage(format!(
                 "--api / SAGACTL_API {base:?} is not a URL ({e}); for example http://127.0.0.1:8001"
@@ -76,17 +75,18 @@ impl HttpClient {
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_string(),
-            read_token: read_token.filter(|t| !t.is_empty()),
-            secret: secret.filter(|s| !s.is_empty()),
+            read_token: credentials.read_token,
+            secret: credentials.secret,
             timeout,
+            resume: resume_backoff(),
         })
     }
 
-    fn call(&self, method: Method, path: &str, access: Access) -> RequestBuilder {
+    pub(super) fn call(&self, method: Method, path: &str, access: Access) -> RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.base));
         match (access, &self.read_token, &self.secret) {
-            (Access::Read, Some(token), _) => request.bearer_auth(token),
-            (_, _, Some(secret)) => request.header("X-Provisioning-Secret", secret),
+            (Access::Read, Some(token), _) => request.bearer_auth(token.expose_secret()),
+            (_, _, Some(secret)) => request.header("X-Provisioning-Secret", secret.expose_secret()),
             _ => request,
         }
     }
@@ -131,7 +131,7 @@ impl HttpClient {
         }
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> Error {
+    pub(super) fn unreachable(&self, e: &reqwest::Error) -> Error {
         if e.is_timeout() {
             Error::Unreachable(format!(
                 "the HTTP API at {} did not answer in time: is the orchestrator running? (--timeout waits longer)",
@@ -277,105 +277,8 @@ impl HttpClient {
         Ok(answer.saga_id)
     }
 
-    /// `GET /api/v1/sagas/{id}/events`.
-    pub async fn follow(&self, saga_id: Uuid) -> Result<SseEvents, Error> {
-        let mut events = SseEvents {
-            client: HttpClient {
-                http: self.http.clone(),
-                base: self.base.clone(),
-                read_token: self.read_token.clone(),
-                secret: self.secret.clone(),
-                timeout: self.timeout,
-            },
-            saga_id,
-            response: None,
-            pending: String::new(),
-            last: 0,
-            resumes: 0,
-        };
-        events.open().await?;
-        Ok(events)
-    }
-}
-
-/// One saga's Server-Sent Events, read as they come.
-pub struct SseEvents {
-    client: HttpClient,
-    saga_id: Uuid,
-    response: Option<Response>,
-    pending: String,
-    /// The last event's id (its sequence), to resume after.
-    last: u64,
-    resumes: u32,
-}
-
-impl SseEvents {
-    async fn open(&mut self) -> Result<(), Error> {
-        let mut request = self.client.call(
-            Method::GET,
-            &format!("/api/v1/sagas/{}/events", self.saga_id),
-            Access::Read,
-        );
-        if self.last > 0 {
-            request = request.header("Last-Event-ID", self.last.to_string());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| self.client.unreachable(&e))?;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            return Err(Error::Unreachable(
-                "401 Unauthorized from the saga's events: set PROVISIONING_READ_TOKEN (or PROVISIONING_API_SECRET) to the orchestrator's".into(),
-            ));
-        }
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.bytes().await.unwrap_or_default();
-            return Err(match serde_json::from_slice::<ApiError>(&body) {
-                Ok(refusal) => Error::refused(&refusal.error),
-                Err(_) => Error::Unreachable(format!("{status} from the saga's events")),
-            });
-        }
-        self.response = Some(response);
-        Ok(())
-    }
-
-    /// The next event; `None` once the server ended the stream (after the saga's end).
-    pub async fn next(&mut self) -> Result<Option<ProgressEvent>, Error> {
-        loop {
-            // Only whole events (ended by a blank line) are read; the rest waits.
-            if let Some(end) = self.pending.find("\n\n") {
-                let block: String = self.pending.drain(..end + 2).collect();
-                let data = block.lines().find_map(|l| l.strip_prefix("data:"));
-                if let Some(Ok(event)) =
-                    data.map(|d| serde_json::from_str::<ProgressEvent>(d.trim()))
-                {
-                    self.last = event.sequence;
-                    return Ok(Some(event));
-                }
-                continue;
-            }
-            let Some(response) = self.response.as_mut() else {
-                return Ok(None);
-            };
-            match response.chunk().await {
-                Ok(Some(chunk)) => self
-                    .pending
-                    .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
-                Ok(None) => return Ok(None),
-                Err(e) if self.resumes < RESUMES => {
-                    // Dropped: resume after the last event seen (no gap, no repeat).
-                    self.resumes += 1;
-                    eprintln!(
-                        "sagactl: the event stream dropped ({e}); resuming after event {}",
-                        self.last
-                    );
-                    self.pending.clear();
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    self.open().await?;
-                }
-                Err(e) => return Err(self.client.unreachable(&e)),
-            }
-        }
+    /// `GET /api/v1/sagas/{id}/events`; `latest` as for [`super::Client::follow`].
+    pub async fn follow(&self, saga_id: Uuid, latest: u64) -> Result<SseEvents, Error> {
+        SseEvents::open(self.clone(), saga_id, latest, self.resume).await
     }
 }

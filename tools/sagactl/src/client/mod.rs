@@ -1,9 +1,11 @@
 //! The two ways to the orchestrator, one set of operations: NATS request/reply on
-//! `saga.admin.*` (`nats.rs`) or the HTTP API (`http.rs`). Both answer with the
-//! contract's types, so what is printed does not depend on the way.
+//! `saga.admin.*` (`nats.rs`) or the HTTP API (`http.rs`, its event streams in
+//! `sse.rs`). Both answer with the contract's types, so what is printed does not
+//! depend on the way.
 
 mod http;
 mod nats;
+mod sse;
 
 use std::time::Duration;
 
@@ -39,11 +41,13 @@ impl Client {
     /// The way the command line and the environment name: `--api` (HTTP), else NATS.
     pub async fn connect(cli: &Cli) -> Result<Self, Error> {
         let timeout = Duration::from_secs(cli.timeout.max(1));
+        if let Some(url) = &cli.nats_url {
+            crate::credentials::check_nats_url(url)?;
+        }
         match &cli.api {
             Some(url) => Ok(Self::Http(http::HttpClient::new(
                 url,
-                cli.read_token.clone(),
-                cli.secret.clone(),
+                crate::credentials::HttpCredentials::load(cli)?,
                 timeout,
             )?)),
             None => Ok(Self::Nats(
@@ -124,11 +128,12 @@ impl Client {
         }
     }
 
-    /// Starts following a saga's progress.
-    pub async fn follow(&self, saga_id: Uuid) -> Result<Follower, Error> {
+    /// Starts following a saga's progress; `latest` is the last sequence the saga
+    /// had when asked (0 for a new one): an end before it is an earlier run's.
+    pub async fn follow(&self, saga_id: Uuid, latest: u64) -> Result<Follower, Error> {
         match self {
             Self::Nats(c) => Ok(Follower::Nats(Box::new(c.follow(saga_id).await?))),
-            Self::Http(c) => Ok(Follower::Http(Box::new(c.follow(saga_id).await?))),
+            Self::Http(c) => Ok(Follower::Http(Box::new(c.follow(saga_id, latest).await?))),
         }
     }
 
@@ -161,8 +166,9 @@ impl Follower {
         }
     }
 
-    /// The next event; `None` when the server ended the stream (over HTTP, after the
-    /// saga's end).
+    /// The next event; `None` once the saga's end was seen and the server ended the
+    /// stream (over HTTP; over NATS it never ends: the caller stops). A stream that
+    /// ends before the saga's end is resumed, and is an error when it keeps ending.
     pub async fn next(&mut self) -> Result<Option<ProgressEvent>, Error> {
         match self {
             Self::Nats(p) => p.next().await.map(Some).map_err(nats::following),
