@@ -473,6 +473,53 @@ async fn operators_follow_replay_and_requeue_with_sagactl_over_nats_and_http() {
     assert!(down.stderr.contains("is NATS running there"), "{down:#?}");
     let bad = ctl.run(&nats, &["list", "--since", "yesterday"]).await;
     assert_eq!(bad.code, 2, "{bad:#?}");
+    let ages_ago = ctl.run(&nats, &["list", "--since", "99999999999999d"]).await;
+    assert_eq!(ages_ago.code, 2, "a usage error, not a panic: {ages_ago:#?}");
+    assert!(ages_ago.stderr.contains("too long ago"), "{ages_ago:#?}");
+
+    // Secrets are never arguments: the flags are gone, a NATS URL holding a password
+    // is refused (and not repeated); the token is read from a file instead.
+    let flag = ctl
+        .run(&http, &["list", "--read-token", tests::http_api::READ_TOKEN])
+        .await;
+    assert_eq!(flag.code, 2, "{flag:#?}");
+    let in_url = ctl
+        .run(
+            &nats,
+            &["list", "--nats-url", "nats://operator:hunter2@127.0.0.1:4222"],
+        )
+        .await;
+    assert_eq!(in_url.code, 2, "{in_url:#?}");
+    assert!(in_url.stderr.contains("NATS_PASSWORD"), "{in_url:#?}");
+    assert!(!in_url.stderr.contains("hunter2"), "{in_url:#?}");
+    let token_file = h.logs.join("read-token");
+    std::fs::write(&token_file, format!("{}\n", tests::http_api::READ_TOKEN)).expect("write");
+    let from_file = ctl
+        .run_with(
+            &http,
+            &[("PROVISIONING_READ_TOKEN", ""), ("PROVISIONING_API_SECRET", "")],
+            &[
+                "list",
+                "--read-token-file",
+                token_file.to_str().expect("path"),
+                "--limit",
+                "1",
+            ],
+        )
+        .await;
+    assert_eq!(from_file.code, 0, "{from_file:#?}");
+    std::fs::remove_file(&token_file).expect("remove the token file");
+
+    // A bulk replay with no filter is refused unless --all says so.
+    let unfiltered = ctl
+        .run(&http, &["replay", "--bulk", "--reason", "everything"])
+        .await;
+    assert_eq!(unfiltered.code, 2, "{unfiltered:#?}");
+    assert!(unfiltered.stderr.contains("--all"), "{unfiltered:#?}");
+    let everything = ctl
+        .run(&http, &["replay", "--bulk", "--all", "--dry-run", "--json"])
+        .await;
+    assert_eq!(everything.code, 0, "{everything:#?}");
 
     // No orchestrator: said so, and where it was looked for.
     h.stop_services().await;
