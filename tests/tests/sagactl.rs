@@ -473,20 +473,32 @@ async fn operators_follow_replay_and_requeue_with_sagactl_over_nats_and_http() {
     assert!(down.stderr.contains("is NATS running there"), "{down:#?}");
     let bad = ctl.run(&nats, &["list", "--since", "yesterday"]).await;
     assert_eq!(bad.code, 2, "{bad:#?}");
-    let ages_ago = ctl.run(&nats, &["list", "--since", "99999999999999d"]).await;
-    assert_eq!(ages_ago.code, 2, "a usage error, not a panic: {ages_ago:#?}");
+    let ages_ago = ctl
+        .run(&nats, &["list", "--since", "99999999999999d"])
+        .await;
+    assert_eq!(
+        ages_ago.code, 2,
+        "a usage error, not a panic: {ages_ago:#?}"
+    );
     assert!(ages_ago.stderr.contains("too long ago"), "{ages_ago:#?}");
 
     // Secrets are never arguments: the flags are gone, a NATS URL holding a password
     // is refused (and not repeated); the token is read from a file instead.
     let flag = ctl
-        .run(&http, &["list", "--read-token", tests::http_api::READ_TOKEN])
+        .run(
+            &http,
+            &["list", "--read-token", tests::http_api::READ_TOKEN],
+        )
         .await;
     assert_eq!(flag.code, 2, "{flag:#?}");
     let in_url = ctl
         .run(
             &nats,
-            &["list", "--nats-url", "nats://operator:hunter2@127.0.0.1:4222"],
+            &[
+                "list",
+                "--nats-url",
+                "nats://operator:hunter2@127.0.0.1:4222",
+            ],
         )
         .await;
     assert_eq!(in_url.code, 2, "{in_url:#?}");
@@ -497,7 +509,10 @@ async fn operators_follow_replay_and_requeue_with_sagactl_over_nats_and_http() {
     let from_file = ctl
         .run_with(
             &http,
-            &[("PROVISIONING_READ_TOKEN", ""), ("PROVISIONING_API_SECRET", "")],
+            &[
+                ("PROVISIONING_READ_TOKEN", ""),
+                ("PROVISIONING_API_SECRET", ""),
+            ],
             &[
                 "list",
                 "--read-token-file",
