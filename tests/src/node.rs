@@ -165,3 +165,85 @@ impl WebAppWorld {
         self.h.finish().await;
     }
 }
+
+/// A long-running Node.js process of a test (`next start`), in a process group of its
+/// own, killed with its children when dropped (a panicking test included).
+pub struct NodeServer {
+    child: std::process::Child,
+    /// Where it writes its output.
+    pub log: PathBuf,
+}
+
+impl NodeServer {
+    /// Starts `program args` in `dir` with `env`, its output to `log`.
+    pub fn start(
+        program: &str,
+        args: &[&str],
+        dir: &Path,
+        env: &[(String, String)],
+        log: &Path,
+    ) -> Self {
+        use std::os::unix::process::CommandExt as _;
+        let file = std::fs::File::create(log).expect("log file");
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} starts: {e}"));
+        Self {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Waits until `url` answers 200 (at most `secs`), else panics with its log.
+    pub async fn wait_ready(&mut self, url: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(answer) = reqwest::get(url).await {
+                if answer.status().is_success() {
+                    return;
+                }
+            }
+            let exited = self.child.try_wait().expect("wait").is_some();
+            if exited || Instant::now() > deadline {
+                panic!(
+                    "{url} did not answer ({}): {}",
+                    if exited { "the server exited" } else { "time out" },
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        // The whole group: `next start` may have children of its own.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// `<target>/test-output/<name>/`, emptied: what a test leaves for people to look at
+/// (screenshots), kept after the run.
+pub fn test_output_folder(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("test binaries live in <target>/<profile>/deps");
+    let folder = target.join("test-output").join(name);
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).expect("test output folder");
+    folder
+}

@@ -24,15 +24,37 @@ export const REJECTION_CODES = [
 // `string & {}` keeps the known codes offered by editors while accepting new ones.
 export type RejectionCode = (typeof REJECTION_CODES)[number] | (string & {});
 
-/** Base class: `code` says what happened, for programs; `message` for people. */
+/** Where an error keeps the kinds it is (its class and the classes above it). */
+const KINDS = Symbol.for("@tenant-saga/client.error-kinds");
+
+/**
+ * Base class: `code` says what happened, for programs; `message` for people.
+ *
+ * `instanceof` checks the error's kind, not its prototype: a bundler may put this
+ * package in an app twice (Next.js does, once per server layer), and an error thrown
+ * by one copy must still be a `SignupRejectedError` to code importing the other.
+ */
 export class SagaClientError extends Error {
+  /** The class's name, kept through minification. */
+  static readonly kind: string = "SagaClientError";
   /** Machine-readable code. */
   readonly code: string;
 
   constructor(code: string, message: string, options?: { cause?: unknown }) {
     super(message, options);
-    this.name = new.target.name;
+    const kinds: string[] = [];
+    for (let c: unknown = new.target; c !== Error && typeof c === "function"; c = Object.getPrototypeOf(c)) {
+      kinds.push((c as typeof SagaClientError).kind);
+    }
+    Object.defineProperty(this, KINDS, { value: kinds });
+    this.name = kinds[0] ?? "SagaClientError";
     this.code = code;
+  }
+
+  /** Whether `value` is an error of this kind, from whichever copy of the package. */
+  static [Symbol.hasInstance](value: unknown): boolean {
+    const kinds = (value as { [KINDS]?: unknown } | null | undefined)?.[KINDS];
+    return Array.isArray(kinds) && kinds.includes(this.kind);
   }
 }
 
@@ -42,6 +64,7 @@ export class SagaClientError extends Error {
  * to show the user), `field` the form field it is about when one is.
  */
 export class SignupRejectedError extends SagaClientError {
+  static override readonly kind: string = "SignupRejectedError";
   declare readonly code: RejectionCode;
   /** The saga (= signup) id. */
   readonly sagaId: string;
@@ -78,6 +101,7 @@ const FIELD_OF_CODE: Record<string, string> = {
  * calling `signup` again with the same `signup_id` later is safe.
  */
 export class SignupNotAcceptedError extends SagaClientError {
+  static override readonly kind: string = "SignupNotAcceptedError";
   /** The signup id that was published. */
   readonly sagaId: string;
 
@@ -98,20 +122,28 @@ export class SignupNotAcceptedError extends SagaClientError {
  * this: check deploy/nats/auth.conf and the inbox prefix), `connection_closed`,
  * `bus_error` (anything else; `cause` holds the NATS error).
  */
-export class BusError extends SagaClientError {}
+export class BusError extends SagaClientError {
+  static override readonly kind: string = "BusError";
+}
 
 /**
  * A sealed value could not be opened. Codes: `malformed` (not `v2:<key id>:<base64>`),
  * `unknown_key` (sealed to a key id this keyring does not hold), `cannot_open` (wrong
  * key, or bound to another saga or field), `missing_secret` (the result has none).
  */
-export class SealedValueError extends SagaClientError {}
+export class SealedValueError extends SagaClientError {
+  static override readonly kind: string = "SealedValueError";
+}
 
 /**
  * The client was set up or called wrongly. Codes: `invalid_key` (a key that is not
  * `<key id>:<base64 of 32 bytes>`), `invalid_config`, `invalid_argument`.
  */
-export class ConfigError extends SagaClientError {}
+export class ConfigError extends SagaClientError {
+  static override readonly kind: string = "ConfigError";
+}
 
 /** Code `invalid_reply`: the orchestrator answered something that is not the contract's. */
-export class InvalidReplyError extends SagaClientError {}
+export class InvalidReplyError extends SagaClientError {
+  static override readonly kind: string = "InvalidReplyError";
+}
