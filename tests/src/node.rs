@@ -214,7 +214,11 @@ impl NodeServer {
             if exited || Instant::now() > deadline {
                 panic!(
                     "{url} did not answer ({}): {}",
-                    if exited { "the server exited" } else { "time out" },
+                    if exited {
+                        "the server exited"
+                    } else {
+                        "time out"
+                    },
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
