@@ -2,6 +2,8 @@
 // Regenerate with `npm run generate`; `npm run check:generated` fails when it drifts.
 export * as SagaAdminDeadLettersReply from "./saga.admin.dead_letters.reply.js";
 export * as SagaAdminDeadLettersRequest from "./saga.admin.dead_letters.request.js";
+export * as SagaAdminDeadLettersRequeueReply from "./saga.admin.dead_letters.requeue.reply.js";
+export * as SagaAdminDeadLettersRequeueRequest from "./saga.admin.dead_letters.requeue.request.js";
 export * as SagaAdminGetReply from "./saga.admin.get.reply.js";
 export * as SagaAdminGetRequest from "./saga.admin.get.request.js";
 export * as SagaAdminListReply from "./saga.admin.list.reply.js";

@@ -9,4 +9,9 @@ export interface DeadLettersRequest {
    * At most this many, newest first (default 50, at most 500).
    */
   limit?: number | null;
+  /**
+   * Only the letter at this stream sequence: `letters` then holds it alone, or the
+   * reply's error is `not_found`.
+   */
+  sequence?: number | null;
 }

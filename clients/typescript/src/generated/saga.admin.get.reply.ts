@@ -59,13 +59,18 @@ export interface ErrorInfo {
  */
 export interface OperatorAction {
   /**
-   * What was done: `replay` (one saga) or `bulk_replay` (chosen by a filter).
+   * What was done: `replay` (one saga), `bulk_replay` (chosen by a filter) or
+   * `requeue` (a dead letter of the saga's requeued).
    */
   action: string;
   /**
    * When the orchestrator received the request.
    */
   at: string;
+  /**
+   * For `requeue`: the letter's sequence in stream `TENANT_DEAD_LETTERS`.
+   */
+  dead_letter?: number | null;
   /**
    * Who did it: the `X-Operator` header over HTTP (else the credential's name,
    * `write-secret`), the request's `operator` over NATS (else `nats`).
