@@ -34,6 +34,8 @@ fn new_saga() -> Saga {
         admin_full_name: "Test Admin".into(),
         auth_provider: AuthProvider::Password,
         admin_password: None,
+        standby: None,
+        standby_build: false,
     };
     Saga::accepted(Uuid::nil(), tenant, t0())
 }
