@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::*;
 
 mod requeue;
+mod standby;
 mod undo;
 
 const STEPS: [&str; 4] = ["database", "site", "admin_user", "registration"];
