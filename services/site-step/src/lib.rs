@@ -297,18 +297,27 @@ impl<B: Bench> Step for SiteStep<B> {
             let admin_password = secrets::generate_password(24);
             let (db_name, db_password) = database_credentials(command, context)?;
             let limit = self.settings.concurrency;
-            let place = self
-                .queue
-                .enter(|in_line| {
-                    tracing::info!(in_line, limit, "waiting for a place to run new-site");
-                    let context = context.clone();
-                    tokio::spawn(async move {
-                        context
-                            .output(queued_message(in_line, limit), Some(0))
-                            .await;
-                    });
-                })
-                .await;
+            let place = if command.tenant.standby_build {
+                context
+                    .output(
+                        "Waiting until no signup needs the place".to_string(),
+                        Some(0),
+                    )
+                    .await;
+                self.queue.enter_when_idle().await
+            } else {
+                self.queue
+                    .enter(|in_line| {
+                        tracing::info!(in_line, limit, "waiting for a place to run new-site");
+                        let context = context.clone();
+                        tokio::spawn(async move {
+                            context
+                                .output(queued_message(in_line, limit), Some(0))
+                                .await;
+                        });
+                    })
+                    .await
+            };
             self.record_claim(&site, &saga).await?;
             let new_site =
                 CommandLine::bench(["new-site", &site, "--no-setup-db", "--db-name", &db_name])
