@@ -25,6 +25,8 @@ fn saga(subdomain: &str) -> Saga {
         admin_full_name: "Admin".into(),
         auth_provider: AuthProvider::Google,
         admin_password: None,
+        standby: None,
+        standby_build: false,
     };
     Saga::accepted(Uuid::new_v4(), tenant, t0())
 }
