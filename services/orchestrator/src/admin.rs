@@ -282,6 +282,21 @@ pub(crate) async fn replay_bulk<S: SagaStore>(
             ..BulkReplayReply::default()
         };
     }
+    let unfiltered = request.step.is_none()
+        && request.error_code.is_none()
+        && request.status.is_none()
+        && request.since.is_none()
+        && request.until.is_none();
+    if unfiltered && !request.dry_run && !request.all {
+        return BulkReplayReply {
+            dry_run: false,
+            error: Some(error(
+                "bad_request",
+                "a bulk replay with no filter would replay every failed saga: give a step, error code, status or time range, or say \"all\": true (a dry run lists what it would replay)",
+            )),
+            ..BulkReplayReply::default()
+        };
+    }
     let query = ListQuery {
         status: request.status,
         since: request.since,
