@@ -13,6 +13,11 @@ export type SagaStatus =
  */
 export interface BulkReplayRequest {
   /**
+   * A real run with no filter at all replays every replayable saga (up to
+   * `limit`) only when this says so; without it such a request is refused.
+   */
+  all?: boolean;
+  /**
    * Only list what would be replayed.
    */
   dry_run?: boolean;
