@@ -222,7 +222,10 @@ async fn replay_one<S: SagaStore>(
             saga_id,
             accepted: true,
             status: Some(status),
-            message: format!("replay started; follow it on tenant.progress.{saga_id}"),
+            message: format!(
+                "replay started; follow it on {}",
+                core.subjects.progress(&saga_id)
+            ),
             error: None,
         },
         Ok(Err(reason)) => ReplayReply {
