@@ -12,6 +12,7 @@ pub mod docker;
 pub mod http_api;
 mod in_process;
 mod leftovers;
+pub mod node;
 pub mod private_nats;
 mod process;
 mod requests;

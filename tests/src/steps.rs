@@ -36,6 +36,8 @@ pub fn command(
             admin_full_name: "Test Admin".into(),
             auth_provider: contracts::signup::AuthProvider::Password,
             admin_password: None,
+            standby: None,
+            standby_build: false,
         },
         outputs: BTreeMap::new(),
     }

@@ -93,6 +93,8 @@ fn command(h: &Harness, saga: Uuid, site: &str, action: StepAction, attempt: u32
                 PASSWORD,
                 secrets::Binding::new(saga, secrets::Field::AdminPassword),
             )),
+            standby: None,
+            standby_build: false,
         },
         outputs: Default::default(),
     }

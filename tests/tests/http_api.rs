@@ -323,6 +323,23 @@ async fn the_http_api_provisions_reads_follows_and_replays() {
         "{dry}"
     );
     assert_eq!(dry["replays"], json!([]));
+    // A real bulk replay without any filter would replay every failed saga: refused
+    // unless it says "all", and nothing replayed.
+    let unfiltered = client
+        .post(format!("{base}/api/v1/sagas/replay"))
+        .header("X-Provisioning-Secret", SECRET)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("bulk");
+    assert_eq!(unfiltered.status(), 400);
+    let unfiltered: Value = unfiltered.json().await.expect("json");
+    assert_eq!(unfiltered["error"]["code"], "bad_request", "{unfiltered}");
+    assert_eq!(
+        saga_of(&client, &base, &id).await["saga"]["run"],
+        1,
+        "not replayed"
+    );
 
     // Replay, recorded with who and why, visible in the timeline.
     let replayed = client

@@ -294,3 +294,64 @@ async fn a_signups_traceparent_follows_every_command_report_and_log_line() {
     }
     h.finish().await;
 }
+
+/// A web app migrating from the old HTTP service sends its `traceparent` with
+/// `POST /api/v1/provision`: the saga joins that trace as it would over NATS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provision_requests_traceparent_follows_its_commands() {
+    use tests::http_api::{wait_for_role, API_SECRET};
+    let mut h = Harness::new().await;
+    h.start_steps(&[]);
+    let base = h.start_api(&[]);
+    let client = reqwest::Client::new();
+    wait_for_role(&client, &base, "leader").await;
+    let mut commands = h.client.subscribe("saga.cmd.>").await.expect("subscribe");
+    h.client.flush().await.expect("flush");
+
+    let subdomain = h.subdomain("httptraced");
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let accepted: serde_json::Value = client
+        .post(format!("{base}/api/v1/provision"))
+        .header("X-Provisioning-Secret", API_SECRET)
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+        .json(&serde_json::json!({
+            "organization_name": "Http Traced", "admin_email": "admin@test.com",
+            "password": "TestPass123!-long enough", "full_name": "Test Admin",
+            "subdomain": subdomain,
+        }))
+        .send()
+        .await
+        .expect("provision")
+        .json()
+        .await
+        .expect("json");
+    let saga: Uuid = accepted["saga_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("saga id");
+    assert_eq!(h.wait_terminal(saga, 60).await, SagaStatus::Completed);
+    let mut traces = BTreeSet::new();
+    let mut seen_commands = 0;
+    while seen_commands < 4 {
+        let message = tokio::time::timeout(Duration::from_secs(10), commands.next())
+            .await
+            .expect("a command within 10 s")
+            .expect("subscription");
+        if let Some((_, trace)) = seen(&message, |p| {
+            serde_json::from_slice::<StepCommand>(p)
+                .ok()
+                .map(|c| c.saga_id)
+                .filter(|s| *s == saga)
+        }) {
+            seen_commands += 1;
+            traces.insert(trace);
+        }
+    }
+    assert_eq!(
+        traces,
+        BTreeSet::from([Some(trace_id.to_string())]),
+        "every command of the saga carries the caller's trace id"
+    );
+    tests::drop_tenant(&db_step::database_name(&subdomain)).await;
+    h.finish().await;
+}

@@ -249,6 +249,10 @@ pub struct BulkReplayRequest {
     /// Only list what would be replayed.
     #[serde(default)]
     pub dry_run: bool,
+    /// A real run with no filter at all replays every replayable saga (up to
+    /// `limit`) only when this says so; without it such a request is refused.
+    #[serde(default)]
+    pub all: bool,
     /// Who asks (kept in each replayed saga's timeline); `nats` when absent.
     #[serde(default)]
     pub operator: Option<String>,

@@ -20,7 +20,8 @@ pub use probe::{ProbeReply, SubdomainProbe};
 pub use progress::{ErrorInfo, OperatorAction, ProgressEvent, SagaStatus, StepStatus};
 pub use signup::{Rejection, SignupRequested, ValidSignup};
 pub use step::{
-    Sealed, StepAction, StepCommand, StepEvent, StepReport, TenantContext, SENT_AGAIN_HEADER,
+    Sealed, StandbyRef, StepAction, StepCommand, StepEvent, StepReport, TenantContext,
+    SENT_AGAIN_HEADER, STANDBY_UNUSABLE,
 };
 pub use subjects::Subjects;
 pub use trace::TraceParent;

@@ -64,7 +64,33 @@ pub struct TenantContext {
     pub auth_provider: AuthProvider,
     /// Their password, sealed; absent for Google sign-ups.
     pub admin_password: Option<Sealed>,
+    /// The standby site this signup claimed from the pool: its database and site are
+    /// taken over instead of made. Absent on the usual path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<StandbyRef>,
+    /// This saga builds a standby site for the pool (a placeholder tenant, only the
+    /// `database` and `site` steps), not a signup's workspace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standby_build: bool,
 }
+
+/// A standby site (built ahead of time by its own saga) that a signup takes over by
+/// renaming it: the ledger and the site's marker name the standby's build saga until
+/// the signup's steps move them to the signup's saga.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StandbyRef {
+    /// The standby's build saga: whose marker and ledger entry the steps expect.
+    pub saga_id: Uuid,
+    /// The placeholder site name the standby was built under (`sb-<8 hex>.<parent>`).
+    pub site_name: String,
+    /// Its database (and user) name; a claimed site keeps it.
+    pub db_name: String,
+}
+
+/// The failure code of a step that finds a claimed standby unusable (folder missing,
+/// marker or ledger not the standby's, database login refused, apps or bench version
+/// changed since it was built): permanent; the signup then takes the usual path.
+pub const STANDBY_UNUSABLE: &str = "standby_unusable";
 
 /// Header of a step command the orchestrator sends again (after a restart, a takeover
 /// or a send it could not confirm): only such a command, or one JetStream delivers

@@ -132,6 +132,23 @@ pub trait TenantDatabases: Send + Sync + 'static {
         name: &str,
         saga: Uuid,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Moves the ledger entry of `name` from saga `from` to saga `to`, with the
+    /// password `password` (sealed for `to`), in one conditional write: `false` when
+    /// the entry did not name `from` (someone else moved or dropped it first).
+    fn adopt(
+        &self,
+        name: &str,
+        from: Uuid,
+        to: Uuid,
+        password: &Sealed,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// Whether user `name` can log in to database `name` with `password`: `false`
+    /// when the server refuses the login or has no such database.
+    fn login_works(
+        &self,
+        name: &str,
+        password: &SecretString,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
     /// Whether the server answers (for readiness probes).
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send;
 }
@@ -145,6 +162,20 @@ impl<D: TenantDatabases> DatabaseStep<D> {
     /// A step that manages tenant databases through `databases`.
     pub fn new(databases: D) -> Self {
         Self { databases }
+    }
+}
+
+/// A standby that cannot be taken over: the signup takes the usual path instead.
+fn unusable(message: String) -> StepError {
+    StepError::permanent(contracts::STANDBY_UNUSABLE, message)
+}
+
+/// The database name a command's saga works on: the claimed standby's (a claimed site
+/// keeps its database), else the one derived from the subdomain.
+fn name_for(command: &StepCommand) -> String {
+    match &command.tenant.standby {
+        Some(standby) => standby.db_name.clone(),
+        None => database_name(&command.tenant.subdomain),
     }
 }
 
@@ -188,6 +219,83 @@ impl<D: TenantDatabases> DatabaseStep<D> {
     }
 }
 
+impl<D: TenantDatabases> DatabaseStep<D> {
+    /// Takes over the database of the standby `standby` for this saga: its kept
+    /// password opened with the standby's binding and sealed again with this saga's,
+    /// the login checked, then the ledger entry moved in one conditional write. Run
+    /// again (a retry after any crash), it finds the entry already this saga's.
+    async fn adopt(
+        &self,
+        command: &StepCommand,
+        standby: &contracts::StandbyRef,
+        context: &StepContext,
+    ) -> Result<(SecretString, Sealed), StepError> {
+        let name = &standby.db_name;
+        let saga = command.saga_id;
+        match self.databases.holder(name).await? {
+            Holder::Saga(id) if id == saga => {
+                tracing::info!(db = %name, "standby database already this saga's");
+                return self.kept_or_new_password(name, saga, context).await;
+            }
+            Holder::Saga(id) if id == standby.saga_id => {}
+            Holder::Saga(other) => {
+                return Err(unusable(format!(
+                    "the standby's database {name} belongs to another saga ({other})"
+                )))
+            }
+            Holder::Foreign | Holder::Nobody => {
+                return Err(unusable(format!(
+                    "the standby's database {name} is not in the ledger"
+                )))
+            }
+        }
+        let kept = self
+            .databases
+            .kept_password(name, standby.saga_id)
+            .await?
+            .ok_or_else(|| unusable(format!("the standby's database {name} kept no password")))?;
+        let password = context
+            .secrets()
+            .open(
+                &kept,
+                secrets::Binding::new(standby.saga_id, secrets::Field::DbPassword),
+            )
+            .map_err(|_| {
+                unusable(format!(
+                    "the standby's password for {name} cannot be opened with these SAGA_SECRETS_KEYS"
+                ))
+            })?;
+        // Checked before the ledger moves: a standby that fails it stays the
+        // standby's, and its own undo drops it.
+        if !self.databases.login_works(name, &password).await? {
+            return Err(unusable(format!(
+                "database login refused for the standby's database {name}"
+            )));
+        }
+        let sealed = context.secrets().seal(
+            password.expose_secret(),
+            secrets::Binding::new(saga, secrets::Field::DbPassword),
+        );
+        if self
+            .databases
+            .adopt(name, standby.saga_id, saga, &sealed)
+            .await?
+        {
+            context
+                .output(format!("Took over the prepared database {name}"), Some(80))
+                .await;
+            return Ok((password, sealed));
+        }
+        // Lost a race: only this saga's own earlier attempt may have won it.
+        match self.databases.holder(name).await? {
+            Holder::Saga(id) if id == saga => self.kept_or_new_password(name, saga, context).await,
+            _ => Err(unusable(format!(
+                "the standby's database {name} was taken by someone else"
+            ))),
+        }
+    }
+}
+
 impl<D: TenantDatabases> Step for DatabaseStep<D> {
     async fn readiness(&self) -> Vec<step_runtime::health::Check> {
         let answer = async { self.databases.ping().await.map_err(|e| e.to_string()) };
@@ -203,6 +311,22 @@ impl<D: TenantDatabases> Step for DatabaseStep<D> {
         command: &StepCommand,
         context: &StepContext,
     ) -> Result<serde_json::Value, StepError> {
+        if let Some(standby) = &command.tenant.standby {
+            let (_, sealed) = self.adopt(command, standby, context).await?;
+            context
+                .output(
+                    format!("Database {} and its user are ready", standby.db_name),
+                    Some(100),
+                )
+                .await;
+            let output = DatabaseOutput {
+                db_name: standby.db_name.clone(),
+                db_user: standby.db_name.clone(),
+                db_password: sealed,
+            };
+            return serde_json::to_value(output)
+                .map_err(|e| StepError::permanent("internal", e.to_string()));
+        }
         let name = database_name(&command.tenant.subdomain);
         let (password, sealed) = match self.databases.holder(&name).await? {
             Holder::Saga(id) if id == command.saga_id => {
@@ -251,7 +375,10 @@ impl<D: TenantDatabases> Step for DatabaseStep<D> {
         command: &StepCommand,
         context: &StepContext,
     ) -> Result<(), StepError> {
-        let name = database_name(&command.tenant.subdomain);
+        // A claimed standby's database keeps the standby's name; until the signup
+        // adopted it the ledger names the standby, which then keeps it (its own undo
+        // drops it).
+        let name = name_for(command);
         match self.databases.holder(&name).await? {
             Holder::Saga(id) if id == command.saga_id => {
                 self.databases

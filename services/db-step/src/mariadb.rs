@@ -16,7 +16,7 @@ use std::time::Duration;
 use contracts::Sealed;
 use secrets::{ExposeSecret, SecretString};
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions};
-use sqlx::{ConnectOptions, MySqlPool, Row};
+use sqlx::{ConnectOptions, Connection, MySqlPool, Row};
 use uuid::Uuid;
 
 use crate::{Error, Holder, TenantDatabases};
@@ -264,6 +264,51 @@ impl TenantDatabases for MariaDb {
         .await
         .map_err(classify)?;
         Ok(())
+    }
+
+    async fn adopt(
+        &self,
+        name: &str,
+        from: Uuid,
+        to: Uuid,
+        password: &Sealed,
+    ) -> Result<bool, Error> {
+        let name = checked_identifier(name)?;
+        let moved = sqlx::query(&format!(
+            "UPDATE `{}`.tenant_databases SET saga_id = ?, db_password = ? WHERE db_name = ? AND saga_id = ?",
+            self.ledger
+        ))
+        .bind(to.to_string())
+        .bind(&password.0)
+        .bind(name)
+        .bind(from.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(moved.rows_affected() == 1)
+    }
+
+    async fn login_works(&self, name: &str, password: &SecretString) -> Result<bool, Error> {
+        let name = checked_identifier(name)?;
+        let options = self
+            .pool
+            .connect_options()
+            .as_ref()
+            .clone()
+            .username(name)
+            .password(password.expose_secret())
+            .database(name);
+        match options.connect().await {
+            Ok(connection) => {
+                let _ = connection.close().await;
+                Ok(true)
+            }
+            // Access denied (user or database), unknown database.
+            Err(e) if error_number(&e).is_some_and(|n| [1044, 1045, 1049].contains(&n)) => {
+                Ok(false)
+            }
+            Err(e) => Err(scrub(classify(e), password)),
+        }
     }
 
     async fn user_exists(&self, name: &str) -> Result<bool, Error> {

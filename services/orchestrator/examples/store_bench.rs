@@ -32,6 +32,8 @@ async fn drive<S: SagaStore>(store: Arc<S>, sagas: usize) -> (usize, Duration) {
                 admin_full_name: "A B".into(),
                 auth_provider: AuthProvider::Google,
                 admin_password: None,
+                standby: None,
+                standby_build: false,
             };
             let mut saga = Saga::accepted(Uuid::new_v4(), tenant, Utc::now());
             store.insert(&saga, &[]).await.expect("insert");

@@ -222,7 +222,10 @@ async fn replay_one<S: SagaStore>(
             saga_id,
             accepted: true,
             status: Some(status),
-            message: format!("replay started; follow it on tenant.progress.{saga_id}"),
+            message: format!(
+                "replay started; follow it on {}",
+                core.subjects.progress(&saga_id)
+            ),
             error: None,
         },
         Ok(Err(reason)) => ReplayReply {
@@ -278,6 +281,21 @@ pub(crate) async fn replay_bulk<S: SagaStore>(
                     "only rolled_back or compensation_failed sagas can be replayed, not {}",
                     status.as_str()
                 ),
+            )),
+            ..BulkReplayReply::default()
+        };
+    }
+    let unfiltered = request.step.is_none()
+        && request.error_code.is_none()
+        && request.status.is_none()
+        && request.since.is_none()
+        && request.until.is_none();
+    if unfiltered && !request.dry_run && !request.all {
+        return BulkReplayReply {
+            dry_run: false,
+            error: Some(error(
+                "bad_request",
+                "a bulk replay with no filter would replay every failed saga: give a step, error code, status or time range, or say \"all\": true (a dry run lists what it would replay)",
             )),
             ..BulkReplayReply::default()
         };

@@ -154,7 +154,7 @@ pub(crate) async fn requeue<S: SagaStore>(
         }
         Err(_) => return refuse(Some(saga_id), "unavailable", "shutting down".into()),
     };
-    let follow = format!("follow it on tenant.progress.{saga_id}");
+    let follow = format!("follow it on {}", core.subjects.progress(&saga_id));
     let (accepted, message) = match (&done.outcome, &done.earlier) {
         (RequeueOutcome::AlreadyRequeued, Some(earlier)) => (
             false,

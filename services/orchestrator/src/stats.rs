@@ -232,6 +232,8 @@ mod tests {
             admin_full_name: "Admin".into(),
             auth_provider: AuthProvider::Google,
             admin_password: None,
+            standby: None,
+            standby_build: false,
         };
         let mut saga = Saga::accepted(Uuid::new_v4(), tenant, t0() - ago);
         saga.status = status;

@@ -35,6 +35,9 @@ fn every_endpoint_is_documented() {
         "/api/v1/sagas/{id}/events",
         "/api/v1/events",
         "/api/v1/stats",
+        "/api/v1/dead-letters",
+        "/api/v1/dead-letters/{seq}",
+        "/api/v1/dead-letters/{seq}/requeue",
     ] {
         assert!(document.paths.paths.contains_key(path), "{path} is missing");
     }

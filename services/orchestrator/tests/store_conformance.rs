@@ -33,6 +33,8 @@ fn tenant(subdomain: &str) -> TenantContext {
         admin_full_name: "A B".into(),
         auth_provider: AuthProvider::Google,
         admin_password: None,
+        standby: None,
+        standby_build: false,
     }
 }
 

@@ -28,6 +28,7 @@
 //! that died mid-command (SIGKILL, OOM, a lost node) left running under that tag, so
 //! no orphan keeps writing into a folder being finished or archived.
 
+mod claim;
 pub mod queue;
 mod sites;
 
@@ -263,6 +264,9 @@ impl<B: Bench> Step for SiteStep<B> {
                 format!("{site:?} is not a site name; nothing was created"),
             ));
         }
+        if let Some(standby) = &command.tenant.standby {
+            return self.claim(command, standby, context).await;
+        }
         let lock = self.lock_for(&site);
         let _one_at_a_time = lock.lock().await;
         let owner = owner_of(&saga);
@@ -293,18 +297,27 @@ impl<B: Bench> Step for SiteStep<B> {
             let admin_password = secrets::generate_password(24);
             let (db_name, db_password) = database_credentials(command, context)?;
             let limit = self.settings.concurrency;
-            let place = self
-                .queue
-                .enter(|in_line| {
-                    tracing::info!(in_line, limit, "waiting for a place to run new-site");
-                    let context = context.clone();
-                    tokio::spawn(async move {
-                        context
-                            .output(queued_message(in_line, limit), Some(0))
-                            .await;
-                    });
-                })
-                .await;
+            let place = if command.tenant.standby_build {
+                context
+                    .output(
+                        "Waiting until no signup needs the place".to_string(),
+                        Some(0),
+                    )
+                    .await;
+                self.queue.enter_when_idle().await
+            } else {
+                self.queue
+                    .enter(|in_line| {
+                        tracing::info!(in_line, limit, "waiting for a place to run new-site");
+                        let context = context.clone();
+                        tokio::spawn(async move {
+                            context
+                                .output(queued_message(in_line, limit), Some(0))
+                                .await;
+                        });
+                    })
+                    .await
+            };
             self.record_claim(&site, &saga).await?;
             let new_site =
                 CommandLine::bench(["new-site", &site, "--no-setup-db", "--db-name", &db_name])
@@ -388,6 +401,24 @@ impl<B: Bench> Step for SiteStep<B> {
             (95, 100),
         )
         .await?;
+        if command.tenant.standby_build {
+            // Last: only a standby built to the end records it, and the claim's
+            // readiness check wants it equal to what a new site would get now.
+            let built_with = self.built_with().await?;
+            self.expect_ok(
+                context,
+                CommandLine::bench([
+                    "--site",
+                    &site,
+                    "set-config",
+                    claim::BUILT_WITH,
+                    &built_with,
+                ])
+                .owned_by(&owner),
+                (99, 100),
+            )
+            .await?;
+        }
         // Done: from here the marker alone proves the site is this saga's. A leftover
         // claim is harmless (only read when there is no marker), so failing to remove
         // it must not roll back a finished site; a retry removes it.
@@ -421,7 +452,15 @@ impl<B: Bench> Step for SiteStep<B> {
 
         let config = self.site_config(&site).await?;
         let marked = sites::text(config.as_ref(), sites::MARKER);
+        // A claim interrupted after the rename leaves the standby's marker on the
+        // tenant's folder: this signup's all the same.
+        let standby_saga = command
+            .tenant
+            .standby
+            .as_ref()
+            .map(|s| s.saga_id.to_string());
         let ours = marked.as_deref() == Some(saga.as_str())
+            || (marked.is_some() && marked == standby_saga)
             || (marked.is_none() && self.claimed(&site, &saga).await?);
         let exists = self.site_folder_exists(&site).await?;
         if ours && exists {

@@ -8,6 +8,11 @@
 //! next number, its place is one more than the number of smaller tickets still
 //! waiting, and a guard returns the ticket when the waiter gets in or gives up.
 //!
+//! Standby builds (sites made ahead of time for the pool) never delay a signup: they
+//! take no ticket and never queue in the semaphore (whose fairness would put them
+//! ahead of signups arriving later); they wait until a place is free and nobody waits,
+//! and hold at most all places but one, so a signup arriving meanwhile finds one.
+//!
 //! Its state is exported as gauges whenever it changes: `site_new_site_waiting` (the
 //! line's length) and `site_new_site_in_use` (places taken), beside
 //! `site_new_site_places` (the capacity).
@@ -15,7 +20,9 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use tokio::sync::{watch, Semaphore, SemaphorePermit};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{watch, Notify, Semaphore, SemaphorePermit};
 
 /// A fair gate with `capacity` places.
 pub struct Queue {
@@ -24,6 +31,10 @@ pub struct Queue {
     line: Mutex<Line>,
     /// Bumped whenever a ticket leaves the line, so that waiters recount their place.
     moved: watch::Sender<u64>,
+    /// Told whenever a place is given back, for standby builds waiting for one.
+    freed: Notify,
+    /// Places held by standby builds.
+    standbys: AtomicUsize,
 }
 
 /// The tickets of the waiters, in the order they came.
@@ -37,11 +48,16 @@ struct Line {
 pub struct Place<'q> {
     queue: &'q Queue,
     permit: Option<SemaphorePermit<'q>>,
+    standby: bool,
 }
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         drop(self.permit.take());
+        if self.standby {
+            self.queue.standbys.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.queue.freed.notify_waiters();
         self.queue.report();
     }
 }
@@ -80,6 +96,8 @@ impl Queue {
             places: Semaphore::new(capacity.max(1)),
             line: Mutex::default(),
             moved: watch::Sender::new(0),
+            freed: Notify::new(),
+            standbys: AtomicUsize::new(0),
         };
         queue.report();
         queue
@@ -120,6 +138,7 @@ impl Queue {
                     return Place {
                         queue: self,
                         permit: Some(permit),
+                        standby: false,
                     };
                 }
             }
@@ -154,11 +173,47 @@ impl Queue {
                     let place = Place {
                         queue: self,
                         permit: Some(permit.expect("the places are never closed")),
+                        standby: false,
                     };
                     drop(ticket);
                     return place;
                 }
                 // The sender lives in `self`: `changed` cannot fail while we wait.
+                _ = moved.changed() => {}
+            }
+        }
+    }
+}
+
+impl Queue {
+    /// Waits for a place for a standby build: only when one is free, nobody waits and
+    /// standby builds hold fewer than all places but one (with one place, the one).
+    /// Dropping the future while it waits changes nothing.
+    pub async fn enter_when_idle(&self) -> Place<'_> {
+        let mut moved = self.moved.subscribe();
+        let standby_limit = self.capacity.saturating_sub(1).max(1);
+        loop {
+            // Registered before looking, so a place given back meanwhile still wakes us.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let line = self.line();
+                if line.waiting.is_empty() && self.standbys.load(Ordering::SeqCst) < standby_limit {
+                    if let Ok(permit) = self.places.try_acquire() {
+                        self.standbys.fetch_add(1, Ordering::SeqCst);
+                        drop(line);
+                        self.report();
+                        return Place {
+                            queue: self,
+                            permit: Some(permit),
+                            standby: true,
+                        };
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut freed => {}
                 _ = moved.changed() => {}
             }
         }
@@ -316,5 +371,57 @@ mod tests {
         }
         assert_eq!(most.load(SeqCst), 2);
         assert_eq!(queue.waiting(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_standby_build_waits_behind_every_signup_and_leaves_one_place_free() {
+        let queue = Arc::new(Queue::new(2));
+        let signup = queue.enter(|_| panic!("a place was free")).await;
+        // One place free, but a standby may hold at most one of two: it gets it.
+        let first_standby = queue.enter_when_idle().await;
+        // Both places taken; a signup waits, then a standby build arrives.
+        let (release, held) = tokio::sync::oneshot::channel();
+        let (seen, waiting_signup) = waiter(&queue, held);
+        settle().await;
+        let second_standby = {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                let _place = queue.enter_when_idle().await;
+            })
+        };
+        settle().await;
+        assert_eq!(
+            positions(&seen),
+            vec![1],
+            "the standby took no place in line"
+        );
+        drop(signup);
+        settle().await;
+        assert_eq!(
+            queue.waiting(),
+            0,
+            "the freed place went to the waiting signup"
+        );
+        assert!(!second_standby.is_finished(), "the standby still waits");
+        drop(release);
+        waiting_signup.await.expect("signup ran");
+        settle().await;
+        assert!(
+            !second_standby.is_finished(),
+            "a place is free, but standbys keep one place for signups"
+        );
+        drop(first_standby);
+        settle().await;
+        assert!(
+            second_standby.is_finished(),
+            "the standby got in once allowed"
+        );
+        // A signup arriving now finds a place at once.
+        let _now = tokio::time::timeout(
+            Duration::from_secs(1),
+            queue.enter(|_| panic!("a place is kept for signups")),
+        )
+        .await
+        .expect("straight in");
     }
 }

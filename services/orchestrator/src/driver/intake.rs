@@ -70,6 +70,8 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             admin_full_name: signup.admin_full_name.clone(),
             auth_provider: signup.auth_provider,
             admin_password,
+            standby: None,
+            standby_build: false,
         };
         let saga = Saga {
             trace: Some(trace),
@@ -210,6 +212,8 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             admin_full_name: String::new(),
             auth_provider: contracts::signup::AuthProvider::Password,
             admin_password: None,
+            standby: None,
+            standby_build: false,
         }
     }
 

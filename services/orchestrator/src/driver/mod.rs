@@ -374,7 +374,8 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         input: Input,
     ) -> anyhow::Result<Option<Saga>> {
         let now = self.clock.now();
-        match next(&self.definition, saga, input.clone(), now) {
+        let definition = self.definition.for_tenant(&saga.tenant);
+        match next(&definition, saga, input.clone(), now) {
             Decision::Ignore(reason) => {
                 tracing::debug!(%reason, "input ignored");
                 Ok(None)
@@ -388,7 +389,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                     Ok(Updated::Stored) => {
                         cache.keep(&after);
                         crate::observe::transition(
-                            &self.definition,
+                            &definition,
                             saga,
                             &after,
                             &input,

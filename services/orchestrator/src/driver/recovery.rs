@@ -39,7 +39,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             Err(e) => return Err(format!("saga store unavailable: {e}")),
         };
         if let Decision::Ignore(reason) = next(
-            &self.definition,
+            &self.definition.for_tenant(&saga.tenant),
             &saga,
             Input::Replay(None),
             self.clock.now(),
@@ -136,7 +136,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         }
         let mut actions: Vec<Action> = saga.timer().map(Action::Schedule).into_iter().collect();
         if resend {
-            actions.extend(saga.pending_dispatch(&self.definition));
+            actions.extend(saga.pending_dispatch(&self.definition.for_tenant(&saga.tenant)));
             tracing::info!(
                 status = saga.status.as_str(),
                 pending = actions.len(),

@@ -131,7 +131,8 @@ fn signup_id(headers: &HeaderMap, request: &ProvisionRequest) -> Uuid {
 
 #[utoipa::path(post, path = "/api/v1/provision", tag = "compatible",
     request_body = ProvisionRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Names the request: the same key is the same saga")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Names the request: the same key is the same saga"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context: the saga joins this trace (one that is not a valid traceparent is ignored)")),
     security(("provisioning_secret" = [])),
     responses(
         (status = 202, description = "Accepted: the saga runs", body = ProvisionAccepted),
@@ -201,6 +202,17 @@ pub(crate) async fn provision(
         .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let mut nats_headers = async_nats::HeaderMap::new();
     nats_headers.insert("Nats-Msg-Id", id.to_string().as_str());
+    // The caller's trace goes on with the signup, as a web app's over NATS would.
+    if let Some(trace) = headers
+        .get(contracts::trace::TRACEPARENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(contracts::TraceParent::parse)
+    {
+        nats_headers.insert(
+            contracts::trace::TRACEPARENT_HEADER,
+            trace.to_string().as_str(),
+        );
+    }
     let stored = async {
         state
             .js

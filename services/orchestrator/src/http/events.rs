@@ -3,7 +3,9 @@
 //!
 //! - `GET /api/v1/sagas/{id}/events`: one saga's timeline from the start, or after
 //!   `Last-Event-ID` (an SSE `id` is the event's `sequence`): no gap, no repeat (an
-//!   event the orchestrator published twice is sent once). The stream ends after the
+//!   event the orchestrator published twice is sent once; one whose publish failed,
+//!   and that the outbox publishes later, is read from the store when the next one
+//!   shows the gap, since a saga's sequences have no holes). The stream ends after the
 //!   terminal event of the run current when the client came (an earlier run's end
 //!   does not end it) unless `follow=true`, which keeps it open for replays (a replay
 //!   starts a new run on the same saga, with the following sequences).
@@ -136,50 +138,91 @@ pub(crate) async fn saga_events(
     };
     let shutdown = state.shutdown.clone();
     let ends_at = (!params.follow).then_some(latest);
-    let events = saga_stream(messages, after, ends_at)
+    let live = messages.map(|messages| {
+        Box::pin(messages.filter_map(|message| async move {
+            match message {
+                Ok(message) => serde_json::from_slice::<ProgressEvent>(&message.payload).ok(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "progress stream interrupted");
+                    None
+                }
+            }
+        }))
+    });
+    let reads = state.reads.clone();
+    let stored = move || {
+        let reads = reads.clone();
+        async move { reads.get(saga_id).await.timeline }
+    };
+    let events = saga_stream(live, stored, after, ends_at)
+        .map(|event| {
+            Event::default()
+                .event("progress")
+                .id(event.sequence.to_string())
+                .json_data(&event)
+                .unwrap_or_default()
+        })
         .take_until(async move { shutdown.cancelled_owned().await });
     Ok(sse(events))
 }
 
-/// One saga's events after sequence `after`, in order, each once; ends after a
-/// terminal event at or past sequence `ends_at`, if given.
-fn saga_stream(
-    messages: Option<pull::Ordered>,
+/// One saga's events after sequence `after`, in order, each once, from `live`; an
+/// event whose sequence skips some is preceded by the skipped ones, read through
+/// `stored` (the saga's stored timeline: every event is stored before it is
+/// published). Ends after a terminal event at or past sequence `ends_at`, if given.
+fn saga_stream<L, S, F>(
+    live: Option<L>,
+    stored: S,
     after: u64,
     ends_at: Option<u64>,
-) -> impl Stream<Item = Event> + Send {
-    let Some(messages) = messages else {
+) -> impl Stream<Item = ProgressEvent> + Send
+where
+    L: Stream<Item = ProgressEvent> + Send + Unpin,
+    S: Fn() -> F + Send,
+    F: std::future::Future<Output = Vec<ProgressEvent>> + Send,
+{
+    let Some(live) = live else {
         return futures::stream::empty().left_stream();
     };
+    let ready = std::collections::VecDeque::<ProgressEvent>::new();
     futures::stream::unfold(
-        (messages, after, false),
-        move |(mut messages, mut last, ended)| async move {
-            if ended {
-                return None;
-            }
+        (live, stored, ready, after, false),
+        move |(mut live, stored, mut ready, mut last, ended)| async move {
             loop {
-                let message = match messages.next().await? {
-                    Ok(message) => message,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "progress stream interrupted");
-                        continue;
+                if let Some(event) = ready.pop_front() {
+                    last = event.sequence;
+                    let end = ended
+                        || (event.status.is_terminal()
+                            && ends_at.is_some_and(|from| event.sequence >= from));
+                    if end {
+                        ready.clear();
                     }
-                };
-                let Ok(event) = serde_json::from_slice::<ProgressEvent>(&message.payload) else {
-                    continue;
-                };
+                    return Some((event, (live, stored, ready, last, end)));
+                }
+                if ended {
+                    return None;
+                }
+                let event = live.next().await?;
                 if event.sequence <= last {
                     continue;
                 }
-                last = event.sequence;
-                let end = event.status.is_terminal()
-                    && ends_at.is_some_and(|from| event.sequence >= from);
-                let sse = Event::default()
-                    .event("progress")
-                    .id(event.sequence.to_string())
-                    .json_data(&event)
-                    .unwrap_or_default();
-                return Some((sse, (messages, last, end)));
+                if event.sequence > last + 1 {
+                    let missing: Vec<ProgressEvent> = stored()
+                        .await
+                        .into_iter()
+                        .filter(|e| e.sequence > last && e.sequence < event.sequence)
+                        .collect();
+                    if missing.len() as u64 != event.sequence - last - 1 {
+                        tracing::warn!(
+                            after = last,
+                            next = event.sequence,
+                            found = missing.len(),
+                            "progress events missing from the stream and the store"
+                        );
+                    }
+                    ready.extend(missing);
+                }
+                ready.push_back(event);
             }
         },
     )
@@ -200,12 +243,17 @@ pub(crate) async fn all_events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Refusal> {
     let after = last_event_id(&headers)?;
-    let policy = if after == 0 {
-        DeliverPolicy::New
-    } else {
-        DeliverPolicy::ByStartSequence {
-            start_sequence: after + 1,
-        }
+    let policy = match after {
+        0 => DeliverPolicy::New,
+        _ => DeliverPolicy::ByStartSequence {
+            start_sequence: after.checked_add(1).ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "Last-Event-ID is past any stream sequence",
+                )
+            })?,
+        },
     };
     let messages = follow(&state, state.subjects.progress_all(), policy).await?;
     let shutdown = state.shutdown.clone();
@@ -222,4 +270,69 @@ pub(crate) async fn all_events(
         })
         .take_until(async move { shutdown.cancelled_owned().await });
     Ok(sse(events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contracts::SagaStatus;
+
+    fn event(sequence: u64, status: SagaStatus) -> ProgressEvent {
+        ProgressEvent {
+            saga_id: Uuid::nil(),
+            sequence,
+            subdomain: "acme".into(),
+            site_name: "acme.localhost".into(),
+            status,
+            step: None,
+            step_status: None,
+            attempt: 0,
+            percent: 0,
+            message: format!("event {sequence}"),
+            error: None,
+            result: None,
+            at: chrono::Utc::now(),
+            operator_action: None,
+        }
+    }
+
+    async fn sequences(live: Vec<u64>, stored: Vec<u64>, after: u64) -> Vec<u64> {
+        let status = |s: u64| {
+            if s == 6 {
+                SagaStatus::Completed
+            } else {
+                SagaStatus::Running
+            }
+        };
+        let live = futures::stream::iter(live.into_iter().map(move |s| event(s, status(s))));
+        let stored = move || {
+            let events = stored.iter().map(|s| event(*s, status(*s))).collect();
+            async move { events }
+        };
+        saga_stream(Some(live), stored, after, Some(1))
+            .map(|e| e.sequence)
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn an_event_published_late_is_read_from_the_store_in_its_place() {
+        // Event 3's publish failed; the outbox publishes it after 4 and 5.
+        let all = vec![1, 2, 3, 4, 5, 6];
+        assert_eq!(
+            sequences(vec![1, 2, 4, 5, 3, 6], all.clone(), 0).await,
+            all,
+            "no gap, no repeat, in order"
+        );
+        // Resumed after 1, with 2 and 3 late.
+        assert_eq!(
+            sequences(vec![4, 2, 3, 5, 6], all.clone(), 1).await,
+            vec![2, 3, 4, 5, 6]
+        );
+        // Ends with the terminal event, whatever comes after.
+        assert_eq!(
+            sequences(vec![1, 6, 7], all, 0).await,
+            vec![1, 2, 3, 4, 5, 6]
+        );
+    }
 }

@@ -87,13 +87,18 @@ pub(crate) fn transition(
 
 fn ended(saga: &Saga, now: DateTime<Utc>) {
     let outcome = saga.status.as_str();
+    // What the signup itself saw, apart from what an operator's replay made of it
+    // later (whose duration still counts from the signup).
+    let run = if saga.run == 1 { "first" } else { "replay" };
     let code = saga
         .error
         .as_ref()
         .map_or_else(|| "none".to_string(), |e| e.code.clone());
-    metrics::counter!("saga_ended_total", "outcome" => outcome, "error_code" => code).increment(1);
+    metrics::counter!("saga_ended_total", "run" => run, "outcome" => outcome, "error_code" => code)
+        .increment(1);
     let took = (now - saga.created_at).to_std().unwrap_or_default();
-    metrics::histogram!("saga_duration_seconds", "outcome" => outcome).record(took.as_secs_f64());
+    metrics::histogram!("saga_duration_seconds", "run" => run, "outcome" => outcome)
+        .record(took.as_secs_f64());
 }
 
 /// When `before` waited for an attempt that this transition ended, records its

@@ -25,6 +25,8 @@ fn saga(subdomain: &str) -> Saga {
         admin_full_name: "Admin".into(),
         auth_provider: AuthProvider::Google,
         admin_password: None,
+        standby: None,
+        standby_build: false,
     };
     Saga::accepted(Uuid::new_v4(), tenant, t0())
 }
@@ -213,11 +215,11 @@ fn a_transition_counts_its_end_its_step_and_its_undos_once() {
         Some(1.0)
     );
     assert_eq!(
-        series(r#"saga_ended_total{outcome="rolled_back",error_code="site_failed"}"#),
+        series(r#"saga_ended_total{run="first",outcome="rolled_back",error_code="site_failed"}"#),
         Some(1.0)
     );
     assert_eq!(
-        series(r#"saga_duration_seconds_count{outcome="rolled_back"}"#),
+        series(r#"saga_duration_seconds_count{run="first",outcome="rolled_back"}"#),
         Some(1.0)
     );
     assert_eq!(series("saga_started_total"), None, "counted at intake only");

@@ -57,6 +57,9 @@ pub struct StepDefinition {
     pub undo_retry: RetryPolicy,
 }
 
+/// The steps a standby build runs.
+pub const STANDBY_STEPS: [&str; 2] = ["database", "site"];
+
 /// The ordered steps of a saga.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SagaDefinition {
@@ -139,6 +142,29 @@ impl SagaDefinition {
             step.undo_retry.initial_delay = initial_delay;
         }
         self
+    }
+
+    /// The saga that builds a standby site for the pool: only the steps that make the
+    /// database and the site (a standby has no tenant to give an account or register).
+    pub fn standby_build(&self) -> Self {
+        Self {
+            steps: self
+                .steps
+                .iter()
+                .filter(|s| STANDBY_STEPS.contains(&s.name.as_str()))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The definition a saga of `tenant` follows: [`SagaDefinition::standby_build`]
+    /// for a standby build, else this one (borrowed: the usual path copies nothing).
+    pub fn for_tenant(&self, tenant: &contracts::TenantContext) -> std::borrow::Cow<'_, Self> {
+        if tenant.standby_build {
+            std::borrow::Cow::Owned(self.standby_build())
+        } else {
+            std::borrow::Cow::Borrowed(self)
+        }
     }
 
     /// The step called `name`, with its position.

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::*;
 
 mod requeue;
+mod standby;
 mod undo;
 
 const STEPS: [&str; 4] = ["database", "site", "admin_user", "registration"];
@@ -34,6 +35,8 @@ fn new_saga() -> Saga {
         admin_full_name: "Test Admin".into(),
         auth_provider: AuthProvider::Password,
         admin_password: None,
+        standby: None,
+        standby_build: false,
     };
     Saga::accepted(Uuid::nil(), tenant, t0())
 }

@@ -1,0 +1,93 @@
+//! The TypeScript client (`clients/typescript`) against the real services: its types
+//! match `schemas/` (`npm run check:generated`), it builds with `tsc`, and its tests
+//! (node's own runner) pass against a world of real services, connected as the web
+//! app's NATS user: a signup completes with its events in order, a duplicate is one
+//! saga, a reconnect mid-saga loses and repeats nothing, a signup the bus swallowed is
+//! published again, a taken subdomain and a bad email are typed errors, and the opened
+//! API secret authenticates against the emulated site. Sealed values interoperate with
+//! the `secrets` crate both ways (the fixture below, and every signup's password).
+
+use std::time::Duration;
+
+use secrets::{Binding, ExposeSecret as _, Field, Keyring};
+use tests::node::{repo_root, require_node_packages, run_logged, WebAppWorld};
+use uuid::Uuid;
+
+const FIXTURE: &str = "clients/typescript/test/fixtures/sealed-by-rust.json";
+
+/// `clients/typescript/test/fixtures/sealed-by-rust.json` is a value this crate sealed
+/// and opens (the client's unit tests open it): rewritten with `UPDATE_FIXTURES=1`.
+#[test]
+fn the_fixture_the_typescript_tests_open_is_sealed_by_the_secrets_crate() {
+    let path = repo_root().join(FIXTURE);
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        let private = Keyring::generate_entry(&tests::key_id("fixture"));
+        let ring = Keyring::parse(private.expose_secret()).expect("keyring");
+        let saga = Uuid::new_v4();
+        let clear = "api-secret-ünïcode-0123456789abcdef";
+        let sealed = ring.seal(clear, Binding::new(saga, Field::ApiSecret));
+        let fixture = serde_json::json!({
+            "about": "sealed by the Rust secrets crate (tests/tests/typescript_client.rs); a test key, secret nowhere",
+            "private_key": private.expose_secret(),
+            "public_key": ring.recipient().to_text(),
+            "saga_id": saga,
+            "field": "api_secret",
+            "clear": clear,
+            "sealed": sealed.0,
+        });
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&fixture).expect("json") + "\n",
+        )
+        .expect("fixture");
+    }
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
+    let text = |k: &str| fixture[k].as_str().expect(k).to_string();
+    let ring = Keyring::parse(&text("private_key")).expect("keyring");
+    assert_eq!(ring.recipient().to_text(), text("public_key"));
+    let saga: Uuid = text("saga_id").parse().expect("uuid");
+    let opened = ring
+        .open(
+            &contracts::Sealed(text("sealed")),
+            Binding::new(saga, Field::ApiSecret),
+        )
+        .expect("the fixture opens");
+    assert_eq!(opened.expose_secret(), text("clear"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_client_works_against_the_real_services() {
+    let dir = require_node_packages("clients/typescript");
+    // Slow enough (each bench command 150 ms) that a saga is still running while the
+    // reconnect test cuts its connection.
+    let world = WebAppWorld::start(serde_json::json!({"delay_ms": 150})).await;
+    let logs = world.h.logs.clone();
+    let env = world.web_app_env();
+    let step = |args: &[&str], name: &str, limit: u64| {
+        let (status, output) = run_logged(
+            "npm",
+            args,
+            &dir,
+            &env,
+            &logs.join(format!("{name}.log")),
+            Duration::from_secs(limit),
+        );
+        assert!(status.success(), "npm {args:?} failed:\n{output}");
+        output
+    };
+    step(&["run", "check:generated"], "check-generated", 60);
+    step(&["run", "build"], "build", 180);
+    let output = step(&["run", "test:all"], "node-test", 600);
+    // node's runner closes with its counts: every test ran and passed.
+    for zero in ["# fail 0", "# cancelled 0", "# skipped 0", "# todo 0"] {
+        assert!(output.contains(zero), "not {zero}:\n{output}");
+    }
+    let passed: u32 = output
+        .lines()
+        .find_map(|l| l.strip_prefix("# pass "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("node's test count");
+    assert!(passed >= 10, "only {passed} tests ran:\n{output}");
+    world.finish().await;
+}
