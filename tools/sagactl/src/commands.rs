@@ -197,7 +197,7 @@ async fn replay(cli: &Cli, args: &ReplayArgs) -> Result<u8, Error> {
             until: args.until.as_deref().map(|s| when(s, now)).transpose()?,
             limit: args.limit,
             dry_run: args.dry_run,
-            all: false,
+            all: args.all,
             operator: Some(args.operator.clone()),
             reason: args.reason.clone(),
         };
