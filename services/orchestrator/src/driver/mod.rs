@@ -8,9 +8,11 @@
 //! that could not be sent is sent again by a sweep (`recovery.rs`) or the outbox.
 //! So no stored transition is ever left without its timer.
 //!
-//! `intake.rs` reads signups (and routes reports), `recovery.rs` holds replay, resume
-//! and the sweep; `tests.rs` drives all of it over a fake bus with tokio's clock paused.
+//! `intake.rs` reads signups (and routes reports), `effects.rs` carries out a stored
+//! transition's actions, `recovery.rs` holds replay, resume and the sweep; `tests.rs` drives all of it over a fake bus with tokio's clock paused.
 
+mod effects;
+use effects::progress_of;
 mod intake;
 mod recovery;
 #[cfg(test)]
@@ -22,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use contracts::step_dead_letter::StepDeadLetter;
-use contracts::{Rejection, SagaStatus, StepCommand, StepEvent};
+use contracts::{Rejection, SagaStatus, StepEvent};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -30,9 +32,9 @@ use uuid::Uuid;
 pub(crate) use intake::{held_elsewhere, route_event, route_signup};
 pub(crate) use recovery::{sweep_loop, Requeued};
 
-use crate::bus::{Bus, Inbound, NatsBus, Sending, SetAside, Settle};
+use crate::bus::{Bus, Inbound, NatsBus, SetAside, Settle};
 use crate::clock::Clock;
-use crate::saga::{next, Action, Decision, Input, Saga, SagaDefinition, Timer};
+use crate::saga::{next, Decision, Input, Saga, SagaDefinition, Timer};
 use crate::store::{SagaStore, Updated};
 
 /// Number of workers inputs are spread over (by saga id).
@@ -414,131 +416,4 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             }
         }
     }
-
-    /// Carries out a stored transition's actions: the timer first (so nothing that
-    /// fails below can leave the saga without one), then commands (the saga's
-    /// critical path), then progress. Never fails: an unsent command is marked for
-    /// the sweep, unsent progress is the outbox's. `again`: the commands are the
-    /// pending ones sent once more (resume, sweep), marked so.
-    async fn carry_out(&self, saga: &Saga, actions: Vec<Action>, again: bool) {
-        let mut events = Vec::new();
-        let mut commands = Vec::new();
-        let plain = if again {
-            Sending::Again
-        } else {
-            Sending::First
-        };
-        let command = |step: String, action, attempt, deadline| StepCommand {
-            command_id: StepCommand::id_for(saga.id, saga.run, &step, action, attempt),
-            saga_id: saga.id,
-            run: saga.run,
-            step,
-            action,
-            attempt,
-            deadline,
-            tenant: saga.tenant.clone(),
-            outputs: saga.outputs.clone(),
-        };
-        for action in actions {
-            match action {
-                Action::Schedule(timer) => self.schedule_at(timer),
-                Action::Publish(event) => events.push(event),
-                Action::Dispatch {
-                    step,
-                    action,
-                    attempt,
-                    deadline,
-                } => commands.push((command(step, action, attempt, deadline), plain)),
-                Action::Resend {
-                    step,
-                    action,
-                    attempt,
-                    deadline,
-                    dead_letter,
-                } => commands.push((
-                    command(step, action, attempt, deadline),
-                    Sending::Requeued(dead_letter),
-                )),
-            }
-        }
-        for (command, sending) in &commands {
-            match self
-                .bus
-                .dispatch(command, *sending, saga.trace.as_ref())
-                .await
-            {
-                Ok(confirmation) => {
-                    tracing::info!(step = %command.step, action = command.action.as_str(), attempt = command.attempt, "command dispatched");
-                    let unsent = self.unsent.clone();
-                    let saga_id = saga.id;
-                    tokio::spawn(async move {
-                        if let Err(e) = confirmation.await {
-                            tracing::warn!(error = %format!("{e:#}"), %saga_id, "command not confirmed; the sweep sends it again");
-                            unsent
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .insert(saga_id);
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), step = %command.step, "command not sent; the sweep sends it again");
-                    self.mark_unsent(saga.id);
-                }
-            }
-        }
-        self.publish_progress(&events, saga.trace.as_ref()).await;
-    }
-
-    fn mark_unsent(&self, saga_id: Uuid) {
-        self.unsent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(saga_id);
-    }
-
-    async fn publish_progress(
-        &self,
-        events: &[contracts::ProgressEvent],
-        trace: Option<&contracts::TraceParent>,
-    ) {
-        if events.is_empty() {
-            return;
-        }
-        // Stored already: a failure here is repaired by the outbox sweep, never lost.
-        match self.bus.send_progress(events, trace).await {
-            Ok(confirmation) => {
-                let published = self.published.clone();
-                let keys: Vec<(Uuid, u64)> =
-                    events.iter().map(|e| (e.saga_id, e.sequence)).collect();
-                tokio::spawn(async move {
-                    match confirmation.await {
-                        Ok(()) => keys.into_iter().for_each(|key| {
-                            let _ = published.send(key);
-                        }),
-                        Err(e) => {
-                            tracing::warn!(error = %format!("{e:#}"), "progress not confirmed; the outbox sweep retries")
-                        }
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "progress not sent; the outbox sweep retries")
-            }
-        }
-    }
-
-    pub(crate) fn schedule_at(&self, timer: Timer) {
-        self.timers.schedule(timer);
-    }
-}
-
-fn progress_of(actions: &[Action]) -> Vec<contracts::ProgressEvent> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Publish(e) => Some(e.clone()),
-            _ => None,
-        })
-        .collect()
 }
