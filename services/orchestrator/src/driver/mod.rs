@@ -12,6 +12,7 @@
 //! and the sweep; `tests.rs` drives all of it over a fake bus with tokio's clock paused.
 
 mod intake;
+mod pool;
 mod recovery;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub(crate) use intake::{held_elsewhere, route_event, route_signup};
+pub(crate) use pool::pool_loop;
 pub(crate) use recovery::{sweep_loop, Requeued};
 
 use crate::bus::{Bus, Inbound, NatsBus, Sending, SetAside, Settle};
@@ -131,6 +133,9 @@ pub(crate) struct Core<S, B = NatsBus> {
     pub unsent: Arc<Mutex<HashSet<Uuid>>>,
     /// How long this instance may still act as the leader.
     pub tenure: crate::leadership::Tenure,
+    /// `STANDBY_POOL_SIZE`: how many standby sites to keep building or ready (0: no
+    /// pool, and signups never look for one).
+    pub pool_size: u32,
 }
 
 /// Routes work to the worker that owns a saga.
@@ -407,6 +412,15 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                         // The copy may be stale (another writer?): read afresh next time.
                         cache.0.remove(&saga.id);
                         return Err(e).context("storing the transition");
+                    }
+                }
+                let pool_changes = after.tenant.standby_build || saga.tenant.standby.is_some();
+                if pool_changes
+                    && (after.status != saga.status || after.tenant.standby != saga.tenant.standby)
+                {
+                    // The pool's upkeep repairs what fails here.
+                    if let Err(e) = self.follow_pool(saga, &after).await {
+                        tracing::warn!(error = %format!("{e:#}"), "standby pool not updated; its upkeep will");
                     }
                 }
                 self.carry_out(&after, actions, false).await;
