@@ -172,6 +172,9 @@ impl Harness {
             ("SAGA_RETRY_BASE_MS", "100".into()),
             ("STEP_ACK_WAIT_SECS", "5".into()),
             ("STEP_SHUTDOWN_GRACE_SECS", "2".into()),
+            // No standby pool unless a test is about it (it would build sites of its
+            // own beside the test's).
+            ("STANDBY_POOL_SIZE", "0".into()),
             // Every service of every test on a free port of its own.
             ("HTTP_ADDR", "127.0.0.1:0".into()),
             ("HEALTH_ADDR", "127.0.0.1:0".into()),

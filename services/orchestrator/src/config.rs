@@ -41,7 +41,18 @@ pub struct Config {
     /// orchestrator declares, remembers the steps' final reports; longer than any
     /// redelivery (the command stream keeps a command 7 days).
     pub report_ttl: Duration,
+    /// `STANDBY_POOL_SIZE`: standby sites kept built ahead of time for signups to
+    /// take over (README, "Standby pool"). 0 turns the pool off.
+    pub standby_pool_size: u32,
 }
+
+/// The pool's size when `STANDBY_POOL_SIZE` is unset: off, until a standby the pool
+/// no longer wants (size shrunk, its claiming signup rolled back before the rename,
+/// found unusable) is undone rather than left in place (README, "Standby pool").
+/// Then 1: one standby covers the signup at hand on a single backend, while its build
+/// (a `bench new-site`, 14 to 29 s of CPU on two cores) never competes with more than
+/// one signup for the bench.
+pub const DEFAULT_STANDBY_POOL_SIZE: u32 = 0;
 
 /// Reads the configuration through `lookup` (the environment in production).
 pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
@@ -109,6 +120,13 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Co
             Some(hours) => Duration::from_secs(3600 * hours.max(1)),
             None => step_runtime::bus::DEFAULT_REPORT_TTL,
         },
+        standby_pool_size: match number("STANDBY_POOL_SIZE")? {
+            Some(size) if size > 1000 => {
+                anyhow::bail!("STANDBY_POOL_SIZE must be at most 1000, got {size}")
+            }
+            Some(size) => size as u32,
+            None => DEFAULT_STANDBY_POOL_SIZE,
+        },
     })
 }
 
@@ -136,6 +154,10 @@ mod tests {
         assert_eq!(config.definition, SagaDefinition::tenant_provisioning());
         assert_eq!(config.lease, Duration::from_secs(3));
         assert_eq!(config.report_ttl, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(
+            config.standby_pool_size, 0,
+            "off until unwanted standbys are undone"
+        );
         let other = from_lookup(lookup(&[("SAGA_SECRETS_KEYS", &key)])).expect("config");
         assert_ne!(
             config.instance, other.instance,
@@ -199,5 +221,17 @@ mod tests {
             ("SAGA_RETRY_BASE_MS", "soon")
         ]))
         .is_err());
+        let off = from_lookup(lookup(&[
+            ("SAGA_SECRETS_KEYS", &key),
+            ("STANDBY_POOL_SIZE", "0"),
+        ]));
+        assert_eq!(off.expect("config").standby_pool_size, 0);
+        for bad in ["-1", "two", "5000"] {
+            assert!(from_lookup(lookup(&[
+                ("SAGA_SECRETS_KEYS", &key),
+                ("STANDBY_POOL_SIZE", bad)
+            ]))
+            .is_err());
+        }
     }
 }

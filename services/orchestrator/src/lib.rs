@@ -259,6 +259,7 @@ async fn drive<S: SagaStore>(
                 subjects: subjects.clone(),
                 unsent: Default::default(),
                 tenure: tenure.clone(),
+                pool_size: config.standby_pool_size,
             })
         },
         stop.clone(),
@@ -284,6 +285,7 @@ async fn drive<S: SagaStore>(
     }
 
     let sweep = tokio::spawn(driver::sweep_loop(core.clone(), stop.clone()));
+    let pool = tokio::spawn(driver::pool_loop(core.clone(), stop.clone()));
     let outbox = tokio::spawn(outbox::outbox_loop(
         core.clone(),
         published_rx,
@@ -316,6 +318,7 @@ async fn drive<S: SagaStore>(
     while workers.join_next().await.is_some() {}
     let _ = outbox.await;
     let _ = sweep.await;
+    let _ = pool.await;
     let _ = replays.await;
     result
 }

@@ -4,7 +4,8 @@
 //! afterwards. `groups.rs` holds the scenarios of many changes at once and of two
 //! writers on one database, `lease.rs` the leader lease and its fencing, `paging.rs`
 //! the operators' list filters and pages and the operator actions kept in a timeline,
-//! `mysql_database.rs` a MariaDB store whose database does not exist yet.
+//! `mysql_database.rs` a MariaDB store whose database does not exist yet, `standbys.rs`
+//! the standby pool's rows.
 
 #[path = "store_conformance/groups.rs"]
 mod groups;
@@ -14,6 +15,8 @@ mod lease;
 mod mysql_database;
 #[path = "store_conformance/paging.rs"]
 mod paging;
+#[path = "store_conformance/standbys.rs"]
+mod standbys;
 
 use std::time::Duration;
 
@@ -277,6 +280,14 @@ async fn memory_store_lets_one_of_two_writers_win() {
 }
 
 #[tokio::test]
+async fn memory_store_keeps_the_standby_pool() {
+    let store = MemoryStore::default();
+    standbys::lifecycle(&store).await;
+    standbys::claims_race(&store).await;
+    standbys::fenced(&store).await;
+}
+
+#[tokio::test]
 async fn memory_store_fences_writes_by_its_lease() {
     lease::one_instance(&MemoryStore::default()).await;
 }
@@ -313,6 +324,18 @@ async fn sqlite_store_lets_one_of_two_writers_win() {
     let second = SqlStore::connect(&url).await.expect("second sqlite store");
     let gate = groups::Gate::Sqlite(format!("{url}?mode=rw"));
     groups::two_writers_race(&first, &second, &gate).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_the_standby_pool() {
+    let (_dir, url) = sqlite_file();
+    let store = SqlStore::connect(&url).await.expect("sqlite store");
+    standbys::lifecycle(&store).await;
+    standbys::claims_race(&store).await;
+    // Two instances on one file, claiming at once.
+    let other = SqlStore::connect(&url).await.expect("second sqlite store");
+    standbys::two_instances_race(&store, &other).await;
+    standbys::fenced(&store).await;
 }
 
 #[tokio::test]
@@ -426,6 +449,16 @@ async fn mysql_store_lets_one_of_two_writers_win() {
         database: database.name.clone(),
     };
     groups::two_writers_race(&first, &second, &gate).await;
+}
+
+#[tokio::test]
+async fn mysql_store_keeps_the_standby_pool() {
+    let database = MysqlDatabase::create().await;
+    let store = database.store().await;
+    standbys::lifecycle(&store).await;
+    standbys::claims_race(&store).await;
+    standbys::two_instances_race(&store, &database.store().await).await;
+    standbys::fenced(&store).await;
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@ use anyhow::Context as _;
 use contracts::signup::{parse_signup, DeadLetter, ParsedSignup, SignupPassword};
 use contracts::step_dead_letter::StepDeadLetter;
 use contracts::{
-    Rejection, SagaStatus, Sealed, StepEvent, SubdomainProbe, TenantContext, TraceParent,
-    ValidSignup,
+    Rejection, SagaStatus, Sealed, StandbyRef, StepEvent, SubdomainProbe, TenantContext,
+    TraceParent, ValidSignup,
 };
 use secrets::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
@@ -62,6 +62,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                 return self.reject(saga_id, tenant, &rejection, trace).await;
             }
         };
+        let claimed = self.claim_standby(saga_id).await;
         let tenant = TenantContext {
             site_name: format!("{}.{}", signup.subdomain, self.parent_domain),
             subdomain: signup.subdomain.clone(),
@@ -70,7 +71,11 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             admin_full_name: signup.admin_full_name.clone(),
             auth_provider: signup.auth_provider,
             admin_password,
-            standby: None,
+            standby: claimed.as_ref().map(|s| StandbyRef {
+                saga_id: s.id,
+                site_name: s.site_name.clone(),
+                db_name: s.db_name.clone(),
+            }),
             standby_build: false,
         };
         let saga = Saga {
@@ -84,7 +89,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             .context("storing the new saga")?
         {
             Inserted::Stored => {
-                tracing::info!(subdomain = %signup.subdomain, "signup accepted");
+                tracing::info!(subdomain = %signup.subdomain, standby = ?claimed.as_ref().map(|s| s.id), "signup accepted");
                 crate::observe::accepted();
                 self.start_unless_held(cache, &saga).await
             }
@@ -93,6 +98,12 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                 // A redelivery after the saga was stored but before it started (the
                 // start failed): start it now rather than at the next sweep.
                 if let Some(stored) = self.load(cache, saga_id).await? {
+                    if let Some(standby) = &claimed {
+                        if stored.tenant.standby.as_ref().map(|s| s.saga_id) != Some(standby.id) {
+                            // Claimed now, but the saga was stored without it.
+                            self.release_standby(standby.id, saga_id).await;
+                        }
+                    }
                     if stored.status == SagaStatus::Accepted {
                         self.start_unless_held(cache, &stored).await?;
                     }
@@ -101,6 +112,9 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             }
             Inserted::SubdomainTaken(holder) => {
                 tracing::info!(subdomain = %signup.subdomain, %holder, "subdomain taken");
+                if let Some(standby) = &claimed {
+                    self.release_standby(standby.id, saga_id).await;
+                }
                 let rejection = Rejection {
                     code: "subdomain_taken",
                     message: format!(
@@ -112,6 +126,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                     saga_id,
                     TenantContext {
                         admin_password: None,
+                        standby: None,
                         ..tenant
                     },
                     &rejection,
@@ -119,6 +134,40 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                 )
                 .await
             }
+        }
+    }
+
+    /// A ready standby for signup `saga_id` (the one it took before, if it comes
+    /// again), when the pool is on. Never holds the signup up: with none ready, or the
+    /// pool's rows unreadable, the signup takes the usual path.
+    async fn claim_standby(&self, saga_id: Uuid) -> Option<crate::store::Standby> {
+        if self.pool_size == 0 {
+            return None;
+        }
+        match self.store.claim_standby(saga_id, self.clock.now()).await {
+            Ok(Some(standby)) => {
+                tracing::info!(standby = %standby.id, site = %standby.site_name, "signup takes a standby site");
+                crate::observe::standby_claim(true);
+                Some(standby)
+            }
+            Ok(None) => {
+                tracing::info!("no standby site ready: the usual path");
+                crate::observe::standby_claim(false);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "standby pool not read: the usual path");
+                None
+            }
+        }
+    }
+
+    /// Gives a standby this signup claimed but does not use back to the pool.
+    async fn release_standby(&self, standby: Uuid, saga_id: Uuid) {
+        match self.store.release_standby(standby, saga_id).await {
+            Ok(_) => tracing::info!(%standby, "standby not used: back in the pool"),
+            // Left claimed: the pool's upkeep finds the signup went on without it.
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), %standby, "standby not given back"),
         }
     }
 

@@ -14,6 +14,7 @@
 mod effects;
 use effects::progress_of;
 mod intake;
+mod pool;
 mod recovery;
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub(crate) use intake::{held_elsewhere, route_event, route_signup};
+pub(crate) use pool::pool_loop;
 pub(crate) use recovery::{sweep_loop, Requeued};
 
 use crate::bus::{Bus, Inbound, NatsBus, SetAside, Settle};
@@ -133,6 +135,9 @@ pub(crate) struct Core<S, B = NatsBus> {
     pub unsent: Arc<Mutex<HashSet<Uuid>>>,
     /// How long this instance may still act as the leader.
     pub tenure: crate::leadership::Tenure,
+    /// `STANDBY_POOL_SIZE`: how many standby sites to keep building or ready (0: no
+    /// pool, and signups never look for one).
+    pub pool_size: u32,
 }
 
 /// Routes work to the worker that owns a saga.
@@ -409,6 +414,15 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                         // The copy may be stale (another writer?): read afresh next time.
                         cache.0.remove(&saga.id);
                         return Err(e).context("storing the transition");
+                    }
+                }
+                let pool_changes = after.tenant.standby_build || saga.tenant.standby.is_some();
+                if pool_changes
+                    && (after.status != saga.status || after.tenant.standby != saga.tenant.standby)
+                {
+                    // The pool's upkeep repairs what fails here.
+                    if let Err(e) = self.follow_pool(saga, &after).await {
+                        tracing::warn!(error = %format!("{e:#}"), "standby pool not updated; its upkeep will");
                     }
                 }
                 self.carry_out(&after, actions, false).await;

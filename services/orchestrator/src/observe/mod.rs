@@ -31,6 +31,13 @@ pub(crate) fn accepted() {
     metrics::gauge!("saga_in_flight").increment(1.0);
 }
 
+/// Counts a signup that looked for a standby site: `taken` one, or `missed` (none
+/// was ready; it took the usual path).
+pub(crate) fn standby_claim(taken: bool) {
+    let outcome = if taken { "taken" } else { "missed" };
+    metrics::counter!("saga_standby_claims_total", "outcome" => outcome).increment(1);
+}
+
 /// Counts a saga inserted already ended (a signup rejected at intake).
 pub(crate) fn rejected_at_intake(saga: &Saga, now: DateTime<Utc>) {
     ended(saga, now);

@@ -117,7 +117,12 @@ impl Transition<'_> {
                 self.saga.status.as_str()
             ));
         }
-        self.publish(None, None, 0, "Signup accepted".into());
+        let accepted = if self.saga.tenant.standby.is_some() {
+            "Signup accepted: using a prepared workspace"
+        } else {
+            "Signup accepted"
+        };
+        self.publish(None, None, 0, accepted.into());
         self.saga.status = SagaStatus::Running;
         self.begin_step(0, 1);
         Ok(())
@@ -401,6 +406,9 @@ impl Transition<'_> {
             self.begin_undo(position - 1, 1);
             return;
         }
+        if self.standby_fallback() {
+            return;
+        }
         self.saga.status = SagaStatus::RolledBack;
         self.saga.phase = Phase::Finished;
         self.publish(
@@ -409,6 +417,42 @@ impl Transition<'_> {
             0,
             "Signup rolled back: everything created was removed".into(),
         );
+    }
+
+    /// A signup whose claimed standby turned out unusable, now undone: it goes on
+    /// without the standby, the usual way, in a new run (its commands get new ids),
+    /// instead of ending rolled back. Whether it did.
+    fn standby_fallback(&mut self) -> bool {
+        let unusable = self
+            .saga
+            .error
+            .as_ref()
+            .is_some_and(|e| e.code == contracts::STANDBY_UNUSABLE);
+        if !unusable || self.saga.tenant.standby.is_none() {
+            return false;
+        }
+        let why = self
+            .saga
+            .error
+            .take()
+            .map(|e| e.message)
+            .unwrap_or_default();
+        self.saga.tenant.standby = None;
+        self.saga.run += 1;
+        self.saga.outputs.clear();
+        self.saga.result = None;
+        self.saga.percent = 0;
+        self.saga.status = SagaStatus::Running;
+        self.publish(
+            None,
+            None,
+            0,
+            format!(
+                "The prepared workspace could not be used ({why}); preparing one the usual way"
+            ),
+        );
+        self.begin_step(0, 1);
+        true
     }
 
     fn undo_failed(&mut self, position: usize, attempt: u32, error: ErrorInfo, retryable: bool) {

@@ -11,7 +11,10 @@ use contracts::{ProgressEvent, SagaStatus};
 use uuid::Uuid;
 
 use super::lease::{self, Fencing, LeaseInfo, MemoryLease};
-use super::{check_advances, ClaimChange, Error, Inserted, ListQuery, SagaStore, Updated};
+use super::{
+    check_advances, ClaimChange, Error, Inserted, ListQuery, SagaStore, Standby, StandbyState,
+    Updated,
+};
 use crate::saga::Saga;
 
 #[derive(Default)]
@@ -19,6 +22,8 @@ struct State {
     sagas: HashMap<Uuid, Saga>,
     events: BTreeMap<(Uuid, u64), (ProgressEvent, bool)>,
     claims: HashMap<String, Uuid>,
+    /// The pool, with each ready standby's `ready_at` (oldest is claimed first).
+    standbys: BTreeMap<Uuid, (Standby, i64)>,
     lease: MemoryLease,
     fencing: Fencing,
 }
@@ -246,5 +251,113 @@ impl SagaStore for MemoryStore {
 
     async fn leader(&self) -> Result<Option<LeaseInfo>, Error> {
         Ok(self.with(|state| state.lease.info()))
+    }
+
+    async fn add_standby(&self, standby: &Standby) -> Result<(), Error> {
+        self.with(|state| {
+            state.fenced()?;
+            state
+                .standbys
+                .entry(standby.id)
+                .or_insert_with(|| (standby.clone(), 0));
+            Ok(())
+        })
+    }
+
+    async fn standby_ready(
+        &self,
+        id: Uuid,
+        db_name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, Error> {
+        self.with(|state| {
+            state.fenced()?;
+            Ok(match state.standbys.get_mut(&id) {
+                Some((standby, ready_at)) if standby.state == StandbyState::Building => {
+                    standby.state = StandbyState::Ready;
+                    standby.db_name = db_name.to_string();
+                    *ready_at = now.timestamp_millis();
+                    true
+                }
+                _ => false,
+            })
+        })
+    }
+
+    async fn claim_standby(
+        &self,
+        signup: Uuid,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Standby>, Error> {
+        self.with(|state| {
+            state.fenced()?;
+            if let Some((held, _)) = state
+                .standbys
+                .values()
+                .find(|(s, _)| s.claimed_by == Some(signup))
+            {
+                return Ok(Some(held.clone()));
+            }
+            let oldest = state
+                .standbys
+                .values_mut()
+                .filter(|(s, _)| s.state == StandbyState::Ready)
+                .min_by_key(|(s, ready_at)| (*ready_at, s.id));
+            Ok(oldest.map(|(standby, _)| {
+                standby.state = StandbyState::Claimed;
+                standby.claimed_by = Some(signup);
+                standby.clone()
+            }))
+        })
+    }
+
+    async fn release_standby(&self, id: Uuid, signup: Uuid) -> Result<bool, Error> {
+        self.with(|state| {
+            state.fenced()?;
+            Ok(match state.standbys.get_mut(&id) {
+                Some((standby, _))
+                    if standby.state == StandbyState::Claimed
+                        && standby.claimed_by == Some(signup) =>
+                {
+                    standby.state = StandbyState::Ready;
+                    standby.claimed_by = None;
+                    true
+                }
+                _ => false,
+            })
+        })
+    }
+
+    async fn standby_gone(&self, id: Uuid) -> Result<bool, Error> {
+        self.with(|state| {
+            state.fenced()?;
+            Ok(match state.standbys.get_mut(&id) {
+                Some((standby, _)) if standby.state != StandbyState::Gone => {
+                    standby.state = StandbyState::Gone;
+                    true
+                }
+                _ => false,
+            })
+        })
+    }
+
+    async fn standbys(&self, wanted: Option<StandbyState>) -> Result<Vec<Standby>, Error> {
+        Ok(self.with(|state| {
+            let mut list: Vec<Standby> = state
+                .standbys
+                .values()
+                .map(|(s, _)| s.clone())
+                .filter(|s| match wanted {
+                    Some(wanted) => s.state == wanted,
+                    None => s.state != StandbyState::Gone,
+                })
+                .collect();
+            list.sort_by_key(|s| (s.created_at, s.id));
+            list
+        }))
+    }
+
+    async fn standby(&self, id: Uuid) -> Result<Option<Standby>, Error> {
+        Ok(self.with(|state| state.standbys.get(&id).map(|(s, _)| s.clone())))
     }
 }

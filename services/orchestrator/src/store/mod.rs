@@ -11,6 +11,7 @@ mod memory;
 mod mysql_database;
 mod sql;
 mod sqlite_writer;
+mod standbys;
 mod statements;
 
 use std::future::Future;
@@ -23,6 +24,7 @@ use crate::saga::Saga;
 pub use lease::LeaseInfo;
 pub use memory::MemoryStore;
 pub use sql::SqlStore;
+pub use standbys::{Standby, StandbyState};
 
 /// Store failures. Nothing of a change that fails is stored. All are worth a retry
 /// except `Corrupt` and `Refused`; `Deposed` is worth one only once this instance
@@ -278,6 +280,76 @@ pub trait SagaStore: Send + Sync + 'static {
     fn leader(&self) -> impl Future<Output = Result<Option<LeaseInfo>, Error>> + Send {
         async { Err(no_lease()) }
     }
+
+    /// Stores a new standby of the pool (`building`, as [`Standby::building`] makes
+    /// it); the same one again changes nothing. Fenced like every write.
+    fn add_standby(&self, standby: &Standby) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = standby;
+        async { Err(no_pool()) }
+    }
+
+    /// Marks a building standby ready, with the database its build made. Whether it
+    /// changed (false: not building, or unknown).
+    fn standby_ready(
+        &self,
+        id: Uuid,
+        db_name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        let _ = (id, db_name, now);
+        async { Err(no_pool()) }
+    }
+
+    /// Gives `signup` a standby: the one it holds already (the signup may come again
+    /// after a crash between its claim and its saga's insert), else the longest ready
+    /// one, taken by compare-and-set. Of any number of signups claiming at once, from
+    /// any number of store instances, each ready standby goes to one at most. `None`:
+    /// none is ready.
+    fn claim_standby(
+        &self,
+        signup: Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = Result<Option<Standby>, Error>> + Send {
+        let _ = (signup, now);
+        async { Err(no_pool()) }
+    }
+
+    /// Gives a standby `signup` claimed but never used back to the pool (ready).
+    /// Whether it changed (false: not held by `signup`).
+    fn release_standby(
+        &self,
+        id: Uuid,
+        signup: Uuid,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        let _ = (id, signup);
+        async { Err(no_pool()) }
+    }
+
+    /// Marks a standby gone (used up, failed, discarded): never handed out again.
+    /// Whether it changed.
+    fn standby_gone(&self, id: Uuid) -> impl Future<Output = Result<bool, Error>> + Send {
+        let _ = id;
+        async { Err(no_pool()) }
+    }
+
+    /// Standbys oldest first: of `state`, or (`None`) every one not gone.
+    fn standbys(
+        &self,
+        state: Option<StandbyState>,
+    ) -> impl Future<Output = Result<Vec<Standby>, Error>> + Send {
+        let _ = state;
+        async { Err(no_pool()) }
+    }
+
+    /// One standby, whatever its state.
+    fn standby(&self, id: Uuid) -> impl Future<Output = Result<Option<Standby>, Error>> + Send {
+        let _ = id;
+        async { Err(no_pool()) }
+    }
+}
+
+fn no_pool() -> Error {
+    Error::Refused("this saga store keeps no standby pool".into())
 }
 
 fn no_lease() -> Error {

@@ -15,8 +15,8 @@ use super::group_commit::{self, Change, Row_};
 use super::lease::{self, Fence, Fencing, LeaseInfo};
 use super::listing;
 use super::{
-    check_advances, mysql_database, sqlite_writer, ClaimChange, Error, Inserted, ListQuery,
-    SagaStore, Updated,
+    check_advances, mysql_database, sqlite_writer, standbys, ClaimChange, Error, Inserted,
+    ListQuery, SagaStore, Standby, StandbyState, Updated,
 };
 use crate::saga::Saga;
 
@@ -71,6 +71,7 @@ fn ddl(mysql: bool) -> Vec<String> {
         "CREATE INDEX IF NOT EXISTS progress_unpublished ON progress_events (published)".into(),
     ]);
     statements.extend(lease::sql::ddl(mysql));
+    statements.extend(standbys::sql::ddl());
     statements
 }
 
@@ -460,6 +461,43 @@ impl SagaStore for SqlStore {
 
     async fn leader(&self) -> Result<Option<LeaseInfo>, Error> {
         Ok(lease::sql::leader(&self.pool, self.mysql).await?)
+    }
+
+    async fn add_standby(&self, standby: &Standby) -> Result<(), Error> {
+        standbys::sql::add(&self.pool, &self.fence, standby).await
+    }
+
+    async fn standby_ready(
+        &self,
+        id: Uuid,
+        db_name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, Error> {
+        standbys::sql::ready(&self.pool, &self.fence, id, db_name, now).await
+    }
+
+    async fn claim_standby(
+        &self,
+        signup: Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Standby>, Error> {
+        standbys::sql::claim(&self.pool, &self.fence, signup, now).await
+    }
+
+    async fn release_standby(&self, id: Uuid, signup: Uuid) -> Result<bool, Error> {
+        standbys::sql::release(&self.pool, &self.fence, id, signup).await
+    }
+
+    async fn standby_gone(&self, id: Uuid) -> Result<bool, Error> {
+        standbys::sql::gone(&self.pool, &self.fence, id).await
+    }
+
+    async fn standbys(&self, state: Option<StandbyState>) -> Result<Vec<Standby>, Error> {
+        standbys::sql::list(&self.pool, state).await
+    }
+
+    async fn standby(&self, id: Uuid) -> Result<Option<Standby>, Error> {
+        standbys::sql::get(&self.pool, id).await
     }
 }
 

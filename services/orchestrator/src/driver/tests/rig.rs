@@ -188,6 +188,7 @@ impl Rig {
                     subjects: contracts::Subjects::new(""),
                     unsent: Default::default(),
                     tenure: Default::default(),
+                    pool_size: 0,
                 })
             },
             stop.clone(),

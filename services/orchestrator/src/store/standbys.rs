@@ -1,0 +1,349 @@
+//! The standby pool's rows: one per standby site, keyed by the saga that builds it.
+//! A standby is `building` until its build saga completes, then `ready`; a signup
+//! takes a ready one by compare-and-set (`claimed`, with `claimed_by` unique, so two
+//! signups never share one); `gone` once it is used up or was never usable. The SQL
+//! side runs every write in one transaction behind the leader fence, like the sagas.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::lease::{self, Fence};
+use super::Error;
+
+/// Where a standby is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StandbyState {
+    /// Its build saga runs.
+    Building,
+    /// Built and not taken: a signup may claim it.
+    Ready,
+    /// Taken by a signup (`claimed_by`).
+    Claimed,
+    /// Used up, failed or discarded: never handed out again.
+    Gone,
+}
+
+impl StandbyState {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Building => "building",
+            Self::Ready => "ready",
+            Self::Claimed => "claimed",
+            Self::Gone => "gone",
+        }
+    }
+
+    /// The state a stored word names.
+    pub fn parse(word: &str) -> Result<Self, Error> {
+        Ok(match word {
+            "building" => Self::Building,
+            "ready" => Self::Ready,
+            "claimed" => Self::Claimed,
+            "gone" => Self::Gone,
+            other => return Err(Error::Corrupt(format!("unknown standby state {other:?}"))),
+        })
+    }
+}
+
+/// One standby site of the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standby {
+    /// The saga that builds it (its marker and ledger entry name this saga).
+    pub id: Uuid,
+    /// The placeholder site name it is built under.
+    pub site_name: String,
+    /// Its database name; empty until the build saga's database step said it.
+    pub db_name: String,
+    /// Where it is in its life.
+    pub state: StandbyState,
+    /// The signup that took it.
+    pub claimed_by: Option<Uuid>,
+    /// When its build was started (millisecond precision, as stored).
+    pub created_at: DateTime<Utc>,
+}
+
+impl Standby {
+    /// A standby whose build saga `id` starts now.
+    pub fn building(id: Uuid, site_name: String, now: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            site_name,
+            db_name: String::new(),
+            state: StandbyState::Building,
+            claimed_by: None,
+            created_at: DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now),
+        }
+    }
+}
+
+/// The SQL side: the table and the fenced statements.
+pub(super) mod sql {
+    use super::*;
+
+    type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+    /// How often a claim tries again when another writer got between its read and its
+    /// compare-and-set (or SQLite refused to upgrade its read to a write).
+    const CLAIM_TRIES: u32 = 20;
+
+    /// The table. `claimed_by` is unique: a second signup can never hold a standby
+    /// (several NULLs are allowed by SQLite and MariaDB alike).
+    pub(in crate::store) fn ddl() -> Vec<String> {
+        vec![
+            "CREATE TABLE IF NOT EXISTS standbys (
+                standby_id VARCHAR(36) NOT NULL PRIMARY KEY,
+                site_name VARCHAR(255) NOT NULL,
+                db_name VARCHAR(64) NOT NULL,
+                state VARCHAR(16) NOT NULL,
+                claimed_by VARCHAR(36) NULL UNIQUE,
+                created_at BIGINT NOT NULL,
+                ready_at BIGINT NULL,
+                claimed_at BIGINT NULL)"
+                .to_string(),
+            "CREATE INDEX IF NOT EXISTS standbys_by_state ON standbys (state, ready_at)".into(),
+        ]
+    }
+
+    const COLUMNS: &str = "standby_id, site_name, db_name, state, claimed_by, created_at";
+
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Standby, Error> {
+        let uuid = |text: String| Uuid::parse_str(&text).map_err(|e| Error::Corrupt(e.to_string()));
+        let claimed_by: Option<String> = row.try_get("claimed_by")?;
+        let created_at: i64 = row.try_get("created_at")?;
+        Ok(Standby {
+            id: uuid(row.try_get("standby_id")?)?,
+            site_name: row.try_get("site_name")?,
+            db_name: row.try_get("db_name")?,
+            state: StandbyState::parse(&row.try_get::<String, _>("state")?)?,
+            claimed_by: claimed_by.map(uuid).transpose()?,
+            created_at: DateTime::from_timestamp_millis(created_at)
+                .ok_or_else(|| Error::Corrupt(format!("standby created at {created_at}")))?,
+        })
+    }
+
+    /// A transaction that has passed the fence check.
+    async fn fenced<'a>(pool: &'a sqlx::AnyPool, fence: &Fence) -> Result<Tx<'a>, Error> {
+        let mut tx = pool.begin().await?;
+        if let Err(reason) = lease::sql::check(&mut tx, fence).await? {
+            tx.rollback().await?;
+            return Err(Error::Deposed(reason));
+        }
+        Ok(tx)
+    }
+
+    /// Stores a new standby (building); the same one again changes nothing.
+    pub(in crate::store) async fn add(
+        pool: &sqlx::AnyPool,
+        fence: &Fence,
+        standby: &Standby,
+    ) -> Result<(), Error> {
+        let mut tx = fenced(pool, fence).await?;
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO standbys ({COLUMNS}) VALUES (?, ?, ?, ?, NULL, ?)"
+        ))
+        .bind(standby.id.to_string())
+        .bind(standby.site_name.as_str())
+        .bind(standby.db_name.as_str())
+        .bind(standby.state.as_str())
+        .bind(standby.created_at.timestamp_millis())
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                tx.rollback().await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// building → ready, with its database name; whether it changed.
+    pub(in crate::store) async fn ready(
+        pool: &sqlx::AnyPool,
+        fence: &Fence,
+        id: Uuid,
+        db_name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let mut tx = fenced(pool, fence).await?;
+        let changed = sqlx::query(
+            "UPDATE standbys SET state = 'ready', db_name = ?, ready_at = ? WHERE standby_id = ? AND state = 'building'",
+        )
+        .bind(db_name.to_string())
+        .bind(now.timestamp_millis())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    /// The standby `signup` holds, else the oldest ready one, taken by compare-and-set.
+    pub(in crate::store) async fn claim(
+        pool: &sqlx::AnyPool,
+        fence: &Fence,
+        signup: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Standby>, Error> {
+        let mut last = None;
+        for attempt in 0..CLAIM_TRIES {
+            match claim_once(pool, fence, signup, now).await {
+                Ok(Some(taken)) => return Ok(taken),
+                // Another writer took the row first: look again.
+                Ok(None) => {}
+                Err(Error::Database(e)) if contended(&e) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(attempt + 1))).await;
+        }
+        Err(match last {
+            Some(e) => Error::Database(e),
+            None => Error::Unavailable("standby claims kept colliding".into()),
+        })
+    }
+
+    /// A write another writer got in the way of: worth another try.
+    fn contended(e: &sqlx::Error) -> bool {
+        match e {
+            sqlx::Error::Database(db) => {
+                db.is_unique_violation() || {
+                    let message = db.message().to_ascii_lowercase();
+                    message.contains("locked")
+                        || message.contains("busy")
+                        || message.contains("deadlock")
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// One try: `Ok(None)` when the compare-and-set lost.
+    async fn claim_once(
+        pool: &sqlx::AnyPool,
+        fence: &Fence,
+        signup: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Option<Standby>>, Error> {
+        let mut tx = fenced(pool, fence).await?;
+        let held = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM standbys WHERE claimed_by = ?"
+        ))
+        .bind(signup.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = held {
+            tx.rollback().await?;
+            return Ok(Some(Some(from_row(&row)?)));
+        }
+        let candidate = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM standbys WHERE state = 'ready' ORDER BY ready_at, standby_id LIMIT 1"
+        ))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = candidate else {
+            tx.rollback().await?;
+            return Ok(Some(None));
+        };
+        let mut standby = from_row(&row)?;
+        let taken = sqlx::query(
+            "UPDATE standbys SET state = 'claimed', claimed_by = ?, claimed_at = ? WHERE standby_id = ? AND state = 'ready'",
+        )
+        .bind(signup.to_string())
+        .bind(now.timestamp_millis())
+        .bind(standby.id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if taken != 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        standby.state = StandbyState::Claimed;
+        standby.claimed_by = Some(signup);
+        Ok(Some(Some(standby)))
+    }
+
+    /// claimed by `signup` → ready again (its signup never used it); whether it changed.
+    pub(in crate::store) async fn release(
+        pool: &sqlx::AnyPool,
+        fence: &Fence,
+        id: Uuid,
+        signup: Uuid,
+    ) -> Result<bool, Error> {
+        let mut tx = fenced(pool, fence).await?;
+        let changed = sqlx::query(
+            "UPDATE standbys SET state = 'ready', claimed_by = NULL, claimed_at = NULL WHERE standby_id = ? AND state = 'claimed' AND claimed_by = ?",
+        )
+        .bind(id.to_string())
+        .bind(signup.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    /// Any state → gone; whether it changed.
+    pub(in crate::store) async fn gone(
+        pool: &sqlx::AnyPool,
+        fence: &Fence,
+        id: Uuid,
+    ) -> Result<bool, Error> {
+        let mut tx = fenced(pool, fence).await?;
+        let changed = sqlx::query(
+            "UPDATE standbys SET state = 'gone' WHERE standby_id = ? AND state <> 'gone'",
+        )
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    /// Standbys, oldest first, of one state or of every state but gone.
+    pub(in crate::store) async fn list(
+        pool: &sqlx::AnyPool,
+        state: Option<StandbyState>,
+    ) -> Result<Vec<Standby>, Error> {
+        let rows = match state {
+            Some(state) => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM standbys WHERE state = ? ORDER BY created_at, standby_id"
+                ))
+                .bind(state.as_str())
+                .fetch_all(pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM standbys WHERE state <> 'gone' ORDER BY created_at, standby_id"
+                ))
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        rows.iter().map(from_row).collect()
+    }
+
+    /// The standby `id`.
+    pub(in crate::store) async fn get(
+        pool: &sqlx::AnyPool,
+        id: Uuid,
+    ) -> Result<Option<Standby>, Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM standbys WHERE standby_id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+}
