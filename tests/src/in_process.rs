@@ -40,7 +40,7 @@ impl Harness {
     pub fn start_db_step(&mut self) {
         let config = step_runtime::config_from(self.lookup("db-step")).expect("runtime config");
         let databases =
-            db_step::mariadb::MariaDb::new(&mysql_url(), "saga_provisioning").expect("mariadb");
+            db_step::mariadb::MariaDb::new(&mysql_url(), crate::LEDGER).expect("mariadb");
         let stop = self.stop.clone();
         self.tasks.push(tokio::spawn(async move {
             databases.prepare().await.expect("ledger");

@@ -19,6 +19,7 @@ mod requests;
 pub mod sagactl;
 pub mod scripted;
 pub mod steps;
+mod tenants;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -34,6 +35,7 @@ pub use bench_http::BenchHttp;
 pub use leftovers::{admin_pool, assert_no_claims, assert_nothing_left, drop_tenant, mariadb_has};
 pub use process::{test_log_folder, Processes, Service};
 pub use scripted::{Behaviour, Journal, ScriptedStep};
+pub use tenants::LEDGER;
 
 /// MariaDB admin URL the tests use (`TEST_MYSQL_URL`).
 pub fn mysql_url() -> String {
@@ -100,6 +102,9 @@ pub struct Harness {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// `bench serve` per bench folder, started when first needed.
     servers: Mutex<Vec<Arc<BenchHttp>>>,
+    /// The tenant databases this world's names may get, dropped when it finishes or
+    /// drops.
+    tenants: tenants::Tenants,
 }
 
 impl Harness {
@@ -146,12 +151,16 @@ impl Harness {
             stop: CancellationToken::new(),
             tasks: Vec::new(),
             servers: Mutex::default(),
+            tenants: tenants::Tenants::default(),
         }
     }
 
-    /// A subdomain unique to this test.
+    /// A subdomain unique to this test, recorded: its tenant database, user and ledger
+    /// row are dropped when the harness finishes or drops.
     pub fn subdomain(&self, name: &str) -> String {
-        format!("{name}-{}", self.suffix)
+        let subdomain = format!("{name}-{}", self.suffix);
+        self.track_subdomain(&subdomain);
+        subdomain
     }
 
     /// The environment the services of this world run with, without NATS credentials
@@ -168,6 +177,7 @@ impl Harness {
             ),
             ("PARENT_DOMAIN", "example.test".into()),
             ("TENANT_DB_ADMIN_URL", mysql_url()),
+            ("TENANT_DB_LEDGER", LEDGER.into()),
             ("SAGA_STEP_TIMEOUT_SECS", "15".into()),
             ("SAGA_RETRY_BASE_MS", "100".into()),
             ("STEP_ACK_WAIT_SECS", "5".into()),
@@ -339,10 +349,13 @@ impl Harness {
         self.stop = CancellationToken::new();
     }
 
-    /// Stops everything; this world's nats-server, its streams with it, goes when the
-    /// harness drops.
+    /// Stops everything and drops the tenants of this world's names (their databases,
+    /// users and ledger rows); this world's nats-server, its streams with it, goes when
+    /// the harness drops.
     pub async fn finish(mut self) {
         self.stop_services().await;
+        let failed = self.tenants.drop_all().await;
+        assert!(failed.is_empty(), "tenants not dropped: {failed:?}");
     }
 }
 

@@ -94,6 +94,9 @@ pub fn run_logged(
 /// the Master stand-in, and a key pair of the web app's own whose public half
 /// user-step seals API secrets to.
 pub struct WebAppWorld {
+    /// The five services: declared first, so that they stop before the harness drops
+    /// this world's tenants (fields drop in order), a panicking test included.
+    pub services: Processes,
     /// The test's world.
     pub h: Harness,
     /// The bench folder.
@@ -102,8 +105,6 @@ pub struct WebAppWorld {
     pub master: master_standin::Shared,
     /// The web app's private keyring entry (`WEB_APP_PRIVATE_KEYS`).
     pub web_app_private: String,
-    /// The five services.
-    pub services: Processes,
 }
 
 impl WebAppWorld {
@@ -123,20 +124,27 @@ impl WebAppWorld {
         env.push(("WEB_APP_PUBLIC_KEY", public));
         let services = h.spawn_all(&env);
         Self {
+            services,
             h,
             root,
             master,
             web_app_private,
-            services,
         }
     }
 
     /// What a web app is configured with (README, "Integrating a Next.js app"): the bus
     /// as user `web-app`, the services' public key, its own private key; and, for the
     /// tests to check what the user would, the bench's web server
-    /// (`BENCH_HTTP_URL`), the parent domain and a suffix for unique subdomains.
-    pub fn web_app_env(&self) -> Vec<(String, String)> {
+    /// (`BENCH_HTTP_URL`), the parent domain, a suffix for unique values and
+    /// `SUBDOMAINS`: a JSON object from each of `names` to its subdomain, handed out
+    /// (and recorded, so dropped afterwards) by the harness: the only subdomains the
+    /// Node.js side may sign up with.
+    pub fn web_app_env(&self, names: &[&str]) -> Vec<(String, String)> {
         let nats = &self.h.nats;
+        let subdomains: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .map(|name| (name.to_string(), self.h.subdomain(name).into()))
+            .collect();
         [
             ("NATS_URL", nats.url()),
             ("NATS_USER", "web-app".to_string()),
@@ -146,6 +154,10 @@ impl WebAppWorld {
             ("BENCH_HTTP_URL", self.h.bench_http(&self.root).url.clone()),
             ("PARENT_DOMAIN", "example.test".to_string()),
             ("SUBDOMAIN_SUFFIX", self.h.suffix.clone()),
+            (
+                "SUBDOMAINS",
+                serde_json::Value::Object(subdomains).to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -154,13 +166,8 @@ impl WebAppWorld {
 }
 
 impl WebAppWorld {
-    /// Drops what the completed sagas of this world made in MariaDB (their databases
-    /// and users, by name), then stops everything.
+    /// Stops everything; the harness drops the tenants of the names it handed out.
     pub async fn finish(self) {
-        let completed = self.h.list(contracts::SagaStatus::Completed).await;
-        for saga in completed.sagas {
-            crate::drop_tenant(&db_step::database_name(&saga.subdomain)).await;
-        }
         drop(self.services);
         self.h.finish().await;
     }

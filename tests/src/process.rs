@@ -1,6 +1,6 @@
 //! What the harness does about the processes of a test: service processes that die
 //! with the test, even when it panics; anything left running in the test's folder
-//! stopped when its world drops; logs kept per test under `target/test-logs`; and the
+//! stopped when its world drops (and its tenants dropped, see `tenants`); logs kept per test under `target/test-logs`; and the
 //! environment of the inner `cargo build` (see `binary`).
 
 use std::path::PathBuf;
@@ -10,11 +10,16 @@ use crate::Harness;
 
 /// Drops of a test's world: the service processes it started are gone, and so is
 /// anything still running in its folder (a bench a killed service left behind), so a
-/// test that fails leaves nothing running.
+/// test that fails leaves nothing running; the tenants of its names not dropped yet
+/// (by [`Harness::finish`]) are dropped then, so a failed test leaves none either.
 impl Drop for Harness {
     fn drop(&mut self) {
         self.stop.cancel();
         kill_running_in(self.dir.path());
+        // Never a panic here: a second one, during a failing test's unwinding, aborts.
+        for failed in self.tenants.drop_all_blocking() {
+            eprintln!("a tenant of this test was not dropped: {failed}");
+        }
         if std::thread::panicking() {
             let files: Vec<String> = std::fs::read_dir(&self.logs)
                 .map(|d| {

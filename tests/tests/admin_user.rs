@@ -32,6 +32,7 @@ async fn site_of_saga(
     let root = h.bench_folder(emulator);
     let site = format!("{}.example.test", h.subdomain("admin"));
     let db = format!("t_admin_{}", h.suffix);
+    h.track_database(&db);
     let pool = tests::admin_pool().await;
     sqlx::raw_sql(&format!(
         "CREATE DATABASE `{db}`; CREATE USER '{db}'@'%' IDENTIFIED BY 'Db-pass-1'; GRANT ALL ON `{db}`.* TO '{db}'@'%';"

@@ -11,11 +11,13 @@ use tests::Harness;
 use uuid::Uuid;
 
 struct World {
+    /// First: the services stop before the harness drops the tenants (fields drop in
+    /// order), a failing test included.
+    services: tests::Processes,
     h: Harness,
     root: PathBuf,
     backend: Backend,
     master: master_standin::Shared,
-    services: tests::Processes,
     /// The services' settings, to start one again.
     env: Vec<(&'static str, String)>,
 }

@@ -1,10 +1,14 @@
 //! The harness itself: a test that fails (panics) leaves no process of its own
 //! running, neither a service it started nor one a service left behind in the test's
-//! folder, and its services' logs stay where the failure message says.
+//! folder, and its services' logs stay where the failure message says; the tenant
+//! databases, users and ledger rows of the subdomains a test's world handed out (or
+//! was told of) are gone once it finishes, or fails.
 
 use std::time::Duration;
 
-use tests::Harness;
+use contracts::{StepAction, StepReport};
+use tests::{mariadb_has, Harness};
+use uuid::Uuid;
 
 /// Whether `pid` runs (a zombie does not).
 fn running(pid: u32) -> bool {
@@ -77,4 +81,78 @@ fn a_failing_test_leaves_nothing_running_and_keeps_its_logs() {
         "{}",
         log.display()
     );
+}
+
+/// Whether db-step's ledger (the harness's) has a row for database `name`.
+async fn in_ledger(name: &str) -> bool {
+    let rows: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM `{}`.tenant_databases WHERE db_name = ?",
+        tests::LEDGER
+    ))
+    .bind(name)
+    .fetch_one(&tests::admin_pool().await)
+    .await
+    .expect("ledger");
+    rows > 0
+}
+
+/// Makes the tenant database of `subdomain` with the real db-step of `h`, as a saga's
+/// first step does; returns its name, checked to be there (database, user, ledger row).
+async fn provision_database(h: &Harness, subdomain: &str) -> String {
+    let command = tests::steps::command(
+        Uuid::new_v4(),
+        "database",
+        StepAction::Execute,
+        1,
+        subdomain,
+    );
+    h.publish_command(&command, &command.command_id).await;
+    let report = h.final_report("database", &command.command_id, 60).await;
+    assert!(matches!(report, StepReport::Completed { .. }), "{report:?}");
+    let name = db_step::database_name(subdomain);
+    assert_eq!(mariadb_has(&name).await, (true, true), "{name} made");
+    assert!(in_ledger(&name).await, "{name} in the ledger");
+    name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_world_leaves_no_tenant_of_its_names() {
+    let mut h = Harness::new().await;
+    h.start_db_step();
+    h.wait_step_consumer("database").await;
+    let handed_out = provision_database(&h, &h.subdomain("gone")).await;
+    // A name the test (or a program it runs) made up itself, then told the harness of.
+    let told = format!("told-{}", h.suffix);
+    h.track_subdomain(&told);
+    let told = provision_database(&h, &told).await;
+    h.finish().await;
+    for name in [handed_out, told] {
+        assert_eq!(mariadb_has(&name).await, (false, false), "{name} left");
+        assert!(!in_ledger(&name).await, "{name} left in the ledger");
+    }
+}
+
+#[test]
+fn a_failing_test_leaves_no_tenant_of_its_names() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut made = None;
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            let mut h = Harness::new().await;
+            h.start_db_step();
+            h.wait_step_consumer("database").await;
+            made = Some(provision_database(&h, &h.subdomain("failed")).await);
+            panic!("the test fails here, its tenant made");
+        })
+    }));
+    assert!(failed.is_err(), "the inner test failed");
+    let name = made.expect("the inner test got going");
+    runtime.block_on(async {
+        assert_eq!(mariadb_has(&name).await, (false, false), "{name} left");
+        assert!(!in_ledger(&name).await, "{name} left in the ledger");
+    });
 }

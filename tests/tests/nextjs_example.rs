@@ -32,7 +32,8 @@ async fn the_nextjs_example_signs_up_in_a_real_browser() {
     )
     .expect("emulator.json");
     let logs = world.h.logs.clone();
-    let mut env = world.web_app_env();
+    // The subdomain examples/nextjs/test signs up with (`web`).
+    let mut env = world.web_app_env(&["web"]);
     env.push(("NEXT_TELEMETRY_DISABLED".into(), "1".into()));
     let npm = |dir: &std::path::Path, args: &[&str], name: &str, env: &[(String, String)]| {
         let (status, output) = run_logged(

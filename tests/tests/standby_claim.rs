@@ -71,10 +71,10 @@ async fn world(h: &mut Harness, root: &Path) {
 }
 
 /// Builds a standby (a saga with `standby_build`, the database and site steps run the
-/// usual way) named `sb-<suffix>-<n>`; returns what a claim names.
+/// usual way) named `sb<n>-<suffix>`; returns what a claim names.
 async fn build_standby(h: &Harness, root: &Path, n: u32) -> StandbyRef {
     let saga = Uuid::new_v4();
-    let subdomain = format!("sb{n}-{}", h.suffix);
+    let subdomain = h.subdomain(&format!("sb{n}"));
     let mut outputs = BTreeMap::new();
     let mut db = command(
         saga,

@@ -63,7 +63,16 @@ async fn the_typescript_client_works_against_the_real_services() {
     // reconnect test cuts its connection.
     let world = WebAppWorld::start(serde_json::json!({"delay_ms": 150})).await;
     let logs = world.h.logs.clone();
-    let env = world.web_app_env();
+    // Every subdomain clients/typescript/test/e2e signs up with or checks.
+    let env = world.web_app_env(&[
+        "ts-first",
+        "ts-twice",
+        "ts-free",
+        "ts-mail",
+        "ts-weak",
+        "ts-reconnect",
+        "ts-swallowed",
+    ]);
     let step = |args: &[&str], name: &str, limit: u64| {
         let (status, output) = run_logged(
             "npm",

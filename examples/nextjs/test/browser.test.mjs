@@ -12,7 +12,7 @@ import path from "node:path";
 
 import { chromium } from "playwright-core";
 
-const REQUIRED = ["BASE_URL", "CHROMIUM_BIN", "SCREENSHOT_DIR", "SUBDOMAIN_SUFFIX", "FAILING_SUBDOMAIN", "BENCH_HTTP_URL"];
+const REQUIRED = ["BASE_URL", "CHROMIUM_BIN", "SCREENSHOT_DIR", "SUBDOMAIN_SUFFIX", "SUBDOMAINS", "FAILING_SUBDOMAIN", "BENCH_HTTP_URL"];
 const missing = REQUIRED.filter((name) => !process.env[name]);
 if (missing.length > 0) {
   throw new Error(
@@ -22,7 +22,9 @@ if (missing.length > 0) {
 }
 const env = process.env;
 const PARENT = env.PARENT_DOMAIN ?? "example.test";
-const first = `web-${env.SUBDOMAIN_SUFFIX}`;
+// Handed out (and dropped afterwards) by the Rust harness.
+const first = JSON.parse(env.SUBDOMAINS).web;
+assert.ok(first, "SUBDOMAINS names no subdomain for web");
 const PASSWORD = `Browser-Lantern-${env.SUBDOMAIN_SUFFIX}-Orbit`;
 
 let browser;

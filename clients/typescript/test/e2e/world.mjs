@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 
 import { connect, optionsFromEnv } from "../../dist/index.js";
 
-const REQUIRED = ["NATS_URL", "NATS_USER", "NATS_PASSWORD", "SAGA_PUBLIC_KEY", "WEB_APP_PRIVATE_KEYS", "BENCH_HTTP_URL", "SUBDOMAIN_SUFFIX"];
+const REQUIRED = ["NATS_URL", "NATS_USER", "NATS_PASSWORD", "SAGA_PUBLIC_KEY", "WEB_APP_PRIVATE_KEYS", "BENCH_HTTP_URL", "SUBDOMAIN_SUFFIX", "SUBDOMAINS"];
 const missing = REQUIRED.filter((name) => !process.env[name]);
 if (missing.length > 0) {
   throw new Error(
@@ -19,8 +19,20 @@ if (missing.length > 0) {
 export const env = process.env;
 export const PARENT_DOMAIN = env.PARENT_DOMAIN ?? "example.test";
 
-/** A subdomain unique to this run. */
-export const subdomain = (name) => `${name}-${env.SUBDOMAIN_SUFFIX}`;
+const SUBDOMAINS = JSON.parse(env.SUBDOMAINS);
+
+/**
+ * The subdomain unique to this run for `name`, as the Rust harness handed it out
+ * (`SUBDOMAINS`): the harness drops the tenant databases of those names afterwards, so
+ * a name it does not know is an error here, never a tenant left behind.
+ */
+export function subdomain(name) {
+  const sub = SUBDOMAINS[name];
+  if (sub === undefined) {
+    throw new Error(`subdomain "${name}" is not in SUBDOMAINS: add it to web_app_env in tests/tests/typescript_client.rs`);
+  }
+  return sub;
+}
 
 /** A signup request the orchestrator accepts (the password passes the sites' policy). */
 export function signupRequest(sub, overrides = {}) {
