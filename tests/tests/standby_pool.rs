@@ -53,6 +53,33 @@ async fn world() -> World {
     }
 }
 
+/// Stops the services (the pool with them, so it starts no other build), tells the
+/// harness of every saga's subdomain and every standby the pool made (placeholders the orchestrator named,
+/// `sb-<8 hex>`, which the harness did not hand out), so their databases, users and
+/// ledger rows go with the world, then finishes it.
+async fn finish(w: World) {
+    let World {
+        h,
+        store,
+        _services,
+        ..
+    } = w;
+    drop(_services);
+    // Every saga of this world's store (a used-up standby is no longer in the pool's
+    // list, its build saga is), and every standby still listed.
+    for saga in store.list(None, 1000).await.expect("sagas") {
+        h.track_subdomain(&saga.tenant.subdomain);
+    }
+    for standby in store.standbys(None).await.expect("pool") {
+        let placeholder = standby
+            .site_name
+            .split_once('.')
+            .map_or(standby.site_name.as_str(), |(sub, _)| sub);
+        h.track_subdomain(placeholder);
+    }
+    h.finish().await;
+}
+
 /// Waits for a ready standby other than those in `not`.
 async fn ready_standby(w: &World, not: &[Uuid]) -> Standby {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -154,9 +181,7 @@ async fn a_signup_takes_a_ready_standby_and_the_pool_refills() {
     let next = ready_standby(&w, &[standby.id]).await;
     assert_ne!(next.site_name, standby.site_name);
 
-    tests::drop_tenant(&standby.db_name).await;
-    tests::drop_tenant(&next.db_name).await;
-    w.h.finish().await;
+    finish(w).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,14 +228,7 @@ async fn two_signups_race_for_one_standby_one_takes_it_both_complete() {
         "the other made a database of its own"
     );
 
-    tests::drop_tenant(&standby.db_name).await;
-    tests::drop_tenant(&db_step::database_name(other)).await;
-    for s in w.store.standbys(None).await.expect("pool") {
-        if !s.db_name.is_empty() {
-            tests::drop_tenant(&s.db_name).await;
-        }
-    }
-    w.h.finish().await;
+    finish(w).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +270,6 @@ async fn a_rollback_after_a_claim_leaves_nothing() {
     );
     // Never handed out again; the pool builds another.
     assert_eq!(state_of(&w, standby.id).await, StandbyState::Gone);
-    let next = ready_standby(&w, &[standby.id]).await;
-    tests::drop_tenant(&next.db_name).await;
-    w.h.finish().await;
+    ready_standby(&w, &[standby.id]).await;
+    finish(w).await;
 }
