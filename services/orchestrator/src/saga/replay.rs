@@ -79,35 +79,22 @@ impl Transition<'_> {
             return self.replay(Some(action));
         }
         let name = |t: &Self, position: usize| t.step(position).name.clone();
-        let (position, attempt, deadline, step_action) = match self.saga.phase {
-            Phase::Executing {
-                step,
-                attempt,
-                deadline,
-            } => (step, attempt, deadline, StepAction::Execute),
-            Phase::Compensating {
-                step,
-                attempt,
-                deadline,
-            } => (step, attempt, deadline, StepAction::Compensate),
-            Phase::RetryWait { step, attempt, due } => {
-                return Err(format!(
+        let Some((position, attempt, deadline, step_action)) = self.saga.phase.awaited_report()
+        else {
+            return Err(match self.saga.phase {
+                Phase::RetryWait { step, attempt, due } => format!(
                     "the saga retries {} by itself at {due} (attempt {attempt}): nothing to requeue",
                     name(self, step)
-                ))
-            }
-            Phase::CompensationRetryWait { step, attempt, due } => {
-                return Err(format!(
+                ),
+                Phase::CompensationRetryWait { step, attempt, due } => format!(
                     "the saga retries the undo of {} by itself at {due} (attempt {attempt}): nothing to requeue",
                     name(self, step)
-                ))
-            }
-            Phase::Idle | Phase::Finished => {
-                return Err(format!(
+                ),
+                _ => format!(
                     "the saga is {}: nothing to requeue",
                     self.saga.status.as_str()
-                ))
-            }
+                ),
+            });
         };
         let current = name(self, position);
         if let Some(theirs) = step.filter(|s| *s != current) {

@@ -60,6 +60,26 @@ pub enum Phase {
     Finished,
 }
 
+impl Phase {
+    /// The step (position), attempt, deadline and action whose report the saga waits
+    /// for, if it waits for one.
+    pub fn awaited_report(&self) -> Option<(usize, u32, DateTime<Utc>, StepAction)> {
+        match *self {
+            Phase::Executing {
+                step,
+                attempt,
+                deadline,
+            } => Some((step, attempt, deadline, StepAction::Execute)),
+            Phase::Compensating {
+                step,
+                attempt,
+                deadline,
+            } => Some((step, attempt, deadline, StepAction::Compensate)),
+            _ => None,
+        }
+    }
+}
+
 /// The durable state of one saga. Holds secrets only sealed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Saga {
@@ -262,19 +282,7 @@ impl Saga {
 
     /// The command to re-send after a restart, if the saga waits for a step's report.
     pub fn pending_dispatch(&self, definition: &SagaDefinition) -> Option<Action> {
-        let (step, attempt, deadline, action) = match self.phase {
-            Phase::Executing {
-                step,
-                attempt,
-                deadline,
-            } => (step, attempt, deadline, StepAction::Execute),
-            Phase::Compensating {
-                step,
-                attempt,
-                deadline,
-            } => (step, attempt, deadline, StepAction::Compensate),
-            _ => return None,
-        };
+        let (step, attempt, deadline, action) = self.phase.awaited_report()?;
         Some(Action::Dispatch {
             step: definition.steps.get(step)?.name.clone(),
             action,
