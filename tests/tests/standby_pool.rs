@@ -9,7 +9,14 @@
 //! - two signups race for one standby: one takes it, the other takes the usual path,
 //!   both complete;
 //! - a rollback after a claim leaves nothing: no site but the archive, no database,
-//!   no ledger row, and the standby is never handed out again.
+//!   no ledger row, and the standby is never handed out again;
+//! - a rollback before the rename (`bench version` failing for the readiness check)
+//!   leaves nothing either: the standby is discarded, its placeholder folder archived
+//!   and its database dropped, nothing under the tenant's name;
+//! - an unusable standby (its folder removed behind the pool's back) is discarded and
+//!   the signup completes the usual way in a new run;
+//! - a pool shrunk (the orchestrator restarted with a smaller size) discards the
+//!   newest extra ready standby and keeps the other.
 //!
 //! The pool's rows are read from the orchestrator's own store file.
 
@@ -28,15 +35,21 @@ struct World {
     root: PathBuf,
     master: master_standin::Shared,
     store: SqlStore,
-    _services: tests::Processes,
+    /// What the services were started with.
+    env: Vec<(&'static str, String)>,
+    services: tests::Processes,
 }
 
 async fn world() -> World {
+    world_sized(1).await
+}
+
+async fn world_sized(size: u32) -> World {
     let mut h = Harness::new().await;
     let root = h.bench_folder(serde_json::json!({"delay_ms": 1}));
     let (url, master) = h.start_master().await;
     let mut env = h.frappe_env(&root, &url);
-    env.push(("STANDBY_POOL_SIZE", "1".into()));
+    env.push(("STANDBY_POOL_SIZE", size.to_string()));
     let services = h.spawn_all(&env);
     let store = SqlStore::connect(&format!(
         "sqlite://{}/orchestrator.db",
@@ -49,7 +62,8 @@ async fn world() -> World {
         root,
         master,
         store,
-        _services: services,
+        env,
+        services,
     }
 }
 
@@ -59,12 +73,9 @@ async fn world() -> World {
 /// ledger rows go with the world, then finishes it.
 async fn finish(w: World) {
     let World {
-        h,
-        store,
-        _services,
-        ..
+        h, store, services, ..
     } = w;
-    drop(_services);
+    drop(services);
     // Every saga of this world's store (a used-up standby is no longer in the pool's
     // list, its build saga is), and every standby still listed.
     for saga in store.list(None, 1000).await.expect("sagas") {
@@ -99,6 +110,64 @@ async fn ready_standby(w: &World, not: &[Uuid]) -> Standby {
             w.h.service_logs()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until standby `id` is gone (a discard ends there once its build is undone).
+async fn wait_gone(w: &World, id: Uuid) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while state_of(w, id).await != StandbyState::Gone {
+        assert!(
+            Instant::now() < deadline,
+            "standby {id} never gone: {:?}\n{}",
+            w.store.standby(id).await,
+            w.h.service_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The status of standby `id`'s build saga, as stored.
+async fn build_status(w: &World, id: Uuid) -> SagaStatus {
+    w.store
+        .get(id)
+        .await
+        .expect("saga")
+        .expect("the standby's build saga")
+        .status
+}
+
+/// What a discarded standby must leave: its placeholder folder archived (none in
+/// `sites/`), no database or user, no ledger row; its row gone, its build rolled back.
+async fn assert_discarded(w: &World, standby: &Standby) {
+    wait_gone(w, standby.id).await;
+    assert_eq!(build_status(w, standby.id).await, SagaStatus::RolledBack);
+    assert!(
+        !w.root.join(format!("sites/{}", standby.site_name)).exists(),
+        "placeholder folder left in sites/"
+    );
+    let placeholder = standby.site_name.split('.').next().expect("subdomain");
+    tests::assert_no_claims(&w.root, placeholder);
+    assert_eq!(
+        tests::mariadb_has(&standby.db_name).await,
+        (false, false),
+        "the standby's database or user left"
+    );
+    assert_eq!(ledger_holder(&standby.db_name).await, None);
+}
+
+/// Sets the emulator's scripted failures (`[]`: none).
+fn script_failures(root: &Path, fail: serde_json::Value) {
+    let settings = serde_json::json!({"delay_ms": 1, "fail": fail});
+    std::fs::write(root.join("emulator.json"), settings.to_string()).expect("emulator.json");
+}
+
+/// Drops the databases the pool still holds at the end of a test.
+async fn drop_pool(w: &World) {
+    for s in w.store.standbys(None).await.expect("pool") {
+        if !s.db_name.is_empty() {
+            tests::drop_tenant(&s.db_name).await;
+        }
     }
 }
 
@@ -268,8 +337,131 @@ async fn a_rollback_after_a_claim_leaves_nothing() {
         archived.iter().any(|name| name.contains(&subdomain)),
         "archived: {archived:?}"
     );
-    // Never handed out again; the pool builds another.
-    assert_eq!(state_of(&w, standby.id).await, StandbyState::Gone);
+    // Never handed out again (its build undone: nothing of it was left to remove);
+    // the pool builds another.
+    wait_gone(&w, standby.id).await;
+    assert_eq!(build_status(&w, standby.id).await, SagaStatus::RolledBack);
     ready_standby(&w, &[standby.id]).await;
+    finish(w).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_before_the_rename_discards_the_standby_and_leaves_nothing() {
+    let w = world().await;
+    let standby = ready_standby(&w, &[]).await;
+    // The site step's readiness check asks `bench version` before the rename: a bench
+    // that cannot answer fails the site step (after its retries), so the signup rolls
+    // back with the standby's folder still under its placeholder name.
+    script_failures(&w.root, serde_json::json!([{"command": "version"}]));
+    let subdomain = w.h.subdomain("pool-early");
+    let id = Uuid::new_v4();
+    w.h.publish_signup(&w.h.signup(id, &subdomain)).await;
+    assert_eq!(
+        w.h.wait_terminal(id, 90).await,
+        SagaStatus::RolledBack,
+        "{:#?}",
+        w.h.get(id).await
+    );
+    script_failures(&w.root, serde_json::json!([]));
+    assert_eq!(first_message(&w.h, id).await, PREPARED);
+
+    // The standby went with it: folder archived, database dropped, row gone.
+    assert_discarded(&w, &standby).await;
+    let archived: Vec<String> = std::fs::read_dir(w.root.join("sites/archived"))
+        .expect("archive")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        archived
+            .iter()
+            .any(|name| name.contains(&standby.site_name)),
+        "the placeholder is archived: {archived:?}"
+    );
+    // Nothing under the tenant's name.
+    tests::assert_nothing_left(&w.root, &subdomain).await;
+    // The pool builds another, which signups can take.
+    let next = ready_standby(&w, &[standby.id]).await;
+    assert_eq!(state_of(&w, next.id).await, StandbyState::Ready);
+    drop_pool(&w).await;
+    finish(w).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_standby_is_discarded_and_the_signup_completes_the_usual_way() {
+    let w = world().await;
+    let standby = ready_standby(&w, &[]).await;
+    // Behind the pool's back: the standby's folder is gone.
+    std::fs::remove_dir_all(w.root.join(format!("sites/{}", standby.site_name)))
+        .expect("remove the standby's folder");
+    let subdomain = w.h.subdomain("pool-unusable");
+    let id = Uuid::new_v4();
+    w.h.publish_signup(&w.h.signup(id, &subdomain)).await;
+    assert_eq!(
+        w.h.wait_terminal(id, 120).await,
+        SagaStatus::Completed,
+        "{:#?}",
+        w.h.get(id).await
+    );
+    let saga = w.h.get(id).await.saga.expect("saga");
+    assert_eq!(saga.run, 2, "a new run, the usual way");
+    let timeline = w.h.timeline(id, 1).await;
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.message.contains("preparing one the usual way")),
+        "{timeline:#?}"
+    );
+    // The tenant's own site and database, made the usual way.
+    let site = format!("{subdomain}.example.test");
+    assert_eq!(
+        site_config(&w.root, &site)["provisioning_saga_id"],
+        id.to_string()
+    );
+    assert_eq!(
+        ledger_holder(&db_step::database_name(&subdomain)).await,
+        Some(id.to_string())
+    );
+    // The standby is discarded: nothing of it is left, it is never handed out.
+    assert_discarded(&w, &standby).await;
+
+    tests::drop_tenant(&db_step::database_name(&subdomain)).await;
+    drop_pool(&w).await;
+    finish(w).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shrunk_pool_discards_its_newest_extra_standby() {
+    let mut w = world_sized(2).await;
+    let first = ready_standby(&w, &[]).await;
+    let second = ready_standby(&w, &[first.id]).await;
+    // The newest by when its build started (then by id, as the pool orders them).
+    let (older, newer) = if (first.created_at, first.id) <= (second.created_at, second.id) {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    w.services.terminate("orchestrator");
+    let mut env = w.env.clone();
+    env.retain(|(k, _)| *k != "STANDBY_POOL_SIZE");
+    env.push(("STANDBY_POOL_SIZE", "1".into()));
+    let orchestrator = w.h.spawn_service("orchestrator", "1", &env);
+    w.services
+        .children
+        .push(("orchestrator".to_string(), orchestrator));
+
+    assert_discarded(&w, &newer).await;
+    assert_eq!(
+        state_of(&w, older.id).await,
+        StandbyState::Ready,
+        "the pool keeps one"
+    );
+    assert!(w.root.join(format!("sites/{}", older.site_name)).is_dir());
+    assert_eq!(
+        w.store.standbys(None).await.expect("pool").len(),
+        1,
+        "and builds none"
+    );
+    drop_pool(&w).await;
     finish(w).await;
 }

@@ -248,6 +248,9 @@ pub fn dispatch(bench: &Bench, args: &[String]) -> u8 {
         }),
         "serve" => run(&SERVE, &|p| http::serve(bench, p)),
         "version" => {
+            if let Some(code) = site::scripted(bench, "version", None, None) {
+                return code;
+            }
             say("frappe 15.44.2 (bench-emulator)");
             0
         }

@@ -46,13 +46,11 @@ pub struct Config {
     pub standby_pool_size: u32,
 }
 
-/// The pool's size when `STANDBY_POOL_SIZE` is unset: off, until a standby the pool
-/// no longer wants (size shrunk, its claiming signup rolled back before the rename,
-/// found unusable) is undone rather than left in place (README, "Standby pool").
-/// Then 1: one standby covers the signup at hand on a single backend, while its build
-/// (a `bench new-site`, 14 to 29 s of CPU on two cores) never competes with more than
-/// one signup for the bench.
-pub const DEFAULT_STANDBY_POOL_SIZE: u32 = 0;
+/// The pool's size when `STANDBY_POOL_SIZE` is unset: 1. One standby covers the
+/// signup at hand on a single backend, while its build (a `bench new-site`, 14 to 29 s
+/// of CPU on two cores) never competes with more than one signup for the bench; a
+/// standby the pool no longer wants is discarded, never left (README, "Standby pool").
+pub const DEFAULT_STANDBY_POOL_SIZE: u32 = 1;
 
 /// Reads the configuration through `lookup` (the environment in production).
 pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
@@ -155,8 +153,8 @@ mod tests {
         assert_eq!(config.lease, Duration::from_secs(3));
         assert_eq!(config.report_ttl, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(
-            config.standby_pool_size, 0,
-            "off until unwanted standbys are undone"
+            config.standby_pool_size, 1,
+            "one standby suits a single backend"
         );
         let other = from_lookup(lookup(&[("SAGA_SECRETS_KEYS", &key)])).expect("config");
         assert_ne!(

@@ -87,6 +87,8 @@ pub(crate) enum Work {
         /// What was done, or why nothing was.
         reply: oneshot::Sender<Result<Requeued, String>>,
     },
+    /// The pool discards the standby this completed build saga made (why).
+    Discard(String),
     /// Resume after a restart, or after an error left something unsent: re-send what
     /// is pending and re-arm the timer (an accepted saga is started).
     Resume,
@@ -254,6 +256,12 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                             at: self.clock.now() + chrono::Duration::seconds(1),
                             ..timer
                         });
+                    }
+                }
+                Work::Discard(reason) => {
+                    // The pool's upkeep sends it again while the row says discarding.
+                    if let Err(e) = self.apply(cache, saga_id, Input::Discard(reason)).await {
+                        tracing::warn!(error = %format!("{e:#}"), "standby not discarded yet; the pool tries again");
                     }
                 }
                 Work::Replay(action, reply) => {

@@ -6,9 +6,18 @@
 //! The pool's rows live in the saga store (`standbys`); this task keeps `building +
 //! ready` at the configured size and brings the rows in line with the sagas: a build
 //! that completed makes its standby ready, one that rolled back makes it gone, and a
-//! standby whose claiming signup ended is gone (used up, or undone with the signup).
-//! The driver makes the same changes at once when it stores such a transition
-//! ([`Core::follow_pool`]); this task repairs what a crash in between left undone.
+//! standby whose claiming signup completed is gone (used up).
+//!
+//! A standby the pool no longer wants is discarded: its row turns `discarding` (by
+//! compare-and-set, so a signup claiming it at the same instant gets it or not, never
+//! both), then its build saga is undone ([`Input::Discard`](crate::saga::Input)), and
+//! the row is `gone` once that undo rolled back. That happens to ready standbys beyond
+//! the size (newest first), and to a claimed one whose signup rolled back or found it
+//! unusable: before the rename its placeholder folder and database are the standby's,
+//! and the steps' undo of the build removes exactly what is still the standby's.
+//! The driver makes these changes at once when it stores such a transition
+//! ([`Core::follow_pool`]); this task repairs, from the rows, what a crash in between
+//! left undone: a `discarding` row whose build is still completed is discarded again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +28,7 @@ use uuid::Uuid;
 
 use super::{Core, Work};
 use crate::bus::Bus;
-use crate::saga::Saga;
+use crate::saga::{Saga, STANDBY_DISCARDED};
 use crate::store::{SagaStore, Standby, StandbyState};
 
 /// How often the pool is looked after.
@@ -53,13 +62,12 @@ pub(crate) fn placeholder_tenant(id: Uuid, parent_domain: &str) -> TenantContext
 
 /// Every [`POOL_EVERY`], while this instance leads: brings the pool's rows in line
 /// with the sagas, then starts builds until `building + ready` is the pool's size.
+/// With a size of 0 it still runs: it discards the standbys left ready (draining the
+/// pool) and finishes discards under way.
 pub(crate) async fn pool_loop<S: SagaStore, B: Bus>(
     core: Arc<Core<S, B>>,
     stop: CancellationToken,
 ) {
-    if core.pool_size == 0 {
-        return;
-    }
     let mut tick = tokio::time::interval(POOL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -67,8 +75,13 @@ pub(crate) async fn pool_loop<S: SagaStore, B: Bus>(
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = core.tend_pool().await {
-            tracing::warn!(error = %format!("{e:#}"), "standby pool not tended; trying again");
+        match core.tend_pool().await {
+            Ok(()) => {}
+            // A store without a pool, with the pool off: nothing to tend, ever.
+            Err(e) if core.pool_size == 0 && refused(&e) => return,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "standby pool not tended; trying again")
+            }
         }
     }
 }
@@ -77,16 +90,42 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
     /// One round of the pool's upkeep.
     pub(crate) async fn tend_pool(&self) -> anyhow::Result<()> {
         let mut live = 0usize;
+        let mut ready = Vec::new();
         for standby in self.store.standbys(None).await? {
             if self.reconcile(&standby).await? {
                 live += 1;
+                if standby.state == StandbyState::Ready {
+                    ready.push(standby.id);
+                }
             }
         }
         let wanted = self.pool_size as usize;
+        // Beyond the size: the newest ready ones go (the oldest are claimed first, so
+        // the pool keeps turning over). Builds under way finish first and go then.
+        let why = format!("the pool keeps {wanted}");
+        for id in ready.iter().rev() {
+            if live <= wanted {
+                break;
+            }
+            if self.discard(*id, StandbyState::Ready, &why).await? {
+                live -= 1;
+            }
+        }
         for _ in live..wanted {
             self.start_standby_build().await?;
         }
         Ok(())
+    }
+
+    /// Marks standby `id` discarding if it is still `from`, then has its build saga
+    /// undone; whether it was this call that discarded it.
+    async fn discard(&self, id: Uuid, from: StandbyState, why: &str) -> anyhow::Result<bool> {
+        if !self.store.discard_standby(id, from).await? {
+            return Ok(false);
+        }
+        tracing::info!(standby = %id, why, "standby discarded");
+        self.router.send(id, Work::Discard(why.to_string())).await;
+        Ok(true)
     }
 
     /// Brings one row in line with its sagas; whether it still counts towards the
@@ -115,10 +154,35 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                 if let Some(saga) = self.store.get(signup).await? {
                     if saga.tenant.standby.as_ref().map(|s| s.saga_id) == Some(standby.id) {
                         self.follow_claim(&saga).await?;
-                    } else if self.store.standby_gone(standby.id).await? {
+                    } else {
                         // Its signup went on without it (found it unusable).
-                        tracing::info!(standby = %standby.id, %signup, "standby dropped by its signup");
+                        self.discard(standby.id, StandbyState::Claimed, UNUSABLE)
+                            .await?;
                     }
+                }
+                Ok(false)
+            }
+            StandbyState::Discarding => {
+                match self.store.get(standby.id).await? {
+                    // Never built: nothing to undo.
+                    None => {
+                        self.store.standby_gone(standby.id).await?;
+                    }
+                    Some(build) => match build.status {
+                        // Marked, but the undo never started (a crash, or the input
+                        // lost): again. The saga takes it once.
+                        SagaStatus::Completed => {
+                            self.router
+                                .send(standby.id, Work::Discard(NOT_WANTED.into()))
+                                .await;
+                        }
+                        SagaStatus::RolledBack => {
+                            self.store.standby_gone(standby.id).await?;
+                        }
+                        // Undoing; or its undo failed, which an operator replays (the
+                        // row stays discarding until it rolled back).
+                        _ => {}
+                    },
                 }
                 Ok(false)
             }
@@ -160,9 +224,8 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         }
         if let (Some(dropped), None) = (&before.tenant.standby, &after.tenant.standby) {
             // The signup found its standby unusable and goes on the usual way.
-            if self.store.standby_gone(dropped.saga_id).await? {
-                tracing::info!(standby = %dropped.saga_id, "standby unusable: dropped from the pool");
-            }
+            self.discard(dropped.saga_id, StandbyState::Claimed, UNUSABLE)
+                .await?;
         }
         self.follow_claim(after).await
     }
@@ -180,9 +243,17 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             if self.store.standby_ready(build.id, db_name, now).await? {
                 tracing::info!(standby = %build.id, site = %build.tenant.site_name, "standby ready");
             }
-        } else if status.is_terminal() && self.store.standby_gone(build.id).await? {
+        } else if status == SagaStatus::RolledBack && discarded(build) {
+            if self.store.standby_gone(build.id).await? {
+                tracing::info!(standby = %build.id, "standby discarded: removed");
+            }
+        } else if status.is_terminal()
+            && !discarded(build)
+            && self.store.standby_gone(build.id).await?
+        {
             tracing::warn!(standby = %build.id, status = status.as_str(), "standby build failed: not in the pool");
         }
+        // A discard whose undo failed stays discarding: an operator replays it.
         Ok(())
     }
 
@@ -200,9 +271,44 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             {
                 tracing::info!(standby = %standby.saga_id, "signup refused: standby back in the pool");
             }
-        } else if status.is_terminal() && self.store.standby_gone(standby.saga_id).await? {
-            tracing::info!(standby = %standby.saga_id, status = status.as_str(), "standby used up by its signup");
+        } else if status == SagaStatus::Completed
+            && self.store.standby_gone(standby.saga_id).await?
+        {
+            tracing::info!(standby = %standby.saga_id, "standby used up by its signup");
+        } else if status == SagaStatus::RolledBack {
+            // Whatever of the standby its signup did not take over (before the
+            // rename: the folder; before the adoption: the database) is undone now.
+            self.discard(standby.saga_id, StandbyState::Claimed, ROLLED_BACK)
+                .await?;
         }
+        // compensation_failed: the signup's undo is an operator's; its standby stays
+        // claimed until a replay ends it.
         Ok(())
     }
+}
+
+/// Why a standby is discarded, as its build saga's progress says.
+const UNUSABLE: &str = "its signup found it unusable";
+const ROLLED_BACK: &str = "its signup rolled back";
+const NOT_WANTED: &str = "the pool no longer wants it";
+
+/// Whether a build saga's undo is a discard (its error, or the cause of its undo's
+/// failure, says so), not a failed build.
+fn discarded(build: &Saga) -> bool {
+    let mut error = build.error.as_ref();
+    while let Some(e) = error {
+        if e.code == STANDBY_DISCARDED {
+            return true;
+        }
+        error = e.cause.as_deref();
+    }
+    false
+}
+
+/// Whether the store refused because it keeps no pool.
+fn refused(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<crate::store::Error>(),
+        Some(crate::store::Error::Refused(_))
+    )
 }

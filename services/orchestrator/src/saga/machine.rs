@@ -87,6 +87,7 @@ impl Transition<'_> {
                 letter,
                 step,
             } => self.requeue(action, letter, step.as_deref()),
+            Input::Discard(reason) => self.discard(reason),
             Input::Reported(event) => self.reported(event),
             Input::TimerFired(timer) => self.timer_fired(timer),
         }
@@ -128,8 +129,34 @@ impl Transition<'_> {
         Ok(())
     }
 
-    /// An accepted saga found, before it started, that it must not run (its subdomain
-    /// is held outside the saga store): it ends rejected, nothing was created.
+    /// A standby the pool no longer wants: its completed build is undone from the last
+    /// step back, like a failed signup's (each step undoes only what is still the
+    /// standby's: a claimed folder or an adopted database belongs to its signup). The
+    /// saga keeps its run: its undo commands were never sent before.
+    fn discard(&mut self, reason: String) -> Result<(), String> {
+        if !self.saga.tenant.standby_build {
+            return Err("only a standby build saga can be discarded".into());
+        }
+        if self.saga.status != SagaStatus::Completed {
+            return Err(format!(
+                "only a completed standby build can be discarded; this one is {}",
+                self.saga.status.as_str()
+            ));
+        }
+        let message = format!("Standby discarded ({reason}): removing what it created");
+        self.saga.error = Some(ErrorInfo {
+            code: super::state::STANDBY_DISCARDED.into(),
+            message: reason,
+            step: None,
+            cause: None,
+        });
+        self.saga.status = SagaStatus::Compensating;
+        self.saga.result = None;
+        self.publish(None, None, 0, message);
+        self.begin_undo(self.definition.steps.len() - 1, 1);
+        Ok(())
+    }
+
     pub(super) fn begin_step(&mut self, position: usize, attempt: u32) {
         let step = self.step(position).clone();
         let deadline = after(self.now, step.timeout);
@@ -411,12 +438,12 @@ impl Transition<'_> {
         }
         self.saga.status = SagaStatus::RolledBack;
         self.saga.phase = Phase::Finished;
-        self.publish(
-            None,
-            None,
-            0,
-            "Signup rolled back: everything created was removed".into(),
-        );
+        let ended = if self.saga.tenant.standby_build {
+            "Standby removed: everything created for it was removed"
+        } else {
+            "Signup rolled back: everything created was removed"
+        };
+        self.publish(None, None, 0, ended.into());
     }
 
     /// A signup whose claimed standby turned out unusable, now undone: it goes on

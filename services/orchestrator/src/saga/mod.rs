@@ -10,4 +10,4 @@ mod tests;
 
 pub use definition::{RetryPolicy, SagaDefinition, StepDefinition};
 pub use machine::next;
-pub use state::{Action, Decision, Input, Phase, Saga, Timer};
+pub use state::{Action, Decision, Input, Phase, Saga, Timer, STANDBY_DISCARDED};

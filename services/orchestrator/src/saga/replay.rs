@@ -133,6 +133,10 @@ impl Transition<'_> {
 
     fn replay_run(&mut self) -> Result<(), String> {
         match (self.saga.status, self.saga.phase.clone()) {
+            (SagaStatus::RolledBack, _) if self.saga.tenant.standby_build => Err(
+                "a standby build that rolled back is not replayed: the pool builds new standbys"
+                    .into(),
+            ),
             (SagaStatus::RolledBack, _) => {
                 self.saga.run += 1;
                 self.saga.outputs.clear();

@@ -150,11 +150,19 @@ pub enum Input {
         /// The step whose command the letter holds, when known.
         step: Option<String>,
     },
+    /// The pool no longer wants the standby a completed standby build saga made (the
+    /// pool shrank, or the signup that claimed it ended without it): undo the build
+    /// from its last step, saying why. Refused for any other saga.
+    Discard(String),
     /// A step service reported.
     Reported(StepEvent),
     /// A timer set earlier fired.
     TimerFired(Timer),
 }
+
+/// The error code a discarded standby's build saga carries: not a failure, the
+/// reason the pool undid it.
+pub const STANDBY_DISCARDED: &str = "standby_discarded";
 
 /// What the driver must do after storing the new state, in this order.
 #[derive(Debug, Clone, PartialEq)]

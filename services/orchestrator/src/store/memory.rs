@@ -328,6 +328,19 @@ impl SagaStore for MemoryStore {
         })
     }
 
+    async fn discard_standby(&self, id: Uuid, from: StandbyState) -> Result<bool, Error> {
+        self.with(|state| {
+            state.fenced()?;
+            Ok(match state.standbys.get_mut(&id) {
+                Some((standby, _)) if standby.state == from => {
+                    standby.state = StandbyState::Discarding;
+                    true
+                }
+                _ => false,
+            })
+        })
+    }
+
     async fn standby_gone(&self, id: Uuid) -> Result<bool, Error> {
         self.with(|state| {
             state.fenced()?;

@@ -325,6 +325,17 @@ pub trait SagaStore: Send + Sync + 'static {
         async { Err(no_pool()) }
     }
 
+    /// Marks a standby of state `from` discarding (its build saga is to be undone), by
+    /// compare-and-set: whether it changed (false: not in `from`, or unknown).
+    fn discard_standby(
+        &self,
+        id: Uuid,
+        from: StandbyState,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        let _ = (id, from);
+        async { Err(no_pool()) }
+    }
+
     /// Marks a standby gone (used up, failed, discarded): never handed out again.
     /// Whether it changed.
     fn standby_gone(&self, id: Uuid) -> impl Future<Output = Result<bool, Error>> + Send {

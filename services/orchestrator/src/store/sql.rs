@@ -488,6 +488,10 @@ impl SagaStore for SqlStore {
         standbys::sql::release(&self.pool, &self.fence, id, signup).await
     }
 
+    async fn discard_standby(&self, id: Uuid, from: StandbyState) -> Result<bool, Error> {
+        standbys::sql::discarding(&self.pool, &self.fence, id, from).await
+    }
+
     async fn standby_gone(&self, id: Uuid) -> Result<bool, Error> {
         standbys::sql::gone(&self.pool, &self.fence, id).await
     }

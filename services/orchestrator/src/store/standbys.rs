@@ -1,7 +1,9 @@
 //! The standby pool's rows: one per standby site, keyed by the saga that builds it.
 //! A standby is `building` until its build saga completes, then `ready`; a signup
 //! takes a ready one by compare-and-set (`claimed`, with `claimed_by` unique, so two
-//! signups never share one); `gone` once it is used up or was never usable. The SQL
+//! signups never share one); `discarding` while its build saga is undone (the pool
+//! no longer wants it: the size shrank, or its signup rolled back or found it
+//! unusable); `gone` once it is used up, undone or was never usable. The SQL
 //! side runs every write in one transaction behind the leader fence, like the sagas.
 
 use chrono::{DateTime, Utc};
@@ -20,6 +22,9 @@ pub enum StandbyState {
     Ready,
     /// Taken by a signup (`claimed_by`).
     Claimed,
+    /// No longer wanted: its build saga is being undone (folder archived, database
+    /// dropped where still the standby's). Never handed out.
+    Discarding,
     /// Used up, failed or discarded: never handed out again.
     Gone,
 }
@@ -31,6 +36,7 @@ impl StandbyState {
             Self::Building => "building",
             Self::Ready => "ready",
             Self::Claimed => "claimed",
+            Self::Discarding => "discarding",
             Self::Gone => "gone",
         }
     }
@@ -41,6 +47,7 @@ impl StandbyState {
             "building" => Self::Building,
             "ready" => Self::Ready,
             "claimed" => Self::Claimed,
+            "discarding" => Self::Discarding,
             "gone" => Self::Gone,
             other => return Err(Error::Corrupt(format!("unknown standby state {other:?}"))),
         })
@@ -283,6 +290,27 @@ pub(super) mod sql {
         )
         .bind(id.to_string())
         .bind(signup.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    /// `from` → discarding, by compare-and-set (a ready standby a signup claims at the
+    /// same instant goes to one of them only); whether it changed.
+    pub(in crate::store) async fn discarding(
+        pool: &sqlx::AnyPool,
+        fence: &Fence,
+        id: Uuid,
+        from: StandbyState,
+    ) -> Result<bool, Error> {
+        let mut tx = fenced(pool, fence).await?;
+        let changed = sqlx::query(
+            "UPDATE standbys SET state = 'discarding' WHERE standby_id = ? AND state = ?",
+        )
+        .bind(id.to_string())
+        .bind(from.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();

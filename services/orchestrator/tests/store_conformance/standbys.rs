@@ -1,5 +1,5 @@
 //! The standby pool's rows: a standby's life (building, ready, claimed, released,
-//! gone), a claim given again to the same signup, two signups never sharing one
+//! discarding, gone), a claim given again to the same signup, two signups never sharing one
 //! standby however many claim at once, and the writes fenced by the lease.
 
 use std::collections::HashSet;
@@ -106,6 +106,44 @@ pub(crate) async fn lifecycle(store: &impl SagaStore) {
         b_again.map(|s| (s.id, s.claimed_by)),
         Some((b.id, Some(third)))
     );
+    // Its signup rolled back: the pool discards it, from the state it saw only.
+    assert!(
+        !store
+            .discard_standby(b.id, StandbyState::Ready)
+            .await
+            .expect("discard"),
+        "a claimed standby is not discarded as a ready one"
+    );
+    assert!(store
+        .discard_standby(b.id, StandbyState::Claimed)
+        .await
+        .expect("discard"));
+    assert_eq!(state_of(store, b.id).await, StandbyState::Discarding);
+    assert!(
+        !store
+            .discard_standby(b.id, StandbyState::Claimed)
+            .await
+            .expect("discard again"),
+        "discarded once"
+    );
+    assert_eq!(
+        store
+            .claim_standby(Uuid::new_v4(), Utc::now())
+            .await
+            .expect("claim"),
+        None,
+        "a discarding standby is never handed out"
+    );
+    assert_eq!(
+        store
+            .standbys(Some(StandbyState::Discarding))
+            .await
+            .expect("discarding list")
+            .iter()
+            .map(|s| s.id)
+            .collect::<Vec<_>>(),
+        vec![b.id]
+    );
 
     assert!(store.standby_gone(a.id).await.expect("gone"));
     assert!(!store.standby_gone(a.id).await.expect("gone again"));
@@ -201,6 +239,12 @@ pub(crate) async fn fenced(store: &impl SagaStore) {
             .map(|_| ())
     ));
     assert!(refused(store.standby_gone(held.id).await.map(|_| ())));
+    assert!(refused(
+        store
+            .discard_standby(held.id, StandbyState::Ready)
+            .await
+            .map(|_| ())
+    ));
     assert_eq!(
         state_of(store, held.id).await,
         StandbyState::Ready,

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::*;
 
+mod discard;
 mod requeue;
 mod standby;
 mod undo;
