@@ -274,6 +274,9 @@ async fn main() -> anyhow::Result<()> {
             format!("http://127.0.0.1:{bench_http_port}"),
         ),
         ("FRAPPE_APPS", "erpnext".into()),
+        // Both signups take the usual path (the pool's standbys would be left on
+        // this machine's MariaDB when the demo stops).
+        ("STANDBY_POOL_SIZE", "0".into()),
         ("MASTER_STANDIN_ADDR", master_addr.to_string()),
         ("MASTER_SITE_URL", format!("http://{master_addr}")),
         ("MASTER_SITE_NAME", "master.localhost".into()),

@@ -123,6 +123,8 @@ async fn run_orchestrated(
         ("SAGA_SECRETS_KEYS", key.expose_secret().to_string()),
         ("SAGA_STORE_URL", store_url.clone()),
         ("STEP_CONCURRENCY", "64".into()),
+        // No standby pool: every saga runs the four steps, as the baseline does.
+        ("STANDBY_POOL_SIZE", "0".into()),
         // Any free ports: a deployment on this host keeps its own.
         ("HTTP_ADDR", "127.0.0.1:0".into()),
         ("HEALTH_ADDR", "127.0.0.1:0".into()),
