@@ -5,7 +5,7 @@
 //! Debian through playwright-core, `CHROMIUM_BIN` from dev/lib.sh's ensure_chromium):
 //! a signup's stages up to "Workspace ready!" with the link, its API token in an
 //! HTTP-only cookie, the redirect; a taken subdomain's reason next to the field; a
-//! failing site step's rollback. Screenshots in `target/test-output/nextjs/`.
+//! forged signup cookie refused; a failing site step's rollback. Screenshots in `target/test-output/nextjs/`.
 
 use std::time::Duration;
 
@@ -76,7 +76,7 @@ async fn the_nextjs_example_signs_up_in_a_real_browser() {
     ]);
     let output = npm(&app, &["run", "test:browser"], "browser-test", &test_env);
     for count in [
-        "# pass 3",
+        "# pass 4",
         "# fail 0",
         "# cancelled 0",
         "# skipped 0",
@@ -90,6 +90,7 @@ async fn the_nextjs_example_signs_up_in_a_real_browser() {
         "3-workspace-ready",
         "4-subdomain-taken",
         "5-rolled-back",
+        "6-forged-cookie",
     ] {
         assert!(
             screenshots.join(format!("{name}.png")).is_file(),

@@ -53,7 +53,7 @@ export function SignupForm({ signupId, parentDomain }: { signupId: string; paren
   }, [wanted, parentDomain]);
 
   // The server's refusal of this very subdomain says it already: no second message.
-  const refusedHere = state.field === "subdomain" && (state.subdomain ?? "") === subdomain.trim();
+  const refusedHere = state.field === "subdomain" && (state.subdomain ?? "") === subdomain.trim().toLowerCase();
   const fieldError = (field: string) =>
     state.field === field ? (
       <div className="hint bad" role="alert" data-testid={`${field}-error`}>
@@ -70,7 +70,7 @@ export function SignupForm({ signupId, parentDomain }: { signupId: string; paren
 
       <label htmlFor="subdomain">Subdomain</label>
       <div className="subdomain">
-        <input id="subdomain" name="subdomain" placeholder={derive(organization)} value={subdomain} onChange={(e) => setSubdomain(e.target.value)} aria-describedby="subdomain-check" />
+        <input id="subdomain" name="subdomain" placeholder={derive(organization)} value={subdomain} onChange={(e) => setSubdomain(e.target.value)} aria-describedby="subdomain-check" autoCapitalize="none" autoCorrect="off" spellCheck={false} />
         <span>.{parentDomain}</span>
       </div>
       <div id="subdomain-check" data-testid="subdomain-check" className={`hint ${check.state}`} aria-live="polite">

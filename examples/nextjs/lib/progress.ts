@@ -2,17 +2,28 @@
 // anything it does not need (the API key and its sealed secret stay on the server).
 import type { ProgressEvent } from "@tenant-saga/client";
 
-/** A progress event as it is relayed to the browser. */
-export type PublicEvent = Omit<ProgressEvent, "result"> & {
+/** A progress event as it is relayed to the browser: only what the page shows. */
+export type PublicEvent = Pick<
+  ProgressEvent,
+  "saga_id" | "sequence" | "status" | "step" | "step_status" | "percent" | "message" | "error" | "at"
+> & {
   result?: { site_url?: string; site_name?: string; subdomain?: string };
 };
 
-/** Drops the API key and secret from a `completed` event's result. */
+/**
+ * The fields the page needs, picked (not the rest dropped): a field a later contract
+ * adds, or an operator's action (who replayed the saga, and why), never reaches the
+ * browser unless added here. A `completed` event's API key and sealed secret stay on
+ * the server.
+ */
 export function publicEvent(event: ProgressEvent): PublicEvent {
-  const { result, ...rest } = event;
-  if (!result) return rest;
-  const { site_url, site_name, subdomain } = result as Record<string, string | undefined>;
-  return { ...rest, result: { site_url, site_name, subdomain } };
+  const { saga_id, sequence, status, step, step_status, percent, message, error, at, result } = event;
+  const shown: PublicEvent = { saga_id, sequence, status, step, step_status, percent, message, error, at };
+  if (result) {
+    const { site_url, site_name, subdomain } = result as Record<string, string | undefined>;
+    shown.result = { site_url, site_name, subdomain };
+  }
+  return shown;
 }
 
 /** One stage of the provisioning page: a step of the saga. */

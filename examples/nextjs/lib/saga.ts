@@ -22,8 +22,7 @@ export function webAppKeys(): Promise<Keyring> {
   return cache.webAppKeys;
 }
 
-/** The cookie naming the signup this browser sent: only it may follow and finish it. */
-export const SIGNUP_COOKIE = "saga_signup";
+export { SIGNUP_COOKIE, isSignupCookieFor, signupCookieValue } from "./signup-cookie";
 /** The cookie the new workspace's API token goes to (`<api key>:<api secret>`). */
 export const API_KEY_COOKIE = "workspace_api_key";
 

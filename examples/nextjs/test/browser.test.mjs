@@ -3,8 +3,10 @@
 // tests/tests/nextjs_example.rs starts (missing settings fail, never skip): a signup
 // whose stages appear one by one until "Workspace ready!" with the site's link, its
 // API token in an HTTP-only cookie that authenticates against the site, then the
-// redirect; a taken subdomain's reason next to the field; a signup whose site step
-// fails, rolled back with a clear message. Screenshots go to SCREENSHOT_DIR.
+// redirect; a taken subdomain's reason next to the field; a forged signup cookie
+// (the saga id alone) neither follows nor finishes someone else's signup; a signup
+// whose site step fails, rolled back with a clear message. Screenshots go to
+// SCREENSHOT_DIR.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
@@ -26,6 +28,11 @@ const PARENT = env.PARENT_DOMAIN ?? "example.test";
 const first = JSON.parse(env.SUBDOMAINS).web;
 assert.ok(first, "SUBDOMAINS names no subdomain for web");
 const PASSWORD = `Browser-Lantern-${env.SUBDOMAIN_SUFFIX}-Orbit`;
+// As a person might type it: the contract takes lower case only, the app lowercases.
+const typed = [...first].map((c, i) => (i % 2 === 0 ? c.toUpperCase() : c)).join("");
+assert.notEqual(typed, first);
+/** The first test's saga, completed: the forgery test tries to take its API token. */
+let firstSagaId;
 
 let browser;
 before(async () => {
@@ -71,13 +78,14 @@ test("a signup shows its stages and reaches Workspace ready with the site's link
   await context.route(`${site}/**`, (route) =>
     route.fulfill({ contentType: "text/html", body: "<h1>Tenant dashboard</h1>" }),
   );
-  await fillForm(page, { organization: "Browser Org", subdomain: first });
+  await fillForm(page, { organization: "Browser Org", subdomain: typed });
   const check = page.getByTestId("subdomain-check");
   await check.getByText(`${first}.${PARENT} is available`).waitFor();
   await shot(page, "1-signup-form");
   await page.getByRole("button", { name: "Create workspace" }).click();
 
   await page.waitForURL(/\/provisioning\/[0-9a-f-]{36}$/);
+  firstSagaId = new URL(page.url()).pathname.split("/").at(-1);
   await page.locator('li[data-step="site"]').waitFor();
   await shot(page, "2-stages");
   const outcome = page.getByTestId("outcome");
@@ -100,7 +108,7 @@ test("a signup shows its stages and reaches Workspace ready with the site's link
   // They appeared one by one: the page showed fewer stages first, and the slow ones
   // (bench commands) running.
   const seen = await page.evaluate(() => window.__stages);
-  assert.ok(seen.some((s) => s.split(" ").length < 4), `stages one by one: ${JSON.stringify(seen)}`);
+  assert.ok(seen.some((s) => s !== "" && s.split(" ").length < 4), `stages one by one: ${JSON.stringify(seen)}`);
   for (const step of ["site", "admin_user"]) {
     assert.ok(
       seen.some((s) => s.includes(`${step}:running`)),
@@ -141,6 +149,48 @@ test("a taken subdomain shows the reason next to the field", { timeout: 60_000 }
   assert.equal(await check.textContent(), "", "said once, next to the field");
   assert.equal(new URL(page.url()).pathname, "/", "still on the form");
   await shot(page, "4-subdomain-taken");
+  await context.close();
+});
+
+test("a forged signup cookie (the saga id) neither follows nor finishes the signup", { timeout: 60_000 }, async () => {
+  assert.ok(firstSagaId, "the first test ran");
+  const events = `${env.BASE_URL}/api/signups/${firstSagaId}/events`;
+  // The cookie as it was before it was signed (the bare id), and with a made-up MAC.
+  for (const forged of [firstSagaId, `${firstSagaId}.${Buffer.alloc(32).toString("base64url")}`]) {
+    const answer = await fetch(events, { headers: { Cookie: `saga_signup=${forged}` } });
+    assert.equal(answer.status, 403, `events with saga_signup=${forged}`);
+    await answer.body?.cancel();
+  }
+
+  // In a browser holding the forged cookie, the provisioning page says it cannot
+  // follow the signup (the 403), rather than "Waiting…" forever.
+  const { context, page } = await newPage();
+  await context.addCookies([{ name: "saga_signup", value: firstSagaId, url: env.BASE_URL, httpOnly: true }]);
+  await page.goto(`${env.BASE_URL}/provisioning/${firstSagaId}`);
+  await page.getByTestId("problem").getByText("We cannot show the progress of this signup").waitFor();
+  await shot(page, "6-forged-cookie");
+
+  // Even told the saga completed (the stream answered here), the server action that
+  // sets the API token refuses the forged cookie.
+  await context.route(`${env.BASE_URL}/api/signups/**`, (route) =>
+    route.fulfill({
+      contentType: "text/event-stream",
+      body: `event: progress\nid: 9\ndata: ${JSON.stringify({
+        saga_id: firstSagaId,
+        sequence: 9,
+        status: "completed",
+        percent: 100,
+        message: "Workspace ready",
+        timestamp: new Date().toISOString(),
+      })}\n\n`,
+    }),
+  );
+  await page.reload();
+  const outcome = page.getByTestId("outcome");
+  await outcome.getByText("Workspace ready!").waitFor();
+  await page.getByTestId("problem").getByText("This signup was not started in this browser.").waitFor();
+  assert.equal(await outcome.getByRole("link").count(), 0, "no link to the workspace");
+  assert.equal((await context.cookies(env.BASE_URL)).some((c) => c.name === "workspace_api_key"), false);
   await context.close();
 });
 

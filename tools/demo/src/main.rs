@@ -10,7 +10,11 @@
 //!
 //! It prints the orchestrator's dashboard address first, so the two sagas can be
 //! watched there too. `--keep` leaves the services and the dashboard up until Ctrl-C,
-//! and the demo tenant's database and bench folder in place afterwards.
+//! and the demo tenant's database and bench folder in place afterwards. `--web-app`
+//! (with `--keep`) runs them without a namespace, as a backend for a web app, and
+//! writes the environment that app needs (module `web_app`).
+
+mod web_app;
 
 use std::time::Duration;
 
@@ -198,6 +202,11 @@ struct Args {
     /// The orchestrator's HTTP address (dashboard and API); a free port when taken.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http_addr: std::net::SocketAddr,
+    /// A backend to develop a web app against (examples/nextjs): subjects and streams
+    /// without a namespace, as the TypeScript client names them, on this machine's own
+    /// NATS server, and the web app's environment written to a file. Needs `--keep`.
+    #[arg(long, requires = "keep")]
+    web_app: bool,
 }
 
 /// `wanted` when it can be bound, else a free port on its host.
@@ -219,7 +228,13 @@ async fn main() -> anyhow::Result<()> {
     let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let mysql_url = std::env::var("TENANT_DB_ADMIN_URL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
-    let namespace = format!("demo{}", &Uuid::new_v4().simple().to_string()[..6]);
+    // A namespace of its own, so that the demo disturbs nothing on a shared server;
+    // none for a web app, whose client names subjects as a deployment does.
+    let namespace = if args.web_app {
+        String::new()
+    } else {
+        format!("demo{}", &Uuid::new_v4().simple().to_string()[..6])
+    };
     let dir = tempfile::Builder::new().prefix("saga-demo-").tempdir()?;
     let bench = dir.path().join("frappe-bench");
     std::fs::create_dir_all(bench.join("sites"))?;
@@ -237,7 +252,9 @@ async fn main() -> anyhow::Result<()> {
         probe.local_addr()?
     };
     // The web app's key pair: the user step seals the API secret to its public half.
-    let web_app = secrets::Keyring::random(&secrets::KeyId::parse("demo-web")?);
+    let web_app_private = secrets::Keyring::generate_entry(&secrets::KeyId::parse("demo-web")?);
+    let web_app = secrets::Keyring::parse(web_app_private.expose_secret())?;
+    let services_keys = secrets::Keyring::generate_entry(&secrets::KeyId::parse("demo")?);
     let bench_http_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -248,9 +265,7 @@ async fn main() -> anyhow::Result<()> {
         ("NATS_NAMESPACE", namespace.clone()),
         (
             "SAGA_SECRETS_KEYS",
-            secrets::Keyring::generate_entry(&secrets::KeyId::parse("demo")?)
-                .expose_secret()
-                .to_string(),
+            services_keys.expose_secret().to_string(),
         ),
         ("WEB_APP_PUBLIC_KEY", web_app.recipient().to_text()),
         (
@@ -319,6 +334,14 @@ async fn main() -> anyhow::Result<()> {
     let nats = step_runtime::bus::NatsConfig::from_lookup(|k| std::env::var(k).ok())?;
     let client = step_runtime::bus::connect(&nats, "demo").await?;
     let js = jetstream::new(client);
+    // Without a namespace the streams may be there already (an earlier `--web-app`):
+    // those are left as found; the ones made here are deleted at the end.
+    let mut existing = Vec::new();
+    for stream in subjects.streams() {
+        if js.get_stream_no_info(&stream).await.is_ok() {
+            existing.push(stream);
+        }
+    }
     step_runtime::bus::ensure_streams(&js, &subjects, 1, step_runtime::bus::DEFAULT_REPORT_TTL)
         .await?;
     let admin = sqlx::MySqlPool::connect(&mysql_url)
@@ -384,6 +407,18 @@ async fn main() -> anyhow::Result<()> {
         end.error.map(|e| e.message).unwrap_or_default()
     );
 
+    if args.web_app {
+        web_app::WebAppEnv {
+            nats_url: nats_url.clone(),
+            nats_auth: !matches!(nats.auth, step_runtime::bus::NatsAuth::Anonymous),
+            saga_public_key: secrets::Keyring::parse(services_keys.expose_secret())?
+                .recipient()
+                .to_text(),
+            web_app_private_keys: web_app_private.expose_secret().to_string(),
+            parent_domain: "localhost".into(),
+        }
+        .announce(dir.path())?;
+    }
     if keep {
         println!(
             "\n{BOLD}--keep:{RESET} the services and the dashboard stay up at {BOLD}http://{http_addr}/{RESET} (read token {read_token}); Ctrl-C stops them"
@@ -410,7 +445,9 @@ async fn main() -> anyhow::Result<()> {
         println!("\n{DIM}demo tenant removed (run with --keep to keep it){RESET}");
     }
     for stream in subjects.streams() {
-        let _ = js.delete_stream(&stream).await;
+        if !existing.contains(&stream) {
+            let _ = js.delete_stream(&stream).await;
+        }
     }
     Ok(())
 }

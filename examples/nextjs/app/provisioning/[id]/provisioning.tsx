@@ -30,6 +30,17 @@ export function Provisioning({ sagaId, redirectSeconds }: { sagaId: string; redi
       // Over: no reconnect (the stream ended on purpose).
       if (isOver(event)) source.close();
     });
+    // A network hiccup: the EventSource reconnects by itself (state CONNECTING). An
+    // answer that is not a stream (403: not this browser's signup; 500) closes it for
+    // good: say so rather than wait forever.
+    source.addEventListener("error", () => {
+      if (source.readyState === EventSource.CLOSED) {
+        setProblem(
+          "We cannot show the progress of this signup: it was not started in this browser, " +
+            "or the server failed. Reload the page to try again.",
+        );
+      }
+    });
     return () => source.close();
   }, [sagaId]);
 
@@ -37,11 +48,16 @@ export function Provisioning({ sagaId, redirectSeconds }: { sagaId: string; redi
   useEffect(() => {
     if (last?.status !== "completed") return;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    finishSignup(sagaId).then((answer) => {
-      if ("error" in answer) return setProblem(answer.error);
-      setLink(answer.url);
-      if (redirectSeconds > 0) timer = setTimeout(() => window.location.assign(answer.url), redirectSeconds * 1000);
-    });
+    finishSignup(sagaId)
+      .then((answer) => {
+        if ("error" in answer) return setProblem(answer.error);
+        setLink(answer.url);
+        if (redirectSeconds > 0) timer = setTimeout(() => window.location.assign(answer.url), redirectSeconds * 1000);
+      })
+      .catch(() => {
+        // The server action itself failed (the server is away, or it threw).
+        setProblem("Your workspace is ready, but we could not sign you in to it just now; please reload this page.");
+      });
     return () => clearTimeout(timer);
   }, [last?.status, sagaId, redirectSeconds]);
 
@@ -51,7 +67,7 @@ export function Provisioning({ sagaId, redirectSeconds }: { sagaId: string; redi
   return (
     <>
       <progress max={100} value={last?.percent ?? 0} aria-label="progress" />
-      {last ? null : <p>Waiting for the first news…</p>}
+      {last || problem ? null : <p>Waiting for the first news…</p>}
       <ol className="stages">
         {stages.map((stage) => (
           <li key={stage.step} data-step={stage.step} data-state={stage.state}>
@@ -91,7 +107,11 @@ export function Provisioning({ sagaId, redirectSeconds }: { sagaId: string; redi
             ) : null}
           </div>
         ) : null}
-        {problem ? <p className="error">{problem}</p> : null}
+        {problem ? (
+          <p className="error" role="alert" data-testid="problem">
+            {problem}
+          </p>
+        ) : null}
       </div>
     </>
   );

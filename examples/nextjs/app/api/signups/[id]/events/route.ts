@@ -2,17 +2,17 @@
 // from the bus by the saga client (`event: progress`, `id: <sequence>`); a browser that
 // reconnects with `Last-Event-ID: n` gets the events after n, none twice. The stream
 // ends after the saga's terminal event. Only the browser that sent the signup may
-// follow it (its HTTP-only cookie names the saga).
+// follow it (its HTTP-only cookie names the saga, signed by the server: lib/signup-cookie.ts).
 import { cookies } from "next/headers";
 
 import { publicEvent } from "@/lib/progress";
-import { SIGNUP_COOKIE, saga } from "@/lib/saga";
+import { SIGNUP_COOKIE, isSignupCookieFor, saga } from "@/lib/saga";
 
 export const dynamic = "force-dynamic";
 
 export async function GET(request: Request, context: { params: Promise<{ id: string }> }): Promise<Response> {
   const { id } = await context.params;
-  if ((await cookies()).get(SIGNUP_COOKIE)?.value !== id) {
+  if (!isSignupCookieFor((await cookies()).get(SIGNUP_COOKIE)?.value, id)) {
     return Response.json({ error: "not your signup" }, { status: 403 });
   }
   const after = Number.parseInt(request.headers.get("last-event-id") ?? "0", 10) || 0;
