@@ -36,9 +36,9 @@ pub async fn run(cli: &Cli) -> Result<u8, Error> {
         Command::Watch { saga } => {
             let client = Client::connect(cli).await?;
             let id = client.resolve(saga).await?;
-            // Known to the orchestrator: else the watch would wait for nothing.
-            let known = client.get(id).await?;
-            error::check(&known.error)?;
+            // Known to the orchestrator: else the watch would wait for nothing. A
+            // signup sent a moment ago may not be accepted yet: wait for it a while.
+            let known = known_saga(&client, id).await?;
             let latest = known.timeline.last().map_or(0, |e| e.sequence);
             crate::watch::watch(&client, id, latest, cli.json).await
         }
@@ -315,6 +315,25 @@ async fn dead_letters(cli: &Cli, command: &DeadLettersCommand) -> Result<u8, Err
         }
     }
     Ok(code::OK)
+}
+
+/// How long `watch` waits for a saga the orchestrator does not know yet (a signup
+/// still on its way to being accepted).
+const ACCEPT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The saga `id` once the orchestrator knows it; `not_found` only after
+/// [`ACCEPT_WAIT`], any other refusal at once.
+async fn known_saga(client: &Client, id: uuid::Uuid) -> Result<contracts::admin::GetReply, Error> {
+    let deadline = tokio::time::Instant::now() + ACCEPT_WAIT;
+    loop {
+        let reply = client.get(id).await?;
+        let not_found = reply.error.as_ref().is_some_and(|e| e.code == "not_found");
+        if !not_found || tokio::time::Instant::now() >= deadline {
+            error::check(&reply.error)?;
+            return Ok(reply);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 async fn signup(cli: &Cli, args: &SignupArgs) -> Result<u8, Error> {
