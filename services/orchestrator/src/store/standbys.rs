@@ -177,18 +177,13 @@ pub(super) mod sql {
         db_name: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, Error> {
-        let mut tx = fenced(pool, fence).await?;
-        let changed = sqlx::query(
+        let update = sqlx::query(
             "UPDATE standbys SET state = 'ready', db_name = ?, ready_at = ? WHERE standby_id = ? AND state = 'building'",
         )
         .bind(db_name.to_string())
         .bind(now.timestamp_millis())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(changed == 1)
+        .bind(id.to_string());
+        fenced_change(pool, fence, update).await
     }
 
     /// The standby `signup` holds, else the oldest ready one, taken by compare-and-set.
@@ -284,17 +279,12 @@ pub(super) mod sql {
         id: Uuid,
         signup: Uuid,
     ) -> Result<bool, Error> {
-        let mut tx = fenced(pool, fence).await?;
-        let changed = sqlx::query(
+        let update = sqlx::query(
             "UPDATE standbys SET state = 'ready', claimed_by = NULL, claimed_at = NULL WHERE standby_id = ? AND state = 'claimed' AND claimed_by = ?",
         )
         .bind(id.to_string())
-        .bind(signup.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(changed == 1)
+        .bind(signup.to_string());
+        fenced_change(pool, fence, update).await
     }
 
     /// `from` → discarding, by compare-and-set (a ready standby a signup claims at the
@@ -305,17 +295,12 @@ pub(super) mod sql {
         id: Uuid,
         from: StandbyState,
     ) -> Result<bool, Error> {
-        let mut tx = fenced(pool, fence).await?;
-        let changed = sqlx::query(
+        let update = sqlx::query(
             "UPDATE standbys SET state = 'discarding' WHERE standby_id = ? AND state = ?",
         )
         .bind(id.to_string())
-        .bind(from.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(changed == 1)
+        .bind(from.as_str());
+        fenced_change(pool, fence, update).await
     }
 
     /// Any state → gone; whether it changed.
@@ -324,14 +309,22 @@ pub(super) mod sql {
         fence: &Fence,
         id: Uuid,
     ) -> Result<bool, Error> {
-        let mut tx = fenced(pool, fence).await?;
-        let changed = sqlx::query(
+        let update = sqlx::query(
             "UPDATE standbys SET state = 'gone' WHERE standby_id = ? AND state <> 'gone'",
         )
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .bind(id.to_string());
+        fenced_change(pool, fence, update).await
+    }
+
+    /// Runs one conditional `UPDATE` in a transaction behind the lease's fence;
+    /// whether it changed the row (the compare-and-set held).
+    async fn fenced_change<'q>(
+        pool: &sqlx::AnyPool,
+        fence: &Fence,
+        update: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<bool, Error> {
+        let mut tx = fenced(pool, fence).await?;
+        let changed = update.execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
         Ok(changed == 1)
     }
