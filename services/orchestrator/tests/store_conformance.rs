@@ -5,7 +5,7 @@
 //! writers on one database, `lease.rs` the leader lease and its fencing, `paging.rs`
 //! the operators' list filters and pages and the operator actions kept in a timeline,
 //! `mysql_database.rs` a MariaDB store whose database does not exist yet, `standbys.rs`
-//! the standby pool's rows.
+//! the standby pool's rows, `pool.rs` the operators' pool size, misses and figures.
 
 #[path = "store_conformance/groups.rs"]
 mod groups;
@@ -15,6 +15,8 @@ mod lease;
 mod mysql_database;
 #[path = "store_conformance/paging.rs"]
 mod paging;
+#[path = "store_conformance/pool.rs"]
+mod pool;
 #[path = "store_conformance/standbys.rs"]
 mod standbys;
 
@@ -24,7 +26,7 @@ use chrono::Utc;
 use contracts::signup::AuthProvider;
 use contracts::{Rejection, SagaStatus, TenantContext};
 use orchestrator::saga::{next, Decision, Input, Saga, SagaDefinition};
-use orchestrator::store::{Inserted, MemoryStore, SagaStore, SqlStore, Updated};
+use orchestrator::store::{Inserted, MemoryStore, SagaStore, SqlStore, Standby, Updated};
 use uuid::Uuid;
 
 fn tenant(subdomain: &str) -> TenantContext {
@@ -288,6 +290,14 @@ async fn memory_store_keeps_the_standby_pool() {
 }
 
 #[tokio::test]
+async fn memory_store_keeps_the_pool_size_and_figures() {
+    let store = MemoryStore::default();
+    pool::settings(&store, &store).await;
+    pool::figures(&store).await;
+    pool::fenced(&store).await;
+}
+
+#[tokio::test]
 async fn memory_store_fences_writes_by_its_lease() {
     lease::one_instance(&MemoryStore::default()).await;
 }
@@ -336,6 +346,43 @@ async fn sqlite_store_keeps_the_standby_pool() {
     let other = SqlStore::connect(&url).await.expect("second sqlite store");
     standbys::two_instances_race(&store, &other).await;
     standbys::fenced(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_the_pool_size_and_figures() {
+    let (_dir, url) = sqlite_file();
+    let store = SqlStore::connect(&url).await.expect("sqlite store");
+    let other = SqlStore::connect(&url).await.expect("second sqlite store");
+    pool::settings(&store, &other).await;
+    pool::figures(&store).await;
+    pool::fenced(&store).await;
+}
+
+/// A `standbys` table as the release before `changed_at` made it, with a ready row:
+/// opening the store adds the column, and the row reads back, `since` its ready time.
+#[tokio::test]
+async fn sqlite_store_migrates_an_earlier_standbys_table() {
+    let (_dir, url) = sqlite_file();
+    drop(SqlStore::connect(&url).await.expect("make the file"));
+    let mut raw = <sqlx::AnyConnection as sqlx::Connection>::connect(&format!("{url}?mode=rw"))
+        .await
+        .expect("raw connection");
+    let id = Uuid::new_v4();
+    for sql in [
+        "DROP TABLE standbys".to_string(),
+        "CREATE TABLE standbys (standby_id VARCHAR(36) NOT NULL PRIMARY KEY, site_name VARCHAR(255) NOT NULL, db_name VARCHAR(64) NOT NULL, state VARCHAR(16) NOT NULL, claimed_by VARCHAR(36) NULL UNIQUE, created_at BIGINT NOT NULL, ready_at BIGINT NULL, claimed_at BIGINT NULL)".into(),
+        format!("INSERT INTO standbys VALUES ('{id}', 'sb-old.example.test', 't_old', 'ready', NULL, 1000, 2000, NULL)"),
+    ] {
+        sqlx::raw_sql(&sql).execute(&mut raw).await.expect(&sql);
+    }
+    drop(raw);
+    let store = SqlStore::connect(&url).await.expect("reopen and migrate");
+    let old = store.standby(id).await.expect("read").expect("kept");
+    assert_eq!(old.since.timestamp_millis(), 2000, "its ready time");
+    // And a second opening finds the column there already.
+    let again = SqlStore::connect(&url).await.expect("reopen again");
+    assert!(again.discard_standby(id, orchestrator::store::StandbyState::Ready).await.expect("write"));
+    assert!(again.standby(id).await.expect("read").expect("kept").since.timestamp_millis() > 2000);
 }
 
 #[tokio::test]
@@ -459,6 +506,37 @@ async fn mysql_store_keeps_the_standby_pool() {
     standbys::claims_race(&store).await;
     standbys::two_instances_race(&store, &database.store().await).await;
     standbys::fenced(&store).await;
+}
+
+#[tokio::test]
+async fn mysql_store_keeps_the_pool_size_and_figures() {
+    let database = MysqlDatabase::create().await;
+    let (store, other) = (database.store().await, database.store().await);
+    pool::settings(&store, &other).await;
+    pool::figures(&store).await;
+    pool::fenced(&store).await;
+}
+
+/// A `standbys` table without `changed_at` (an earlier release's), on MariaDB.
+#[tokio::test]
+async fn mysql_store_migrates_an_earlier_standbys_table() {
+    let database = MysqlDatabase::create().await;
+    drop(database.store().await);
+    let mut raw = <sqlx::AnyConnection as sqlx::Connection>::connect(&database.url())
+        .await
+        .expect("raw connection");
+    sqlx::raw_sql("ALTER TABLE standbys DROP COLUMN changed_at")
+        .execute(&mut raw)
+        .await
+        .expect("an earlier table");
+    drop(raw);
+    let url = database.url();
+    let (first, second) = futures::join!(SqlStore::connect(&url), SqlStore::connect(&url));
+    let store = first.expect("migrated");
+    second.expect("two instances opening at once both work");
+    let standby = Standby::building(Uuid::new_v4(), "sb-x.example.test".into(), Utc::now());
+    store.add_standby(&standby).await.expect("add");
+    assert_eq!(store.standby(standby.id).await.expect("read"), Some(standby));
 }
 
 #[tokio::test]
