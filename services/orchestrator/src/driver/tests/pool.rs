@@ -152,3 +152,33 @@ async fn a_store_without_a_pool_is_asked_once() {
     assert!(rig.saga(signup).await.tenant.standby.is_none());
     assert!(!rig.core.pool.claimable(), "refused once: never asked again");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_configured_off_and_set_on_by_an_operator_serves_signups() {
+    let rig = Rig::with_pool(true, 0);
+    rig.core.tend_pool().await.expect("tend");
+    assert!(states(&rig).await.is_empty(), "off as configured");
+    assert!(!rig.core.pool.claimable());
+    rig.core
+        .store
+        .set_pool_setting(&setting(Some(1)))
+        .await
+        .expect("set");
+    rig.core.tend_pool().await.expect("tend");
+    all_built(&rig).await;
+    let signup = Uuid::new_v4();
+    rig.signup(signup).await;
+    stored(&rig, signup).await;
+    assert!(rig.saga(signup).await.tenant.standby.is_some());
+    // A second signup finds none ready: a miss, kept in the store.
+    let late = Uuid::new_v4();
+    rig.signup(late).await;
+    stored(&rig, late).await;
+    let figures = rig
+        .core
+        .store
+        .pool_figures(rig.core.clock.now() - chrono::TimeDelta::hours(1))
+        .await
+        .expect("figures");
+    assert_eq!((figures.taken, figures.missed), (1, 1));
+}
