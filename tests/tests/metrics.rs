@@ -101,7 +101,9 @@ async fn a_completed_and_a_rolled_back_saga_are_counted_where_operators_look() {
     for outcome in ["completed", "rolled_back"] {
         assert_sample(
             &orchestrator,
-            &format!(r#"saga_duration_seconds_count{{kind="signup",run="first",outcome="{outcome}"}}"#),
+            &format!(
+                r#"saga_duration_seconds_count{{kind="signup",run="first",outcome="{outcome}"}}"#
+            ),
             1.0,
         );
     }

@@ -68,7 +68,11 @@ async fn operators_show_set_and_clear_the_pool_size_with_sagactl() {
     assert_eq!((reply.size, reply.source), (0, PoolSizeSource::Configured));
     let action = reply.last_action.expect("recorded");
     assert_eq!(
-        (action.action.as_str(), action.operator.as_str(), action.reason.as_str()),
+        (
+            action.action.as_str(),
+            action.operator.as_str(),
+            action.reason.as_str()
+        ),
         ("pool_size_cleared", "ops-ann", "launch over")
     );
 

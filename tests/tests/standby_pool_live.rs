@@ -139,7 +139,10 @@ async fn operators_size_the_pool_live_it_survives_a_restart_and_drains_to_nothin
         (off.size, off.source, off.configured_size),
         (0, PoolSizeSource::Configured, 0)
     );
-    assert!(off.standbys.is_empty() && off.last_action.is_none(), "{off:?}");
+    assert!(
+        off.standbys.is_empty() && off.last_action.is_none(),
+        "{off:?}"
+    );
 
     // Bad input changes nothing.
     let refused = put_size(&w, 1001, "too many").await;
@@ -153,7 +156,11 @@ async fn operators_size_the_pool_live_it_survives_a_restart_and_drains_to_nothin
     assert_eq!((set.size, set.source), (1, PoolSizeSource::Operator));
     let action = set.last_action.expect("recorded");
     assert_eq!(
-        (action.action.as_str(), action.operator.as_str(), action.reason.as_str()),
+        (
+            action.action.as_str(),
+            action.operator.as_str(),
+            action.reason.as_str()
+        ),
         ("pool_size", "ann", "launch day")
     );
     let standby = settles(&w, 1).await.remove(0);
@@ -173,7 +180,13 @@ async fn operators_size_the_pool_live_it_survives_a_restart_and_drains_to_nothin
     }
     let mut prepared = 0;
     for id in [a, b] {
-        if w.h.timeline(id, 1).await.first().map(|e| e.message.as_str()) == Some(PREPARED) {
+        if w.h
+            .timeline(id, 1)
+            .await
+            .first()
+            .map(|e| e.message.as_str())
+            == Some(PREPARED)
+        {
             prepared += 1;
         }
     }
@@ -185,10 +198,7 @@ async fn operators_size_the_pool_live_it_survives_a_restart_and_drains_to_nothin
         "{by_nats:?}"
     );
     let by_http = get_pool(&w).await;
-    assert_eq!(
-        (by_http.taken_last_hour, by_http.missed_last_hour),
-        (1, 1)
-    );
+    assert_eq!((by_http.taken_last_hour, by_http.missed_last_hour), (1, 1));
     assert!(
         !by_http.standbys.iter().any(|s| s.standby_id == standby.id),
         "a used-up standby is not listed"
@@ -249,7 +259,12 @@ async fn operators_size_the_pool_live_it_survives_a_restart_and_drains_to_nothin
         );
         assert_eq!(ledger_holder(&standby.db_name).await, None);
         assert_eq!(
-            w.store.get(standby.id).await.expect("saga").expect("build").status,
+            w.store
+                .get(standby.id)
+                .await
+                .expect("saga")
+                .expect("build")
+                .status,
             SagaStatus::RolledBack
         );
     }
@@ -269,7 +284,10 @@ async fn operators_size_the_pool_live_it_survives_a_restart_and_drains_to_nothin
         .expect("DELETE /api/v1/pool");
     assert_eq!(cleared.status(), 200);
     let cleared: PoolReply = cleared.json().await.expect("reply");
-    assert_eq!((cleared.size, cleared.source), (0, PoolSizeSource::Configured));
+    assert_eq!(
+        (cleared.size, cleared.source),
+        (0, PoolSizeSource::Configured)
+    );
     let action = cleared.last_action.expect("recorded");
     assert_eq!(
         (action.action.as_str(), action.operator.as_str()),

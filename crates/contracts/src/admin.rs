@@ -38,7 +38,16 @@ pub struct ReplayRequest {
 /// What a saga provisions: a tenant's signup, or a standby site the pool builds ahead
 /// of time (README, "Standby pool"), which operators reading signup figures leave out.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
     utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]

@@ -59,7 +59,9 @@ pub(crate) async fn read<S: SagaStore>(
     let read = async {
         let setting = store.pool_setting().await?;
         let standbys = store.standbys(None).await?;
-        let figures = store.pool_figures(now - chrono::TimeDelta::hours(1)).await?;
+        let figures = store
+            .pool_figures(now - chrono::TimeDelta::hours(1))
+            .await?;
         Ok::<_, crate::store::Error>((setting, standbys, figures))
     };
     let (setting, standbys, figures) = match read.await {
@@ -168,8 +170,14 @@ mod tests {
             let standby = Standby::building(*id, format!("sb-{id}.test"), now);
             store.add_standby(&standby).await.expect("add");
         }
-        store.standby_ready(ids[0], "db0", now).await.expect("ready");
-        store.standby_ready(ids[1], "db1", now).await.expect("ready");
+        store
+            .standby_ready(ids[0], "db0", now)
+            .await
+            .expect("ready");
+        store
+            .standby_ready(ids[1], "db1", now)
+            .await
+            .expect("ready");
         let signup = uuid::Uuid::new_v4();
         store.claim_standby(signup, now).await.expect("claim");
         store

@@ -276,9 +276,14 @@ mod tests {
         let mut build = saga(10, hour, SagaStatus::RolledBack, second);
         build.tenant.standby_build = true;
         store.insert(&build, &[]).await.expect("insert");
-        let stats = read(&store, ("24h", TimeDelta::hours(24)), SagaKind::Signup, t0())
-            .await
-            .expect("stats");
+        let stats = read(
+            &store,
+            ("24h", TimeDelta::hours(24)),
+            SagaKind::Signup,
+            t0(),
+        )
+        .await
+        .expect("stats");
         assert_eq!(stats.since, t0() - TimeDelta::hours(24));
         assert_eq!(
             stats.counts,
@@ -319,8 +324,8 @@ mod tests {
             SagaKind::Signup,
             t0() + hour * 100,
         )
-            .await
-            .expect("stats");
+        .await
+        .expect("stats");
         assert_eq!(empty.counts.total, 0);
         assert_eq!(empty.success_rate, None);
         assert_eq!(empty.time_to_ready.median_ms, None);

@@ -381,8 +381,20 @@ async fn sqlite_store_migrates_an_earlier_standbys_table() {
     assert_eq!(old.since.timestamp_millis(), 2000, "its ready time");
     // And a second opening finds the column there already.
     let again = SqlStore::connect(&url).await.expect("reopen again");
-    assert!(again.discard_standby(id, orchestrator::store::StandbyState::Ready).await.expect("write"));
-    assert!(again.standby(id).await.expect("read").expect("kept").since.timestamp_millis() > 2000);
+    assert!(again
+        .discard_standby(id, orchestrator::store::StandbyState::Ready)
+        .await
+        .expect("write"));
+    assert!(
+        again
+            .standby(id)
+            .await
+            .expect("read")
+            .expect("kept")
+            .since
+            .timestamp_millis()
+            > 2000
+    );
 }
 
 #[tokio::test]
@@ -536,7 +548,10 @@ async fn mysql_store_migrates_an_earlier_standbys_table() {
     second.expect("two instances opening at once both work");
     let standby = Standby::building(Uuid::new_v4(), "sb-x.example.test".into(), Utc::now());
     store.add_standby(&standby).await.expect("add");
-    assert_eq!(store.standby(standby.id).await.expect("read"), Some(standby));
+    assert_eq!(
+        store.standby(standby.id).await.expect("read"),
+        Some(standby)
+    );
 }
 
 #[tokio::test]

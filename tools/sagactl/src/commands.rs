@@ -7,9 +7,7 @@ use contracts::admin::{
 use contracts::pool::PoolSetRequest;
 use contracts::SagaStatus;
 
-use crate::cli::{
-    Cli, Command, DeadLettersCommand, ListArgs, PoolCommand, ReplayArgs, SignupArgs,
-};
+use crate::cli::{Cli, Command, DeadLettersCommand, ListArgs, PoolCommand, ReplayArgs, SignupArgs};
 use crate::client::Client;
 use crate::error::{self, code, Error};
 use crate::render;

@@ -62,13 +62,8 @@ pub(crate) async fn get(
 
 async fn set(state: &AppState, request: PoolSetRequest) -> Result<Json<PoolReply>, Refusal> {
     let payload = serde_json::to_vec(&request).unwrap_or_default();
-    let reply: PoolReply = ask_leader(
-        state,
-        state.subjects.admin_pool_set(),
-        payload,
-        SET_TIMEOUT,
-    )
-    .await?;
+    let reply: PoolReply =
+        ask_leader(state, state.subjects.admin_pool_set(), payload, SET_TIMEOUT).await?;
     answer(reply)
 }
 

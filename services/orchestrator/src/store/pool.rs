@@ -84,7 +84,9 @@ pub(super) mod sql {
         let action = super::super::sql::text_column(&row, "action")?;
         Ok(Some(PoolSetting {
             size: size
-                .map(|n| u32::try_from(n).map_err(|e| Error::Corrupt(format!("pool size {n}: {e}"))))
+                .map(|n| {
+                    u32::try_from(n).map_err(|e| Error::Corrupt(format!("pool size {n}: {e}")))
+                })
                 .transpose()?,
             action: serde_json::from_str(&action).map_err(|e| Error::Corrupt(e.to_string()))?,
         }))
@@ -126,11 +128,12 @@ pub(super) mod sql {
             .bind((now - MISSES_KEPT).timestamp_millis())
             .execute(&mut *tx)
             .await?;
-        let inserted = sqlx::query("INSERT INTO standby_misses (signup_id, missed_at) VALUES (?, ?)")
-            .bind(signup.to_string())
-            .bind(now.timestamp_millis())
-            .execute(&mut *tx)
-            .await;
+        let inserted =
+            sqlx::query("INSERT INTO standby_misses (signup_id, missed_at) VALUES (?, ?)")
+                .bind(signup.to_string())
+                .bind(now.timestamp_millis())
+                .execute(&mut *tx)
+                .await;
         match inserted {
             Ok(_) => {}
             // The same signup again (redelivered): counted once.

@@ -52,7 +52,10 @@ pub(crate) async fn figures(store: &impl SagaStore) {
 
     let signup = Uuid::new_v4();
     store.standby_missed(signup, now).await.expect("miss");
-    store.standby_missed(signup, now).await.expect("the same again");
+    store
+        .standby_missed(signup, now)
+        .await
+        .expect("the same again");
     store
         .standby_missed(Uuid::new_v4(), now - TimeDelta::hours(2))
         .await
@@ -60,22 +63,45 @@ pub(crate) async fn figures(store: &impl SagaStore) {
 
     let (kept, given_back) = (Uuid::new_v4(), Uuid::new_v4());
     for id in [kept, given_back] {
-        let standby = Standby::building(id, format!("sb-{}.example.test", &id.simple().to_string()[..8]), now);
+        let standby = Standby::building(
+            id,
+            format!("sb-{}.example.test", &id.simple().to_string()[..8]),
+            now,
+        );
         store.add_standby(&standby).await.expect("add");
         assert!(store.standby_ready(id, "t_db", now).await.expect("ready"));
     }
     // Claim both (oldest ready first, whichever that is), then give one back.
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
-    let a = store.claim_standby(first, now).await.expect("claim").expect("one");
-    let b = store.claim_standby(second, now).await.expect("claim").expect("two");
-    assert_eq!(a.claimed_at.map(|t| t.timestamp_millis()), Some(now.timestamp_millis()));
+    let a = store
+        .claim_standby(first, now)
+        .await
+        .expect("claim")
+        .expect("one");
+    let b = store
+        .claim_standby(second, now)
+        .await
+        .expect("claim")
+        .expect("two");
+    assert_eq!(
+        a.claimed_at.map(|t| t.timestamp_millis()),
+        Some(now.timestamp_millis())
+    );
     assert!(store.release_standby(b.id, second).await.expect("release"));
     let released = store.standby(b.id).await.expect("get").expect("row");
     assert_eq!(released.claimed_at, None);
 
     let after = store.pool_figures(hour_ago).await.expect("figures");
-    assert_eq!(after.missed - before.missed, 1, "once per signup, within the hour");
-    assert_eq!(after.taken - before.taken, 1, "a claim given back does not count");
+    assert_eq!(
+        after.missed - before.missed,
+        1,
+        "once per signup, within the hour"
+    );
+    assert_eq!(
+        after.taken - before.taken,
+        1,
+        "a claim given back does not count"
+    );
     let later = store
         .pool_figures(now + TimeDelta::seconds(1))
         .await
@@ -101,17 +127,29 @@ pub(crate) async fn figures(store: &impl SagaStore) {
 /// An instance fenced out writes neither a size nor a miss.
 pub(crate) async fn fenced(store: &impl SagaStore) {
     let long = Duration::from_secs(60);
-    assert!(store.try_lead("pool-a", long).await.expect("lead").is_some());
+    assert!(store
+        .try_lead("pool-a", long)
+        .await
+        .expect("lead")
+        .is_some());
     store
         .set_pool_setting(&setting(Some(1), "leader"))
         .await
         .expect("the leader writes");
     assert_eq!(store.try_lead("pool-b", long).await.expect("lead"), None);
     let refused = |r: Result<(), Error>| matches!(r, Err(Error::Deposed(_)));
-    assert!(refused(store.set_pool_setting(&setting(Some(9), "late")).await));
-    assert!(refused(store.standby_missed(Uuid::new_v4(), Utc::now()).await));
+    assert!(refused(
+        store.set_pool_setting(&setting(Some(9), "late")).await
+    ));
+    assert!(refused(
+        store.standby_missed(Uuid::new_v4(), Utc::now()).await
+    ));
     assert_eq!(
-        store.pool_setting().await.expect("read").and_then(|s| s.size),
+        store
+            .pool_setting()
+            .await
+            .expect("read")
+            .and_then(|s| s.size),
         Some(1),
         "nothing changed"
     );

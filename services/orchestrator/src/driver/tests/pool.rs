@@ -10,7 +10,13 @@ use crate::store::{PoolSetting, StandbyState};
 fn setting(size: Option<u32>) -> PoolSetting {
     PoolSetting {
         size,
-        action: crate::admin::operator_action("pool_size", Some("ann"), None, "x", chrono::Utc::now()),
+        action: crate::admin::operator_action(
+            "pool_size",
+            Some("ann"),
+            None,
+            "x",
+            chrono::Utc::now(),
+        ),
     }
 }
 
@@ -57,7 +63,11 @@ async fn stored(rig: &Rig, id: Uuid) {
 async fn the_size_set_in_the_store_grows_and_drains_the_pool() {
     let rig = Rig::with_pool(true, 1);
     rig.core.tend_pool().await.expect("tend");
-    assert_eq!(states(&rig).await, [StandbyState::Building], "the configured 1");
+    assert_eq!(
+        states(&rig).await,
+        [StandbyState::Building],
+        "the configured 1"
+    );
     assert_eq!(rig.core.pool.size(), 1);
 
     rig.core
@@ -67,7 +77,11 @@ async fn the_size_set_in_the_store_grows_and_drains_the_pool() {
         .expect("set");
     rig.core.tend_pool().await.expect("tend");
     assert_eq!(rig.core.pool.size(), 3);
-    assert_eq!(states(&rig).await, [StandbyState::Building; 3], "grown to 3");
+    assert_eq!(
+        states(&rig).await,
+        [StandbyState::Building; 3],
+        "grown to 3"
+    );
     all_built(&rig).await;
 
     // Lowered to 0: until the next round signups still take what is ready.
@@ -96,7 +110,10 @@ async fn the_size_set_in_the_store_grows_and_drains_the_pool() {
         "drained: the ready ones discarded, the claimed one left to its signup"
     );
     rig.core.tend_pool().await.expect("tend");
-    assert!(!rig.core.pool.claimable(), "none left ready: signups look no more");
+    assert!(
+        !rig.core.pool.claimable(),
+        "none left ready: signups look no more"
+    );
 
     // Cleared: back to the configured size.
     rig.core
@@ -126,10 +143,26 @@ async fn a_claim_whose_signup_was_never_stored_is_discarded_after_the_grace() {
     rig.core.tend_pool().await.expect("tend");
     let state = |rig: &Rig| {
         let store = rig.core.store.clone();
-        async move { store.standby(claimed.id).await.expect("row").expect("kept").state }
+        async move {
+            store
+                .standby(claimed.id)
+                .await
+                .expect("row")
+                .expect("kept")
+                .state
+        }
     };
-    assert_eq!(state(&rig).await, StandbyState::Claimed, "the signup may still come");
-    tokio::time::advance((CLAIM_GRACE - chrono::Duration::minutes(1)).to_std().expect("std")).await;
+    assert_eq!(
+        state(&rig).await,
+        StandbyState::Claimed,
+        "the signup may still come"
+    );
+    tokio::time::advance(
+        (CLAIM_GRACE - chrono::Duration::minutes(1))
+            .to_std()
+            .expect("std"),
+    )
+    .await;
     rig.core.tend_pool().await.expect("tend");
     assert_eq!(state(&rig).await, StandbyState::Claimed, "within the grace");
     tokio::time::advance(Duration::from_secs(120)).await;
@@ -150,7 +183,10 @@ async fn a_store_without_a_pool_is_asked_once() {
     rig.signup(signup).await;
     stored(&rig, signup).await;
     assert!(rig.saga(signup).await.tenant.standby.is_none());
-    assert!(!rig.core.pool.claimable(), "refused once: never asked again");
+    assert!(
+        !rig.core.pool.claimable(),
+        "refused once: never asked again"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -116,7 +116,9 @@ impl FlakyStore {
         if self.pooled {
             Ok(&self.inner)
         } else {
-            Err(StoreError::Refused("this saga store keeps no standby pool".into()))
+            Err(StoreError::Refused(
+                "this saga store keeps no standby pool".into(),
+            ))
         }
     }
 }
