@@ -47,7 +47,7 @@ fn answer(reply: PoolReply) -> Result<Json<PoolReply>, Refusal> {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/pool", tag = "pool",
+#[utoipa::path(get, path = "/api/v1/pool", tag = "pool", operation_id = "get_pool",
     security(("read_token" = []), ("provisioning_secret" = [])),
     responses(
         (status = 200, description = "The pool: size in force and its source, standbys by state, claims and misses of the last hour", body = PoolReply),
@@ -67,7 +67,7 @@ async fn set(state: &AppState, request: PoolSetRequest) -> Result<Json<PoolReply
     answer(reply)
 }
 
-#[utoipa::path(put, path = "/api/v1/pool", tag = "pool",
+#[utoipa::path(put, path = "/api/v1/pool", tag = "pool", operation_id = "set_pool_size",
     params(("X-Operator" = Option<String>, Header, description = "Who asks (recorded); else `write-secret`")),
     request_body = PoolSizeBody,
     security(("provisioning_secret" = [])),
@@ -98,7 +98,7 @@ pub(crate) async fn put(
     set(&state, request).await
 }
 
-#[utoipa::path(delete, path = "/api/v1/pool", tag = "pool",
+#[utoipa::path(delete, path = "/api/v1/pool", tag = "pool", operation_id = "clear_pool_size",
     params(("X-Operator" = Option<String>, Header, description = "Who asks (recorded); else `write-secret`")),
     request_body(content = PoolClearBody, description = "Why (optional)"),
     security(("provisioning_secret" = [])),
