@@ -58,6 +58,17 @@ async fn operators_show_set_and_clear_the_pool_size_with_sagactl() {
     );
     let reply = shown_pool(&ctl, &nats).await;
     assert_eq!((reply.size, reply.source), (3, PoolSizeSource::Operator));
+    let table = ctl.run(&http, &["pool", "show"]).await;
+    assert_eq!(table.code, 0, "{table:#?}");
+    assert_eq!(
+        table
+            .stdout
+            .lines()
+            .filter(|l| l.contains(" building "))
+            .count(),
+        3,
+        "each standby listed: {table:#?}"
+    );
 
     // Cleared over NATS: back to the configured size.
     let cleared = ctl

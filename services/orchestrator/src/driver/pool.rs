@@ -304,6 +304,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         match self.store.insert(&saga, &[]).await? {
             crate::store::Inserted::Stored => {
                 tracing::info!(standby = %id, site = %saga.tenant.site_name, "standby build started");
+                crate::observe::standby_build_started();
                 self.router.send(id, Work::Resume).await;
             }
             other => {

@@ -31,6 +31,12 @@ pub(crate) fn accepted() {
     metrics::gauge!("saga_in_flight").increment(1.0);
 }
 
+/// Counts a standby build saga started: in flight like any saga (the store's count,
+/// which the leader reads each minute, has it), but no signup (`saga_started_total`).
+pub(crate) fn standby_build_started() {
+    metrics::gauge!("saga_in_flight").increment(1.0);
+}
+
 /// Counts a signup that looked for a standby site: `taken` one, or `missed` (none
 /// was ready; it took the usual path).
 pub(crate) fn standby_claim(taken: bool) {
