@@ -26,7 +26,7 @@ use chrono::Utc;
 use contracts::signup::AuthProvider;
 use contracts::{Rejection, SagaStatus, TenantContext};
 use orchestrator::saga::{next, Decision, Input, Saga, SagaDefinition};
-use orchestrator::store::{Inserted, MemoryStore, SagaStore, SqlStore, Standby, Updated};
+use orchestrator::store::{Inserted, MemoryStore, SagaStore, SqlStore, Updated};
 use uuid::Uuid;
 
 fn tenant(subdomain: &str) -> TenantContext {
@@ -358,43 +358,11 @@ async fn sqlite_store_keeps_the_pool_size_and_figures() {
     pool::fenced(&store).await;
 }
 
-/// A `standbys` table as the release before `changed_at` made it, with a ready row:
-/// opening the store adds the column, and the row reads back, `since` its ready time.
+/// A `standbys` table an earlier release made, brought up to date.
 #[tokio::test]
 async fn sqlite_store_migrates_an_earlier_standbys_table() {
     let (_dir, url) = sqlite_file();
-    drop(SqlStore::connect(&url).await.expect("make the file"));
-    let mut raw = <sqlx::AnyConnection as sqlx::Connection>::connect(&format!("{url}?mode=rw"))
-        .await
-        .expect("raw connection");
-    let id = Uuid::new_v4();
-    for sql in [
-        "DROP TABLE standbys".to_string(),
-        "CREATE TABLE standbys (standby_id VARCHAR(36) NOT NULL PRIMARY KEY, site_name VARCHAR(255) NOT NULL, db_name VARCHAR(64) NOT NULL, state VARCHAR(16) NOT NULL, claimed_by VARCHAR(36) NULL UNIQUE, created_at BIGINT NOT NULL, ready_at BIGINT NULL, claimed_at BIGINT NULL)".into(),
-        format!("INSERT INTO standbys VALUES ('{id}', 'sb-old.example.test', 't_old', 'ready', NULL, 1000, 2000, NULL)"),
-    ] {
-        sqlx::raw_sql(&sql).execute(&mut raw).await.expect(&sql);
-    }
-    drop(raw);
-    let store = SqlStore::connect(&url).await.expect("reopen and migrate");
-    let old = store.standby(id).await.expect("read").expect("kept");
-    assert_eq!(old.since.timestamp_millis(), 2000, "its ready time");
-    // And a second opening finds the column there already.
-    let again = SqlStore::connect(&url).await.expect("reopen again");
-    assert!(again
-        .discard_standby(id, orchestrator::store::StandbyState::Ready)
-        .await
-        .expect("write"));
-    assert!(
-        again
-            .standby(id)
-            .await
-            .expect("read")
-            .expect("kept")
-            .since
-            .timestamp_millis()
-            > 2000
-    );
+    pool::sqlite_migration(&url).await;
 }
 
 #[tokio::test]
@@ -529,29 +497,12 @@ async fn mysql_store_keeps_the_pool_size_and_figures() {
     pool::fenced(&store).await;
 }
 
-/// A `standbys` table without `changed_at` (an earlier release's), on MariaDB.
+/// A `standbys` table an earlier release made, brought up to date on MariaDB, by two
+/// instances opening at once.
 #[tokio::test]
 async fn mysql_store_migrates_an_earlier_standbys_table() {
     let database = MysqlDatabase::create().await;
-    drop(database.store().await);
-    let mut raw = <sqlx::AnyConnection as sqlx::Connection>::connect(&database.url())
-        .await
-        .expect("raw connection");
-    sqlx::raw_sql("ALTER TABLE standbys DROP COLUMN changed_at")
-        .execute(&mut raw)
-        .await
-        .expect("an earlier table");
-    drop(raw);
-    let url = database.url();
-    let (first, second) = futures::join!(SqlStore::connect(&url), SqlStore::connect(&url));
-    let store = first.expect("migrated");
-    second.expect("two instances opening at once both work");
-    let standby = Standby::building(Uuid::new_v4(), "sb-x.example.test".into(), Utc::now());
-    store.add_standby(&standby).await.expect("add");
-    assert_eq!(
-        store.standby(standby.id).await.expect("read"),
-        Some(standby)
-    );
+    pool::mysql_migration(&database.url()).await;
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use contracts::OperatorAction;
-use orchestrator::store::{Error, PoolSetting, SagaStore, Standby};
+use orchestrator::store::{Error, PoolSetting, SagaStore, SqlStore, Standby, StandbyState};
 use uuid::Uuid;
 
 fn setting(size: Option<u32>, operator: &str) -> PoolSetting {
@@ -152,5 +152,66 @@ pub(crate) async fn fenced(store: &impl SagaStore) {
             .and_then(|s| s.size),
         Some(1),
         "nothing changed"
+    );
+}
+
+/// A `standbys` table as the release before `changed_at` made it, with a ready row, in
+/// the SQLite file at `url`: opening the store adds the column, and the row reads
+/// back, `since` its ready time; a second opening finds the column there already.
+pub(crate) async fn sqlite_migration(url: &str) {
+    drop(SqlStore::connect(url).await.expect("make the file"));
+    let mut raw = <sqlx::AnyConnection as sqlx::Connection>::connect(&format!("{url}?mode=rw"))
+        .await
+        .expect("raw connection");
+    let id = Uuid::new_v4();
+    for sql in [
+        "DROP TABLE standbys".to_string(),
+        "CREATE TABLE standbys (standby_id VARCHAR(36) NOT NULL PRIMARY KEY, site_name VARCHAR(255) NOT NULL, db_name VARCHAR(64) NOT NULL, state VARCHAR(16) NOT NULL, claimed_by VARCHAR(36) NULL UNIQUE, created_at BIGINT NOT NULL, ready_at BIGINT NULL, claimed_at BIGINT NULL)".into(),
+        format!("INSERT INTO standbys VALUES ('{id}', 'sb-old.example.test', 't_old', 'ready', NULL, 1000, 2000, NULL)"),
+    ] {
+        sqlx::raw_sql(&sql).execute(&mut raw).await.expect(&sql);
+    }
+    drop(raw);
+    let store = SqlStore::connect(url).await.expect("reopen and migrate");
+    let old = store.standby(id).await.expect("read").expect("kept");
+    assert_eq!(old.since.timestamp_millis(), 2000, "its ready time");
+    // And a second opening finds the column there already.
+    let again = SqlStore::connect(url).await.expect("reopen again");
+    assert!(again
+        .discard_standby(id, StandbyState::Ready)
+        .await
+        .expect("write"));
+    assert!(
+        again
+            .standby(id)
+            .await
+            .expect("read")
+            .expect("kept")
+            .since
+            .timestamp_millis()
+            > 2000
+    );
+}
+
+/// A `standbys` table without `changed_at` (an earlier release's) in the MariaDB
+/// database at `url`: two instances opening at once both bring it up to date.
+pub(crate) async fn mysql_migration(url: &str) {
+    drop(SqlStore::connect(url).await.expect("make the tables"));
+    let mut raw = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+        .await
+        .expect("raw connection");
+    sqlx::raw_sql("ALTER TABLE standbys DROP COLUMN changed_at")
+        .execute(&mut raw)
+        .await
+        .expect("an earlier table");
+    drop(raw);
+    let (first, second) = futures::join!(SqlStore::connect(url), SqlStore::connect(url));
+    let store = first.expect("migrated");
+    second.expect("two instances opening at once both work");
+    let standby = Standby::building(Uuid::new_v4(), "sb-x.example.test".into(), Utc::now());
+    store.add_standby(&standby).await.expect("add");
+    assert_eq!(
+        store.standby(standby.id).await.expect("read"),
+        Some(standby)
     );
 }
