@@ -107,6 +107,19 @@ try {
   await page.click("#clear-filters");
   await okRow.waitFor(WAIT);
 
+  step("the standby pool's card (off here), and the kind filter: standby builds, signups");
+  await page.locator("#card-pool .value", { hasText: "off" }).waitFor(WAIT);
+  await page.locator("#card-pool .sub", { hasText: "size 0 (configured)" }).waitFor(WAIT);
+  await page.selectOption("#filters select[name=kind]", "standby_build");
+  await page.waitForFunction(() => location.hash.includes("kind=standby_build"));
+  await okRow.waitFor({ state: "detached", ...WAIT });
+  await page.selectOption("#filters select[name=kind]", "signup");
+  await page.waitForFunction(() => location.hash.includes("kind=signup"));
+  await okRow.waitFor(WAIT);
+  await failRow.waitFor(WAIT);
+  await page.click("#clear-filters");
+  await okRow.waitFor(WAIT);
+
   step("the rolled-back saga's page: the retried step, the failed step and the undos");
   await failRow.locator("td.subdomain a").click();
   await page.locator("#saga-status[data-status=rolled_back]").waitFor(WAIT);

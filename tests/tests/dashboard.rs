@@ -4,7 +4,8 @@
 //! registration attempt fails. A signup made while the page is open appears and ends
 //! `completed` without a reload; a rolled-back one shows its failed step and its undos;
 //! a replay from the page (the secret typed into its dialog) runs the saga again, with
-//! the operator's action in its timeline. Screenshots go to
+//! the operator's action in its timeline; the standby pool's card and the kind filter
+//! show. Screenshots go to
 //! `target/test-output/dashboard/`.
 
 use std::path::{Path, PathBuf};

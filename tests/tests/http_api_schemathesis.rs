@@ -2,7 +2,8 @@
 //! operation of `/openapi.json` with generated inputs, valid and not, with and without
 //! credentials; no answer may be a server error (5xx other than the documented 503s,
 //! which schemathesis accepts only where the document lists them). The live event
-//! streams (tag `events`) never end by design and are left out.
+//! streams (tag `events`) never end by design and are left out, and so is setting the
+//! standby pool's size (it would build sites this world does not track).
 //!
 //! `dev/test` installs schemathesis in a venv (`dev/lib.sh`, `ensure_schemathesis`)
 //! and sets `SCHEMATHESIS` to it; without it this test fails, saying so.
@@ -43,6 +44,10 @@ async fn schemathesis_finds_no_server_error() {
                 .args(["run", &format!("{base}/openapi.json")])
                 .args(["--checks", "not_a_server_error"])
                 .args(["--exclude-tag", "events"])
+                // A pool size set by the fuzzer would have the orchestrator build
+                // standby sites (databases on the shared MariaDB) this world does not
+                // track; clearing it (back to the configured 0) is fuzzed.
+                .args(["--exclude-operation-id", "set_pool_size"])
                 .args(["--max-examples", "15"])
                 .args(["--seed", "1"])
                 .args(["--workers", "1"])

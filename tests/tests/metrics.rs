@@ -90,25 +90,27 @@ async fn a_completed_and_a_rolled_back_saga_are_counted_where_operators_look() {
     assert_sample(&orchestrator, "saga_started_total", 2.0);
     assert_sample(
         &orchestrator,
-        r#"saga_ended_total{run="first",outcome="completed",error_code="none"}"#,
+        r#"saga_ended_total{kind="signup",run="first",outcome="completed",error_code="none"}"#,
         1.0,
     );
     assert_sample(
         &orchestrator,
-        r#"saga_ended_total{run="first",outcome="rolled_back",error_code="master_refused"}"#,
+        r#"saga_ended_total{kind="signup",run="first",outcome="rolled_back",error_code="master_refused"}"#,
         1.0,
     );
     for outcome in ["completed", "rolled_back"] {
         assert_sample(
             &orchestrator,
-            &format!(r#"saga_duration_seconds_count{{run="first",outcome="{outcome}"}}"#),
+            &format!(
+                r#"saga_duration_seconds_count{{kind="signup",run="first",outcome="{outcome}"}}"#
+            ),
             1.0,
         );
     }
     // Within the dashboard's 60 s target bucket: both ran in seconds.
     assert_sample(
         &orchestrator,
-        r#"saga_duration_seconds_bucket{run="first",outcome="completed",le="60"}"#,
+        r#"saga_duration_seconds_bucket{kind="signup",run="first",outcome="completed",le="60"}"#,
         1.0,
     );
     for step in ["database", "site", "admin_user"] {
@@ -138,6 +140,15 @@ async fn a_completed_and_a_rolled_back_saga_are_counted_where_operators_look() {
     // Nothing left in flight or needing attention, as the leader reports it.
     assert_sample(&orchestrator, "saga_leader", 1.0);
     assert_sample(&orchestrator, "saga_in_flight", 0.0);
+    // The standby pool is off here (STANDBY_POOL_SIZE=0): its gauges say so.
+    assert_sample(&orchestrator, "saga_standby_pool_size", 0.0);
+    for state in ["building", "ready", "claimed", "discarding"] {
+        assert_sample(
+            &orchestrator,
+            &format!(r#"saga_standbys{{state="{state}"}}"#),
+            0.0,
+        );
+    }
     assert_sample(
         &orchestrator,
         r#"saga_needing_attention{reason="compensation_failed"}"#,

@@ -35,6 +35,40 @@ pub struct ReplayRequest {
     pub reason: Option<String>,
 }
 
+/// What a saga provisions: a tenant's signup, or a standby site the pool builds ahead
+/// of time (README, "Standby pool"), which operators reading signup figures leave out.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SagaKind {
+    /// A tenant's signup.
+    #[default]
+    Signup,
+    /// A standby site's build (and, when the pool discards it, its undo).
+    StandbyBuild,
+}
+
+impl SagaKind {
+    /// The word used in metrics labels and query strings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Signup => "signup",
+            Self::StandbyBuild => "standby_build",
+        }
+    }
+}
+
 /// Request on `saga.admin.list`. Every filter is optional; they combine with "and".
 #[derive(
     Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
@@ -58,6 +92,10 @@ pub struct ListRequest {
     /// Only sagas created at or after this time.
     #[serde(default)]
     pub since: Option<DateTime<Utc>>,
+    /// Only signups (`signup`) or only the standby pool's builds (`standby_build`);
+    /// both when absent.
+    #[serde(default)]
+    pub kind: Option<SagaKind>,
     /// The `next_cursor` of the previous page: the next page starts after it.
     #[serde(default)]
     pub cursor: Option<String>,
@@ -68,8 +106,11 @@ pub struct ListRequest {
 pub struct SagaSummary {
     /// The saga (= signup) id.
     pub saga_id: Uuid,
-    /// The tenant's subdomain.
+    /// The tenant's subdomain (`sb-<8 hex>` for a standby build).
     pub subdomain: String,
+    /// A signup, or a standby pool's build.
+    #[serde(default)]
+    pub kind: SagaKind,
     /// The saga's status.
     pub status: SagaStatus,
     /// The step it is at or stopped at.

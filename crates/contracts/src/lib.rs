@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod dead_letter;
+pub mod pool;
 pub mod probe;
 pub mod progress;
 pub mod schema;

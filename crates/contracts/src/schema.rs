@@ -80,6 +80,22 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
             to_value(schema_for!(crate::admin::BulkReplayReply)),
         ),
         (
+            "saga.admin.pool.request.json",
+            to_value(schema_for!(crate::pool::PoolRequest)),
+        ),
+        (
+            "saga.admin.pool.reply.json",
+            to_value(schema_for!(crate::pool::PoolReply)),
+        ),
+        (
+            "saga.admin.pool.set.request.json",
+            to_value(schema_for!(crate::pool::PoolSetRequest)),
+        ),
+        (
+            "saga.admin.pool.set.reply.json",
+            to_value(schema_for!(crate::pool::PoolReply)),
+        ),
+        (
             "internal/saga.cmd.json",
             to_value(schema_for!(crate::StepCommand)),
         ),

@@ -99,6 +99,16 @@ impl Subjects {
         self.subject("saga.admin.dead_letters.requeue")
     }
 
+    /// `saga.admin.pool`: the standby pool's size, standbys and hourly figures.
+    pub fn admin_pool(&self) -> String {
+        self.subject("saga.admin.pool")
+    }
+
+    /// `saga.admin.pool.set`: set the standby pool's size, or clear it (the leader).
+    pub fn admin_pool_set(&self) -> String {
+        self.subject("saga.admin.pool.set")
+    }
+
     /// `saga.admin.replay`: run a rolled-back saga again, or resume a failed undo.
     pub fn admin_replay(&self) -> String {
         self.subject("saga.admin.replay")
@@ -207,6 +217,7 @@ mod tests {
         assert_eq!(s.signup_requested(), "tenant.signup.requested");
         assert_eq!(s.subdomain_check(), "tenant.subdomain.check");
         assert_eq!(s.admin_replay(), "saga.admin.replay");
+        assert_eq!(s.admin_pool_set(), "saga.admin.pool.set");
         assert_eq!(s.signups_stream(), "TENANT_SIGNUPS");
         assert_eq!(s.progress_stream(), "TENANT_PROGRESS");
         assert_eq!(s.step_probe("registration"), "saga.probe.registration");

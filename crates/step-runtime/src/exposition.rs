@@ -61,12 +61,12 @@ fn describe() {
     describe_counter!("saga_started_total", "Signups accepted into a saga");
     describe_counter!(
         "saga_ended_total",
-        "Sagas ended, by outcome (completed, rolled_back, rejected, compensation_failed) and error code"
+        "Sagas ended, by kind (signup, standby_build), run, outcome (completed, rolled_back, rejected, compensation_failed) and error code"
     );
     describe_histogram!(
         "saga_duration_seconds",
         Unit::Seconds,
-        "From signup accepted to the saga's end, by outcome"
+        "From signup accepted to the saga's end, by kind, run and outcome"
     );
     describe_histogram!(
         "saga_step_duration_seconds",
@@ -87,6 +87,18 @@ fn describe() {
         "Sagas an operator must look at: compensation_failed, or stuck past their timer (the leader reports them)"
     );
     describe_gauge!("saga_leader", "1 while this orchestrator leads");
+    describe_counter!(
+        "saga_standby_claims_total",
+        "Signups that looked for a ready standby site: taken, or missed while the pool was on"
+    );
+    describe_gauge!(
+        "saga_standbys",
+        "The standby pool's standbys by state (the leader reports them; standbys 0)"
+    );
+    describe_gauge!(
+        "saga_standby_pool_size",
+        "The standby pool's size in force, configured or an operator's (the leader reports it)"
+    );
     describe_counter!(
         "saga_dead_letters_total",
         "Messages set aside as dead letters, by source"

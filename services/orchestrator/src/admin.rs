@@ -4,7 +4,7 @@
 
 use contracts::admin::{
     BulkReplayReply, BulkReplayRequest, GetReply, ListReply, ListRequest, ReplayReply,
-    ReplayRequest, SagaSummary,
+    ReplayRequest, SagaKind, SagaSummary,
 };
 use contracts::{ErrorInfo, OperatorAction, SagaStatus};
 use tokio::sync::oneshot;
@@ -29,6 +29,7 @@ pub(crate) fn summary(saga: &Saga, definition: &SagaDefinition) -> SagaSummary {
     SagaSummary {
         saga_id: saga.id,
         subdomain: saga.tenant.subdomain.clone(),
+        kind: kind_of(saga),
         status: saga.status,
         step: saga
             .current_step(definition)
@@ -38,6 +39,15 @@ pub(crate) fn summary(saga: &Saga, definition: &SagaDefinition) -> SagaSummary {
         error: saga.error.clone(),
         created_at: saga.created_at,
         updated_at: saga.updated_at,
+    }
+}
+
+/// Whether `saga` is a signup's or a standby pool's build.
+pub(crate) fn kind_of(saga: &Saga) -> SagaKind {
+    if saga.tenant.standby_build {
+        SagaKind::StandbyBuild
+    } else {
+        SagaKind::Signup
     }
 }
 
@@ -187,12 +197,14 @@ pub(crate) async fn list<S: SagaStore>(reader: &Reader<S>, request: &ListRequest
         ..ListQuery::default()
     };
     let (step, code) = (request.step.as_deref(), request.error_code.as_deref());
+    let kind = request.kind;
     let definition = &reader.definition;
     let keep = |saga: &Saga| {
         step.is_none_or(|s| summary(saga, definition).step.as_deref() == Some(s))
             && code.is_none_or(|c| saga.error.as_ref().is_some_and(|e| e.code == c))
+            && kind.is_none_or(|k| kind_of(saga) == k)
     };
-    let filtered = step.is_some() || code.is_some();
+    let filtered = step.is_some() || code.is_some() || kind.is_some();
     match scan(&*reader.store, query, limit, filtered, keep).await {
         Ok((sagas, next)) => ListReply {
             sagas: sagas.iter().map(|s| summary(s, definition)).collect(),

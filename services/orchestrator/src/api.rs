@@ -1,10 +1,10 @@
 //! Request/reply endpoints: `tenant.subdomain.check` and
-//! `saga.admin.{get,list,replay,replay_bulk,dead_letters,dead_letters.requeue}` (the
-//! operations themselves are in `admin.rs` and `dead_letters.rs`, shared with the
-//! HTTP API).
+//! `saga.admin.{get,list,replay,replay_bulk,dead_letters,dead_letters.requeue,pool,pool.set}`
+//! (the operations themselves are in `admin.rs`, `dead_letters.rs` and
+//! `pool_admin.rs`, shared with the HTTP API).
 //! Each runs in a queue group. Every instance answers the reads from the shared store
-//! (no cache is involved); only the leading instance subscribes to replays and
-//! requeues, which change sagas.
+//! (no cache is involved); only the leading instance subscribes to replays, requeues
+//! and the pool's size, which change the store.
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use contracts::admin::{
     BulkReplayReply, BulkReplayRequest, DeadLettersReply, DeadLettersRequest, GetReply, ListReply,
     ListRequest, ReplayReply, ReplayRequest, RequeueReply, RequeueRequest, SagaRef,
 };
+use contracts::pool::{PoolReply, PoolRequest, PoolSetRequest};
 use contracts::subdomain::{SubdomainCheckReply, SubdomainCheckRequest, UnavailableReason};
 use contracts::ErrorInfo;
 use futures::StreamExt;
@@ -30,6 +31,8 @@ pub(crate) struct Reader<S> {
     pub bus: NatsBus,
     pub definition: SagaDefinition,
     pub parent_domain: String,
+    /// `STANDBY_POOL_SIZE` of this instance.
+    pub pool_size: u32,
 }
 
 /// Answers `tenant.subdomain.check`.
@@ -177,6 +180,30 @@ async fn admin_dead_letters<S: SagaStore>(core: &Reader<S>, payload: &[u8]) -> D
     }
 }
 
+async fn admin_pool<S: SagaStore>(core: &Reader<S>, payload: &[u8]) -> PoolReply {
+    match parse::<PoolRequest>(payload) {
+        Ok(PoolRequest {}) => {
+            crate::pool_admin::read(&*core.store, core.pool_size, chrono::Utc::now()).await
+        }
+        Err(message) => PoolReply {
+            error: Some(bad_request(message)),
+            ..PoolReply::default()
+        },
+    }
+}
+
+async fn admin_pool_set<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> PoolReply {
+    match serde_json::from_slice::<PoolSetRequest>(payload) {
+        Ok(request) => crate::pool_admin::set(core, &request).await,
+        Err(e) => PoolReply {
+            error: Some(bad_request(format!(
+                "expected {{\"size\": <0 to 1000>}} or {{\"clear\": true}}, with \"operator\"? and \"reason\"?: {e}"
+            ))),
+            ..PoolReply::default()
+        },
+    }
+}
+
 async fn admin_requeue<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> RequeueReply {
     match serde_json::from_slice::<RequeueRequest>(payload) {
         Ok(request) => crate::dead_letters::requeue(core, &request).await,
@@ -196,7 +223,7 @@ async fn admin_requeue<S: SagaStore>(core: &Core<S>, payload: &[u8]) -> RequeueR
     }
 }
 
-/// Serves the read-only endpoints (subdomain check, get, list, dead letters) until
+/// Serves the read-only endpoints (subdomain check, get, list, dead letters, pool) until
 /// `stop`.
 pub(crate) async fn serve_reads<S: SagaStore>(reader: Arc<Reader<S>>, stop: CancellationToken) {
     let subjects = &reader.bus.subjects;
@@ -207,6 +234,7 @@ pub(crate) async fn serve_reads<S: SagaStore>(reader: Arc<Reader<S>>, stop: Canc
         (subjects.admin_get(), Read::Get),
         (subjects.admin_list(), Read::List),
         (subjects.admin_dead_letters(), Read::DeadLetters),
+        (subjects.admin_pool(), Read::Pool),
     ] {
         let reader = reader.clone();
         served.spawn(answer_each(
@@ -222,6 +250,7 @@ pub(crate) async fn serve_reads<S: SagaStore>(reader: Arc<Reader<S>>, stop: Canc
                         Read::Get => encode(&admin_get(reader, &payload).await),
                         Read::List => encode(&admin_list(reader, &payload).await),
                         Read::DeadLetters => encode(&admin_dead_letters(reader, &payload).await),
+                        Read::Pool => encode(&admin_pool(reader, &payload).await),
                     }
                 }
             },
@@ -230,8 +259,9 @@ pub(crate) async fn serve_reads<S: SagaStore>(reader: Arc<Reader<S>>, stop: Canc
     while served.join_next().await.is_some() {}
 }
 
-/// Serves `saga.admin.replay`, `saga.admin.replay_bulk` and
-/// `saga.admin.dead_letters.requeue` while this instance leads (until `stop`).
+/// Serves `saga.admin.replay`, `saga.admin.replay_bulk`,
+/// `saga.admin.dead_letters.requeue` and `saga.admin.pool.set` while this instance
+/// leads (until `stop`).
 pub(crate) async fn serve_replays<S: SagaStore>(core: Arc<Core<S>>, stop: CancellationToken) {
     let client = core.bus.client.clone();
     let single = answer_each(
@@ -259,15 +289,27 @@ pub(crate) async fn serve_replays<S: SagaStore>(core: Arc<Core<S>>, stop: Cancel
         },
     );
     let requeue = answer_each(
-        client,
+        client.clone(),
         core.bus.subjects.admin_requeue(),
+        stop.clone(),
+        {
+            let core = core.clone();
+            move |payload| {
+                let core = core.clone();
+                async move { encode(&admin_requeue(&core, &payload).await) }
+            }
+        },
+    );
+    let pool = answer_each(
+        client,
+        core.bus.subjects.admin_pool_set(),
         stop,
         move |payload| {
             let core = core.clone();
-            async move { encode(&admin_requeue(&core, &payload).await) }
+            async move { encode(&admin_pool_set(&core, &payload).await) }
         },
     );
-    tokio::join!(single, bulk, requeue);
+    tokio::join!(single, bulk, requeue, pool);
 }
 
 #[derive(Clone, Copy)]
@@ -276,6 +318,7 @@ enum Read {
     Get,
     List,
     DeadLetters,
+    Pool,
 }
 
 fn encode<T: serde::Serialize>(reply: &T) -> Option<Vec<u8>> {

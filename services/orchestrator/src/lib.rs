@@ -14,6 +14,7 @@ pub mod http;
 mod leadership;
 mod observe;
 mod outbox;
+mod pool_admin;
 pub mod saga;
 mod stats;
 pub mod store;
@@ -139,6 +140,7 @@ pub async fn run_with_store<S: SagaStore>(
         bus: bus.clone(),
         definition: config.definition.clone(),
         parent_domain: config.parent_domain.clone(),
+        pool_size: config.standby_pool_size,
     });
     let reads = tokio::spawn(api::serve_reads(reader.clone(), shutdown.clone()));
     let app = http::router(
@@ -259,7 +261,7 @@ async fn drive<S: SagaStore>(
                 subjects: subjects.clone(),
                 unsent: Default::default(),
                 tenure: tenure.clone(),
-                pool_size: config.standby_pool_size,
+                pool: driver::PoolLive::new(config.standby_pool_size),
             })
         },
         stop.clone(),

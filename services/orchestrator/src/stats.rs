@@ -6,6 +6,7 @@
 //! `compensation_failed` plus `stuck` ([`crate::observe::Snapshot`]).
 
 use chrono::{DateTime, TimeDelta, Utc};
+use contracts::admin::SagaKind;
 use contracts::SagaStatus;
 use serde::Serialize;
 
@@ -27,6 +28,9 @@ pub(crate) struct Stats {
     pub window: String,
     /// Its start: the figures of the window are over sagas created at or after it.
     pub since: DateTime<Utc>,
+    /// Which sagas the window's figures are over: signups (the default) or the
+    /// standby pool's builds. In flight and needing attention count every saga.
+    pub kind: SagaKind,
     /// How many sagas of each outcome were created in the window, by status
     /// (`completed`, `rolled_back`, `rejected`, `compensation_failed`, and those still
     /// in flight under their current status).
@@ -121,13 +125,17 @@ fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
 pub(crate) async fn read<S: SagaStore>(
     store: &S,
     window: (&str, TimeDelta),
+    kind: SagaKind,
     now: DateTime<Utc>,
 ) -> Result<Stats, crate::store::Error> {
     let since = now - window.1;
-    let (sagas, truncated) = created_since(store, since).await?;
+    let (mut sagas, truncated) = created_since(store, since).await?;
+    sagas.retain(|saga| crate::admin::kind_of(saga) == kind);
     let in_flight = store.in_flight().await?;
     let attention = Snapshot::read(store, &in_flight, now).await?;
-    Ok(figures(window.0, since, &sagas, truncated, &attention))
+    let mut stats = figures(window.0, since, &sagas, truncated, &attention);
+    stats.kind = kind;
+    Ok(stats)
 }
 
 /// Every saga created at or after `since`, newest first, up to [`MAX_SAGAS`]; whether
@@ -188,6 +196,7 @@ fn figures(
     Stats {
         window: window.to_string(),
         since,
+        kind: SagaKind::Signup,
         success_rate: (ran > 0).then(|| counts.completed as f64 / ran as f64),
         counts,
         time_to_ready: TimeToReady {
@@ -263,9 +272,18 @@ mod tests {
         for saga in &sagas {
             store.insert(saga, &[]).await.expect("insert");
         }
-        let stats = read(&store, ("24h", TimeDelta::hours(24)), t0())
-            .await
-            .expect("stats");
+        // A standby pool's build is no signup: counted apart.
+        let mut build = saga(10, hour, SagaStatus::RolledBack, second);
+        build.tenant.standby_build = true;
+        store.insert(&build, &[]).await.expect("insert");
+        let stats = read(
+            &store,
+            ("24h", TimeDelta::hours(24)),
+            SagaKind::Signup,
+            t0(),
+        )
+        .await
+        .expect("stats");
         assert_eq!(stats.since, t0() - TimeDelta::hours(24));
         assert_eq!(
             stats.counts,
@@ -290,10 +308,24 @@ mod tests {
         assert_eq!(stats.in_flight, 1);
         assert_eq!(stats.needing_attention.compensation_failed, 2);
         assert!(!stats.truncated);
+        let builds = read(
+            &store,
+            ("24h", TimeDelta::hours(24)),
+            SagaKind::StandbyBuild,
+            t0(),
+        )
+        .await
+        .expect("stats");
+        assert_eq!((builds.counts.total, builds.counts.rolled_back), (1, 1));
 
-        let empty = read(&store, ("10m", TimeDelta::minutes(10)), t0() + hour * 100)
-            .await
-            .expect("stats");
+        let empty = read(
+            &store,
+            ("10m", TimeDelta::minutes(10)),
+            SagaKind::Signup,
+            t0() + hour * 100,
+        )
+        .await
+        .expect("stats");
         assert_eq!(empty.counts.total, 0);
         assert_eq!(empty.success_rate, None);
         assert_eq!(empty.time_to_ready.median_ms, None);

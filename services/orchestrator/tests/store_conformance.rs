@@ -5,7 +5,7 @@
 //! writers on one database, `lease.rs` the leader lease and its fencing, `paging.rs`
 //! the operators' list filters and pages and the operator actions kept in a timeline,
 //! `mysql_database.rs` a MariaDB store whose database does not exist yet, `standbys.rs`
-//! the standby pool's rows.
+//! the standby pool's rows, `pool.rs` the operators' pool size, misses and figures.
 
 #[path = "store_conformance/groups.rs"]
 mod groups;
@@ -15,6 +15,8 @@ mod lease;
 mod mysql_database;
 #[path = "store_conformance/paging.rs"]
 mod paging;
+#[path = "store_conformance/pool.rs"]
+mod pool;
 #[path = "store_conformance/standbys.rs"]
 mod standbys;
 
@@ -288,6 +290,14 @@ async fn memory_store_keeps_the_standby_pool() {
 }
 
 #[tokio::test]
+async fn memory_store_keeps_the_pool_size_and_figures() {
+    let store = MemoryStore::default();
+    pool::settings(&store, &store).await;
+    pool::figures(&store).await;
+    pool::fenced(&store).await;
+}
+
+#[tokio::test]
 async fn memory_store_fences_writes_by_its_lease() {
     lease::one_instance(&MemoryStore::default()).await;
 }
@@ -336,6 +346,23 @@ async fn sqlite_store_keeps_the_standby_pool() {
     let other = SqlStore::connect(&url).await.expect("second sqlite store");
     standbys::two_instances_race(&store, &other).await;
     standbys::fenced(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_the_pool_size_and_figures() {
+    let (_dir, url) = sqlite_file();
+    let store = SqlStore::connect(&url).await.expect("sqlite store");
+    let other = SqlStore::connect(&url).await.expect("second sqlite store");
+    pool::settings(&store, &other).await;
+    pool::figures(&store).await;
+    pool::fenced(&store).await;
+}
+
+/// A `standbys` table an earlier release made, brought up to date.
+#[tokio::test]
+async fn sqlite_store_migrates_an_earlier_standbys_table() {
+    let (_dir, url) = sqlite_file();
+    pool::sqlite_migration(&url).await;
 }
 
 #[tokio::test]
@@ -459,6 +486,23 @@ async fn mysql_store_keeps_the_standby_pool() {
     standbys::claims_race(&store).await;
     standbys::two_instances_race(&store, &database.store().await).await;
     standbys::fenced(&store).await;
+}
+
+#[tokio::test]
+async fn mysql_store_keeps_the_pool_size_and_figures() {
+    let database = MysqlDatabase::create().await;
+    let (store, other) = (database.store().await, database.store().await);
+    pool::settings(&store, &other).await;
+    pool::figures(&store).await;
+    pool::fenced(&store).await;
+}
+
+/// A `standbys` table an earlier release made, brought up to date on MariaDB, by two
+/// instances opening at once.
+#[tokio::test]
+async fn mysql_store_migrates_an_earlier_standbys_table() {
+    let database = MysqlDatabase::create().await;
+    pool::mysql_migration(&database.url()).await;
 }
 
 #[tokio::test]

@@ -63,6 +63,7 @@ Examples:
   sagactl list --status rolled_back --since 24h
   sagactl list --step registration --error-code registry_unreachable --all
   sagactl list --subdomain acme --json
+  sagactl list --kind signup --since 24h                # leave the standby pool's builds out
   sagactl list --limit 20 --cursor 1796545368188.c1609ab0-3763-545a-b960-f6f4fd53e0c3")]
     List(ListArgs),
     /// One saga: its summary, each step's time, attempts, retries and undos, the
@@ -127,6 +128,19 @@ the sites' password policy); it is never printed. Over HTTP it goes to POST /api
 Over NATS it is sealed to SAGA_PUBLIC_KEY (the services' public key: saga-keys public) as the
 web app seals it, and only the web-app user may publish signups: run it as that user.")]
     Signup(SignupArgs),
+    /// The standby pool: its size in force and where it comes from, its standbys by
+    /// state, claims and misses of the last hour; set its size without a restart, or
+    /// go back to STANDBY_POOL_SIZE.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  sagactl pool show
+  sagactl pool set 3 --reason \"launch day\"
+  sagactl pool set 0 --reason \"backend maintenance\"    # drains the pool
+  sagactl pool clear --reason \"launch over\"           # back to STANDBY_POOL_SIZE"
+    )]
+    Pool(PoolCommand),
     /// Whether a subdomain is free (exit 0) or not (exit 1: taken, reserved, invalid).
     #[command(after_help = "\
 Examples:
@@ -158,6 +172,9 @@ pub struct ListArgs {
     /// 24h, 7d).
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
+    /// Only signups (`signup`) or only the standby pool's builds (`standby_build`).
+    #[arg(long, value_parser = ["signup", "standby_build"])]
+    pub kind: Option<String>,
     /// At most this many per page (1 to 500; default 50).
     #[arg(long)]
     pub limit: Option<u32>,
@@ -249,6 +266,49 @@ Examples:
         #[arg(long)]
         reason: String,
         /// Who asks (kept in the timeline).
+        #[arg(long, env = "USER", default_value = "sagactl")]
+        operator: String,
+    },
+}
+
+/// `pool`'s commands.
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// The pool now: size and its source, counts by state, taken and missed in the
+    /// last hour, each standby.
+    #[command(after_help = "\
+Examples:
+  sagactl pool show
+  SAGACTL_API=http://127.0.0.1:8001 sagactl pool show --json")]
+    Show,
+    /// Keeps this many standbys building or ready, on every orchestrator and across
+    /// restarts, until cleared: a larger size builds more, a smaller one discards the
+    /// ready ones beyond it (signups still take them until then), 0 drains the pool.
+    #[command(after_help = "\
+Examples:
+  sagactl pool set 3 --reason \"launch day\"
+  sagactl pool set 0 --reason \"backend maintenance\"
+
+Who (--operator, else $USER), when and why are recorded and shown by sagactl pool show.")]
+    Set {
+        /// The size, 0 to 1000.
+        size: u32,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: String,
+        /// Who asks (recorded).
+        #[arg(long, env = "USER", default_value = "sagactl")]
+        operator: String,
+    },
+    /// Goes back to the configured size (STANDBY_POOL_SIZE).
+    #[command(after_help = "\
+Examples:
+  sagactl pool clear --reason \"launch over\"")]
+    Clear {
+        /// Why (recorded).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who asks (recorded).
         #[arg(long, env = "USER", default_value = "sagactl")]
         operator: String,
     },

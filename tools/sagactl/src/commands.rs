@@ -4,9 +4,10 @@ use chrono::{DateTime, Utc};
 use contracts::admin::{
     BulkReplayRequest, DeadLettersRequest, ListReply, ListRequest, RequeueOutcome, RequeueRequest,
 };
+use contracts::pool::PoolSetRequest;
 use contracts::SagaStatus;
 
-use crate::cli::{Cli, Command, DeadLettersCommand, ListArgs, ReplayArgs, SignupArgs};
+use crate::cli::{Cli, Command, DeadLettersCommand, ListArgs, PoolCommand, ReplayArgs, SignupArgs};
 use crate::client::Client;
 use crate::error::{self, code, Error};
 use crate::render;
@@ -45,6 +46,7 @@ pub async fn run(cli: &Cli) -> Result<u8, Error> {
         Command::Replay(args) => replay(cli, args).await,
         Command::DeadLetters(command) => dead_letters(cli, command).await,
         Command::Signup(args) => signup(cli, args).await,
+        Command::Pool(command) => pool(cli, command).await,
         Command::Check { subdomain } => {
             let client = Client::connect(cli).await?;
             let reply = client.check(subdomain).await?;
@@ -125,6 +127,11 @@ fn list_request(args: &ListArgs) -> Result<ListRequest, Error> {
             .as_deref()
             .map(|s| when(s, Utc::now()))
             .transpose()?,
+        kind: match args.kind.as_deref() {
+            Some("standby_build") => Some(contracts::admin::SagaKind::StandbyBuild),
+            Some(_) => Some(contracts::admin::SagaKind::Signup),
+            None => None,
+        },
         cursor: args.cursor.clone(),
     })
 }
@@ -313,6 +320,54 @@ async fn dead_letters(cli: &Cli, command: &DeadLettersCommand) -> Result<u8, Err
                 }
             }
         }
+    }
+    Ok(code::OK)
+}
+
+async fn pool(cli: &Cli, command: &PoolCommand) -> Result<u8, Error> {
+    let request = match command {
+        PoolCommand::Show => None,
+        PoolCommand::Set {
+            size,
+            reason,
+            operator,
+        } => {
+            if *size > contracts::pool::MAX_POOL_SIZE {
+                return Err(Error::Usage(format!(
+                    "the pool size must be 0 to {}, not {size}",
+                    contracts::pool::MAX_POOL_SIZE
+                )));
+            }
+            if reason.trim().is_empty() {
+                return Err(Error::Usage(
+                    "pool set needs --reason (why; it is recorded)".into(),
+                ));
+            }
+            Some(PoolSetRequest {
+                size: Some(*size),
+                clear: false,
+                operator: Some(operator.clone()),
+                reason: Some(reason.clone()),
+            })
+        }
+        PoolCommand::Clear { reason, operator } => Some(PoolSetRequest {
+            size: None,
+            clear: true,
+            operator: Some(operator.clone()),
+            reason: reason.clone(),
+        }),
+    };
+    let client = Client::connect(cli).await?;
+    let reply = match &request {
+        None => client.pool().await?,
+        Some(request) => client.pool_set(request).await?,
+    };
+    if cli.json {
+        print_json(&reply);
+    }
+    error::check(&reply.error)?;
+    if !cli.json {
+        print!("{}", render::pool(&reply));
     }
     Ok(code::OK)
 }

@@ -67,6 +67,70 @@ pub fn sagas(sagas: &[SagaSummary]) -> String {
     trimmed(&table)
 }
 
+/// The standby pool: its size and where it comes from, counts, the last hour's
+/// figures, then each standby.
+pub fn pool(reply: &contracts::pool::PoolReply) -> String {
+    use contracts::pool::PoolSizeSource;
+    let mut out = String::new();
+    let source = match reply.source {
+        PoolSizeSource::Configured => "STANDBY_POOL_SIZE".to_string(),
+        PoolSizeSource::Operator => format!(
+            "set by an operator; STANDBY_POOL_SIZE is {}",
+            reply.configured_size
+        ),
+    };
+    let _ = writeln!(out, "size        {} ({source})", reply.size);
+    if let Some(action) = &reply.last_action {
+        let what = if action.action == "pool_size_cleared" {
+            "cleared"
+        } else {
+            "set"
+        };
+        let why = if action.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", action.reason)
+        };
+        let _ = writeln!(
+            out,
+            "last change {what} by {} at {}{why}",
+            action.operator,
+            time(action.at)
+        );
+    }
+    let c = &reply.counts;
+    let _ = writeln!(
+        out,
+        "standbys    {} ready, {} building, {} claimed, {} discarding",
+        c.ready, c.building, c.claimed, c.discarding
+    );
+    let _ = writeln!(
+        out,
+        "last hour   {} taken, {} missed (signups that found none ready)",
+        reply.taken_last_hour, reply.missed_last_hour
+    );
+    if !reply.standbys.is_empty() {
+        let mut table = table(&["STANDBY", "SITE", "STATE", "SINCE", "CLAIMED BY"]);
+        for standby in &reply.standbys {
+            let state = serde_json::to_value(standby.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            table.add_row(vec![
+                standby.standby_id.to_string(),
+                standby.site_name.clone(),
+                state,
+                time(standby.since),
+                standby
+                    .claimed_by
+                    .map_or_else(|| "-".into(), |id| id.to_string()),
+            ]);
+        }
+        let _ = writeln!(out, "\n{}", trimmed(&table));
+    }
+    out
+}
+
 /// A table without the spaces the preset leaves at the ends of lines.
 fn trimmed(table: &Table) -> String {
     table

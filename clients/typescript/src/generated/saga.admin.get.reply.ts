@@ -94,6 +94,10 @@ export interface SagaSummary {
    */
   error?: ErrorInfo | null;
   /**
+   * A signup, or a standby pool's build.
+   */
+  kind?: "signup" | "standby_build";
+  /**
    * 1 for the first run, +1 for each replay (from the start, or of an undo that
    * ended `compensation_failed`).
    */
@@ -111,7 +115,7 @@ export interface SagaSummary {
    */
   step?: string | null;
   /**
-   * The tenant's subdomain.
+   * The tenant's subdomain (`sb-<8 hex>` for a standby build).
    */
   subdomain: string;
   /**

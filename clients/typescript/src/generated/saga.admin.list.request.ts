@@ -2,6 +2,11 @@
 // Regenerate with `npm run generate`; `npm run check:generated` fails when it drifts.
 
 /**
+ * What a saga provisions: a tenant's signup, or a standby site the pool builds ahead
+ * of time (README, "Standby pool"), which operators reading signup figures leave out.
+ */
+export type SagaKind = "signup" | "standby_build";
+/**
  * Where a saga stands as a whole.
  */
 export type SagaStatus =
@@ -19,6 +24,11 @@ export interface ListRequest {
    * Only sagas whose error has this code (such as `database_conflict`).
    */
   error_code?: string | null;
+  /**
+   * Only signups (`signup`) or only the standby pool's builds (`standby_build`);
+   * both when absent.
+   */
+  kind?: SagaKind | null;
   /**
    * At most this many (default 50, at most 500).
    */

@@ -138,21 +138,33 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
     }
 
     /// A ready standby for signup `saga_id` (the one it took before, if it comes
-    /// again), when the pool is on. Never holds the signup up: with none ready, or the
-    /// pool's rows unreadable, the signup takes the usual path.
+    /// again), when the pool is on or still holds ready standbys while it shrinks.
+    /// Never holds the signup up: with none ready, or the pool's rows unreadable, the
+    /// signup takes the usual path. Finding none while the pool is on is a miss, kept
+    /// in the store for the pool's hourly figures.
     async fn claim_standby(&self, saga_id: Uuid) -> Option<crate::store::Standby> {
-        if self.pool_size == 0 {
+        if !self.pool.claimable() {
             return None;
         }
-        match self.store.claim_standby(saga_id, self.clock.now()).await {
+        let now = self.clock.now();
+        match self.store.claim_standby(saga_id, now).await {
             Ok(Some(standby)) => {
                 tracing::info!(standby = %standby.id, site = %standby.site_name, "signup takes a standby site");
                 crate::observe::standby_claim(true);
                 Some(standby)
             }
             Ok(None) => {
-                tracing::info!("no standby site ready: the usual path");
-                crate::observe::standby_claim(false);
+                if self.pool.size() > 0 {
+                    tracing::info!("no standby site ready: the usual path");
+                    crate::observe::standby_claim(false);
+                    if let Err(e) = self.store.standby_missed(saga_id, now).await {
+                        tracing::warn!(error = %format!("{e:#}"), "standby miss not recorded");
+                    }
+                }
+                None
+            }
+            Err(crate::store::Error::Refused(_)) => {
+                self.pool.mark_absent();
                 None
             }
             Err(e) => {

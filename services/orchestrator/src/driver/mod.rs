@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub(crate) use intake::{held_elsewhere, route_event, route_signup};
-pub(crate) use pool::pool_loop;
+pub(crate) use pool::{effective_size, pool_loop, PoolLive};
 pub(crate) use recovery::{sweep_loop, Requeued};
 
 use crate::bus::{Bus, Inbound, NatsBus, SetAside, Settle};
@@ -137,9 +137,10 @@ pub(crate) struct Core<S, B = NatsBus> {
     pub unsent: Arc<Mutex<HashSet<Uuid>>>,
     /// How long this instance may still act as the leader.
     pub tenure: crate::leadership::Tenure,
-    /// `STANDBY_POOL_SIZE`: how many standby sites to keep building or ready (0: no
-    /// pool, and signups never look for one).
-    pub pool_size: u32,
+    /// The standby pool's size in force (`STANDBY_POOL_SIZE`, or the operators'
+    /// setting in the store; 0: no pool, and signups look for none once none is
+    /// left ready).
+    pub pool: PoolLive,
 }
 
 /// Routes work to the worker that owns a saga.

@@ -19,6 +19,7 @@
 //! ([`Core::follow_pool`]); this task repairs, from the rows, what a crash in between
 //! left undone: a `discarding` row whose build is still completed is discarded again.
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ use uuid::Uuid;
 use super::{Core, Work};
 use crate::bus::Bus;
 use crate::saga::{Saga, STANDBY_DISCARDED};
-use crate::store::{SagaStore, Standby, StandbyState};
+use crate::store::{PoolSetting, SagaStore, Standby, StandbyState};
 
 /// How often the pool is looked after.
 pub(crate) const POOL_EVERY: Duration = Duration::from_secs(2);
@@ -37,6 +38,76 @@ pub(crate) const POOL_EVERY: Duration = Duration::from_secs(2);
 /// How long a `building` row may go without its saga before it counts as lost: the
 /// row is stored first, the saga right after, so only a crash between leaves one.
 const ORPHAN_GRACE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// How long a standby stays claimed by a signup the store never got (its message
+/// dead-lettered, say) before it is discarded: well past the signup's redelivery
+/// window (100 deliveries, each at most a minute apart: about an hour and a half). It
+/// is never given back to the pool: a late signup stored with it would then share it.
+pub(crate) const CLAIM_GRACE: chrono::Duration = chrono::Duration::hours(3);
+
+/// The pool's size as this instance applies it, shared by the pool's upkeep (which
+/// reads the operators' setting from the store each round) and the intake.
+#[derive(Debug)]
+pub(crate) struct PoolLive {
+    /// `STANDBY_POOL_SIZE`.
+    configured: u32,
+    /// The size in force: the operators' setting, else the configured one.
+    size: AtomicU32,
+    /// Whether a signup looks for a ready standby: the pool is on, or some were left
+    /// ready while it shrinks (using one beats discarding it).
+    claimable: AtomicBool,
+    /// The store keeps no pool: nothing is ever looked for.
+    absent: AtomicBool,
+    /// Wakes the upkeep at once (an operator changed the size).
+    nudge: tokio::sync::Notify,
+}
+
+impl PoolLive {
+    /// The pool of `STANDBY_POOL_SIZE` `configured`, until the store says otherwise.
+    pub(crate) fn new(configured: u32) -> Self {
+        Self {
+            configured,
+            size: AtomicU32::new(configured),
+            claimable: AtomicBool::new(configured > 0),
+            absent: AtomicBool::new(false),
+            nudge: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// `STANDBY_POOL_SIZE`.
+    pub(crate) fn configured(&self) -> u32 {
+        self.configured
+    }
+
+    /// The size in force.
+    pub(crate) fn size(&self) -> u32 {
+        self.size.load(Ordering::Relaxed)
+    }
+
+    /// Whether a signup should look for a ready standby.
+    pub(crate) fn claimable(&self) -> bool {
+        !self.absent.load(Ordering::Relaxed) && self.claimable.load(Ordering::Relaxed)
+    }
+
+    /// The store keeps no pool: said once, then never looked for again.
+    pub(crate) fn mark_absent(&self) {
+        if !self.absent.swap(true, Ordering::Relaxed) && self.configured > 0 {
+            tracing::warn!(
+                "this saga store keeps no standby pool: the pool is off (STANDBY_POOL_SIZE ignored)"
+            );
+        }
+    }
+
+    /// Has the upkeep run now rather than at its next tick.
+    pub(crate) fn nudge(&self) {
+        self.nudge.notify_one();
+    }
+}
+
+/// The size in force: the operators' setting, else `configured`.
+pub(crate) fn effective_size(configured: u32, setting: Option<&PoolSetting>) -> u32 {
+    setting.and_then(|s| s.size).unwrap_or(configured)
+}
 
 /// The placeholder subdomain of the standby built by saga `id`.
 pub(crate) fn placeholder_subdomain(id: Uuid) -> String {
@@ -60,10 +131,11 @@ pub(crate) fn placeholder_tenant(id: Uuid, parent_domain: &str) -> TenantContext
     }
 }
 
-/// Every [`POOL_EVERY`], while this instance leads: brings the pool's rows in line
-/// with the sagas, then starts builds until `building + ready` is the pool's size.
-/// With a size of 0 it still runs: it discards the standbys left ready (draining the
-/// pool) and finishes discards under way.
+/// Every [`POOL_EVERY`] (or at once when an operator changed the size), while this
+/// instance leads: reads the size in force, brings the pool's rows in line with the
+/// sagas, then starts builds until `building + ready` is that size. With a size of 0
+/// it still runs: it discards the standbys left ready (draining the pool) and
+/// finishes discards under way. It publishes the pool's gauges each round.
 pub(crate) async fn pool_loop<S: SagaStore, B: Bus>(
     core: Arc<Core<S, B>>,
     stop: CancellationToken,
@@ -74,11 +146,15 @@ pub(crate) async fn pool_loop<S: SagaStore, B: Bus>(
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
+            () = core.pool.nudge.notified() => {}
         }
         match core.tend_pool().await {
             Ok(()) => {}
-            // A store without a pool, with the pool off: nothing to tend, ever.
-            Err(e) if core.pool_size == 0 && refused(&e) => return,
+            // A store without a pool: nothing to tend, ever.
+            Err(e) if refused(&e) => {
+                core.pool.mark_absent();
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "standby pool not tended; trying again")
             }
@@ -89,17 +165,28 @@ pub(crate) async fn pool_loop<S: SagaStore, B: Bus>(
 impl<S: SagaStore, B: Bus> Core<S, B> {
     /// One round of the pool's upkeep.
     pub(crate) async fn tend_pool(&self) -> anyhow::Result<()> {
+        let setting = self.store.pool_setting().await?;
+        let wanted = effective_size(self.pool.configured, setting.as_ref());
+        if self.pool.size.swap(wanted, Ordering::Relaxed) != wanted {
+            tracing::info!(size = wanted, "standby pool size in force");
+        }
+        let rows = self.store.standbys(None).await?;
+        // While it shrinks, signups still take what is ready (before it is discarded).
+        let any_ready = rows.iter().any(|s| s.state == StandbyState::Ready);
+        self.pool
+            .claimable
+            .store(wanted > 0 || any_ready, Ordering::Relaxed);
         let mut live = 0usize;
         let mut ready = Vec::new();
-        for standby in self.store.standbys(None).await? {
-            if self.reconcile(&standby).await? {
+        for standby in &rows {
+            if self.reconcile(standby).await? {
                 live += 1;
                 if standby.state == StandbyState::Ready {
                     ready.push(standby.id);
                 }
             }
         }
-        let wanted = self.pool_size as usize;
+        let wanted = wanted as usize;
         // Beyond the size: the newest ready ones go (the oldest are claimed first, so
         // the pool keeps turning over). Builds under way finish first and go then.
         let why = format!("the pool keeps {wanted}");
@@ -114,6 +201,9 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         for _ in live..wanted {
             self.start_standby_build().await?;
         }
+        // The gauges, as the store has the rows now.
+        let now_rows = self.store.standbys(None).await?;
+        crate::observe::pool_gauges(wanted as u32, &now_rows);
         Ok(())
     }
 
@@ -151,13 +241,25 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                 let Some(signup) = standby.claimed_by else {
                     return Ok(false);
                 };
-                if let Some(saga) = self.store.get(signup).await? {
-                    if saga.tenant.standby.as_ref().map(|s| s.saga_id) == Some(standby.id) {
-                        self.follow_claim(&saga).await?;
-                    } else {
-                        // Its signup went on without it (found it unusable).
-                        self.discard(standby.id, StandbyState::Claimed, UNUSABLE)
-                            .await?;
+                match self.store.get(signup).await? {
+                    Some(saga) => {
+                        if saga.tenant.standby.as_ref().map(|s| s.saga_id) == Some(standby.id) {
+                            self.follow_claim(&saga).await?;
+                        } else {
+                            // Its signup went on without it (found it unusable).
+                            self.discard(standby.id, StandbyState::Claimed, UNUSABLE)
+                                .await?;
+                        }
+                    }
+                    None => {
+                        // Its signup never got stored (dead-lettered, say) and will not
+                        // come again now: discarded, never given back (a late signup
+                        // stored with it would share it; the steps check ownership).
+                        let claimed = standby.claimed_at.unwrap_or(standby.since);
+                        if self.clock.now() - claimed > CLAIM_GRACE {
+                            self.discard(standby.id, StandbyState::Claimed, NEVER_STORED)
+                                .await?;
+                        }
                     }
                 }
                 Ok(false)
@@ -202,6 +304,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         match self.store.insert(&saga, &[]).await? {
             crate::store::Inserted::Stored => {
                 tracing::info!(standby = %id, site = %saga.tenant.site_name, "standby build started");
+                crate::observe::standby_build_started();
                 self.router.send(id, Work::Resume).await;
             }
             other => {
@@ -291,6 +394,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
 const UNUSABLE: &str = "its signup found it unusable";
 const ROLLED_BACK: &str = "its signup rolled back";
 const NOT_WANTED: &str = "the pool no longer wants it";
+const NEVER_STORED: &str = "its signup was never stored";
 
 /// Whether a build saga's undo is a discard (its error, or the cause of its undo's
 /// failure, says so), not a failed build.

@@ -1,6 +1,6 @@
 //! The orchestrator's HTTP API on `HTTP_ADDR`, beside `/healthz` and `/readyz`: the
 //! old provisioning service's endpoints (`compat.rs`), the operators' endpoints
-//! (`sagas.rs`, `events.rs`, `dead_letters.rs`), the dashboard's headline figures
+//! (`sagas.rs`, `events.rs`, `dead_letters.rs`, `pool.rs`), the dashboard's headline figures
 //! (`stats.rs`), who may call what (`auth.rs`), the OpenAPI document (`openapi.rs`),
 //! served at `/openapi.json`, and the live dashboard at `/` (`dashboard.rs`).
 
@@ -10,6 +10,7 @@ mod dashboard;
 mod dead_letters;
 mod events;
 mod openapi;
+mod pool;
 mod sagas;
 mod stats;
 
@@ -42,15 +43,19 @@ pub(crate) trait Reads: Send + Sync + 'static {
     fn get(&self, saga_id: Uuid) -> Boxed<'_, GetReply>;
     /// A page of sagas.
     fn list<'a>(&'a self, request: &'a ListRequest) -> Boxed<'a, ListReply>;
-    /// The dashboard's headline figures over `window` (its text and length), now.
+    /// The dashboard's headline figures over `window` (its text and length) of the
+    /// sagas of `kind`, now.
     fn stats<'a>(
         &'a self,
         window: (&'a str, chrono::TimeDelta),
+        kind: contracts::admin::SagaKind,
     ) -> Boxed<'a, Result<crate::stats::Stats, ErrorInfo>>;
     /// `tenant.subdomain.check`'s answer.
     fn check(&self, subdomain: String) -> Boxed<'_, SubdomainCheckReply>;
     /// The newest dead letters, or one.
     fn dead_letters<'a>(&'a self, request: &'a DeadLettersRequest) -> Boxed<'a, DeadLettersReply>;
+    /// The standby pool.
+    fn pool(&self) -> Boxed<'_, contracts::pool::PoolReply>;
     /// Whether the store answers, and who leads (`None`: nobody).
     fn store_state(&self) -> Boxed<'_, Result<Option<String>, String>>;
 }
@@ -65,9 +70,10 @@ impl<S: SagaStore> Reads for Reader<S> {
     fn stats<'a>(
         &'a self,
         window: (&'a str, chrono::TimeDelta),
+        kind: contracts::admin::SagaKind,
     ) -> Boxed<'a, Result<crate::stats::Stats, ErrorInfo>> {
         Box::pin(async move {
-            crate::stats::read(&*self.store, window, chrono::Utc::now())
+            crate::stats::read(&*self.store, window, kind, chrono::Utc::now())
                 .await
                 .map_err(|e| {
                     crate::admin::error(
@@ -85,6 +91,13 @@ impl<S: SagaStore> Reads for Reader<S> {
     }
     fn dead_letters<'a>(&'a self, request: &'a DeadLettersRequest) -> Boxed<'a, DeadLettersReply> {
         Box::pin(crate::dead_letters::list(self, request))
+    }
+    fn pool(&self) -> Boxed<'_, contracts::pool::PoolReply> {
+        Box::pin(crate::pool_admin::read(
+            &*self.store,
+            self.pool_size,
+            chrono::Utc::now(),
+        ))
     }
     fn store_state(&self) -> Boxed<'_, Result<Option<String>, String>> {
         Box::pin(async move {
@@ -126,6 +139,10 @@ pub(crate) fn router(state: AppState, health: step_runtime::health::Probe) -> Ro
         .route("/api/v1/sagas/{id}/events", get(events::saga_events))
         .route("/api/v1/events", get(events::all_events))
         .route("/api/v1/stats", get(stats::stats))
+        .route(
+            "/api/v1/pool",
+            get(pool::get).put(pool::put).delete(pool::clear),
+        )
         .route("/api/v1/dead-letters", get(dead_letters::list))
         .route("/api/v1/dead-letters/{seq}", get(dead_letters::one))
         .route(

@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "Tenant provisioning orchestrator",
-        description = "Provisions tenants (the old provisioning service's endpoints) and lets operators follow and replay sagas and requeue dead letters."
+        description = "Provisions tenants (the old provisioning service's endpoints) and lets operators follow and replay sagas, requeue dead letters and size the standby pool."
     ),
     paths(
         super::compat::health,
@@ -26,6 +26,9 @@ use utoipa::{Modify, OpenApi};
         super::dead_letters::list,
         super::dead_letters::one,
         super::dead_letters::requeue,
+        super::pool::get,
+        super::pool::put,
+        super::pool::clear,
     ),
     components(schemas(super::ApiError)),
     modifiers(&Security),
@@ -33,7 +36,8 @@ use utoipa::{Modify, OpenApi};
         (name = "compatible", description = "The old provisioning service's endpoints"),
         (name = "sagas", description = "Operators: sagas, replays, headline figures"),
         (name = "events", description = "Live progress (Server-Sent Events)"),
-        (name = "dead letters", description = "Operators: what was set aside, and requeues once the cause is fixed")
+        (name = "dead letters", description = "Operators: what was set aside, and requeues once the cause is fixed"),
+        (name = "pool", description = "Operators: the standby pool, and its size changed without a restart")
     )
 )]
 struct Api;

@@ -39,6 +39,8 @@ pub(crate) struct ListParams {
     pub subdomain: Option<String>,
     /// Only sagas created at or after this time (RFC 3339).
     pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only signups (`signup`) or only the standby pool's builds (`standby_build`).
+    pub kind: Option<contracts::admin::SagaKind>,
     /// At most this many (default 50, 1 to 500).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
@@ -70,6 +72,7 @@ pub(crate) async fn list(
         error_code: params.error_code,
         subdomain: params.subdomain,
         since: params.since,
+        kind: params.kind,
         cursor: params.cursor,
     };
     let reply = state.reads.list(&request).await;

@@ -21,6 +21,8 @@ pub(crate) struct StatsParams {
     /// hours or days (`90m`, `24h`, `7d`), at most `30d`; default `24h`.
     #[param(pattern = "^[0-9]+[mhd]$", example = "24h")]
     pub window: Option<String>,
+    /// Whose figures: `signup` (default) or `standby_build` (the standby pool's builds).
+    pub kind: Option<contracts::admin::SagaKind>,
 }
 
 #[utoipa::path(get, path = "/api/v1/stats", tag = "sagas", params(StatsParams),
@@ -39,7 +41,8 @@ pub(crate) async fn stats(
     let Query(params) = params.map_err(|e| bad(e.body_text()))?;
     let text = params.window.unwrap_or_else(|| "24h".into());
     let window = parse_window(&text).map_err(bad)?;
-    match state.reads.stats((&text, window)).await {
+    let kind = params.kind.unwrap_or_default();
+    match state.reads.stats((&text, window), kind).await {
         Ok(stats) => Ok(Json(stats)),
         Err(error) => Err(Refusal(status_of(&error), error)),
     }

@@ -31,11 +31,41 @@ pub(crate) fn accepted() {
     metrics::gauge!("saga_in_flight").increment(1.0);
 }
 
+/// Counts a standby build saga started: in flight like any saga (the store's count,
+/// which the leader reads each minute, has it), but no signup (`saga_started_total`).
+pub(crate) fn standby_build_started() {
+    metrics::gauge!("saga_in_flight").increment(1.0);
+}
+
 /// Counts a signup that looked for a standby site: `taken` one, or `missed` (none
 /// was ready; it took the usual path).
 pub(crate) fn standby_claim(taken: bool) {
     let outcome = if taken { "taken" } else { "missed" };
     metrics::counter!("saga_standby_claims_total", "outcome" => outcome).increment(1);
+}
+
+/// The standby pool's gauges, as the leader's upkeep finds the store each round: the
+/// size in force and the standbys by state (`rows`: every one not gone).
+pub(crate) fn pool_gauges(size: u32, rows: &[crate::store::Standby]) {
+    metrics::gauge!("saga_standby_pool_size").set(f64::from(size));
+    for state in POOL_STATES {
+        let count = rows.iter().filter(|s| s.state == state).count();
+        metrics::gauge!("saga_standbys", "state" => state.as_str()).set(count as f64);
+    }
+}
+
+/// The states the `saga_standbys` gauge has a series for.
+const POOL_STATES: [crate::store::StandbyState; 4] = [
+    crate::store::StandbyState::Building,
+    crate::store::StandbyState::Ready,
+    crate::store::StandbyState::Claimed,
+    crate::store::StandbyState::Discarding,
+];
+
+/// What a saga is, for the labels of what it counts: a signup's, or a standby's build
+/// (which operators reading signup figures must be able to leave out).
+pub(crate) fn kind(saga: &Saga) -> &'static str {
+    crate::admin::kind_of(saga).as_str()
 }
 
 /// Counts a saga inserted already ended (a signup rejected at intake).
@@ -101,10 +131,11 @@ fn ended(saga: &Saga, now: DateTime<Utc>) {
         .error
         .as_ref()
         .map_or_else(|| "none".to_string(), |e| e.code.clone());
-    metrics::counter!("saga_ended_total", "run" => run, "outcome" => outcome, "error_code" => code)
+    let kind = kind(saga);
+    metrics::counter!("saga_ended_total", "kind" => kind, "run" => run, "outcome" => outcome, "error_code" => code)
         .increment(1);
     let took = (now - saga.created_at).to_std().unwrap_or_default();
-    metrics::histogram!("saga_duration_seconds", "run" => run, "outcome" => outcome)
+    metrics::histogram!("saga_duration_seconds", "kind" => kind, "run" => run, "outcome" => outcome)
         .record(took.as_secs_f64());
 }
 
@@ -203,6 +234,7 @@ impl Snapshot {
 /// Sets the gauges as a standby: zero, and `saga_leader 0` (the leader reports them).
 pub(crate) fn stand_by() {
     metrics::gauge!("saga_leader").set(0.0);
+    pool_gauges(0, &[]);
     metrics::gauge!("saga_in_flight").set(0.0);
     metrics::gauge!("saga_needing_attention", "reason" => "compensation_failed").set(0.0);
     metrics::gauge!("saga_needing_attention", "reason" => "stuck").set(0.0);

@@ -215,11 +215,13 @@ fn a_transition_counts_its_end_its_step_and_its_undos_once() {
         Some(1.0)
     );
     assert_eq!(
-        series(r#"saga_ended_total{run="first",outcome="rolled_back",error_code="site_failed"}"#),
+        series(
+            r#"saga_ended_total{kind="signup",run="first",outcome="rolled_back",error_code="site_failed"}"#
+        ),
         Some(1.0)
     );
     assert_eq!(
-        series(r#"saga_duration_seconds_count{run="first",outcome="rolled_back"}"#),
+        series(r#"saga_duration_seconds_count{kind="signup",run="first",outcome="rolled_back"}"#),
         Some(1.0)
     );
     assert_eq!(series("saga_started_total"), None, "counted at intake only");

@@ -11,9 +11,10 @@ use contracts::{ProgressEvent, SagaStatus};
 use uuid::Uuid;
 
 use super::lease::{self, Fencing, LeaseInfo, MemoryLease};
+use super::standbys::millis_only;
 use super::{
-    check_advances, ClaimChange, Error, Inserted, ListQuery, SagaStore, Standby, StandbyState,
-    Updated,
+    check_advances, ClaimChange, Error, Inserted, ListQuery, PoolFigures, PoolSetting, SagaStore,
+    Standby, StandbyState, Updated,
 };
 use crate::saga::Saga;
 
@@ -24,6 +25,10 @@ struct State {
     claims: HashMap<String, Uuid>,
     /// The pool, with each ready standby's `ready_at` (oldest is claimed first).
     standbys: BTreeMap<Uuid, (Standby, i64)>,
+    /// The operators' setting of the pool's size.
+    pool_setting: Option<PoolSetting>,
+    /// Signups that found no ready standby, and when.
+    misses: HashMap<Uuid, chrono::DateTime<chrono::Utc>>,
     lease: MemoryLease,
     fencing: Fencing,
 }
@@ -276,6 +281,7 @@ impl SagaStore for MemoryStore {
                 Some((standby, ready_at)) if standby.state == StandbyState::Building => {
                     standby.state = StandbyState::Ready;
                     standby.db_name = db_name.to_string();
+                    standby.since = millis_only(now);
                     *ready_at = now.timestamp_millis();
                     true
                 }
@@ -287,7 +293,7 @@ impl SagaStore for MemoryStore {
     async fn claim_standby(
         &self,
         signup: Uuid,
-        _now: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<Standby>, Error> {
         self.with(|state| {
             state.fenced()?;
@@ -306,6 +312,8 @@ impl SagaStore for MemoryStore {
             Ok(oldest.map(|(standby, _)| {
                 standby.state = StandbyState::Claimed;
                 standby.claimed_by = Some(signup);
+                standby.claimed_at = Some(millis_only(now));
+                standby.since = millis_only(now);
                 standby.clone()
             }))
         })
@@ -321,6 +329,8 @@ impl SagaStore for MemoryStore {
                 {
                     standby.state = StandbyState::Ready;
                     standby.claimed_by = None;
+                    standby.claimed_at = None;
+                    standby.since = millis_only(chrono::Utc::now());
                     true
                 }
                 _ => false,
@@ -334,6 +344,7 @@ impl SagaStore for MemoryStore {
             Ok(match state.standbys.get_mut(&id) {
                 Some((standby, _)) if standby.state == from => {
                     standby.state = StandbyState::Discarding;
+                    standby.since = millis_only(chrono::Utc::now());
                     true
                 }
                 _ => false,
@@ -347,6 +358,7 @@ impl SagaStore for MemoryStore {
             Ok(match state.standbys.get_mut(&id) {
                 Some((standby, _)) if standby.state != StandbyState::Gone => {
                     standby.state = StandbyState::Gone;
+                    standby.since = millis_only(chrono::Utc::now());
                     true
                 }
                 _ => false,
@@ -372,5 +384,47 @@ impl SagaStore for MemoryStore {
 
     async fn standby(&self, id: Uuid) -> Result<Option<Standby>, Error> {
         Ok(self.with(|state| state.standbys.get(&id).map(|(s, _)| s.clone())))
+    }
+
+    async fn pool_setting(&self) -> Result<Option<PoolSetting>, Error> {
+        Ok(self.with(|state| state.pool_setting.clone()))
+    }
+
+    async fn set_pool_setting(&self, setting: &PoolSetting) -> Result<(), Error> {
+        self.with(|state| {
+            state.fenced()?;
+            state.pool_setting = Some(setting.clone());
+            Ok(())
+        })
+    }
+
+    async fn standby_missed(
+        &self,
+        signup: Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), Error> {
+        self.with(|state| {
+            state.fenced()?;
+            state
+                .misses
+                .retain(|_, at| *at >= now - super::pool::MISSES_KEPT);
+            state.misses.entry(signup).or_insert(millis_only(now));
+            Ok(())
+        })
+    }
+
+    async fn pool_figures(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<PoolFigures, Error> {
+        let since = millis_only(since);
+        Ok(self.with(|state| PoolFigures {
+            taken: state
+                .standbys
+                .values()
+                .filter(|(s, _)| s.claimed_at.is_some_and(|at| at >= since))
+                .count() as u64,
+            missed: state.misses.values().filter(|at| **at >= since).count() as u64,
+        }))
     }
 }

@@ -9,6 +9,7 @@ mod lease;
 mod listing;
 mod memory;
 mod mysql_database;
+mod pool;
 mod sql;
 mod sqlite_writer;
 mod standbys;
@@ -23,6 +24,7 @@ use uuid::Uuid;
 use crate::saga::Saga;
 pub use lease::LeaseInfo;
 pub use memory::MemoryStore;
+pub use pool::{PoolFigures, PoolSetting};
 pub use sql::SqlStore;
 pub use standbys::{Standby, StandbyState};
 
@@ -355,6 +357,41 @@ pub trait SagaStore: Send + Sync + 'static {
     /// One standby, whatever its state.
     fn standby(&self, id: Uuid) -> impl Future<Output = Result<Option<Standby>, Error>> + Send {
         let _ = id;
+        async { Err(no_pool()) }
+    }
+
+    /// The operators' last word on the pool's size (`size: None`: cleared), if they
+    /// ever gave one.
+    fn pool_setting(&self) -> impl Future<Output = Result<Option<PoolSetting>, Error>> + Send {
+        async { Err(no_pool()) }
+    }
+
+    /// Replaces the operators' setting of the pool's size. Fenced like every write.
+    fn set_pool_setting(
+        &self,
+        setting: &PoolSetting,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = setting;
+        async { Err(no_pool()) }
+    }
+
+    /// Records that `signup` found no ready standby while the pool was on: once per
+    /// signup, however often it comes. Misses older than a day are dropped. Fenced.
+    fn standby_missed(
+        &self,
+        signup: Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = (signup, now);
+        async { Err(no_pool()) }
+    }
+
+    /// Standbys claimed (and not given back) and misses recorded at or after `since`.
+    fn pool_figures(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = Result<PoolFigures, Error>> + Send {
+        let _ = since;
         async { Err(no_pool()) }
     }
 }

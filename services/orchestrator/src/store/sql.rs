@@ -15,8 +15,8 @@ use super::group_commit::{self, Change, Row_};
 use super::lease::{self, Fence, Fencing, LeaseInfo};
 use super::listing;
 use super::{
-    check_advances, mysql_database, sqlite_writer, standbys, ClaimChange, Error, Inserted,
-    ListQuery, SagaStore, Standby, StandbyState, Updated,
+    check_advances, mysql_database, pool, sqlite_writer, standbys, ClaimChange, Error, Inserted,
+    ListQuery, PoolFigures, PoolSetting, SagaStore, Standby, StandbyState, Updated,
 };
 use crate::saga::Saga;
 
@@ -72,6 +72,7 @@ fn ddl(mysql: bool) -> Vec<String> {
     ]);
     statements.extend(lease::sql::ddl(mysql));
     statements.extend(standbys::sql::ddl());
+    statements.extend(pool::sql::ddl());
     statements
 }
 
@@ -129,6 +130,7 @@ impl SqlStore {
         for statement in ddl(!sqlite) {
             sqlx::query(&statement).execute(&pool).await?;
         }
+        standbys::sql::migrate(&pool).await?;
         let fence = Fence::default();
         let (writer, changes) = mpsc::channel(4 * group_commit::GROUP_MAX);
         if sqlite {
@@ -285,7 +287,7 @@ async fn claim(
 
 /// Reads a text column. Through the `Any` driver MySQL reports `TEXT` columns as
 /// `BLOB`, so bytes are accepted too.
-fn text_column(row: &sqlx::any::AnyRow, name: &str) -> Result<String, Error> {
+pub(super) fn text_column(row: &sqlx::any::AnyRow, name: &str) -> Result<String, Error> {
     match row.try_get::<String, _>(name) {
         Ok(text) => Ok(text),
         Err(_) => {
@@ -502,6 +504,29 @@ impl SagaStore for SqlStore {
 
     async fn standby(&self, id: Uuid) -> Result<Option<Standby>, Error> {
         standbys::sql::get(&self.pool, id).await
+    }
+
+    async fn pool_setting(&self) -> Result<Option<PoolSetting>, Error> {
+        pool::sql::setting(&self.pool).await
+    }
+
+    async fn set_pool_setting(&self, setting: &PoolSetting) -> Result<(), Error> {
+        pool::sql::set(&self.pool, &self.fence, setting).await
+    }
+
+    async fn standby_missed(
+        &self,
+        signup: Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), Error> {
+        pool::sql::missed(&self.pool, &self.fence, signup, now).await
+    }
+
+    async fn pool_figures(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<PoolFigures, Error> {
+        pool::sql::figures(&self.pool, since).await
     }
 }
 

@@ -69,20 +69,34 @@ pub struct Standby {
     pub claimed_by: Option<Uuid>,
     /// When its build was started (millisecond precision, as stored).
     pub created_at: DateTime<Utc>,
+    /// When a signup took it (kept once it is used up or discarded, so the pool's
+    /// figures count it; cleared when it is given back).
+    pub claimed_at: Option<DateTime<Utc>>,
+    /// Since when it is in its state (for operators: a row written before this was
+    /// kept tells its last known change: built, ready or claimed).
+    pub since: DateTime<Utc>,
 }
 
 impl Standby {
     /// A standby whose build saga `id` starts now.
     pub fn building(id: Uuid, site_name: String, now: DateTime<Utc>) -> Self {
+        let now = millis_only(now);
         Self {
             id,
             site_name,
             db_name: String::new(),
             state: StandbyState::Building,
             claimed_by: None,
-            created_at: DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now),
+            created_at: now,
+            claimed_at: None,
+            since: now,
         }
     }
+}
+
+/// `at` to the millisecond, as every store keeps it.
+pub(super) fn millis_only(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at)
 }
 
 /// The SQL side: the table and the fenced statements.
@@ -107,26 +121,72 @@ pub(super) mod sql {
                 claimed_by VARCHAR(36) NULL UNIQUE,
                 created_at BIGINT NOT NULL,
                 ready_at BIGINT NULL,
-                claimed_at BIGINT NULL)"
+                claimed_at BIGINT NULL,
+                changed_at BIGINT NULL)"
                 .to_string(),
             "CREATE INDEX IF NOT EXISTS standbys_by_state ON standbys (state, ready_at)".into(),
+            // The pool's figures count the claims of the last hour.
+            "CREATE INDEX IF NOT EXISTS standbys_by_claim ON standbys (claimed_at)".into(),
         ]
     }
 
-    const COLUMNS: &str = "standby_id, site_name, db_name, state, claimed_by, created_at";
+    /// Brings a `standbys` table made by an earlier release up to date: it lacks
+    /// `changed_at` (SQLite has no `ADD COLUMN IF NOT EXISTS`, so the column is looked
+    /// for first; two instances starting at once may both add it, and the loser finds
+    /// it there).
+    pub(in crate::store) async fn migrate(pool: &sqlx::AnyPool) -> Result<(), Error> {
+        let has = |pool: &sqlx::AnyPool| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("SELECT changed_at FROM standbys WHERE 1 = 0")
+                    .fetch_all(&pool)
+                    .await
+                    .is_ok()
+            }
+        };
+        if has(pool).await {
+            return Ok(());
+        }
+        let added = sqlx::query("ALTER TABLE standbys ADD COLUMN changed_at BIGINT NULL")
+            .execute(pool)
+            .await;
+        match added {
+            Ok(_) => Ok(()),
+            Err(_) if has(pool).await => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    const COLUMNS: &str =
+        "standby_id, site_name, db_name, state, claimed_by, created_at, ready_at, claimed_at, changed_at";
 
     fn from_row(row: &sqlx::any::AnyRow) -> Result<Standby, Error> {
         let uuid = |text: String| Uuid::parse_str(&text).map_err(|e| Error::Corrupt(e.to_string()));
         let claimed_by: Option<String> = row.try_get("claimed_by")?;
+        let at = |ms: i64| {
+            DateTime::from_timestamp_millis(ms)
+                .ok_or_else(|| Error::Corrupt(format!("standby time {ms}")))
+        };
         let created_at: i64 = row.try_get("created_at")?;
+        let ready_at: Option<i64> = row.try_get("ready_at")?;
+        let claimed_at: Option<i64> = row.try_get("claimed_at")?;
+        let changed_at: Option<i64> = row.try_get("changed_at")?;
+        let state = StandbyState::parse(&row.try_get::<String, _>("state")?)?;
+        // A row of an earlier release has no `changed_at`: its last known change.
+        let since = changed_at.or(match state {
+            StandbyState::Ready => ready_at,
+            StandbyState::Claimed => claimed_at,
+            _ => None,
+        });
         Ok(Standby {
             id: uuid(row.try_get("standby_id")?)?,
             site_name: row.try_get("site_name")?,
             db_name: row.try_get("db_name")?,
-            state: StandbyState::parse(&row.try_get::<String, _>("state")?)?,
+            state,
             claimed_by: claimed_by.map(uuid).transpose()?,
-            created_at: DateTime::from_timestamp_millis(created_at)
-                .ok_or_else(|| Error::Corrupt(format!("standby created at {created_at}")))?,
+            created_at: at(created_at)?,
+            claimed_at: claimed_at.map(at).transpose()?,
+            since: at(since.unwrap_or(created_at))?,
         })
     }
 
@@ -147,14 +207,15 @@ pub(super) mod sql {
         standby: &Standby,
     ) -> Result<(), Error> {
         let mut tx = fenced(pool, fence).await?;
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO standbys ({COLUMNS}) VALUES (?, ?, ?, ?, NULL, ?)"
-        ))
+        let inserted = sqlx::query(
+            "INSERT INTO standbys (standby_id, site_name, db_name, state, claimed_by, created_at, changed_at) VALUES (?, ?, ?, ?, NULL, ?, ?)",
+        )
         .bind(standby.id.to_string())
         .bind(standby.site_name.as_str())
         .bind(standby.db_name.as_str())
         .bind(standby.state.as_str())
         .bind(standby.created_at.timestamp_millis())
+        .bind(standby.since.timestamp_millis())
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -178,9 +239,10 @@ pub(super) mod sql {
         now: DateTime<Utc>,
     ) -> Result<bool, Error> {
         let update = sqlx::query(
-            "UPDATE standbys SET state = 'ready', db_name = ?, ready_at = ? WHERE standby_id = ? AND state = 'building'",
+            "UPDATE standbys SET state = 'ready', db_name = ?, ready_at = ?, changed_at = ? WHERE standby_id = ? AND state = 'building'",
         )
         .bind(db_name.to_string())
+        .bind(now.timestamp_millis())
         .bind(now.timestamp_millis())
         .bind(id.to_string());
         fenced_change(pool, fence, update).await
@@ -254,9 +316,10 @@ pub(super) mod sql {
         };
         let mut standby = from_row(&row)?;
         let taken = sqlx::query(
-            "UPDATE standbys SET state = 'claimed', claimed_by = ?, claimed_at = ? WHERE standby_id = ? AND state = 'ready'",
+            "UPDATE standbys SET state = 'claimed', claimed_by = ?, claimed_at = ?, changed_at = ? WHERE standby_id = ? AND state = 'ready'",
         )
         .bind(signup.to_string())
+        .bind(now.timestamp_millis())
         .bind(now.timestamp_millis())
         .bind(standby.id.to_string())
         .execute(&mut *tx)
@@ -269,6 +332,8 @@ pub(super) mod sql {
         tx.commit().await?;
         standby.state = StandbyState::Claimed;
         standby.claimed_by = Some(signup);
+        standby.claimed_at = Some(millis_only(now));
+        standby.since = millis_only(now);
         Ok(Some(Some(standby)))
     }
 
@@ -280,8 +345,9 @@ pub(super) mod sql {
         signup: Uuid,
     ) -> Result<bool, Error> {
         let update = sqlx::query(
-            "UPDATE standbys SET state = 'ready', claimed_by = NULL, claimed_at = NULL WHERE standby_id = ? AND state = 'claimed' AND claimed_by = ?",
+            "UPDATE standbys SET state = 'ready', claimed_by = NULL, claimed_at = NULL, changed_at = ? WHERE standby_id = ? AND state = 'claimed' AND claimed_by = ?",
         )
+        .bind(changed_now())
         .bind(id.to_string())
         .bind(signup.to_string());
         fenced_change(pool, fence, update).await
@@ -296,8 +362,9 @@ pub(super) mod sql {
         from: StandbyState,
     ) -> Result<bool, Error> {
         let update = sqlx::query(
-            "UPDATE standbys SET state = 'discarding' WHERE standby_id = ? AND state = ?",
+            "UPDATE standbys SET state = 'discarding', changed_at = ? WHERE standby_id = ? AND state = ?",
         )
+        .bind(changed_now())
         .bind(id.to_string())
         .bind(from.as_str());
         fenced_change(pool, fence, update).await
@@ -310,10 +377,17 @@ pub(super) mod sql {
         id: Uuid,
     ) -> Result<bool, Error> {
         let update = sqlx::query(
-            "UPDATE standbys SET state = 'gone' WHERE standby_id = ? AND state <> 'gone'",
+            "UPDATE standbys SET state = 'gone', changed_at = ? WHERE standby_id = ? AND state <> 'gone'",
         )
+        .bind(changed_now())
         .bind(id.to_string());
         fenced_change(pool, fence, update).await
+    }
+
+    /// When a change that is given no time happens: the host's clock, only shown to
+    /// operators (`since`); no rule reads it.
+    fn changed_now() -> i64 {
+        Utc::now().timestamp_millis()
     }
 
     /// Runs one conditional `UPDATE` in a transaction behind the lease's fence;

@@ -9,6 +9,7 @@ use contracts::admin::{
     BulkReplayReply, BulkReplayRequest, DeadLetterEntry, DeadLettersReply, DeadLettersRequest,
     GetReply, ListReply, ListRequest, ReplayReply, RequeueReply, RequeueRequest,
 };
+use contracts::pool::{PoolReply, PoolSetRequest};
 use contracts::subdomain::SubdomainCheckReply;
 use contracts::ErrorInfo;
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -188,6 +189,9 @@ impl HttpClient {
         if let Some(since) = request.since {
             query.push(("since", since.to_rfc3339()));
         }
+        if let Some(kind) = request.kind {
+            query.push(("kind", kind.as_str().to_string()));
+        }
         if let Some(limit) = request.limit {
             query.push(("limit", limit.to_string()));
         }
@@ -254,6 +258,31 @@ impl HttpClient {
         let wait = self.timeout.max(BULK_TIMEOUT / 8);
         let path = format!("/api/v1/dead-letters/{}/requeue", request.sequence);
         self.write(&path, &operator, &body, wait).await
+    }
+
+    /// `GET /api/v1/pool`.
+    pub async fn pool(&self) -> Result<PoolReply, Error> {
+        self.read("/api/v1/pool", &[]).await
+    }
+
+    /// `PUT /api/v1/pool` (a size) or `DELETE /api/v1/pool` (clear).
+    pub async fn pool_set(&self, request: &PoolSetRequest) -> Result<PoolReply, Error> {
+        let operator = request.operator.clone().unwrap_or_default();
+        let (method, body) = match request.size {
+            Some(size) => (
+                Method::PUT,
+                serde_json::json!({ "size": size, "reason": request.reason }),
+            ),
+            None => (
+                Method::DELETE,
+                serde_json::json!({ "reason": request.reason }),
+            ),
+        };
+        let call = self
+            .call(method, "/api/v1/pool", Access::Write)
+            .header("X-Operator", operator)
+            .json(&body);
+        self.send(call, Access::Write, self.timeout).await
     }
 
     /// `GET /api/check-subdomain`.

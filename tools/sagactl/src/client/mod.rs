@@ -13,6 +13,7 @@ use contracts::admin::{
     BulkReplayReply, BulkReplayRequest, DeadLettersReply, DeadLettersRequest, GetReply, ListReply,
     ListRequest, ReplayReply, RequeueReply, RequeueRequest,
 };
+use contracts::pool::{PoolReply, PoolSetRequest};
 use contracts::subdomain::SubdomainCheckReply;
 use contracts::ProgressEvent;
 use uuid::Uuid;
@@ -109,6 +110,22 @@ impl Client {
         match self {
             Self::Nats(c) => c.requeue(request).await,
             Self::Http(c) => c.requeue(request).await,
+        }
+    }
+
+    /// `saga.admin.pool` / `GET /api/v1/pool`.
+    pub async fn pool(&self) -> Result<PoolReply, Error> {
+        match self {
+            Self::Nats(c) => c.pool().await,
+            Self::Http(c) => c.pool().await,
+        }
+    }
+
+    /// `saga.admin.pool.set` / `PUT` or `DELETE /api/v1/pool`.
+    pub async fn pool_set(&self, request: &PoolSetRequest) -> Result<PoolReply, Error> {
+        match self {
+            Self::Nats(c) => c.pool_set(request).await,
+            Self::Http(c) => c.pool_set(request).await,
         }
     }
 

@@ -10,6 +10,7 @@ use contracts::admin::{
     BulkReplayReply, BulkReplayRequest, DeadLettersReply, DeadLettersRequest, GetReply, ListReply,
     ListRequest, ReplayReply, ReplayRequest, RequeueReply, RequeueRequest, SagaRef,
 };
+use contracts::pool::{PoolReply, PoolRequest, PoolSetRequest};
 use contracts::subdomain::{SubdomainCheckReply, SubdomainCheckRequest};
 use contracts::Subjects;
 use step_runtime::bus::{NatsAuth, NatsConfig, SagaProgress};
@@ -198,6 +199,18 @@ impl NatsClient {
         request: &DeadLettersRequest,
     ) -> Result<DeadLettersReply, Error> {
         self.request(self.subjects.admin_dead_letters(), request, self.timeout)
+            .await
+    }
+
+    /// `saga.admin.pool`.
+    pub async fn pool(&self) -> Result<PoolReply, Error> {
+        self.request(self.subjects.admin_pool(), &PoolRequest {}, self.timeout)
+            .await
+    }
+
+    /// `saga.admin.pool.set` (the leader answers).
+    pub async fn pool_set(&self, request: &PoolSetRequest) -> Result<PoolReply, Error> {
+        self.request(self.subjects.admin_pool_set(), request, self.timeout)
             .await
     }
 

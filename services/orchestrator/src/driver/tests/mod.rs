@@ -1,6 +1,7 @@
 //! The driver over a fake bus and the memory store, with tokio's clock paused: the
 //! paths where an error strands a saga unless the driver repairs it.
 
+mod pool;
 mod requeue;
 mod rig;
 

@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use super::*;
 use crate::bus::{Acker, Confirmation, Sending, SetAside};
-use crate::store::{Error as StoreError, Inserted, MemoryStore};
+use crate::store::{
+    Error as StoreError, Inserted, MemoryStore, PoolFigures, PoolSetting, Standby, StandbyState,
+};
 
 /// A bus that records what is sent and can be "down".
 #[derive(Clone, Default)]
@@ -100,11 +102,25 @@ impl Bus for FakeBus {
     }
 }
 
-/// The memory store, whose updates can be made to fail.
+/// The memory store, whose updates can be made to fail; it keeps the standby pool
+/// only when made `pooled` (else it refuses, as a store without one).
 #[derive(Default)]
 pub(super) struct FlakyStore {
     inner: MemoryStore,
     pub(super) failing: AtomicBool,
+    pub(super) pooled: bool,
+}
+
+impl FlakyStore {
+    fn pool(&self) -> Result<&MemoryStore, StoreError> {
+        if self.pooled {
+            Ok(&self.inner)
+        } else {
+            Err(StoreError::Refused(
+                "this saga store keeps no standby pool".into(),
+            ))
+        }
+    }
 }
 
 impl SagaStore for FlakyStore {
@@ -143,7 +159,45 @@ impl SagaStore for FlakyStore {
     async fn subdomain_holder(&self, subdomain: &str) -> Result<Option<Uuid>, StoreError> {
         self.inner.subdomain_holder(subdomain).await
     }
+    async fn add_standby(&self, standby: &Standby) -> Result<(), StoreError> {
+        self.pool()?.add_standby(standby).await
+    }
+    async fn standby_ready(&self, id: Uuid, db: &str, now: Now) -> Result<bool, StoreError> {
+        self.pool()?.standby_ready(id, db, now).await
+    }
+    async fn claim_standby(&self, signup: Uuid, now: Now) -> Result<Option<Standby>, StoreError> {
+        self.pool()?.claim_standby(signup, now).await
+    }
+    async fn release_standby(&self, id: Uuid, signup: Uuid) -> Result<bool, StoreError> {
+        self.pool()?.release_standby(id, signup).await
+    }
+    async fn discard_standby(&self, id: Uuid, from: StandbyState) -> Result<bool, StoreError> {
+        self.pool()?.discard_standby(id, from).await
+    }
+    async fn standby_gone(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.pool()?.standby_gone(id).await
+    }
+    async fn standbys(&self, state: Option<StandbyState>) -> Result<Vec<Standby>, StoreError> {
+        self.pool()?.standbys(state).await
+    }
+    async fn standby(&self, id: Uuid) -> Result<Option<Standby>, StoreError> {
+        self.pool()?.standby(id).await
+    }
+    async fn pool_setting(&self) -> Result<Option<PoolSetting>, StoreError> {
+        self.pool()?.pool_setting().await
+    }
+    async fn set_pool_setting(&self, setting: &PoolSetting) -> Result<(), StoreError> {
+        self.pool()?.set_pool_setting(setting).await
+    }
+    async fn standby_missed(&self, signup: Uuid, now: Now) -> Result<(), StoreError> {
+        self.pool()?.standby_missed(signup, now).await
+    }
+    async fn pool_figures(&self, since: Now) -> Result<PoolFigures, StoreError> {
+        self.pool()?.pool_figures(since).await
+    }
 }
+
+type Now = chrono::DateTime<chrono::Utc>;
 
 /// Records how each input was settled.
 #[derive(Clone, Default)]
@@ -168,6 +222,12 @@ pub(super) const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Rig {
     pub(super) fn new() -> Self {
+        Self::with_pool(false, 0)
+    }
+
+    /// A rig of `STANDBY_POOL_SIZE` `size` whose store keeps a standby pool when
+    /// `pooled` (else it refuses, as a store without one).
+    pub(super) fn with_pool(pooled: bool, size: u32) -> Self {
         let stop = CancellationToken::new();
         let bus = FakeBus::default();
         let clock = Clock::tokio();
@@ -175,7 +235,10 @@ impl Rig {
         let (core, workers) = spawn_workers(
             |router| {
                 Arc::new(Core {
-                    store: Arc::new(FlakyStore::default()),
+                    store: Arc::new(FlakyStore {
+                        pooled,
+                        ..FlakyStore::default()
+                    }),
                     bus: bus.clone(),
                     definition: SagaDefinition::tenant_provisioning()
                         .with_timings(STEP_TIMEOUT, Duration::from_secs(1)),
@@ -188,7 +251,7 @@ impl Rig {
                     subjects: contracts::Subjects::new(""),
                     unsent: Default::default(),
                     tenure: Default::default(),
-                    pool_size: 0,
+                    pool: crate::driver::PoolLive::new(size),
                 })
             },
             stop.clone(),

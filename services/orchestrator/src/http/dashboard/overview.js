@@ -1,11 +1,12 @@
-// The overview: headline figures (GET /api/v1/stats) and the sagas table, filtered by
+// The overview: headline figures (GET /api/v1/stats, signups only; the standby pool
+// from GET /api/v1/pool) and the sagas table, filtered by
 // the list endpoint (GET /api/v1/sagas) and kept current from every saga's live events
 // (GET /api/v1/events): a new saga appears, a row's status changes, without a reload.
 
 import { getJSON } from "./api.js";
 import { badge, dateTime, debounce, duration, el, percent, terminal } from "./format.js";
 
-const FILTERS = ["status", "step", "error_code", "subdomain"];
+const FILTERS = ["status", "kind", "step", "error_code", "subdomain"];
 
 /** Rows shown, by saga id: `{summary, row}`. */
 const rows = new Map();
@@ -38,6 +39,7 @@ export function setUp() {
     apply();
   });
   form.elements.status.addEventListener("change", apply);
+  form.elements.kind.addEventListener("change", apply);
   document.getElementById("clear-filters").addEventListener("click", () => {
     form.reset();
     apply();
@@ -120,6 +122,7 @@ function order(a, b) {
 
 function matches(summary) {
   return (!filters.status || summary.status === filters.status)
+    && (!filters.kind || (summary.kind || "signup") === filters.kind)
     && (!filters.step || summary.step === filters.step)
     && (!filters.error_code || summary.error?.code === filters.error_code)
     && (!filters.subdomain || summary.subdomain === filters.subdomain);
@@ -169,6 +172,7 @@ export function onEvent(event) {
 const refreshStatsSoon = debounce(() => refreshStats(), 500);
 
 async function refreshStats() {
+  refreshPool();
   let stats;
   try {
     stats = await getJSON("api/v1/stats?window=24h");
@@ -194,4 +198,24 @@ async function refreshStats() {
   const a = stats.needing_attention;
   set("card-attention", String(a.total),
     `${a.compensation_failed} undo failed · ${a.stuck} stuck`, a.total > 0);
+}
+
+/** The standby pool's card: ready standbys of the size in force, the last hour's
+ * claims and misses. */
+async function refreshPool() {
+  const card = document.getElementById("card-pool");
+  let pool;
+  try {
+    pool = await getJSON("api/v1/pool");
+  } catch (e) {
+    card.querySelector(".sub").textContent = "pool unavailable";
+    return;
+  }
+  const c = pool.counts;
+  const source = pool.source === "operator" ? "set by an operator" : "configured";
+  card.querySelector(".value").textContent = pool.size ? `${c.ready} of ${pool.size}` : "off";
+  card.querySelector(".sub").textContent =
+    `size ${pool.size} (${source}) · ${c.building} building · `
+    + `${pool.taken_last_hour} taken · ${pool.missed_last_hour} missed`;
+  card.classList.toggle("alert", pool.size > 0 && pool.missed_last_hour > 0);
 }

@@ -1,0 +1,220 @@
+//! The standby pool's upkeep over the memory store: the size an operator sets in the
+//! store grows and drains the pool at the next round, a signup still takes what is
+//! ready while it shrinks, a claim whose signup never got stored is discarded after
+//! the grace period (never given back), and a store without a pool is asked once.
+
+use super::*;
+use crate::driver::pool::CLAIM_GRACE;
+use crate::store::{PoolSetting, StandbyState};
+
+fn setting(size: Option<u32>) -> PoolSetting {
+    PoolSetting {
+        size,
+        action: crate::admin::operator_action(
+            "pool_size",
+            Some("ann"),
+            None,
+            "x",
+            chrono::Utc::now(),
+        ),
+    }
+}
+
+async fn states(rig: &Rig) -> Vec<StandbyState> {
+    let mut states: Vec<StandbyState> = rig
+        .core
+        .store
+        .standbys(None)
+        .await
+        .expect("rows")
+        .iter()
+        .map(|s| s.state)
+        .collect();
+    states.sort_by_key(|s| s.as_str());
+    states
+}
+
+/// Marks every building standby ready, as its build completing would.
+async fn all_built(rig: &Rig) {
+    for standby in rig
+        .core
+        .store
+        .standbys(Some(StandbyState::Building))
+        .await
+        .expect("rows")
+    {
+        rig.core
+            .store
+            .standby_ready(standby.id, "db", rig.core.clock.now())
+            .await
+            .expect("ready");
+    }
+}
+
+/// Waits (virtual time) until signup `id`'s saga is stored.
+async fn stored(rig: &Rig, id: Uuid) {
+    within(Duration::from_secs(1), "stored", async || {
+        rig.core.store.get(id).await.expect("store").is_some()
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_size_set_in_the_store_grows_and_drains_the_pool() {
+    let rig = Rig::with_pool(true, 1);
+    rig.core.tend_pool().await.expect("tend");
+    assert_eq!(
+        states(&rig).await,
+        [StandbyState::Building],
+        "the configured 1"
+    );
+    assert_eq!(rig.core.pool.size(), 1);
+
+    rig.core
+        .store
+        .set_pool_setting(&setting(Some(3)))
+        .await
+        .expect("set");
+    rig.core.tend_pool().await.expect("tend");
+    assert_eq!(rig.core.pool.size(), 3);
+    assert_eq!(
+        states(&rig).await,
+        [StandbyState::Building; 3],
+        "grown to 3"
+    );
+    all_built(&rig).await;
+
+    // Lowered to 0: until the next round signups still take what is ready.
+    rig.core
+        .store
+        .set_pool_setting(&setting(Some(0)))
+        .await
+        .expect("set");
+    assert!(rig.core.pool.claimable());
+    let signup = Uuid::new_v4();
+    rig.signup(signup).await;
+    stored(&rig, signup).await;
+    assert!(
+        rig.saga(signup).await.tenant.standby.is_some(),
+        "a ready standby is used rather than discarded"
+    );
+    rig.core.tend_pool().await.expect("tend");
+    assert_eq!(rig.core.pool.size(), 0);
+    assert_eq!(
+        states(&rig).await,
+        [
+            StandbyState::Claimed,
+            StandbyState::Discarding,
+            StandbyState::Discarding
+        ],
+        "drained: the ready ones discarded, the claimed one left to its signup"
+    );
+    rig.core.tend_pool().await.expect("tend");
+    assert!(
+        !rig.core.pool.claimable(),
+        "none left ready: signups look no more"
+    );
+
+    // Cleared: back to the configured size.
+    rig.core
+        .store
+        .set_pool_setting(&setting(None))
+        .await
+        .expect("clear");
+    rig.core.tend_pool().await.expect("tend");
+    assert_eq!(rig.core.pool.size(), 1);
+    assert!(states(&rig).await.contains(&StandbyState::Building));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_whose_signup_was_never_stored_is_discarded_after_the_grace() {
+    let rig = Rig::with_pool(true, 1);
+    rig.core.tend_pool().await.expect("tend");
+    all_built(&rig).await;
+    // A signup claims it, and its saga never reaches the store (dead-lettered).
+    let lost = Uuid::new_v4();
+    let claimed = rig
+        .core
+        .store
+        .claim_standby(lost, rig.core.clock.now())
+        .await
+        .expect("claim")
+        .expect("ready one");
+    rig.core.tend_pool().await.expect("tend");
+    let state = |rig: &Rig| {
+        let store = rig.core.store.clone();
+        async move {
+            store
+                .standby(claimed.id)
+                .await
+                .expect("row")
+                .expect("kept")
+                .state
+        }
+    };
+    assert_eq!(
+        state(&rig).await,
+        StandbyState::Claimed,
+        "the signup may still come"
+    );
+    tokio::time::advance(
+        (CLAIM_GRACE - chrono::Duration::minutes(1))
+            .to_std()
+            .expect("std"),
+    )
+    .await;
+    rig.core.tend_pool().await.expect("tend");
+    assert_eq!(state(&rig).await, StandbyState::Claimed, "within the grace");
+    tokio::time::advance(Duration::from_secs(120)).await;
+    rig.core.tend_pool().await.expect("tend");
+    assert_eq!(
+        state(&rig).await,
+        StandbyState::Discarding,
+        "past the grace: discarded, never given back"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_without_a_pool_is_asked_once() {
+    // The configured size says 2, the store keeps no pool.
+    let rig = Rig::with_pool(false, 2);
+    assert!(rig.core.pool.claimable());
+    let signup = Uuid::new_v4();
+    rig.signup(signup).await;
+    stored(&rig, signup).await;
+    assert!(rig.saga(signup).await.tenant.standby.is_none());
+    assert!(
+        !rig.core.pool.claimable(),
+        "refused once: never asked again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_configured_off_and_set_on_by_an_operator_serves_signups() {
+    let rig = Rig::with_pool(true, 0);
+    rig.core.tend_pool().await.expect("tend");
+    assert!(states(&rig).await.is_empty(), "off as configured");
+    assert!(!rig.core.pool.claimable());
+    rig.core
+        .store
+        .set_pool_setting(&setting(Some(1)))
+        .await
+        .expect("set");
+    rig.core.tend_pool().await.expect("tend");
+    all_built(&rig).await;
+    let signup = Uuid::new_v4();
+    rig.signup(signup).await;
+    stored(&rig, signup).await;
+    assert!(rig.saga(signup).await.tenant.standby.is_some());
+    // A second signup finds none ready: a miss, kept in the store.
+    let late = Uuid::new_v4();
+    rig.signup(late).await;
+    stored(&rig, late).await;
+    let figures = rig
+        .core
+        .store
+        .pool_figures(rig.core.clock.now() - chrono::TimeDelta::hours(1))
+        .await
+        .expect("figures");
+    assert_eq!((figures.taken, figures.missed), (1, 1));
+}
