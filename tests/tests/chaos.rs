@@ -33,7 +33,7 @@ fn thirty_signups_under_kills_leave_exactly_what_their_sagas_own() {
         .filter(|l| !l.trim_start().starts_with('-'))
         .take_while(|l| l.starts_with("  "))
         .collect();
-    assert_eq!(checks.len(), 9, "every check printed: {checks:#?}");
+    assert_eq!(checks.len(), 10, "every check printed: {checks:#?}");
     assert!(
         checks.iter().all(|l| l.trim_start().starts_with("ok ")),
         "{checks:#?}"
