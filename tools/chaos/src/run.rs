@@ -227,8 +227,9 @@ async fn drive(
     ));
     if args.pool > 0 {
         notes.push(format!(
-            "standby pool of {}: {} signups completed with a standby taken over, {} standbys built",
+            "standby pool of {}: {} signups claimed a standby, {} completed with it, {} standbys built",
             args.pool,
+            checks::claimed_a_standby(signups, &observed),
             checks::took_a_standby(signups, &observed),
             observed.standbys.len()
         ));

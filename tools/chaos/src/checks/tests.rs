@@ -230,3 +230,20 @@ fn a_standby_left_claimed_or_discarding_fails() {
     observed.standbys[1].state = "discarding".into();
     assert_eq!(failed(&signups, &observed), ["standbys"]);
 }
+
+#[test]
+fn coverage_with_a_pool_needs_a_signup_that_claimed_a_standby() {
+    let figures = Figures {
+        orchestrator_kills_in_flight: 1,
+        ..Default::default()
+    };
+    let coverage = |signups: &[Signup], observed: &Observed| {
+        all(signups, PARENT, observed, &figures, Vec::new())[9]
+            .failures
+            .len()
+    };
+    let (signups, mut observed) = with_standbys();
+    assert_eq!(coverage(&signups, &observed), 0);
+    observed.standbys[0].claimed_by = None;
+    assert_eq!(coverage(&signups, &observed), 1);
+}
