@@ -235,6 +235,7 @@ fn a_standby_left_claimed_or_discarding_fails() {
 fn coverage_with_a_pool_needs_a_signup_that_claimed_a_standby() {
     let figures = Figures {
         orchestrator_kills_in_flight: 1,
+        kills_in_undo: 1,
         ..Default::default()
     };
     let coverage = |signups: &[Signup], observed: &Observed| {
