@@ -1,6 +1,7 @@
 //! The chaos run's short version: `chaos --sagas 30` (tools/chaos) with the debug
 //! binaries, on its own three-node NATS cluster, two orchestrators on one MariaDB store
-//! and two instances of each step service, processes SIGKILLed all along. The run
+//! (with a standby pool of 2, the tool's default) and two instances of each step
+//! service, processes SIGKILLed all along. The run
 //! checks what is left itself; this test holds it to its verdict: exit 0 and a last
 //! line `chaos: ok ...`, with every check printed `ok`.
 
