@@ -122,16 +122,25 @@ fn placeholder_of(standby: &Standby) -> &str {
         .map_or(standby.site_name.as_str(), |(sub, _)| sub)
 }
 
+/// Tells the harness of every standby in the pool now (their databases go with the
+/// world even when the test fails); returns the pool.
+async fn track_pool(w: &World) -> Vec<Standby> {
+    let pool = w.store.standbys(None).await.expect("standbys");
+    for standby in &pool {
+        w.h.track_subdomain(placeholder_of(standby));
+    }
+    pool
+}
+
 /// Waits for a ready standby other than those in `not`.
 async fn ready_standby(w: &World, not: &[Uuid]) -> Standby {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let ready = w
-            .store
-            .standbys(Some(StandbyState::Ready))
-            .await
-            .expect("standbys");
-        if let Some(standby) = ready.into_iter().find(|s| !not.contains(&s.id)) {
+        let pool = track_pool(w).await;
+        if let Some(standby) = pool
+            .into_iter()
+            .find(|s| s.state == StandbyState::Ready && !not.contains(&s.id))
+        {
             return standby;
         }
         assert!(
@@ -202,6 +211,7 @@ enum Outcome {
 /// that exactly one of the two outcomes holds in full, that no other standby was handed
 /// to it, and that the pool refills; returns the outcome.
 async fn outcome(w: &World, standby: &Standby, id: Uuid, subdomain: &str) -> Outcome {
+    track_pool(w).await;
     assert_eq!(
         w.h.wait_terminal(id, 180).await,
         SagaStatus::Completed,
@@ -287,6 +297,7 @@ async fn outcome(w: &World, standby: &Standby, id: Uuid, subdomain: &str) -> Out
 async fn settled(w: &World, id: Uuid) -> Standby {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        track_pool(w).await;
         let row = w
             .store
             .standby(id)

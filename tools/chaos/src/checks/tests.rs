@@ -248,3 +248,12 @@ fn coverage_with_a_pool_needs_a_signup_that_claimed_a_standby() {
     observed.standbys[0].claimed_by = None;
     assert_eq!(coverage(&signups, &observed), 1);
 }
+
+#[test]
+fn a_build_fault_does_not_count_for_a_signup_that_took_a_standby() {
+    let (mut signups, observed) = with_standbys();
+    signups[0].fault = Some(crate::faults::Fault::NewSite);
+    assert_eq!(failed(&signups, &observed), Vec::<&str>::new());
+    signups[0].fault = Some(crate::faults::Fault::AddSystemManager);
+    assert_eq!(failed(&signups, &observed), ["faults"]);
+}
