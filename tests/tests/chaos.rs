@@ -1,6 +1,7 @@
 //! The chaos run's short version: `chaos --sagas 30` (tools/chaos) with the debug
 //! binaries, on its own three-node NATS cluster, two orchestrators on one MariaDB store
-//! and two instances of each step service, processes SIGKILLed all along. The run
+//! (with a standby pool of 2, the tool's default) and two instances of each step
+//! service, processes SIGKILLed all along. The run
 //! checks what is left itself; this test holds it to its verdict: exit 0 and a last
 //! line `chaos: ok ...`, with every check printed `ok`.
 
@@ -33,7 +34,7 @@ fn thirty_signups_under_kills_leave_exactly_what_their_sagas_own() {
         .filter(|l| !l.trim_start().starts_with('-'))
         .take_while(|l| l.starts_with("  "))
         .collect();
-    assert_eq!(checks.len(), 9, "every check printed: {checks:#?}");
+    assert_eq!(checks.len(), 10, "every check printed: {checks:#?}");
     assert!(
         checks.iter().all(|l| l.trim_start().starts_with("ok ")),
         "{checks:#?}"

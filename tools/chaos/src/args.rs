@@ -32,11 +32,13 @@ pub struct Args {
     pub no_build: bool,
     /// `RUST_LOG` of the services.
     pub log_level: String,
+    /// `STANDBY_POOL_SIZE` of the orchestrators (0: no standby pool).
+    pub pool: u32,
 }
 
 const USAGE: &str = "usage: chaos [--sagas N] [--seed S] [--keep] [--kill-every-ms MS] \
 [--signup-every-ms MS] [--fault-percent P] [--deadline-secs S] [--dir PATH] \
-[--mysql URL] [--log-level FILTER] [--no-build]";
+[--mysql URL] [--log-level FILTER] [--pool N] [--no-build]";
 
 /// Parses the arguments after the program name.
 pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
@@ -51,6 +53,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
     let mut mysql = "mysql://root@127.0.0.1:3306".to_string();
     let mut no_build = false;
     let mut log_level = "debug".to_string();
+    let mut pool = 2;
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -70,6 +73,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
             "--dir" => dir = value()?.into(),
             "--mysql" => mysql = value()?,
             "--log-level" => log_level = value()?,
+            "--pool" => pool = value()?.parse().context("--pool")?,
             "--no-build" => no_build = true,
             "-h" | "--help" => anyhow::bail!("{USAGE}"),
             other => anyhow::bail!("unknown argument {other}; {USAGE}"),
@@ -93,6 +97,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
         mysql: step_runtime::redact::SecretUrl::new(mysql),
         no_build,
         log_level,
+        pool,
     })
 }
 
@@ -107,11 +112,14 @@ mod tests {
     #[test]
     fn defaults_and_flags() {
         let args = parsed("--seed 7").expect("args");
-        assert_eq!((args.sagas, args.seed, args.keep), (200, 7, false));
-        let args = parsed("--sagas 30 --seed 1 --keep --kill-every-ms 800").expect("args");
         assert_eq!(
-            (args.sagas, args.keep, args.kill_every),
-            (30, true, Duration::from_millis(800))
+            (args.sagas, args.seed, args.keep, args.pool),
+            (200, 7, false, 2)
+        );
+        let args = parsed("--sagas 30 --seed 1 --keep --kill-every-ms 800 --pool 0").expect("args");
+        assert_eq!(
+            (args.sagas, args.keep, args.kill_every, args.pool),
+            (30, true, Duration::from_millis(800), 0)
         );
     }
 

@@ -8,7 +8,7 @@ use contracts::SagaStatus;
 
 use crate::faults::Signup;
 use crate::kills::Figures;
-use crate::observe::Observed;
+use crate::observe::{Observed, StandbyRow};
 
 /// One check and what it found wrong (nothing: it holds).
 pub struct Check {
@@ -47,7 +47,7 @@ pub fn all(
         },
         Check {
             name: "completed",
-            what: "a completed saga has its database, site folder with marker, admin user and Master record, once each",
+            what: "a completed saga has its database (its own or the standby's it took), site folder with marker, admin user and Master record, once each",
             failures: completed(signups, parent, observed),
         },
         Check {
@@ -66,8 +66,13 @@ pub fn all(
         },
         Check {
             name: "orphans",
-            what: "no database, user, ledger row, site folder, claim, Master record or bench process that no saga owns",
+            what: "no database, user, ledger row, site folder, claim, Master record or bench process that no saga owns (a standby not gone owns its own)",
             failures: orphans(signups, parent, observed),
+        },
+        Check {
+            name: "standbys",
+            what: "a standby a signup took is used up (gone), one whose signup rolled back or went the usual way is discarded (gone); none left claimed or discarding",
+            failures: standbys(signups, observed),
         },
         Check {
             name: "new-site-once",
@@ -76,10 +81,11 @@ pub fn all(
         },
         Check {
             name: "faults",
-            what: "a signup whose step fails at every attempt did not complete",
+            what: "a signup whose step fails at every attempt did not complete (a fault in building the site does not count for one that took a standby over)",
             failures: signups
                 .iter()
                 .filter(|s| s.fault.is_some_and(|f| f.fails_every_attempt()))
+                .filter(|s| !(s.fault.is_some_and(|f| f.in_the_build()) && taken(observed, s).is_some()))
                 .filter(|s| status(observed, s) == Some(SagaStatus::Completed))
                 .map(|s| {
                     let fault = s.fault.map(|f| f.name()).unwrap_or_default();
@@ -94,7 +100,7 @@ pub fn all(
         },
         Check {
             name: "coverage",
-            what: "kills hit orchestrators with sagas in flight, undos, and the leader when one is known",
+            what: "kills hit orchestrators with sagas in flight, undos, and the leader when one is known; with a pool, signups claimed standbys",
             failures: coverage(signups, observed, figures),
         },
     ]
@@ -124,6 +130,27 @@ fn terminal(signups: &[Signup], observed: &Observed) -> Vec<String> {
     wrong
 }
 
+/// The standby signup `s` took over: the one it claimed whose database the ledger now
+/// gives to `s`.
+fn taken<'o>(observed: &'o Observed, s: &Signup) -> Option<&'o StandbyRow> {
+    let id = s.id.to_string();
+    observed.standbys.iter().find(|r| {
+        r.claimed_by.as_deref() == Some(id.as_str())
+            && observed
+                .ledger
+                .iter()
+                .any(|l| l.saga_id == id && l.db_name == r.database())
+    })
+}
+
+/// The database signup `s` owns: its standby's, when it took one, else its own name's.
+fn database_of(observed: &Observed, s: &Signup) -> String {
+    taken(observed, s).map_or_else(
+        || db_step::database_name(&s.subdomain),
+        StandbyRow::database,
+    )
+}
+
 fn completed(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String> {
     let mut wrong = Vec::new();
     for s in signups
@@ -131,13 +158,20 @@ fn completed(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<Strin
         .filter(|s| status(observed, s) == Some(SagaStatus::Completed))
     {
         let id = s.id.to_string();
-        let db = db_step::database_name(&s.subdomain);
+        let db = database_of(observed, s);
         let rows: Vec<_> = observed.ledger.iter().filter(|r| r.db_name == db).collect();
         if rows.len() != 1 || rows[0].saga_id != id {
             wrong.push(format!(
                 "{}: ledger rows for {db}: {}",
                 s.subdomain,
                 rows.len()
+            ));
+        }
+        let held = observed.ledger.iter().filter(|r| r.saga_id == id).count();
+        if held != 1 {
+            wrong.push(format!(
+                "{}: the ledger gives {held} databases to this saga",
+                s.subdomain
             ));
         }
         if observed.mariadb.get(&db) != Some(&(true, true)) {
@@ -216,15 +250,23 @@ fn orphans(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String>
         })
         .map(|s| (s.id.to_string(), s))
         .collect();
-    let owned_dbs: HashSet<String> = completed
+    // A standby not gone still holds what its build made: its database, ledger row
+    // and placeholder folder are its build saga's (a build under way may not have
+    // marked its folder yet). Once a signup took it, they are the signup's.
+    let live: Vec<&StandbyRow> = observed.standbys.iter().filter(|r| r.live()).collect();
+    let mut owned_dbs: HashSet<String> = completed
         .values()
-        .map(|s| db_step::database_name(&s.subdomain))
+        .map(|s| database_of(observed, s))
         .collect();
+    owned_dbs.extend(live.iter().map(|r| r.database()));
     let mut wrong = Vec::new();
     for row in &observed.ledger {
         let owner = completed
             .get(&row.saga_id)
-            .is_some_and(|s| db_step::database_name(&s.subdomain) == row.db_name);
+            .is_some_and(|s| database_of(observed, s) == row.db_name)
+            || live
+                .iter()
+                .any(|r| r.id == row.saga_id && r.database() == row.db_name);
         if !owner {
             wrong.push(format!(
                 "ledger row {} of saga {}, which owns nothing",
@@ -246,7 +288,10 @@ fn orphans(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String>
             .marker
             .as_ref()
             .and_then(|m| completed.get(m))
-            .is_some_and(|s| s.site(parent) == folder.name);
+            .is_some_and(|s| s.site(parent) == folder.name)
+            || live.iter().any(|r| {
+                r.site_name == folder.name && folder.marker.as_ref().is_none_or(|m| *m == r.id)
+            });
         if !owner {
             wrong.push(format!(
                 "site folder {} that no saga owns (marker {:?})",
@@ -258,6 +303,12 @@ fn orphans(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String>
         observed
             .claims
             .iter()
+            .filter(|c| {
+                // A build under way holds its placeholder's claim.
+                !live
+                    .iter()
+                    .any(|r| r.state == "building" && c.starts_with(&format!("{}/", r.site_name)))
+            })
             .map(|c| format!("claim left: sites/.provisioning/{c}")),
     );
     let mut records: Vec<_> = observed.master.iter().collect();
@@ -276,6 +327,64 @@ fn orphans(signups: &[Signup], parent: &str, observed: &Observed) -> Vec<String>
             .map(|p| format!("process still running in the bench folder: {p}")),
     );
     wrong
+}
+
+fn standbys(signups: &[Signup], observed: &Observed) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for row in &observed.standbys {
+        let claimant = row
+            .claimed_by
+            .as_ref()
+            .map(|c| (c, signups.iter().find(|s| s.id.to_string() == *c)));
+        match (row.state.as_str(), claimant) {
+            ("discarding", _) => wrong.push(format!(
+                "standby {} ({}) still discarding: its undo did not finish",
+                row.id, row.site_name
+            )),
+            ("claimed", None) => wrong.push(format!("standby {} claimed, by no one", row.id)),
+            (_, Some((by, None))) => wrong.push(format!(
+                "standby {} claimed by {by}, no signup of the run",
+                row.id
+            )),
+            ("gone", _) => {}
+            // Its signup's undo failed: it stays claimed until that signup is replayed
+            // (`undo-finished` reports the signup).
+            ("claimed", Some((_, Some(s))))
+                if status(observed, s) == Some(SagaStatus::CompensationFailed) => {}
+            (state, Some((_, Some(s)))) => wrong.push(format!(
+                "standby {} still {state}, its signup {} ended {}",
+                row.id,
+                s.subdomain,
+                status(observed, s).map_or("unknown", SagaStatus::as_str)
+            )),
+            _ => {}
+        }
+    }
+    wrong
+}
+
+/// The signups that claimed a standby, whatever became of them (a claim found
+/// unusable or undone included).
+pub fn claimed_a_standby(signups: &[Signup], observed: &Observed) -> usize {
+    signups
+        .iter()
+        .filter(|s| {
+            let id = s.id.to_string();
+            observed
+                .standbys
+                .iter()
+                .any(|r| r.claimed_by.as_deref() == Some(id.as_str()))
+        })
+        .count()
+}
+
+/// The signups that completed with a standby taken over.
+pub fn took_a_standby(signups: &[Signup], observed: &Observed) -> usize {
+    signups
+        .iter()
+        .filter(|s| status(observed, s) == Some(SagaStatus::Completed))
+        .filter(|s| taken(observed, s).is_some())
+        .count()
 }
 
 /// The archives of each signup's site: `(site, time of the archive)`, read from the
@@ -357,6 +466,9 @@ fn coverage(signups: &[Signup], observed: &Observed, figures: &Figures) -> Vec<S
     });
     if undone && figures.kills_in_undo == 0 {
         wrong.push("sagas were undone, but no kill landed during an undo".into());
+    }
+    if !observed.standbys.is_empty() && claimed_a_standby(signups, observed) == 0 {
+        wrong.push("the pool built standbys, but no signup claimed one".into());
     }
     if figures.leader_seen && figures.leader_kills == 0 {
         wrong.push("the leading orchestrator was never killed".into());

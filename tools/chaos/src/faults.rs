@@ -46,6 +46,12 @@ impl Fault {
     pub fn fails_every_attempt(self) -> bool {
         self != Fault::MasterUnavailable
     }
+
+    /// Whether the fault is in building the site, which a signup that takes a standby
+    /// over never does (its site is the standby's, built before).
+    pub fn in_the_build(self) -> bool {
+        matches!(self, Fault::NewSite | Fault::InstallApp)
+    }
 }
 
 /// One signup of the run.

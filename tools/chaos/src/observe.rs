@@ -51,6 +51,41 @@ pub struct LedgerRow {
     pub sealed_password: Option<String>,
 }
 
+/// A row of the standby pool (the saga store's `standbys` table).
+#[derive(Debug, Clone, Default)]
+pub struct StandbyRow {
+    /// Its build saga.
+    pub id: String,
+    /// The placeholder site it was built under.
+    pub site_name: String,
+    /// Its database, as the row names it: empty until its build's database step said
+    /// it (see [`StandbyRow::database`]).
+    pub db_name: String,
+    /// `building`, `ready`, `claimed`, `discarding` or `gone`.
+    pub state: String,
+    /// The signup that took it.
+    pub claimed_by: Option<String>,
+}
+
+impl StandbyRow {
+    /// Its database: the row's, or, before its build said it, the one its placeholder
+    /// subdomain gets.
+    pub fn database(&self) -> String {
+        if self.db_name.is_empty() {
+            let subdomain = self.site_name.split('.').next().unwrap_or_default();
+            db_step::database_name(subdomain)
+        } else {
+            self.db_name.clone()
+        }
+    }
+
+    /// Whether it still holds what its build made (its folder, database and ledger
+    /// row are its build saga's): every state but `gone`.
+    pub fn live(&self) -> bool {
+        self.state != "gone"
+    }
+}
+
 /// Everything the checks look at.
 #[derive(Debug, Default)]
 pub struct Observed {
@@ -76,6 +111,9 @@ pub struct Observed {
     /// The final reports the steps remembered (bucket `SAGA_FINISHED_COMMANDS`): the
     /// results of every finished step, rolled back or not, with their sealed secrets.
     pub finished_reports: Vec<(Option<uuid::Uuid>, serde_json::Value)>,
+    /// The standby pool's rows, every state (read last: a build started while the
+    /// rest was read is listed).
+    pub standbys: Vec<StandbyRow>,
 }
 
 /// Reads every saga's end, retrying while no orchestrator answers.
@@ -163,11 +201,42 @@ pub async fn finished_reports(
     Ok(reports)
 }
 
-/// Reads the ledger and which databases and users exist.
+/// The standby pool's rows, read from the saga store's database `store`.
+pub async fn standbys(pool: &sqlx::MySqlPool, store: &str) -> anyhow::Result<Vec<StandbyRow>> {
+    let rows = sqlx::query(&format!(
+        "SELECT standby_id, site_name, db_name, state, claimed_by FROM `{store}`.standbys ORDER BY created_at"
+    ))
+    .fetch_all(pool)
+    .await
+    .context("reading the standby pool")?;
+    Ok(rows
+        .iter()
+        .map(|r| StandbyRow {
+            id: r.get("standby_id"),
+            site_name: r.get("site_name"),
+            db_name: r.get("db_name"),
+            state: r.get("state"),
+            claimed_by: r.get("claimed_by"),
+        })
+        .collect())
+}
+
+/// The standby databases a pool's rows name, to look for as well: those of the pool
+/// as it is while the databases are read (a row's `database()`).
+pub async fn standby_databases(pool: &sqlx::MySqlPool, store: &str) -> Vec<String> {
+    standbys(pool, store)
+        .await
+        .map(|rows| rows.iter().map(StandbyRow::database).collect())
+        .unwrap_or_default()
+}
+
+/// Reads the ledger and which databases and users exist: those of the signups'
+/// names, of the ledger's rows and `more`.
 pub async fn mariadb(
     pool: &sqlx::MySqlPool,
     ledger: &str,
     signups: &[Signup],
+    more: &[String],
 ) -> anyhow::Result<(Vec<LedgerRow>, HashMap<String, (bool, bool)>)> {
     let rows = sqlx::query(&format!(
         "SELECT db_name, saga_id, db_password FROM `{ledger}`.tenant_databases"
@@ -188,6 +257,7 @@ pub async fn mariadb(
         .map(|s| db_step::database_name(&s.subdomain))
         .collect();
     names.extend(ledger.iter().map(|r| r.db_name.clone()));
+    names.extend(more.iter().cloned());
     let mut found = HashMap::new();
     for name in names {
         let db: i64 = sqlx::query_scalar(

@@ -60,6 +60,8 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     if let Ok(report) = &outcome {
         names.extend(report.observed.ledger.iter().map(|r| r.db_name.clone()));
     }
+    // The standbys' databases, whatever became of the run (read from the store).
+    names.extend(observe::standby_databases(&pool, &world.store_db).await);
     names.sort();
     names.dedup();
     let dropped = world.drop_databases(&pool, &names).await;
@@ -105,7 +107,13 @@ async fn drive(
         &world.nats_passwords,
     )?;
     let (_bench_http, bench_http_url) = world.start_bench_http()?;
-    procs.extend(world.services(&nats_url, &master_url, &bench_http_url, &args.log_level));
+    procs.extend(world.services(
+        &nats_url,
+        &master_url,
+        &bench_http_url,
+        &args.log_level,
+        args.pool,
+    ));
     let mut supervisor = Supervisor::new(procs, args.seed, args.kill_every);
     supervisor.start_kind(Kind::Nats)?;
     let client = cluster::connect(&nats_url, &world.nats_passwords[cluster::TOOL_USER]).await?;
@@ -113,6 +121,12 @@ async fn drive(
     cluster::declare_streams(&js, &world.subjects).await?;
     supervisor.start_all_down()?;
     wait_for_orchestrator(&client, world).await?;
+    // The first signups find the pool full, so the kills land inside claims from the
+    // start (later ones take what the pool rebuilds between `new-site` runs).
+    let mut notes = Vec::new();
+    if let Some(note) = wait_for_pool(pool, world, args.pool).await {
+        notes.push(note);
+    }
 
     let tracker = SharedTracker::default();
     tokio::spawn(signups::follow_progress(
@@ -129,7 +143,6 @@ async fn drive(
         master.clone(),
         args.signup_every,
     ));
-    let mut notes = Vec::new();
     let mut statuses: Statuses = signups.iter().map(|s| (s.id, None)).collect();
     let deadline = started + args.deadline;
     let mut shown = Instant::now();
@@ -183,9 +196,12 @@ async fn drive(
         master: observe::master(&master),
         ..Default::default()
     };
-    (observed.ledger, observed.mariadb) = observe::mariadb(pool, &world.ledger_db, signups).await?;
+    let standby_dbs = observe::standby_databases(pool, &world.store_db).await;
+    (observed.ledger, observed.mariadb) =
+        observe::mariadb(pool, &world.ledger_db, signups, &standby_dbs).await?;
     observe::bench(world, &mut observed);
     observed.finished_reports = observe::finished_reports(&client, &world.subjects).await?;
+    observed.standbys = observe::standbys(pool, &world.store_db).await?;
     supervisor.kill_all();
     let figures = supervisor.figures.clone();
 
@@ -209,6 +225,15 @@ async fn drive(
         "secret scan: {} secrets over every service and node log; bench's own logs/bench.log not scanned (Frappe writes command lines there, passwords included)",
         all_secrets.len()
     ));
+    if args.pool > 0 {
+        notes.push(format!(
+            "standby pool of {}: {} signups claimed a standby, {} completed with it, {} standbys built",
+            args.pool,
+            checks::claimed_a_standby(signups, &observed),
+            checks::took_a_standby(signups, &observed),
+            observed.standbys.len()
+        ));
+    }
     let checks = checks::all(signups, PARENT, &observed, &figures, found);
     Ok(Report {
         seed: args.seed,
@@ -236,6 +261,25 @@ async fn wait_for_orchestrator(client: &async_nats::Client, world: &World) -> an
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     anyhow::bail!("no orchestrator answered saga.admin.list within 120 s (see the logs)")
+}
+
+/// Waits (120 s at most) until `size` standbys are ready; a note when they never were.
+async fn wait_for_pool(pool: &sqlx::MySqlPool, world: &World, size: u32) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut ready = 0;
+    while Instant::now() < deadline {
+        ready = observe::standbys(pool, &world.store_db)
+            .await
+            .map(|rows| rows.iter().filter(|r| r.state == "ready").count())
+            .unwrap_or(0);
+        if ready >= size as usize {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Some(format!(
+        "the standby pool had {ready} of {size} ready when the signups started"
+    ))
 }
 
 /// Waits (60 s at most) until the command and event streams are empty and no bench

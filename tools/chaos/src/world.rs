@@ -177,6 +177,7 @@ impl World {
         master_url: &str,
         bench_http_url: &str,
         log_level: &str,
+        pool_size: u32,
     ) -> Vec<(String, String)> {
         let bench_bin = self.bin_dir.join("bench-emulator").display().to_string();
         [
@@ -207,10 +208,10 @@ impl World {
             ("BENCH_HTTP_URL", bench_http_url.into()),
             ("FRAPPE_APPS", "erpnext".into()),
             ("SITE_CONCURRENCY", "2".into()),
-            // No standby pool: its placeholder sites and databases belong to no
-            // signup, which the leftover checks would count as leaked, and a signup
-            // taking a standby would skip the `new-site` runs the kills aim at.
-            ("STANDBY_POOL_SIZE", "0".into()),
+            // The standby pool (`--pool`): the kills land inside claims too; the
+            // checks count what a standby holds as its build saga's or, once a signup
+            // took it, as the signup's.
+            ("STANDBY_POOL_SIZE", pool_size.to_string()),
             ("MASTER_SITE_URL", master_url.into()),
             ("MASTER_SITE_NAME", MASTER_SITE.into()),
             ("MASTER_API_KEY", MASTER_KEY.into()),
@@ -228,8 +229,9 @@ impl World {
         master_url: &str,
         bench_http_url: &str,
         log_level: &str,
+        pool_size: u32,
     ) -> Vec<Proc> {
-        let env = self.env(nats_url, master_url, bench_http_url, log_level);
+        let env = self.env(nats_url, master_url, bench_http_url, log_level, pool_size);
         let mut procs = Vec::new();
         for kind in &Kind::ALL[..5] {
             // Each service as its own NATS user, named like its binary.

@@ -4,7 +4,7 @@
 use rand::SeedableRng;
 
 use super::*;
-use crate::observe::{LedgerRow, SagaEnd, SiteFolder};
+use crate::observe::{LedgerRow, SagaEnd, SiteFolder, StandbyRow};
 
 const PARENT: &str = "chaos.test";
 
@@ -133,7 +133,7 @@ fn coverage_needs_undo_and_leader_kills() {
         ..Default::default()
     };
     let coverage = |f: &Figures| {
-        all(&signups, PARENT, &observed, f, Vec::new())[8]
+        all(&signups, PARENT, &observed, f, Vec::new())[9]
             .failures
             .len()
     };
@@ -152,4 +152,108 @@ fn a_run_where_nothing_completed_or_a_saga_was_rejected_fails() {
     let (signups, mut observed) = clean();
     observed.sagas.get_mut(&signups[0].id).expect("saga").status = Some(SagaStatus::RolledBack);
     assert!(failed(&signups, &observed).contains(&"terminal"));
+}
+
+/// [`clean`] where the completed signup took a standby over (its database keeps the
+/// standby's name, the row is used up), with a second standby ready in the pool.
+fn with_standbys() -> (Vec<Signup>, Observed) {
+    let (signups, mut observed) = clean();
+    let done = &signups[0];
+    let used = StandbyRow {
+        id: uuid::Uuid::from_u128(1).to_string(),
+        site_name: "sb-00000001.chaos.test".into(),
+        db_name: db_step::database_name("sb-00000001"),
+        state: "gone".into(),
+        claimed_by: Some(done.id.to_string()),
+    };
+    let own = db_step::database_name(&done.subdomain);
+    observed.mariadb.insert(own.clone(), (false, false));
+    observed.mariadb.insert(used.db_name.clone(), (true, true));
+    observed.ledger[0].db_name = used.db_name.clone();
+    let ready = StandbyRow {
+        id: uuid::Uuid::from_u128(2).to_string(),
+        site_name: "sb-00000002.chaos.test".into(),
+        db_name: db_step::database_name("sb-00000002"),
+        state: "ready".into(),
+        claimed_by: None,
+    };
+    observed.mariadb.insert(ready.db_name.clone(), (true, true));
+    observed.ledger.push(LedgerRow {
+        db_name: ready.db_name.clone(),
+        saga_id: ready.id.clone(),
+        sealed_password: None,
+    });
+    observed.sites.push(SiteFolder {
+        name: ready.site_name.clone(),
+        marker: Some(ready.id.clone()),
+        ..Default::default()
+    });
+    observed.standbys = vec![used, ready];
+    (signups, observed)
+}
+
+#[test]
+fn a_standby_taken_over_and_one_ready_are_owned() {
+    let (signups, observed) = with_standbys();
+    assert_eq!(failed(&signups, &observed), Vec::<&str>::new());
+    assert_eq!(took_a_standby(&signups, &observed), 1);
+}
+
+#[test]
+fn a_gone_standbys_leftovers_are_orphans() {
+    let (signups, mut observed) = with_standbys();
+    observed.standbys[1].state = "gone".into();
+    let orphans = &all(&signups, PARENT, &observed, &Figures::default(), Vec::new())[4];
+    // Its ledger row, its database and its folder.
+    assert_eq!(orphans.failures.len(), 3, "{:?}", orphans.failures);
+}
+
+#[test]
+fn a_signup_with_its_own_database_besides_the_standbys_fails() {
+    let (signups, mut observed) = with_standbys();
+    let own = db_step::database_name(&signups[0].subdomain);
+    observed.mariadb.insert(own.clone(), (true, true));
+    observed.ledger.push(LedgerRow {
+        db_name: own,
+        saga_id: signups[0].id.to_string(),
+        sealed_password: None,
+    });
+    assert_eq!(failed(&signups, &observed), ["completed", "orphans"]);
+}
+
+#[test]
+fn a_standby_left_claimed_or_discarding_fails() {
+    let (signups, mut observed) = with_standbys();
+    observed.standbys[0].state = "claimed".into();
+    assert_eq!(failed(&signups, &observed), ["standbys"]);
+    let (signups, mut observed) = with_standbys();
+    observed.standbys[1].state = "discarding".into();
+    assert_eq!(failed(&signups, &observed), ["standbys"]);
+}
+
+#[test]
+fn coverage_with_a_pool_needs_a_signup_that_claimed_a_standby() {
+    let figures = Figures {
+        orchestrator_kills_in_flight: 1,
+        kills_in_undo: 1,
+        ..Default::default()
+    };
+    let coverage = |signups: &[Signup], observed: &Observed| {
+        all(signups, PARENT, observed, &figures, Vec::new())[9]
+            .failures
+            .len()
+    };
+    let (signups, mut observed) = with_standbys();
+    assert_eq!(coverage(&signups, &observed), 0);
+    observed.standbys[0].claimed_by = None;
+    assert_eq!(coverage(&signups, &observed), 1);
+}
+
+#[test]
+fn a_build_fault_does_not_count_for_a_signup_that_took_a_standby() {
+    let (mut signups, observed) = with_standbys();
+    signups[0].fault = Some(crate::faults::Fault::NewSite);
+    assert_eq!(failed(&signups, &observed), Vec::<&str>::new());
+    signups[0].fault = Some(crate::faults::Fault::AddSystemManager);
+    assert_eq!(failed(&signups, &observed), ["faults"]);
 }
