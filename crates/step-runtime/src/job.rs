@@ -185,11 +185,24 @@ impl<S: Step> Job<S> {
                 .as_ref()
                 .is_some_and(|h| h.get(contracts::SENT_AGAIN_HEADER).is_some());
         let recalled = if maybe_finished {
-            self.remembered(&command).await
+            match self.memory.recall(&command.command_id).await {
+                Ok(report) => report,
+                Err(e) => {
+                    // Not run blind: this copy may come after its report went out and
+                    // the saga undid the step since; run again, it would redo the
+                    // effect. Later, the memory answers (or the deadline has passed).
+                    tracing::warn!(error = %format!("{e:#}"), "finished commands not readable: the command waits");
+                    counts::command(&command, "memory_unreadable");
+                    return Settle::Again {
+                        delay: Some(REPORT_RETRY_DELAY),
+                        reason: format!("the finished-commands memory could not be read ({e:#})"),
+                    };
+                }
+            }
         } else {
             None
         };
-        let settle = match recalled {
+        match recalled {
             Some(report) => {
                 tracing::info!(
                     "command finished before: answered with its stored report, not run again"
@@ -200,19 +213,6 @@ impl<S: Step> Job<S> {
                 Self::report(&reporter, report).await
             }
             None => self.run(message, &command, cancel, reporter).await,
-        };
-        settle
-    }
-
-    /// The stored report of a command that finished before; `None` when it did not or
-    /// the memory cannot be read (then the command runs: steps are idempotent).
-    async fn remembered(&self, command: &StepCommand) -> Option<StepReport> {
-        match self.memory.recall(&command.command_id).await {
-            Ok(report) => report,
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "finished commands not readable: running the command");
-                None
-            }
         }
     }
 

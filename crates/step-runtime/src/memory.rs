@@ -91,18 +91,13 @@ impl FinishedCommands {
     }
 }
 
-/// Whether a report ends the command for good: completed, or failed so that no retry
-/// can help. A retryable failure is not remembered: the same command may be worth
-/// running again.
+/// Whether a report is kept in memory: every report that ends the command's handling,
+/// a retryable failure too. The orchestrator never runs one attempt twice (a retry is a
+/// new attempt with a command id of its own), so an attempt delivered again after its
+/// report went out is a late copy: run again, it could redo an effect the saga has
+/// already undone since (a failed attempt's `new-site` run again after the rollback).
 pub(crate) fn is_final(report: &StepReport) -> bool {
-    matches!(
-        report,
-        StepReport::Completed { .. }
-            | StepReport::Failed {
-                retryable: false,
-                ..
-            }
-    )
+    !matches!(report, StepReport::Output { .. })
 }
 
 /// The bucket key of a command id of `step`: `<step>.<id>`, the step first so that one
@@ -147,7 +142,7 @@ mod tests {
     }
 
     #[test]
-    fn only_final_reports_are_remembered() {
+    fn every_ending_report_is_remembered_a_retryable_failure_too() {
         let failed = |retryable| StepReport::Failed {
             code: "x".into(),
             message: "y".into(),
@@ -157,6 +152,10 @@ mod tests {
             output: serde_json::Value::Null
         }));
         assert!(is_final(&failed(false)));
-        assert!(!is_final(&failed(true)));
+        assert!(is_final(&failed(true)));
+        assert!(!is_final(&StepReport::Output {
+            line: "working".into(),
+            percent: None
+        }));
     }
 }
