@@ -103,7 +103,10 @@ mod tests {
     fn the_claim_adds_up_to_what_was_observed() {
         let claim = total_ms("set-config", None)
             + total_ms("add-system-manager", None)
-            + total_ms("execute", Some("frappe.core.doctype.user.user.generate_keys"))
+            + total_ms(
+                "execute",
+                Some("frappe.core.doctype.user.user.generate_keys"),
+            )
             + total_ms("execute", Some("frappe.db.get_value"));
         assert_eq!(claim, 2_700);
         let fast = Timing {

@@ -1,0 +1,4 @@
+//! What the demo (`demo`) and the standby pool's benchmark (`pool-bench`) share: the
+//! services as processes against this machine's NATS and MariaDB (module `world`).
+
+pub mod world;
