@@ -191,10 +191,101 @@ async fn show_workspace(world: &World, name: &str, followed: &Followed) -> anyho
     Ok(())
 }
 
+/// The demo's three signups.
+struct Signups {
+    usual: Uuid,
+    pooled: Uuid,
+    broken: Uuid,
+}
+
+/// The three signups, shown live, and both times side by side; then, with `--keep`,
+/// the services stay up until Ctrl-C.
+async fn show(world: &World, args: &Args, ids: &Signups) -> anyhow::Result<()> {
+    let dir = world.dir.path();
+    // 1. The pool's standby is still being built: the usual path.
+    println!("{BOLD}1. Signup for \"Test Org\"{RESET} while the pool's standby is still being built (saga {})", ids.usual);
+    let usual = sign_up(world, serde_json::json!({
+        "signup_id": ids.usual, "organization_name": "Test Org", "admin_email": "admin@test.com",
+        "admin_full_name": "Test Admin", "admin_password": "TestPass123!", "auth_provider": "password",
+    }))
+    .await?;
+    show_workspace(world, "Workspace", &usual).await?;
+
+    // 2. Once the standby is ready: taken over.
+    println!("\n{DIM}  waiting for the pool's standby to be ready...{RESET}");
+    world
+        .wait_for_ready_standbys(1, Duration::from_secs(180))
+        .await?;
+    println!(
+        "{BOLD}2. Signup for \"Quick Org\"{RESET}, with a standby ready (saga {})",
+        ids.pooled
+    );
+    let pooled = sign_up(world, serde_json::json!({
+        "signup_id": ids.pooled, "organization_name": "Quick Org", "admin_email": "owner@quick.org",
+        "admin_full_name": "Quick Owner", "admin_password": "QuickPass123!", "auth_provider": "password",
+    }))
+    .await?;
+    show_workspace(world, "Workspace", &pooled).await?;
+
+    // 3. A signup whose site step fails: everything made is undone.
+    println!(
+        "\n{BOLD}3. Signup for \"Broken Org\"{RESET}, whose new-site fails (saga {})",
+        ids.broken
+    );
+    let broken = sign_up(world, serde_json::json!({
+        "signup_id": ids.broken, "organization_name": "Broken Org", "admin_email": "owner@broken.org",
+        "admin_full_name": "Broken Owner", "auth_provider": "google",
+    }))
+    .await?;
+    let (db, user) =
+        database_state(&world.admin, &db_step::database_name("broken-org")).await?;
+    let site_left = world.bench.join("sites/broken-org.localhost").exists();
+    println!(
+        "\n  {}{BOLD}{}{RESET}: {}\n  database left: {db}, user left: {user}, site folder left in sites/: {site_left} (archived under sites/archived/)",
+        if broken.end.status == SagaStatus::RolledBack { YELLOW } else { RED },
+        broken.end.status.as_str(),
+        broken.end.error.clone().map(|e| e.message).unwrap_or_default()
+    );
+
+    let time = |f: &Followed| {
+        if f.end.status == SagaStatus::Completed {
+            format!("{:.1} s", f.took.as_secs_f64())
+        } else {
+            format!("did not complete ({})", f.end.status.as_str())
+        }
+    };
+    println!(
+        "\n{BOLD}Signup to ready{RESET}  the usual way: {BOLD}{}{RESET}   from the pool: {BOLD}{}{RESET}{}",
+        time(&usual),
+        time(&pooled),
+        if pooled.from_pool { "" } else { "  (Quick Org found no standby ready: it took the usual way)" }
+    );
+
+    if args.web_app {
+        web_app::WebAppEnv {
+            nats_url: world.nats_url.clone(),
+            nats_auth: !matches!(world.nats.auth, step_runtime::bus::NatsAuth::Anonymous),
+            saga_public_key: secrets::Keyring::parse(world.services_keys.expose_secret())?
+                .recipient()
+                .to_text(),
+            web_app_private_keys: world.web_app_private.expose_secret().to_string(),
+            parent_domain: "localhost".into(),
+        }
+        .announce(dir)?;
+    }
+    if args.keep {
+        println!(
+            "\n{BOLD}--keep:{RESET} the services and the dashboard stay up at {BOLD}http://{}/{RESET} (read token {}); Ctrl-C stops them",
+            world.http_addr, world.read_token
+        );
+        tokio::signal::ctrl_c().await?;
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let keep = args.keep;
     // A namespace of its own, so that the demo disturbs nothing on a shared server;
     // none for a web app, whose client names subjects as a deployment does.
     let namespace = if args.web_app {
@@ -228,114 +319,33 @@ async fn main() -> anyhow::Result<()> {
         world.read_token,
         secret_file.display()
     );
-
-    // 1. The pool's standby is still being built: the usual path.
-    let first = Uuid::new_v4();
-    println!("{BOLD}1. Signup for \"Test Org\"{RESET} while the pool's standby is still being built (saga {first})");
-    let usual = sign_up(&world, serde_json::json!({
-        "signup_id": first, "organization_name": "Test Org", "admin_email": "admin@test.com",
-        "admin_full_name": "Test Admin", "admin_password": "TestPass123!", "auth_provider": "password",
-    }))
-    .await?;
-    show_workspace(&world, "Workspace", &usual).await?;
-
-    // 2. Once the standby is ready: taken over.
-    println!("\n{DIM}  waiting for the pool's standby to be ready...{RESET}");
-    world
-        .wait_for_ready_standbys(1, Duration::from_secs(180))
-        .await?;
-    let second = Uuid::new_v4();
-    println!("{BOLD}2. Signup for \"Quick Org\"{RESET}, with a standby ready (saga {second})");
-    let pooled = sign_up(&world, serde_json::json!({
-        "signup_id": second, "organization_name": "Quick Org", "admin_email": "owner@quick.org",
-        "admin_full_name": "Quick Owner", "admin_password": "QuickPass123!", "auth_provider": "password",
-    }))
-    .await?;
-    show_workspace(&world, "Workspace", &pooled).await?;
-
-    // 3. A signup whose site step fails: everything made is undone.
-    let third = Uuid::new_v4();
-    println!("\n{BOLD}3. Signup for \"Broken Org\"{RESET}, whose new-site fails (saga {third})");
-    let broken = sign_up(&world, serde_json::json!({
-        "signup_id": third, "organization_name": "Broken Org", "admin_email": "owner@broken.org",
-        "admin_full_name": "Broken Owner", "auth_provider": "google",
-    }))
-    .await?;
-    let (db, user) = database_state(&world.admin, &db_step::database_name("broken-org")).await?;
-    let site_left = world.bench.join("sites/broken-org.localhost").exists();
-    println!(
-        "\n  {}{BOLD}{}{RESET}: {}\n  database left: {db}, user left: {user}, site folder left in sites/: {site_left} (archived under sites/archived/)",
-        if broken.end.status == SagaStatus::RolledBack { YELLOW } else { RED },
-        broken.end.status.as_str(),
-        broken.end.error.clone().map(|e| e.message).unwrap_or_default()
-    );
-
-    let time = |f: &Followed| {
-        if f.end.status == SagaStatus::Completed {
-            format!("{:.1} s", f.took.as_secs_f64())
-        } else {
-            format!("did not complete ({})", f.end.status.as_str())
-        }
+    let ids = Signups {
+        usual: Uuid::new_v4(),
+        pooled: Uuid::new_v4(),
+        broken: Uuid::new_v4(),
     };
-    println!(
-        "\n{BOLD}Signup to ready{RESET}  the usual way: {BOLD}{}{RESET}   from the pool: {BOLD}{}{RESET}{}",
-        time(&usual),
-        time(&pooled),
-        if pooled.from_pool { "" } else { "  (Quick Org found no standby ready: it took the usual way)" }
-    );
-
-    if args.web_app {
-        web_app::WebAppEnv {
-            nats_url: world.nats_url.clone(),
-            nats_auth: !matches!(world.nats.auth, step_runtime::bus::NatsAuth::Anonymous),
-            saga_public_key: secrets::Keyring::parse(world.services_keys.expose_secret())?
-                .recipient()
-                .to_text(),
-            web_app_private_keys: world.web_app_private.expose_secret().to_string(),
-            parent_domain: "localhost".into(),
-        }
-        .announce(&dir)?;
-    }
-    if keep {
-        println!(
-            "\n{BOLD}--keep:{RESET} the services and the dashboard stay up at {BOLD}http://{}/{RESET} (read token {}); Ctrl-C stops them",
-            world.http_addr, world.read_token
-        );
-        tokio::signal::ctrl_c().await?;
-    }
+    let shown = show(&world, &args, &ids).await;
+    // Whatever happened: the services stop, and what they made on MariaDB goes, by
+    // exact name: the databases the ledger names for the demo's signups (a standby
+    // taken over is its signup's by then), unless --keep, and the standbys' (with
+    // --keep, only those no signup took over: a taken one is its tenant's).
+    let keep = args.keep && shown.is_ok();
     world.stop_services();
-    // What the pool built: with --keep only the standbys no signup took over; a
-    // taken-over standby's database is its tenant's.
-    let mut dropped = world.standby_databases(keep).await?;
-    let mut tenants = Vec::new();
-    for followed in [&usual, &pooled] {
-        if followed.end.status == SagaStatus::Completed {
-            let name = if followed.from_pool {
-                // The standby's name; dropped with the standbys unless --keep.
-                continue;
-            } else {
-                db_step::database_name(&followed.end.subdomain)
-            };
-            tenants.push(name);
-        }
-    }
+    let tenants = world
+        .ledger_databases_of(&[ids.usual, ids.pooled, ids.broken])
+        .await;
+    let mut dropped = world.standby_databases(keep).await.unwrap_or_default();
     if !keep {
         dropped.extend(tenants.iter().cloned());
     }
-    world.drop_databases(&dropped).await?;
+    let cleaned = world.drop_databases(&dropped).await;
     world.delete_streams().await;
+    shown?;
+    cleaned?;
     if keep {
-        let mut left = tenants;
-        left.extend(
-            world
-                .standby_databases(false)
-                .await?
-                .into_iter()
-                .filter(|n| !dropped.contains(n)),
-        );
         println!(
             "\n{DIM}--keep: databases {} and {} left in place; the standbys no signup took were dropped{RESET}",
-            left.join(", "),
+            tenants.join(", "),
             dir.display()
         );
         let _ = world.dir.keep();

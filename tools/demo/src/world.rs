@@ -229,9 +229,11 @@ impl World {
         let subjects = Subjects::new(&options.namespace);
         // Without a namespace the streams may be there already (an earlier `--web-app`):
         // those are left as found; the ones made here are deleted at the end.
+        // (`get_stream`, which asks the server: `get_stream_no_info` answers Ok for
+        // any name, so every stream counted as found and none was ever deleted.)
         let mut existing_streams = Vec::new();
         for stream in subjects.streams() {
-            if js.get_stream_no_info(&stream).await.is_ok() {
+            if js.get_stream(&stream).await.is_ok() {
                 existing_streams.push(stream);
             }
         }
@@ -318,11 +320,13 @@ impl World {
         }
     }
 
-    /// The orchestrator's saga store (SQLite), read only.
+    /// The orchestrator's saga store (SQLite), which this process only reads (not
+    /// opened read-only: a reader of a WAL database needs its shared-memory file, which
+    /// a killed orchestrator may have left in any state).
     async fn store(&self) -> anyhow::Result<sqlx::SqlitePool> {
         let options = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(self.dir.path().join("orchestrator.db"))
-            .read_only(true);
+            .create_if_missing(false);
         Ok(sqlx::SqlitePool::connect_with(options).await?)
     }
 
@@ -360,18 +364,32 @@ impl World {
 
     /// The database of every standby the pool made, whatever its state: building,
     /// ready, taken over by a signup (whose database it then is), discarded. With
-    /// `unclaimed`, only those no signup took over.
+    /// `unclaimed`, only those no signup took over. A row names its database once the
+    /// standby is ready; before, the name is the one db-step derives from the
+    /// standby's placeholder subdomain (`sb-<8 hex>`, its site's first label).
     pub async fn standby_databases(&self, unclaimed: bool) -> anyhow::Result<Vec<String>> {
         let store = self.store().await?;
-        let names = sqlx::query_scalar(if unclaimed {
-            "SELECT db_name FROM standbys WHERE claimed_by IS NULL"
+        let rows: Vec<(String, String)> = sqlx::query_as(if unclaimed {
+            "SELECT site_name, db_name FROM standbys WHERE claimed_by IS NULL"
         } else {
-            "SELECT db_name FROM standbys"
+            "SELECT site_name, db_name FROM standbys"
         })
         .fetch_all(&store)
         .await
         .unwrap_or_default();
         store.close().await;
+        let mut names = Vec::new();
+        for (site_name, db_name) in rows {
+            let placeholder = site_name.split('.').next().unwrap_or_default();
+            if !placeholder.is_empty() {
+                names.push(db_step::database_name(placeholder));
+            }
+            if !db_name.is_empty() {
+                names.push(db_name);
+            }
+        }
+        names.sort();
+        names.dedup();
         Ok(names)
     }
 
@@ -390,7 +408,7 @@ impl World {
     /// Drops each database of `names`, its user and its ledger row, by exact name.
     pub async fn drop_databases(&self, names: &[String]) -> anyhow::Result<()> {
         let ledger = &self.ledger;
-        for name in names {
+        for name in names.iter().filter(|n| !n.is_empty()) {
             sqlx::raw_sql(&format!(
                 "DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'%';"
             ))
@@ -422,6 +440,24 @@ impl World {
         .fetch_all(&self.admin)
         .await
         .unwrap_or_default()
+    }
+
+    /// The databases the ledger names for the sagas `ids` (a signup's own, or the
+    /// standby it took over).
+    pub async fn ledger_databases_of(&self, ids: &[Uuid]) -> Vec<String> {
+        let mut names = Vec::new();
+        for id in ids {
+            let found: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT db_name FROM `{}`.tenant_databases WHERE saga_id = ?",
+                self.ledger
+            ))
+            .bind(id.to_string())
+            .fetch_all(&self.admin)
+            .await
+            .unwrap_or_default();
+            names.extend(found);
+        }
+        names
     }
 
     /// Deletes the streams this run made (not those it found).

@@ -129,13 +129,15 @@ async fn clean_up(mut world: World, subdomains: &[String]) -> anyhow::Result<Vec
     names.extend(subdomains.iter().map(|s| db_step::database_name(s)));
     names.sort();
     names.dedup();
-    world.drop_databases(&names).await?;
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS `{}`", world.ledger))
+    let dropped = world.drop_databases(&names).await;
+    let ledger = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS `{}`", world.ledger))
         .execute(&world.admin)
         .await
-        .context("dropping the ledger")?;
-    names.push(world.ledger.clone());
+        .context("dropping the ledger");
     world.delete_streams().await;
+    dropped?;
+    ledger?;
+    names.push(world.ledger.clone());
     Ok(names)
 }
 
@@ -165,7 +167,13 @@ async fn bench(args: &Args, run: &str) -> anyhow::Result<(Path, Path, Vec<String
     // The pool's run first: its standbys are built while the usual path is measured.
     // Bench's durations are sleeps, so the two runs do not slow each other.
     let pool_world = World::start(options(run, 'p', args.signups, args)).await?;
-    let usual_world = World::start(options(run, 'u', 0, args)).await?;
+    let usual_world = match World::start(options(run, 'u', 0, args)).await {
+        Ok(world) => world,
+        Err(e) => {
+            clean_up(pool_world, &[]).await?;
+            return Err(e);
+        }
+    };
     let mut dropped = Vec::new();
     println!(
         "usual path (pool off), logs in {}:",
