@@ -35,11 +35,11 @@ async fn two_signups_per_path_complete_the_pool_ones_from_standbys_and_nothing_i
             .to_string()
     };
     assert!(
-        line("from the pool").contains("(2 completed, 2 took a standby over)"),
+        line("from the pool (standby ready):").contains("(2 completed, 2 took a standby over)"),
         "{stdout}"
     );
     assert!(
-        line("usual path").contains("(2 completed, 0 took a standby over)"),
+        line("usual path (pool off)        :").contains("(2 completed, 0 took a standby over)"),
         "{stdout}"
     );
     let dropped: Vec<String> = line("cleaned up:")

@@ -237,8 +237,7 @@ async fn show(world: &World, args: &Args, ids: &Signups) -> anyhow::Result<()> {
         "admin_full_name": "Broken Owner", "auth_provider": "google",
     }))
     .await?;
-    let (db, user) =
-        database_state(&world.admin, &db_step::database_name("broken-org")).await?;
+    let (db, user) = database_state(&world.admin, &db_step::database_name("broken-org")).await?;
     let site_left = world.bench.join("sites/broken-org.localhost").exists();
     println!(
         "\n  {}{BOLD}{}{RESET}: {}\n  database left: {db}, user left: {user}, site folder left in sites/: {site_left} (archived under sites/archived/)",

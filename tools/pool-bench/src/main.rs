@@ -211,7 +211,7 @@ async fn bench(args: &Args, run: &str) -> anyhow::Result<(Path, Path, Vec<String
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if let Err(e) = demo::world::build_services(args.no_build) {
+    if let Err(e) = demo::programs::build_services(args.no_build) {
         println!("pool-bench: FAILED building: {e:#}");
         return std::process::ExitCode::FAILURE;
     }
