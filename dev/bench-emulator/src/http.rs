@@ -69,9 +69,14 @@ pub fn serve(bench: &Bench, p: Parsed) -> u8 {
             let _ = writeln!(err, " * Running on http://127.0.0.1:{bound}");
             let _ = err.flush();
         }
-        let app = axum::Router::new().fallback(move |method, uri, headers, body| {
+        let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers, body| {
             let bench = shared.clone();
-            async move { answer(&bench, method, uri, headers, body) }
+            async move {
+                if method == Method::PUT && uri.path().starts_with("/api/resource/User/") {
+                    tokio::time::sleep(bench.timing().put_user()).await;
+                }
+                answer(&bench, method, uri, headers, body)
+            }
         });
         match axum::serve(listener, app).await {
             Ok(()) => 0,

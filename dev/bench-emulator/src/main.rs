@@ -17,8 +17,11 @@
 //! `{"delay_ms": 20, "fail": [{"command": "install-app", "site": "x.localhost"}]}`
 //! (`site`, `app` and, for `execute`, `method` are optional filters; `"hang": true`
 //! makes the command hang; `exception` replaces the last line of the traceback).
+//! `"durations": "real"` makes every command last as long as on a quiet 2-core machine
+//! (module `durations`), times `duration_scale`.
 
 mod cli;
+mod durations;
 mod execute;
 mod http;
 mod password_policy;
@@ -58,7 +61,7 @@ pub struct Fault {
 }
 
 /// `emulator.json`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     /// Pause between progress lines.
     #[serde(default = "default_delay")]
@@ -69,10 +72,32 @@ pub struct Settings {
     /// How long every command lasts at least (tests that watch `ps`).
     #[serde(default)]
     pub command_ms: u64,
+    /// `"real"`: every command lasts as long as on a quiet 2-core machine.
+    #[serde(default)]
+    pub durations: durations::Durations,
+    /// Multiplies the real durations (a test runs the same shape faster).
+    #[serde(default = "default_scale")]
+    pub duration_scale: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            delay_ms: default_delay(),
+            fail: Vec::new(),
+            command_ms: 0,
+            durations: durations::Durations::Fast,
+            duration_scale: default_scale(),
+        }
+    }
 }
 
 fn default_delay() -> u64 {
     30
+}
+
+fn default_scale() -> f64 {
+    1.0
 }
 
 /// What every command can use.
@@ -110,9 +135,23 @@ impl Bench {
             .cloned()
     }
 
-    /// Pauses like a working bench.
-    pub fn pause(&self) {
-        std::thread::sleep(std::time::Duration::from_millis(self.settings.delay_ms));
+    /// The durations `emulator.json` asks for.
+    pub fn timing(&self) -> durations::Timing {
+        durations::Timing {
+            durations: self.settings.durations,
+            scale: self.settings.duration_scale,
+        }
+    }
+
+    /// Pauses between two of `segments` progress lines of work that lasts `work` in
+    /// real durations (`delay_ms` otherwise).
+    pub fn pause(&self, work: std::time::Duration, segments: u32) {
+        let pause = if self.timing().real() {
+            work / segments.max(1)
+        } else {
+            std::time::Duration::from_millis(self.settings.delay_ms)
+        };
+        std::thread::sleep(pause);
     }
 }
 
@@ -245,13 +284,11 @@ fn main() -> ExitCode {
     let settings = std::fs::read_to_string(root.join("emulator.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Settings {
-            delay_ms: default_delay(),
-            fail: Vec::new(),
-            command_ms: 0,
-        });
+        .unwrap_or_default();
     let bench = Bench { root, settings };
     log_command(&bench.root, &args);
+    // Python starting and importing Frappe, in real durations.
+    std::thread::sleep(bench.timing().start());
     std::thread::sleep(std::time::Duration::from_millis(bench.settings.command_ms));
 
     // bench refuses root unless the bench names its frappe_user.

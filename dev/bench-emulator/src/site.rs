@@ -50,10 +50,12 @@ pub fn scripted(
     Some(1)
 }
 
-fn progress(bench: &Bench, app: &str) {
+/// The progress of installing `app`, spread over `work` in real durations.
+fn progress(bench: &Bench, app: &str, work: std::time::Duration) {
     say(&format!("Installing {app}..."));
-    for pct in [10, 35, 60, 85, 100] {
-        bench.pause();
+    const SEGMENTS: [usize; 5] = [10, 35, 60, 85, 100];
+    for pct in SEGMENTS {
+        bench.pause(work, SEGMENTS.len() as u32);
         let bar = "=".repeat(pct * 40 / 100);
         say_segment(&format!(
             "Updating DocTypes for {app:<20}: [{bar:<40}] {pct}%"
@@ -186,7 +188,7 @@ pub fn new_site(bench: &Bench, p: Parsed) -> u8 {
         );
         return 1;
     }
-    progress(bench, "frappe");
+    progress(bench, "frappe", bench.timing().work("new-site", None));
     let mut users = SiteUsers::load(bench, site);
     users.users.insert(
         "Administrator".into(),
@@ -262,7 +264,7 @@ pub fn install_app(bench: &Bench, site: &str, p: Parsed) -> u8 {
             say(&format!("Installing {app}..."));
             return code;
         }
-        progress(bench, app);
+        progress(bench, app, bench.timing().work("install-app", Some(app)));
         apps.push(app.clone());
         let _ = write_json(&emulator_file(bench, site, "apps.json"), &json!(apps));
     }

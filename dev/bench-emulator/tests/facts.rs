@@ -1,10 +1,13 @@
 //! The emulator against the facts it must reproduce (`FACTS.md` beside this crate),
 //! with a real MariaDB for `new-site`. Each test has its own bench folder and database.
-//! The admin user's rules: `facts/users.rs`; `bench serve`: `facts/http.rs`.
+//! The admin user's rules: `facts/users.rs`; `bench serve`: `facts/http.rs`; real
+//! durations: `facts/durations.rs`.
 
 use std::path::Path;
 use std::process::Command;
 
+#[path = "facts/durations.rs"]
+mod durations;
 #[path = "facts/http.rs"]
 mod http;
 #[path = "facts/users.rs"]
