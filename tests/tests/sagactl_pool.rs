@@ -16,7 +16,8 @@ async fn shown_pool(ctl: &Sagactl, way: &Way) -> PoolReply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_show_set_and_clear_the_pool_size_with_sagactl() {
     let mut h = Harness::new().await;
-    let api = h.start_api(&[]);
+    // Three builds may be under way at once, so that a size of 3 shows three building.
+    let api = h.start_api(&[("STANDBY_BUILDS_AT_ONCE", "3".to_string())]);
     tests::http_api::wait_for_role(&reqwest::Client::new(), &api, "leader").await;
     let ctl = Sagactl::new(&h);
     let (nats, http) = (Way::Nats("operator"), Way::Http(api.clone()));

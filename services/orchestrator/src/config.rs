@@ -44,7 +44,17 @@ pub struct Config {
     /// `STANDBY_POOL_SIZE`: standby sites kept built ahead of time for signups to
     /// take over (README, "Standby pool"). 0 turns the pool off.
     pub standby_pool_size: u32,
+    /// `STANDBY_BUILDS_AT_ONCE`: standby builds under way at most at a time. A build
+    /// waiting inside site-step for a `new-site` place holds one of its
+    /// `STEP_CONCURRENCY` command slots, so more builds than site-step can run would
+    /// hold up signups' commands behind them.
+    pub standby_builds_at_once: u32,
 }
+
+/// Standby builds under way at once when `STANDBY_BUILDS_AT_ONCE` is unset: 1. With
+/// site-step's default `SITE_CONCURRENCY` of 2, builds may hold one `new-site` place
+/// (never the last); a second build would only wait, holding a command slot.
+pub const DEFAULT_STANDBY_BUILDS_AT_ONCE: u32 = 1;
 
 /// The pool's size when `STANDBY_POOL_SIZE` is unset: 1. One standby covers the
 /// signup at hand on a single backend, while its build (a `bench new-site`, 14 to 29 s
@@ -125,6 +135,13 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Co
             Some(size) => size as u32,
             None => DEFAULT_STANDBY_POOL_SIZE,
         },
+        standby_builds_at_once: match number("STANDBY_BUILDS_AT_ONCE")? {
+            Some(n) if !(1..=1000).contains(&n) => {
+                anyhow::bail!("STANDBY_BUILDS_AT_ONCE must be from 1 to 1000, got {n}")
+            }
+            Some(n) => n as u32,
+            None => DEFAULT_STANDBY_BUILDS_AT_ONCE,
+        },
     })
 }
 
@@ -156,6 +173,7 @@ mod tests {
             config.standby_pool_size, 1,
             "one standby suits a single backend"
         );
+        assert_eq!(config.standby_builds_at_once, 1);
         let other = from_lookup(lookup(&[("SAGA_SECRETS_KEYS", &key)])).expect("config");
         assert_ne!(
             config.instance, other.instance,
@@ -224,6 +242,13 @@ mod tests {
             ("STANDBY_POOL_SIZE", "0"),
         ]));
         assert_eq!(off.expect("config").standby_pool_size, 0);
+        for bad in ["0", "-1", "many", "5000"] {
+            assert!(from_lookup(lookup(&[
+                ("SAGA_SECRETS_KEYS", &key),
+                ("STANDBY_BUILDS_AT_ONCE", bad)
+            ]))
+            .is_err());
+        }
         for bad in ["-1", "two", "5000"] {
             assert!(from_lookup(lookup(&[
                 ("SAGA_SECRETS_KEYS", &key),

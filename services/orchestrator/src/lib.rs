@@ -261,7 +261,10 @@ async fn drive<S: SagaStore>(
                 subjects: subjects.clone(),
                 unsent: Default::default(),
                 tenure: tenure.clone(),
-                pool: driver::PoolLive::new(config.standby_pool_size),
+                pool: driver::PoolLive::new(
+                    config.standby_pool_size,
+                    config.standby_builds_at_once,
+                ),
             })
         },
         stop.clone(),

@@ -51,6 +51,8 @@ pub(crate) const CLAIM_GRACE: chrono::Duration = chrono::Duration::hours(3);
 pub(crate) struct PoolLive {
     /// `STANDBY_POOL_SIZE`.
     configured: u32,
+    /// `STANDBY_BUILDS_AT_ONCE`.
+    builds_at_once: u32,
     /// The size in force: the operators' setting, else the configured one.
     size: AtomicU32,
     /// Whether a signup looks for a ready standby: the pool is on, or some were left
@@ -64,9 +66,11 @@ pub(crate) struct PoolLive {
 
 impl PoolLive {
     /// The pool of `STANDBY_POOL_SIZE` `configured`, until the store says otherwise.
-    pub(crate) fn new(configured: u32) -> Self {
+    /// At most `builds_at_once` builds are under way at a time.
+    pub(crate) fn new(configured: u32, builds_at_once: u32) -> Self {
         Self {
             configured,
+            builds_at_once: builds_at_once.max(1),
             size: AtomicU32::new(configured),
             claimable: AtomicBool::new(configured > 0),
             absent: AtomicBool::new(false),
@@ -177,12 +181,16 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             .claimable
             .store(wanted > 0 || any_ready, Ordering::Relaxed);
         let mut live = 0usize;
+        let mut building = 0usize;
         let mut ready = Vec::new();
         for standby in &rows {
             if self.reconcile(standby).await? {
                 live += 1;
-                if standby.state == StandbyState::Ready {
-                    ready.push(standby.id);
+                match standby.state {
+                    StandbyState::Ready => ready.push(standby.id),
+                    // (One whose build completed just now counts until the next round.)
+                    StandbyState::Building => building += 1,
+                    _ => {}
                 }
             }
         }
@@ -198,7 +206,10 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                 live -= 1;
             }
         }
-        for _ in live..wanted {
+        // A few at a time: a build waiting in site-step for a `new-site` place holds
+        // one of its command slots, which signups' commands need.
+        let room = (self.pool.builds_at_once as usize).saturating_sub(building);
+        for _ in live..wanted.min(live + room) {
             self.start_standby_build().await?;
         }
         // The gauges, as the store has the rows now.

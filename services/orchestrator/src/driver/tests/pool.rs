@@ -1,7 +1,8 @@
 //! The standby pool's upkeep over the memory store: the size an operator sets in the
 //! store grows and drains the pool at the next round, a signup still takes what is
 //! ready while it shrinks, a claim whose signup never got stored is discarded after
-//! the grace period (never given back), and a store without a pool is asked once.
+//! the grace period (never given back), a store without a pool is asked once, and
+//! builds start a few at a time.
 
 use super::*;
 use crate::driver::pool::CLAIM_GRACE;
@@ -217,4 +218,43 @@ async fn a_pool_configured_off_and_set_on_by_an_operator_serves_signups() {
         .await
         .expect("figures");
     assert_eq!((figures.taken, figures.missed), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn builds_start_a_few_at_a_time() {
+    // A pool of 5, at most 2 builds under way (STANDBY_BUILDS_AT_ONCE).
+    let rig = Rig::with_pool_builds(true, 5, 2);
+    rig.core.tend_pool().await.expect("tend");
+    assert_eq!(
+        states(&rig).await,
+        [StandbyState::Building; 2],
+        "two builds, not five at once"
+    );
+    rig.core.tend_pool().await.expect("tend");
+    assert_eq!(states(&rig).await.len(), 2, "none more while two build");
+    all_built(&rig).await;
+    rig.core.tend_pool().await.expect("tend");
+    assert_eq!(
+        states(&rig).await,
+        [
+            StandbyState::Building,
+            StandbyState::Building,
+            StandbyState::Ready,
+            StandbyState::Ready
+        ],
+        "the next two once those are ready"
+    );
+    all_built(&rig).await;
+    rig.core.tend_pool().await.expect("tend");
+    assert_eq!(
+        states(&rig).await,
+        [
+            StandbyState::Building,
+            StandbyState::Ready,
+            StandbyState::Ready,
+            StandbyState::Ready,
+            StandbyState::Ready
+        ],
+        "the fifth: the pool's size, never more"
+    );
 }

@@ -228,6 +228,11 @@ impl Rig {
     /// A rig of `STANDBY_POOL_SIZE` `size` whose store keeps a standby pool when
     /// `pooled` (else it refuses, as a store without one).
     pub(super) fn with_pool(pooled: bool, size: u32) -> Self {
+        Self::with_pool_builds(pooled, size, 1000)
+    }
+
+    /// As [`Rig::with_pool`], with at most `at_once` builds under way at a time.
+    pub(super) fn with_pool_builds(pooled: bool, size: u32, at_once: u32) -> Self {
         let stop = CancellationToken::new();
         let bus = FakeBus::default();
         let clock = Clock::tokio();
@@ -251,7 +256,7 @@ impl Rig {
                     subjects: contracts::Subjects::new(""),
                     unsent: Default::default(),
                     tenure: Default::default(),
-                    pool: crate::driver::PoolLive::new(size),
+                    pool: crate::driver::PoolLive::new(size, at_once),
                 })
             },
             stop.clone(),
