@@ -302,7 +302,8 @@ impl SagaStore for MemoryStore {
                 .values()
                 .find(|(s, _)| s.claimed_by == Some(signup))
             {
-                return Ok(Some(held.clone()));
+                // Its claim withdrawn (discarded, used up): none for it, ever again.
+                return Ok((held.state == StandbyState::Claimed).then(|| held.clone()));
             }
             let oldest = state
                 .standbys
