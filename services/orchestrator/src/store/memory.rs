@@ -302,8 +302,7 @@ impl SagaStore for MemoryStore {
                 .values()
                 .find(|(s, _)| s.claimed_by == Some(signup))
             {
-                // Its claim withdrawn (discarded, used up): none for it, ever again.
-                return Ok((held.state == StandbyState::Claimed).then(|| held.clone()));
+                return Ok(Some(held.clone()));
             }
             let oldest = state
                 .standbys

@@ -303,9 +303,7 @@ pub(super) mod sql {
         .await?;
         if let Some(row) = held {
             tx.rollback().await?;
-            // Its claim withdrawn (discarded, used up): none for it, ever again.
-            let held = from_row(&row)?;
-            return Ok(Some((held.state == StandbyState::Claimed).then_some(held)));
+            return Ok(Some(Some(from_row(&row)?)));
         }
         let candidate = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM standbys WHERE state = 'ready' ORDER BY ready_at, standby_id LIMIT 1"
