@@ -148,6 +148,12 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         }
         let now = self.clock.now();
         match self.store.claim_standby(saga_id, now).await {
+            // Its claim was withdrawn since (discarded after the grace, used up): the
+            // usual path, and no other standby for it.
+            Ok(Some(standby)) if standby.state != crate::store::StandbyState::Claimed => {
+                tracing::info!(standby = %standby.id, state = standby.state.as_str(), "this signup's standby claim was withdrawn: the usual path");
+                None
+            }
             Ok(Some(standby)) => {
                 tracing::info!(standby = %standby.id, site = %standby.site_name, "signup takes a standby site");
                 crate::observe::standby_claim(true);
