@@ -187,8 +187,13 @@ impl<S: Step> Job<S> {
         let recalled = if maybe_finished {
             match self.memory.recall(&command.command_id).await {
                 Ok(report) => report,
+                // An undo run again is harmless (it removes only what is still its saga's).
+                Err(e) if command.action == StepAction::Compensate => {
+                    tracing::warn!(error = %format!("{e:#}"), "finished commands not readable: the undo runs");
+                    None
+                }
                 Err(e) => {
-                    // Not run blind: this copy may come after its report went out and
+                    // An execute is not run blind: this copy may come after its report went out and
                     // the saga undid the step since; run again, it would redo the
                     // effect. Later, the memory answers (or the deadline has passed).
                     tracing::warn!(error = %format!("{e:#}"), "finished commands not readable: the command waits");

@@ -140,6 +140,9 @@ impl Transition<'_> {
             (SagaStatus::RolledBack, _) => {
                 self.saga.run += 1;
                 self.saga.outputs.clear();
+                // Its standby, if it had one, is being discarded since the rollback:
+                // the new run makes the tenant's own site.
+                self.saga.tenant.standby = None;
                 self.saga.error = None;
                 self.saga.result = None;
                 self.saga.percent = 0;

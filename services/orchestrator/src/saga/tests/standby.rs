@@ -197,3 +197,21 @@ fn another_failure_of_a_claimed_signup_rolls_it_back_as_usual() {
         "its standby is the pool's to drop"
     );
 }
+
+#[test]
+fn a_replayed_signup_that_rolled_back_makes_its_own_site_not_the_discarded_standby() {
+    let def = definition();
+    let mut saga = claimed_saga();
+    saga.status = SagaStatus::RolledBack;
+    saga.phase = crate::saga::Phase::Finished;
+    let (saga, actions) = apply(&def, &saga, Input::Replay(None));
+    assert_eq!(saga.status, SagaStatus::Running);
+    assert_eq!(
+        saga.tenant.standby, None,
+        "the rollback had the standby discarded: a replay must not claim it again"
+    );
+    assert!(
+        actions.contains(&"dispatch database execute 1".to_string()),
+        "{actions:?}"
+    );
+}
