@@ -62,6 +62,20 @@ pub(crate) struct PoolLive {
     absent: AtomicBool,
     /// Wakes the upkeep at once (an operator changed the size).
     nudge: tokio::sync::Notify,
+    /// Builds failed in a row, and when the last one did: the next waits
+    /// ([`build_backoff`]), so a pool whose builds cannot succeed (apps that fail to
+    /// install, say) does not make and undo a site every round.
+    failed_builds: std::sync::Mutex<(u32, Option<chrono::DateTime<chrono::Utc>>)>,
+}
+
+/// How long the next build waits after `failures` builds failed in a row: 10 s,
+/// doubling with each, at most 10 minutes.
+pub(crate) fn build_backoff(failures: u32) -> chrono::Duration {
+    if failures == 0 {
+        return chrono::Duration::zero();
+    }
+    let secs = 10i64.saturating_mul(1i64 << (failures - 1).min(6));
+    chrono::Duration::seconds(secs.min(600))
 }
 
 impl PoolLive {
@@ -75,7 +89,26 @@ impl PoolLive {
             claimable: AtomicBool::new(configured > 0),
             absent: AtomicBool::new(false),
             nudge: tokio::sync::Notify::new(),
+            failed_builds: std::sync::Mutex::new((0, None)),
         }
+    }
+
+    /// A build failed at `now`.
+    fn build_failed(&self, now: chrono::DateTime<chrono::Utc>) -> u32 {
+        let mut failed = self.failed_builds.lock().unwrap_or_else(|e| e.into_inner());
+        *failed = (failed.0.saturating_add(1), Some(now));
+        failed.0
+    }
+
+    /// A build completed: the next starts without waiting.
+    fn build_completed(&self) {
+        *self.failed_builds.lock().unwrap_or_else(|e| e.into_inner()) = (0, None);
+    }
+
+    /// Until when new builds wait after failed ones, if they do.
+    fn builds_wait_until(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let failed = *self.failed_builds.lock().unwrap_or_else(|e| e.into_inner());
+        failed.1.map(|last| last + build_backoff(failed.0))
     }
 
     /// `STANDBY_POOL_SIZE`.
@@ -208,7 +241,13 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
         }
         // A few at a time: a build waiting in site-step for a `new-site` place holds
         // one of its command slots, which signups' commands need.
-        let room = (self.pool.builds_at_once as usize).saturating_sub(building);
+        let mut room = (self.pool.builds_at_once as usize).saturating_sub(building);
+        if let Some(until) = self.pool.builds_wait_until() {
+            if self.clock.now() < until && live < wanted {
+                tracing::debug!(%until, "standby builds failed lately: the next waits");
+                room = 0;
+            }
+        }
         for _ in live..wanted.min(live + room) {
             self.start_standby_build().await?;
         }
@@ -356,6 +395,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             let now = self.clock.now();
             if self.store.standby_ready(build.id, db_name, now).await? {
                 tracing::info!(standby = %build.id, site = %build.tenant.site_name, "standby ready");
+                self.pool.build_completed();
             }
         } else if status == SagaStatus::RolledBack && discarded(build) {
             if self.store.standby_gone(build.id).await? {
@@ -365,7 +405,14 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             && !discarded(build)
             && self.store.standby_gone(build.id).await?
         {
-            tracing::warn!(standby = %build.id, status = status.as_str(), "standby build failed: not in the pool");
+            let failures = self.pool.build_failed(self.clock.now());
+            tracing::warn!(
+                standby = %build.id,
+                status = status.as_str(),
+                failures_in_a_row = failures,
+                next_in_secs = build_backoff(failures).num_seconds(),
+                "standby build failed: not in the pool; the next build waits"
+            );
         }
         // A discard whose undo failed stays discarding: an operator replays it.
         Ok(())

@@ -2,7 +2,7 @@
 //! store grows and drains the pool at the next round, a signup still takes what is
 //! ready while it shrinks, a claim whose signup never got stored is discarded after
 //! the grace period (never given back), a store without a pool is asked once, and
-//! builds start a few at a time.
+//! builds start a few at a time, and wait longer after each failed one.
 
 use super::*;
 use crate::driver::pool::CLAIM_GRACE;
@@ -264,5 +264,55 @@ async fn builds_start_a_few_at_a_time() {
             StandbyState::Ready
         ],
         "the fifth: the pool's size, never more"
+    );
+}
+
+#[test]
+fn the_wait_after_failed_builds_doubles_up_to_ten_minutes() {
+    use crate::driver::pool::build_backoff;
+    let secs = |n| build_backoff(n).num_seconds();
+    assert_eq!(
+        [0, 1, 2, 3, 7, 8, 100].map(secs),
+        [0, 10, 20, 40, 600, 600, 600]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_failed_build_the_next_waits() {
+    let rig = Rig::with_pool(true, 1);
+    rig.core.tend_pool().await.expect("tend");
+    let building = rig
+        .core
+        .store
+        .standbys(Some(StandbyState::Building))
+        .await
+        .expect("rows");
+    let [build] = &building[..] else {
+        panic!("one build: {building:?}")
+    };
+    stored(&rig, build.id).await;
+    // Its build fails (apps that cannot install, say).
+    let before = rig.saga(build.id).await;
+    let mut failed = before.clone();
+    failed.status = SagaStatus::RolledBack;
+    failed.error = Some(crate::admin::error("bench_error", "install-app failed"));
+    rig.core
+        .follow_pool(&before, &failed)
+        .await
+        .expect("follow");
+    assert_eq!(states(&rig).await, [], "gone from the pool");
+
+    rig.core.tend_pool().await.expect("tend");
+    assert_eq!(
+        states(&rig).await,
+        [],
+        "no new build at once after a failed one"
+    );
+    tokio::time::advance(Duration::from_secs(11)).await;
+    rig.core.tend_pool().await.expect("tend");
+    assert_eq!(
+        states(&rig).await,
+        [StandbyState::Building],
+        "the next build once the wait is over"
     );
 }
