@@ -15,6 +15,7 @@ mod leftovers;
 pub mod node;
 pub mod private_nats;
 mod process;
+pub mod pool_world;
 mod requests;
 pub mod sagactl;
 pub mod scripted;
