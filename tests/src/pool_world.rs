@@ -158,6 +158,27 @@ impl PoolWorld {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+
+    /// What a discarded standby must leave once gone: its placeholder folder archived
+    /// (none in `sites/`), nothing claimed under its name, no database or user, no
+    /// ledger row; its build rolled back.
+    pub async fn assert_standby_left_nothing(&self, standby: &Standby) {
+        assert_eq!(self.build_status(standby.id).await, SagaStatus::RolledBack);
+        assert!(
+            !self
+                .root
+                .join(format!("sites/{}", standby.site_name))
+                .exists(),
+            "placeholder folder left in sites/"
+        );
+        crate::assert_no_claims(&self.root, placeholder_of(standby));
+        assert_eq!(
+            crate::mariadb_has(&standby.db_name).await,
+            (false, false),
+            "the standby's database or user left"
+        );
+        assert_eq!(ledger_holder(&standby.db_name).await, None);
+    }
 }
 
 impl Drop for PoolWorld {

@@ -32,19 +32,7 @@ use uuid::Uuid;
 /// `sites/`), no database or user, no ledger row; its row gone, its build rolled back.
 async fn assert_discarded(w: &PoolWorld, standby: &Standby) {
     w.wait_gone(standby.id).await;
-    assert_eq!(w.build_status(standby.id).await, SagaStatus::RolledBack);
-    assert!(
-        !w.root.join(format!("sites/{}", standby.site_name)).exists(),
-        "placeholder folder left in sites/"
-    );
-    let placeholder = standby.site_name.split('.').next().expect("subdomain");
-    tests::assert_no_claims(&w.root, placeholder);
-    assert_eq!(
-        tests::mariadb_has(&standby.db_name).await,
-        (false, false),
-        "the standby's database or user left"
-    );
-    assert_eq!(ledger_holder(&standby.db_name).await, None);
+    w.assert_standby_left_nothing(standby).await;
 }
 
 /// Sets the emulator's scripted failures (`[]`: none).

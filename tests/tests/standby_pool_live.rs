@@ -18,7 +18,7 @@ use contracts::SagaStatus;
 use orchestrator::store::{SagaStore, Standby, StandbyState};
 use serde_json::json;
 use tests::http_api::{free_port, wait_for_role, API_SECRET, READ_TOKEN};
-use tests::pool_world::{ledger_holder, PoolWorld, PREPARED};
+use tests::pool_world::{PoolWorld, PREPARED};
 use uuid::Uuid;
 
 /// The pool's world ([`tests::pool_world`]) with the orchestrator's HTTP API.
@@ -208,27 +208,7 @@ async fn operators_size_the_pool_live_it_survives_a_restart_and_drains_to_nothin
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for standby in &kept {
-        assert!(
-            !w.root.join(format!("sites/{}", standby.site_name)).exists(),
-            "placeholder folder left in sites/"
-        );
-        let placeholder = standby.site_name.split('.').next().expect("subdomain");
-        tests::assert_no_claims(&w.root, placeholder);
-        assert_eq!(
-            tests::mariadb_has(&standby.db_name).await,
-            (false, false),
-            "the standby's database or user left"
-        );
-        assert_eq!(ledger_holder(&standby.db_name).await, None);
-        assert_eq!(
-            w.store
-                .get(standby.id)
-                .await
-                .expect("saga")
-                .expect("build")
-                .status,
-            SagaStatus::RolledBack
-        );
+        w.assert_standby_left_nothing(standby).await;
     }
     let empty = get_pool(&w).await;
     assert_eq!(empty.counts, contracts::pool::PoolCounts::default());
