@@ -13,6 +13,7 @@ pub mod http_api;
 mod in_process;
 mod leftovers;
 pub mod node;
+pub mod pool_world;
 pub mod private_nats;
 mod process;
 mod requests;

@@ -2,7 +2,8 @@
 //! running, neither a service it started nor one a service left behind in the test's
 //! folder, and its services' logs stay where the failure message says; the tenant
 //! databases, users and ledger rows of the subdomains a test's world handed out (or
-//! was told of) are gone once it finishes, or fails.
+//! was told of) are gone once it finishes, or fails; so are those of the standbys a
+//! pool's world ([`tests::pool_world`]) built under names of the pool's own.
 
 use std::time::Duration;
 
@@ -154,5 +155,37 @@ fn a_failing_test_leaves_no_tenant_of_its_names() {
     runtime.block_on(async {
         assert_eq!(mariadb_has(&name).await, (false, false), "{name} left");
         assert!(!in_ledger(&name).await, "{name} left in the ledger");
+    });
+}
+
+#[test]
+fn a_failing_pool_world_leaves_no_standby_database() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut made = None;
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            let w = tests::pool_world::PoolWorld::start(1).await;
+            let standby = w.ready_standby(&[]).await;
+            // Named by the pool (`sb-<8 hex>`), never handed out by the harness.
+            assert!(standby.site_name.starts_with("sb-"), "{standby:?}");
+            assert_eq!(mariadb_has(&standby.db_name).await, (true, true));
+            assert!(in_ledger(&standby.db_name).await);
+            made = Some(standby.db_name.clone());
+            panic!("the test fails here, a standby ready");
+        })
+    }));
+    assert!(failed.is_err(), "the inner test failed");
+    let name = made.expect("the inner test got going");
+    runtime.block_on(async {
+        let left = mariadb_has(&name).await;
+        let ledger = in_ledger(&name).await;
+        // Left by a broken world: dropped here by its exact name, then reported.
+        tests::drop_tenant(&name).await;
+        assert_eq!(left, (false, false), "the standby's database {name} left");
+        assert!(!ledger, "the standby's {name} left in the ledger");
     });
 }

@@ -24,133 +24,25 @@
 //! marker, database, ledger row of its build) and the signup made its own. Never both,
 //! never neither; no second standby handed to the signup; the pool refills.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use contracts::SagaStatus;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use orchestrator::store::{SagaStore, SqlStore, Standby, StandbyState};
-use tests::Harness;
+use orchestrator::store::{SagaStore, Standby, StandbyState};
+use tests::pool_world::{first_message, ledger_holder, site_config, PoolWorld, PREPARED};
 use uuid::Uuid;
 
-const PREPARED: &str = "Signup accepted: using a prepared workspace";
-
-struct World {
-    h: Harness,
-    root: PathBuf,
-    /// The Master stand-in's records (kept for the world's life).
-    _master: master_standin::Shared,
-    store: SqlStore,
-    env: Vec<(&'static str, String)>,
-    services: tests::Processes,
-    /// Restarts so far (each restarted process logs to a file of its own).
-    generation: usize,
-}
-
-async fn world() -> World {
-    let mut h = Harness::new().await;
-    let root = h.bench_folder(serde_json::json!({"delay_ms": 1}));
-    let (url, master) = h.start_master().await;
-    let mut env = h.frappe_env(&root, &url);
-    env.push(("STANDBY_POOL_SIZE", "1".to_string()));
-    let services = h.spawn_all(&env);
-    let store = SqlStore::connect(&format!(
-        "sqlite://{}/orchestrator.db",
-        h.dir.path().display()
-    ))
-    .await
-    .expect("the orchestrator's store");
-    World {
-        h,
-        root,
-        _master: master,
-        store,
-        env,
-        services,
-        generation: 0,
-    }
-}
-
-impl World {
-    /// SIGKILLs service `name`.
-    fn kill(&mut self, name: &str) {
-        self.services.kill(name);
-    }
-
-    /// Starts service `name` again.
-    fn restart(&mut self, name: &str) {
-        self.generation += 1;
-        let service = self
-            .h
-            .spawn_service(name, &self.generation.to_string(), &self.env);
-        self.services.children.push((name.to_string(), service));
-    }
-
-    /// Sends `signal` to service `name`.
-    fn signal(&self, name: &str, signal: Signal) {
-        let (_, service) = self
-            .services
-            .children
-            .iter()
-            .find(|(n, _)| n == name)
-            .expect("service running");
-        kill(Pid::from_raw(service.id() as i32), signal).expect("signal");
-    }
-}
-
-/// Stops the services, tells the harness of every saga's subdomain and every standby's
-/// placeholder (their databases, users and ledger rows go with the world), finishes it.
-async fn finish(w: World) {
-    let World {
-        h, store, services, ..
-    } = w;
-    drop(services);
-    for saga in store.list(None, 1000).await.expect("sagas") {
-        h.track_subdomain(&saga.tenant.subdomain);
-    }
-    for standby in store.standbys(None).await.expect("pool") {
-        h.track_subdomain(placeholder_of(&standby));
-    }
-    h.finish().await;
-}
-
-fn placeholder_of(standby: &Standby) -> &str {
-    standby
-        .site_name
-        .split_once('.')
-        .map_or(standby.site_name.as_str(), |(sub, _)| sub)
-}
-
-/// Tells the harness of every standby in the pool now (their databases go with the
-/// world even when the test fails); returns the pool.
-async fn track_pool(w: &World) -> Vec<Standby> {
-    let pool = w.store.standbys(None).await.expect("standbys");
-    for standby in &pool {
-        w.h.track_subdomain(placeholder_of(standby));
-    }
-    pool
-}
-
-/// Waits for a ready standby other than those in `not`.
-async fn ready_standby(w: &World, not: &[Uuid]) -> Standby {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let pool = track_pool(w).await;
-        if let Some(standby) = pool
-            .into_iter()
-            .find(|s| s.state == StandbyState::Ready && !not.contains(&s.id))
-        {
-            return standby;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no standby became ready; pool: {:?}\n{}",
-            w.store.standbys(None).await,
-            w.h.service_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+/// Sends `signal` to service `name` of `w`.
+fn signal(w: &PoolWorld, name: &str, sent: Signal) {
+    let (_, service) = w
+        .services
+        .children
+        .iter()
+        .find(|(n, _)| n == name)
+        .expect("service running");
+    kill(Pid::from_raw(service.id() as i32), sent).expect("signal");
 }
 
 /// Sets the emulator's settings (`fail`: scripted failures and hangs; `command_ms`).
@@ -161,13 +53,13 @@ fn emulator(root: &Path, fail: serde_json::Value, command_ms: u64) {
 
 /// What the emulator logged so far: every command it was asked, one line each, before
 /// it does anything.
-fn bench_log(w: &World) -> String {
+fn bench_log(w: &PoolWorld) -> String {
     std::fs::read_to_string(w.root.join("logs/bench.log")).unwrap_or_default()
 }
 
 /// Waits until the emulator has been asked a command whose line contains `needle`,
 /// after the first `from` bytes of its log.
-async fn wait_bench_command(w: &World, needle: &str, from: usize) {
+async fn wait_bench_command(w: &PoolWorld, needle: &str, from: usize) {
     let deadline = Instant::now() + Duration::from_secs(90);
     while !bench_log(w)
         .get(from..)
@@ -184,20 +76,6 @@ async fn wait_bench_command(w: &World, needle: &str, from: usize) {
     }
 }
 
-fn site_config(root: &Path, site: &str) -> serde_json::Value {
-    let path = root.join(format!("sites/{site}/site_config.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("site_config")).expect("json")
-}
-
-/// The saga the database ledger names for `db_name`, if any.
-async fn ledger_holder(db_name: &str) -> Option<String> {
-    sqlx::query_scalar("SELECT saga_id FROM saga_provisioning.tenant_databases WHERE db_name = ?")
-        .bind(db_name)
-        .fetch_optional(&tests::admin_pool().await)
-        .await
-        .expect("ledger")
-}
-
 /// How the signup ended up, once it completed.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
@@ -210,8 +88,7 @@ enum Outcome {
 /// Waits for signup `id` (for `subdomain`, which claimed `standby`) to complete, checks
 /// that exactly one of the two outcomes holds in full, that no other standby was handed
 /// to it, and that the pool refills; returns the outcome.
-async fn outcome(w: &World, standby: &Standby, id: Uuid, subdomain: &str) -> Outcome {
-    track_pool(w).await;
+async fn outcome(w: &PoolWorld, standby: &Standby, id: Uuid, subdomain: &str) -> Outcome {
     assert_eq!(
         w.h.wait_terminal(id, 180).await,
         SagaStatus::Completed,
@@ -287,17 +164,16 @@ async fn outcome(w: &World, standby: &Standby, id: Uuid, subdomain: &str) -> Out
     let expected: Vec<Uuid> = if took { vec![standby.id] } else { vec![] };
     assert_eq!(held, expected, "standbys handed to the signup");
     // The pool refills.
-    ready_standby(w, &[standby.id]).await;
+    w.ready_standby(&[standby.id]).await;
     outcome
 }
 
 /// Standby `id`'s row once the pool followed its signup's end (the driver does right
 /// after storing it, the pool's upkeep repairs a crash in between): neither claimed
 /// nor discarding.
-async fn settled(w: &World, id: Uuid) -> Standby {
+async fn settled(w: &PoolWorld, id: Uuid) -> Standby {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        track_pool(w).await;
         let row = w
             .store
             .standby(id)
@@ -317,16 +193,8 @@ async fn settled(w: &World, id: Uuid) -> Standby {
     }
 }
 
-async fn first_message(h: &Harness, id: Uuid) -> String {
-    h.timeline(id, 1)
-        .await
-        .first()
-        .map(|e| e.message.clone())
-        .expect("a first event")
-}
-
 /// A signup for a new subdomain; publishes it and returns its id and subdomain.
-async fn sign_up(w: &World, name: &str) -> (Uuid, String) {
+async fn sign_up(w: &PoolWorld, name: &str) -> (Uuid, String) {
     let subdomain = w.h.subdomain(name);
     let id = Uuid::new_v4();
     w.h.publish_signup(&w.h.signup(id, &subdomain)).await;
@@ -334,7 +202,7 @@ async fn sign_up(w: &World, name: &str) -> (Uuid, String) {
 }
 
 /// Waits until signup `id` is stored with a claim on `standby`; returns its status.
-async fn stored_claim(w: &World, id: Uuid, standby: &Standby) -> SagaStatus {
+async fn stored_claim(w: &PoolWorld, id: Uuid, standby: &Standby) -> SagaStatus {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(saga) = w.store.get(id).await.expect("saga") {
@@ -352,8 +220,8 @@ async fn stored_claim(w: &World, id: Uuid, standby: &Standby) -> SagaStatus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn site_step_killed_before_the_move_the_signup_takes_the_standby() {
-    let mut w = world().await;
-    let standby = ready_standby(&w, &[]).await;
+    let mut w = PoolWorld::start(1).await;
+    let standby = w.ready_standby(&[]).await;
     // The readiness check (before the move) asks `bench version`, which hangs. The
     // pool's next build hangs in `new-site`, before its own `bench version`, so the
     // only `version` the bench is asked is the claim's.
@@ -380,13 +248,13 @@ async fn site_step_killed_before_the_move_the_signup_takes_the_standby() {
         Outcome::TookTheStandby
     );
     assert_eq!(first_message(&w.h, id).await, PREPARED);
-    finish(w).await;
+    w.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn site_step_killed_after_the_move_the_next_attempt_finishes_the_claim() {
-    let mut w = world().await;
-    let standby = ready_standby(&w, &[]).await;
+    let mut w = PoolWorld::start(1).await;
+    let standby = w.ready_standby(&[]).await;
     let subdomain = w.h.subdomain("kill-moved");
     let site = format!("{subdomain}.example.test");
     // The first command on the tenant's site after the move (sealing Administrator's
@@ -417,20 +285,20 @@ async fn site_step_killed_after_the_move_the_next_attempt_finishes_the_claim() {
     );
     let saga = w.h.get(id).await.saga.expect("saga");
     assert_eq!(saga.run, 1, "no detour the usual way");
-    finish(w).await;
+    w.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestrator_killed_between_the_claim_and_the_saga_start() {
-    let mut w = world().await;
-    let standby = ready_standby(&w, &[]).await;
+    let mut w = PoolWorld::start(1).await;
+    let standby = w.ready_standby(&[]).await;
     // The saga starts once the steps answered its subdomain probe: a stopped
     // registry-step leaves it stored, with its claim, and not started for a while.
-    w.signal("registry-step", Signal::SIGSTOP);
+    signal(&w, "registry-step", Signal::SIGSTOP);
     let (id, subdomain) = sign_up(&w, "kill-intake").await;
     let status = stored_claim(&w, id, &standby).await;
     w.kill("orchestrator");
-    w.signal("registry-step", Signal::SIGCONT);
+    signal(&w, "registry-step", Signal::SIGCONT);
     assert_eq!(status, SagaStatus::Accepted, "killed before the start");
     assert_eq!(
         w.store.get(id).await.expect("saga").expect("stored").status,
@@ -444,13 +312,13 @@ async fn orchestrator_killed_between_the_claim_and_the_saga_start() {
         Outcome::TookTheStandby
     );
     assert_eq!(first_message(&w.h, id).await, PREPARED);
-    finish(w).await;
+    w.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestrator_killed_during_the_site_step_of_a_claim() {
-    let mut w = world().await;
-    let standby = ready_standby(&w, &[]).await;
+    let mut w = PoolWorld::start(1).await;
+    let standby = w.ready_standby(&[]).await;
     // Every bench command lasts 2 s: after the move, the site step still has three
     // `set-config` to run when the orchestrator dies.
     emulator(&w.root, serde_json::json!([]), 2000);
@@ -469,13 +337,13 @@ async fn orchestrator_killed_during_the_site_step_of_a_claim() {
         outcome(&w, &standby, id, &subdomain).await,
         Outcome::TookTheStandby
     );
-    finish(w).await;
+    w.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestrator_killed_after_the_claim_before_the_saga_is_stored() {
-    let mut w = world().await;
-    let standby = ready_standby(&w, &[]).await;
+    let mut w = PoolWorld::start(1).await;
+    let standby = w.ready_standby(&[]).await;
     w.kill("orchestrator");
     // What the kill leaves: the row claimed by the signup (the intake's compare-and-set
     // on the store, here by the test's own unfenced store instance), no saga, and the
@@ -498,5 +366,5 @@ async fn orchestrator_killed_after_the_claim_before_the_saga_is_stored() {
         Outcome::TookTheStandby
     );
     assert_eq!(first_message(&w.h, id).await, PREPARED);
-    finish(w).await;
+    w.finish().await;
 }

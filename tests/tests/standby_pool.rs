@@ -18,142 +18,21 @@
 //! - a pool shrunk (the orchestrator restarted with a smaller size) discards the
 //!   newest extra ready standby and keeps the other.
 //!
-//! The pool's rows are read from the orchestrator's own store file.
+//! The pool's rows are read from the orchestrator's own store file
+//! ([`tests::pool_world`]).
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use contracts::SagaStatus;
-use orchestrator::store::{SagaStore, SqlStore, Standby, StandbyState};
-use tests::Harness;
+use orchestrator::store::{SagaStore, Standby, StandbyState};
+use tests::pool_world::{first_message, ledger_holder, site_config, PoolWorld, PREPARED};
 use uuid::Uuid;
-
-const PREPARED: &str = "Signup accepted: using a prepared workspace";
-
-struct World {
-    h: Harness,
-    root: PathBuf,
-    master: master_standin::Shared,
-    store: SqlStore,
-    /// What the services were started with.
-    env: Vec<(&'static str, String)>,
-    services: tests::Processes,
-}
-
-async fn world() -> World {
-    world_sized(1).await
-}
-
-async fn world_sized(size: u32) -> World {
-    let mut h = Harness::new().await;
-    let root = h.bench_folder(serde_json::json!({"delay_ms": 1}));
-    let (url, master) = h.start_master().await;
-    let mut env = h.frappe_env(&root, &url);
-    env.push(("STANDBY_POOL_SIZE", size.to_string()));
-    let services = h.spawn_all(&env);
-    let store = SqlStore::connect(&format!(
-        "sqlite://{}/orchestrator.db",
-        h.dir.path().display()
-    ))
-    .await
-    .expect("the orchestrator's store");
-    World {
-        h,
-        root,
-        master,
-        store,
-        env,
-        services,
-    }
-}
-
-/// Stops the services (the pool with them, so it starts no other build), tells the
-/// harness of every saga's subdomain and every standby the pool made (placeholders the orchestrator named,
-/// `sb-<8 hex>`, which the harness did not hand out), so their databases, users and
-/// ledger rows go with the world, then finishes it.
-async fn finish(w: World) {
-    let World {
-        h, store, services, ..
-    } = w;
-    drop(services);
-    // Every saga of this world's store (a used-up standby is no longer in the pool's
-    // list, its build saga is), and every standby still listed.
-    for saga in store.list(None, 1000).await.expect("sagas") {
-        h.track_subdomain(&saga.tenant.subdomain);
-    }
-    for standby in store.standbys(None).await.expect("pool") {
-        let placeholder = standby
-            .site_name
-            .split_once('.')
-            .map_or(standby.site_name.as_str(), |(sub, _)| sub);
-        h.track_subdomain(placeholder);
-    }
-    h.finish().await;
-}
-
-/// Waits for a ready standby other than those in `not`.
-async fn ready_standby(w: &World, not: &[Uuid]) -> Standby {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let ready = w
-            .store
-            .standbys(Some(StandbyState::Ready))
-            .await
-            .expect("standbys");
-        if let Some(standby) = ready.into_iter().find(|s| !not.contains(&s.id)) {
-            return standby;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no standby became ready; pool: {:?}\n{}",
-            w.store.standbys(None).await,
-            w.h.service_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until standby `id` is gone (a discard ends there once its build is undone).
-async fn wait_gone(w: &World, id: Uuid) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while state_of(w, id).await != StandbyState::Gone {
-        assert!(
-            Instant::now() < deadline,
-            "standby {id} never gone: {:?}\n{}",
-            w.store.standby(id).await,
-            w.h.service_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The status of standby `id`'s build saga, as stored.
-async fn build_status(w: &World, id: Uuid) -> SagaStatus {
-    w.store
-        .get(id)
-        .await
-        .expect("saga")
-        .expect("the standby's build saga")
-        .status
-}
 
 /// What a discarded standby must leave: its placeholder folder archived (none in
 /// `sites/`), no database or user, no ledger row; its row gone, its build rolled back.
-async fn assert_discarded(w: &World, standby: &Standby) {
-    wait_gone(w, standby.id).await;
-    assert_eq!(build_status(w, standby.id).await, SagaStatus::RolledBack);
-    assert!(
-        !w.root.join(format!("sites/{}", standby.site_name)).exists(),
-        "placeholder folder left in sites/"
-    );
-    let placeholder = standby.site_name.split('.').next().expect("subdomain");
-    tests::assert_no_claims(&w.root, placeholder);
-    assert_eq!(
-        tests::mariadb_has(&standby.db_name).await,
-        (false, false),
-        "the standby's database or user left"
-    );
-    assert_eq!(ledger_holder(&standby.db_name).await, None);
+async fn assert_discarded(w: &PoolWorld, standby: &Standby) {
+    w.wait_gone(standby.id).await;
+    w.assert_standby_left_nothing(standby).await;
 }
 
 /// Sets the emulator's scripted failures (`[]`: none).
@@ -163,7 +42,7 @@ fn script_failures(root: &Path, fail: serde_json::Value) {
 }
 
 /// Drops the databases the pool still holds at the end of a test.
-async fn drop_pool(w: &World) {
+async fn drop_pool(w: &PoolWorld) {
     for s in w.store.standbys(None).await.expect("pool") {
         if !s.db_name.is_empty() {
             tests::drop_tenant(&s.db_name).await;
@@ -171,41 +50,10 @@ async fn drop_pool(w: &World) {
     }
 }
 
-async fn state_of(w: &World, id: Uuid) -> StandbyState {
-    w.store
-        .standby(id)
-        .await
-        .expect("standby")
-        .expect("stored")
-        .state
-}
-
-fn site_config(root: &Path, site: &str) -> serde_json::Value {
-    let path = root.join(format!("sites/{site}/site_config.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("site_config")).expect("json")
-}
-
-/// The saga the database ledger names for `db_name`, if any.
-async fn ledger_holder(db_name: &str) -> Option<String> {
-    sqlx::query_scalar("SELECT saga_id FROM saga_provisioning.tenant_databases WHERE db_name = ?")
-        .bind(db_name)
-        .fetch_optional(&tests::admin_pool().await)
-        .await
-        .expect("ledger")
-}
-
-async fn first_message(h: &Harness, id: Uuid) -> String {
-    h.timeline(id, 1)
-        .await
-        .first()
-        .map(|e| e.message.clone())
-        .expect("a first event")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signup_takes_a_ready_standby_and_the_pool_refills() {
-    let w = world().await;
-    let standby = ready_standby(&w, &[]).await;
+    let w = PoolWorld::start(1).await;
+    let standby = w.ready_standby(&[]).await;
     assert!(standby.site_name.starts_with("sb-"), "{standby:?}");
     assert!(w.root.join(format!("sites/{}", standby.site_name)).is_dir());
     assert_eq!(
@@ -246,17 +94,17 @@ async fn a_signup_takes_a_ready_standby_and_the_pool_refills() {
         "registered"
     );
     // Used up, and replaced.
-    assert_eq!(state_of(&w, standby.id).await, StandbyState::Gone);
-    let next = ready_standby(&w, &[standby.id]).await;
+    assert_eq!(w.state_of(standby.id).await, StandbyState::Gone);
+    let next = w.ready_standby(&[standby.id]).await;
     assert_ne!(next.site_name, standby.site_name);
 
-    finish(w).await;
+    w.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_signups_race_for_one_standby_one_takes_it_both_complete() {
-    let w = world().await;
-    let standby = ready_standby(&w, &[]).await;
+    let w = PoolWorld::start(1).await;
+    let standby = w.ready_standby(&[]).await;
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let (sub_a, sub_b) = (w.h.subdomain("race-a"), w.h.subdomain("race-b"));
     let (signup_a, signup_b) = (w.h.signup(a, &sub_a), w.h.signup(b, &sub_b));
@@ -297,13 +145,13 @@ async fn two_signups_race_for_one_standby_one_takes_it_both_complete() {
         "the other made a database of its own"
     );
 
-    finish(w).await;
+    w.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_after_a_claim_leaves_nothing() {
-    let w = world().await;
-    let standby = ready_standby(&w, &[]).await;
+    let w = PoolWorld::start(1).await;
+    let standby = w.ready_standby(&[]).await;
     let subdomain = w.h.subdomain("pool-undo");
     w.master
         .lock()
@@ -339,16 +187,16 @@ async fn a_rollback_after_a_claim_leaves_nothing() {
     );
     // Never handed out again (its build undone: nothing of it was left to remove);
     // the pool builds another.
-    wait_gone(&w, standby.id).await;
-    assert_eq!(build_status(&w, standby.id).await, SagaStatus::RolledBack);
-    ready_standby(&w, &[standby.id]).await;
-    finish(w).await;
+    w.wait_gone(standby.id).await;
+    assert_eq!(w.build_status(standby.id).await, SagaStatus::RolledBack);
+    w.ready_standby(&[standby.id]).await;
+    w.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_before_the_rename_discards_the_standby_and_leaves_nothing() {
-    let w = world().await;
-    let standby = ready_standby(&w, &[]).await;
+    let w = PoolWorld::start(1).await;
+    let standby = w.ready_standby(&[]).await;
     // The site step's readiness check asks `bench version` before the rename: a bench
     // that cannot answer fails the site step (after its retries), so the signup rolls
     // back with the standby's folder still under its placeholder name.
@@ -381,16 +229,16 @@ async fn a_rollback_before_the_rename_discards_the_standby_and_leaves_nothing() 
     // Nothing under the tenant's name.
     tests::assert_nothing_left(&w.root, &subdomain).await;
     // The pool builds another, which signups can take.
-    let next = ready_standby(&w, &[standby.id]).await;
-    assert_eq!(state_of(&w, next.id).await, StandbyState::Ready);
+    let next = w.ready_standby(&[standby.id]).await;
+    assert_eq!(w.state_of(next.id).await, StandbyState::Ready);
     drop_pool(&w).await;
-    finish(w).await;
+    w.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unusable_standby_is_discarded_and_the_signup_completes_the_usual_way() {
-    let w = world().await;
-    let standby = ready_standby(&w, &[]).await;
+    let w = PoolWorld::start(1).await;
+    let standby = w.ready_standby(&[]).await;
     // Behind the pool's back: the standby's folder is gone.
     std::fs::remove_dir_all(w.root.join(format!("sites/{}", standby.site_name)))
         .expect("remove the standby's folder");
@@ -427,14 +275,14 @@ async fn an_unusable_standby_is_discarded_and_the_signup_completes_the_usual_way
 
     tests::drop_tenant(&db_step::database_name(&subdomain)).await;
     drop_pool(&w).await;
-    finish(w).await;
+    w.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shrunk_pool_discards_its_newest_extra_standby() {
-    let mut w = world_sized(2).await;
-    let first = ready_standby(&w, &[]).await;
-    let second = ready_standby(&w, &[first.id]).await;
+    let mut w = PoolWorld::start(2).await;
+    let first = w.ready_standby(&[]).await;
+    let second = w.ready_standby(&[first.id]).await;
     // The newest by when its build started (then by id, as the pool orders them).
     let (older, newer) = if (first.created_at, first.id) <= (second.created_at, second.id) {
         (first, second)
@@ -442,17 +290,13 @@ async fn a_shrunk_pool_discards_its_newest_extra_standby() {
         (second, first)
     };
     w.services.terminate("orchestrator");
-    let mut env = w.env.clone();
-    env.retain(|(k, _)| *k != "STANDBY_POOL_SIZE");
-    env.push(("STANDBY_POOL_SIZE", "1".into()));
-    let orchestrator = w.h.spawn_service("orchestrator", "1", &env);
-    w.services
-        .children
-        .push(("orchestrator".to_string(), orchestrator));
+    w.env.retain(|(k, _)| *k != "STANDBY_POOL_SIZE");
+    w.env.push(("STANDBY_POOL_SIZE", "1".into()));
+    w.restart("orchestrator");
 
     assert_discarded(&w, &newer).await;
     assert_eq!(
-        state_of(&w, older.id).await,
+        w.state_of(older.id).await,
         StandbyState::Ready,
         "the pool keeps one"
     );
@@ -463,5 +307,5 @@ async fn a_shrunk_pool_discards_its_newest_extra_standby() {
         "and builds none"
     );
     drop_pool(&w).await;
-    finish(w).await;
+    w.finish().await;
 }

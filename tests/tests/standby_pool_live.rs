@@ -11,75 +11,49 @@
 //! - a size of 0 drains the pool: nothing left of any standby (no folder, database or
 //!   ledger row); `DELETE /api/v1/pool` goes back to the configured size.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use contracts::pool::{PoolReply, PoolSizeSource};
 use contracts::SagaStatus;
-use orchestrator::store::{SagaStore, SqlStore, Standby, StandbyState};
+use orchestrator::store::{SagaStore, Standby, StandbyState};
 use serde_json::json;
 use tests::http_api::{free_port, wait_for_role, API_SECRET, READ_TOKEN};
-use tests::Harness;
+use tests::pool_world::{PoolWorld, PREPARED};
 use uuid::Uuid;
 
-const PREPARED: &str = "Signup accepted: using a prepared workspace";
-
+/// The pool's world ([`tests::pool_world`]) with the orchestrator's HTTP API.
 struct World {
-    h: Harness,
-    root: PathBuf,
-    store: SqlStore,
-    env: Vec<(&'static str, String)>,
-    services: tests::Processes,
+    pool: PoolWorld,
     api: String,
     http: reqwest::Client,
 }
 
+impl std::ops::Deref for World {
+    type Target = PoolWorld;
+    fn deref(&self) -> &PoolWorld {
+        &self.pool
+    }
+}
+
+impl std::ops::DerefMut for World {
+    fn deref_mut(&mut self) -> &mut PoolWorld {
+        &mut self.pool
+    }
+}
+
 async fn world() -> World {
-    let mut h = Harness::new().await;
-    let root = h.bench_folder(json!({"delay_ms": 1}));
-    let (url, _master) = h.start_master().await;
-    let mut env = h.frappe_env(&root, &url);
     let port = free_port();
-    env.extend([
+    let pool = PoolWorld::start_with(vec![
         ("STANDBY_POOL_SIZE", "0".to_string()),
         ("HTTP_ADDR", format!("127.0.0.1:{port}")),
         ("PROVISIONING_API_SECRET", API_SECRET.to_string()),
         ("PROVISIONING_READ_TOKEN", READ_TOKEN.to_string()),
-    ]);
-    let services = h.spawn_all(&env);
-    let store = SqlStore::connect(&format!(
-        "sqlite://{}/orchestrator.db",
-        h.dir.path().display()
-    ))
-    .await
-    .expect("the orchestrator's store");
+    ])
+    .await;
     let api = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     wait_for_role(&http, &api, "leader").await;
-    World {
-        h,
-        root,
-        store,
-        env,
-        services,
-        api,
-        http,
-    }
-}
-
-/// Stops the services, tells the harness of every subdomain and placeholder made (so
-/// their databases, users and ledger rows go with the world), then finishes it.
-async fn finish(w: World) {
-    let World {
-        h, store, services, ..
-    } = w;
-    drop(services);
-    // Every saga's subdomain, the standbys' placeholders included (their builds are
-    // sagas too).
-    for saga in store.list(None, 1000).await.expect("sagas") {
-        h.track_subdomain(&saga.tenant.subdomain);
-    }
-    h.finish().await;
+    World { pool, api, http }
 }
 
 async fn get_pool(w: &World) -> PoolReply {
@@ -120,15 +94,6 @@ async fn settles(w: &World, ready: usize) -> Vec<Standby> {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// The saga the database ledger names for `db_name`, if any.
-async fn ledger_holder(db_name: &str) -> Option<String> {
-    sqlx::query_scalar("SELECT saga_id FROM saga_provisioning.tenant_databases WHERE db_name = ?")
-        .bind(db_name)
-        .fetch_optional(&tests::admin_pool().await)
-        .await
-        .expect("ledger")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,10 +178,7 @@ async fn operators_size_the_pool_live_it_survives_a_restart_and_drains_to_nothin
 
     // Restarted with STANDBY_POOL_SIZE=0: the size set stays, and so do the standbys.
     w.services.terminate("orchestrator");
-    let orchestrator = w.h.spawn_service("orchestrator", "1", &w.env);
-    w.services
-        .children
-        .push(("orchestrator".to_string(), orchestrator));
+    w.restart("orchestrator");
     wait_for_role(&w.http, &w.api, "leader").await;
     let after = get_pool(&w).await;
     assert_eq!(
@@ -246,27 +208,7 @@ async fn operators_size_the_pool_live_it_survives_a_restart_and_drains_to_nothin
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for standby in &kept {
-        assert!(
-            !w.root.join(format!("sites/{}", standby.site_name)).exists(),
-            "placeholder folder left in sites/"
-        );
-        let placeholder = standby.site_name.split('.').next().expect("subdomain");
-        tests::assert_no_claims(&w.root, placeholder);
-        assert_eq!(
-            tests::mariadb_has(&standby.db_name).await,
-            (false, false),
-            "the standby's database or user left"
-        );
-        assert_eq!(ledger_holder(&standby.db_name).await, None);
-        assert_eq!(
-            w.store
-                .get(standby.id)
-                .await
-                .expect("saga")
-                .expect("build")
-                .status,
-            SagaStatus::RolledBack
-        );
+        w.assert_standby_left_nothing(standby).await;
     }
     let empty = get_pool(&w).await;
     assert_eq!(empty.counts, contracts::pool::PoolCounts::default());
@@ -294,5 +236,5 @@ async fn operators_size_the_pool_live_it_survives_a_restart_and_drains_to_nothin
         ("pool_size_cleared", "bob")
     );
 
-    finish(w).await;
+    w.pool.finish().await;
 }
