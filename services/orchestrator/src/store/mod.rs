@@ -11,6 +11,7 @@ mod memory;
 mod mysql_database;
 mod pool;
 mod sql;
+mod sql_schema;
 mod sqlite_writer;
 mod standbys;
 mod statements;
