@@ -3,22 +3,11 @@
 
 use super::*;
 
-fn apply(def: &SagaDefinition, saga: &Saga, input: Input) -> (Saga, Vec<String>) {
-    match next(def, saga, input, t0()) {
-        Decision::Apply { saga, actions } => (saga, summary(&actions)),
-        Decision::Ignore(reason) => panic!("ignored: {reason}"),
-    }
-}
-
 fn ignored(def: &SagaDefinition, saga: &Saga, input: Input) -> String {
     match next(def, saga, input, t0()) {
         Decision::Apply { actions, .. } => panic!("applied: {:?}", summary(&actions)),
         Decision::Ignore(reason) => reason,
     }
-}
-
-fn report(saga: &Saga, step: &str, action: StepAction, report: StepReport) -> Input {
-    Input::Reported(event(saga, step, action, 1, report))
 }
 
 fn done() -> StepReport {

@@ -77,6 +77,19 @@ fn event(
     }
 }
 
+/// Applies `input`, which must not be ignored: the saga after and its actions.
+fn apply(def: &SagaDefinition, saga: &Saga, input: Input) -> (Saga, Vec<String>) {
+    match next(def, saga, input, t0()) {
+        Decision::Apply { saga, actions } => (saga, summary(&actions)),
+        Decision::Ignore(reason) => panic!("ignored: {reason}"),
+    }
+}
+
+/// The first attempt's report of `step`'s `action`.
+fn report(saga: &Saga, step: &str, action: StepAction, report: StepReport) -> Input {
+    Input::Reported(event(saga, step, action, 1, report))
+}
+
 fn summary(actions: &[Action]) -> Vec<String> {
     actions
         .iter()

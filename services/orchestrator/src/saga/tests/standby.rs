@@ -2,13 +2,6 @@
 
 use super::*;
 
-fn apply(def: &SagaDefinition, saga: &Saga, input: Input) -> (Saga, Vec<String>) {
-    match next(def, saga, input, t0()) {
-        Decision::Apply { saga, actions } => (saga, summary(&actions)),
-        Decision::Ignore(reason) => panic!("ignored: {reason}"),
-    }
-}
-
 #[test]
 fn a_standby_build_runs_only_the_database_and_site_steps_then_completes() {
     let usual = definition();
@@ -67,10 +60,6 @@ fn claimed_saga() -> Saga {
         db_name: "t_sb_00000007_1234abcd".into(),
     });
     saga
-}
-
-fn report(saga: &Saga, step: &str, action: StepAction, report: StepReport) -> Input {
-    Input::Reported(event(saga, step, action, 1, report))
 }
 
 fn done() -> StepReport {
