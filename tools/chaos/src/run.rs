@@ -25,7 +25,7 @@ use crate::{checks, cluster, leaks, observe, signups};
 
 /// Runs the whole thing and returns its report.
 pub async fn run(args: Args) -> anyhow::Result<Report> {
-    crate::world::build_services(args.no_build)?;
+    demo::programs::build_services(args.no_build)?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
     let signups = crate::faults::plan(
         &mut StdRng::seed_from_u64(args.seed),
