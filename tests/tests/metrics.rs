@@ -137,6 +137,22 @@ async fn a_completed_and_a_rolled_back_saga_are_counted_where_operators_look() {
         r#"saga_step_duration_seconds_count{step="registration",action="execute",outcome="failed_permanent"}"#,
         1.0,
     );
+    // Every input timed: two signups; four reports of the completed saga, seven of the
+    // rolled-back one (three steps, the refusal, three undos).
+    assert_sample(
+        &orchestrator,
+        r#"saga_input_seconds_count{input="signup"}"#,
+        2.0,
+    );
+    assert_sample(
+        &orchestrator,
+        r#"saga_input_seconds_count{input="report"}"#,
+        11.0,
+    );
+    assert!(
+        orchestrator.contains(r#"saga_input_seconds_bucket{input="report",le="0.001"}"#),
+        "its buckets are milliseconds"
+    );
     // Nothing left in flight or needing attention, as the leader reports it.
     assert_sample(&orchestrator, "saga_leader", 1.0);
     assert_sample(&orchestrator, "saga_in_flight", 0.0);

@@ -21,6 +21,11 @@ const STEP_BUCKETS: [f64; 15] = [
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 900.0,
 ];
 
+/// An input's time in the orchestrator: milliseconds, a store commit included.
+const INPUT_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process's recorder, installed as the global one at the first call. A second
@@ -30,6 +35,9 @@ pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full("saga_duration_seconds".into()), &SAGA_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full("saga_input_seconds".into()), &INPUT_BUCKETS)
+            })
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &STEP_BUCKETS)
             });
@@ -72,6 +80,11 @@ fn describe() {
         "saga_step_duration_seconds",
         Unit::Seconds,
         "One step attempt as the orchestrator saw it, from dispatch to report or timeout, by step, action and outcome"
+    );
+    describe_histogram!(
+        "saga_input_seconds",
+        Unit::Seconds,
+        "An input's time in the orchestrator, from its delivery to its transition stored and its commands and progress handed to NATS, by input (signup, report)"
     );
     describe_counter!(
         "saga_step_retries_total",

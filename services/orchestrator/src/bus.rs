@@ -127,6 +127,8 @@ pub struct Inbound {
     pub delivered: u64,
     /// Its `traceparent` header, when it had a valid one.
     pub traceparent: Option<TraceParent>,
+    /// When this process got it (`saga_input_seconds` counts from here).
+    pub received: std::time::Instant,
     acker: Box<dyn Acker>,
 }
 
@@ -143,6 +145,7 @@ impl Inbound {
             payload,
             delivered,
             traceparent: None,
+            received: std::time::Instant::now(),
             acker,
         }
     }

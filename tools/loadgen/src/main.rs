@@ -101,12 +101,45 @@ impl Report {
             "  saga latency ms:      p50 {:.3}  p99 {:.3}  max {:.3}",
             latency.p50, latency.p99, latency.max
         );
+        if !self.handling_ms.is_empty() {
+            let handling = Summary::of(&self.handling_ms);
+            println!(
+                "  orchestrator's own time per step ms (report in -> next command out, store commit included): p50 {:.3}  p99 {:.3}  max {:.3}",
+                handling.p50, handling.p99, handling.max
+            );
+        }
     }
+}
+
+/// The orchestrator's `saga_input_seconds` samples of `input`, in ms (taken out of the
+/// recorder: a second call sees only newer ones).
+fn input_samples_ms(snapshotter: &metrics_util::debugging::Snapshotter, input: &str) -> Vec<f64> {
+    use metrics_util::debugging::DebugValue;
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            key.key().name() == "saga_input_seconds"
+                && key
+                    .key()
+                    .labels()
+                    .any(|l| l.key() == "input" && l.value() == input)
+        })
+        .flat_map(|(.., value)| match value {
+            DebugValue::Histogram(samples) => samples
+                .into_iter()
+                .map(|s| s.into_inner() * 1000.0)
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect()
 }
 
 async fn run_orchestrated(
     args: &Args,
     client: &async_nats::Client,
+    snapshotter: &metrics_util::debugging::Snapshotter,
 ) -> anyhow::Result<(Report, String)> {
     let namespace = format!("load{}", &Uuid::new_v4().simple().to_string()[..8]);
     let subjects = Subjects::new(&namespace);
@@ -176,27 +209,36 @@ async fn run_orchestrated(
     )
     .await?;
 
+    // The signups as the web app publishes them, made before the clock starts: the
+    // password sealed to the services' public key for its signup (the web app's work).
+    let recipient = secrets::Keyring::parse(key.expose_secret())?
+        .recipient()
+        .clone();
+    let signups: Vec<(Uuid, Vec<u8>)> = (0..args.sagas)
+        .map(|i| {
+            let id = Uuid::new_v4();
+            let binding = secrets::Binding::new(id, secrets::Field::AdminPassword);
+            let signup = serde_json::json!({
+                "signup_id": id, "organization_name": format!("Load {i}"), "subdomain": format!("load-{}", &id.simple().to_string()[..12]),
+                "admin_email": "load@test.com", "admin_full_name": "Load Test",
+                "admin_password_sealed": recipient.seal("LoadPass123!", binding).0,
+            });
+            (id, serde_json::to_vec(&signup).expect("json"))
+        })
+        .collect();
+
     // Progress is read on a plain subscription: what a live dashboard sees.
     let mut progress = client.subscribe(subjects.progress_all()).await?;
     let mut recorder = Recorder::new(args.concurrency);
     let publisher = {
-        let (js, subjects, gate, n) = (js.clone(), subjects.clone(), recorder.gate(), args.sagas);
+        let (js, subjects, gate) = (js.clone(), subjects.clone(), recorder.gate());
         tokio::spawn(async move {
-            for i in 0..n {
-                let id = Uuid::new_v4();
-                let signup = serde_json::json!({
-                    "signup_id": id, "organization_name": format!("Load {i}"), "subdomain": format!("load-{}", &id.simple().to_string()[..12]),
-                    "admin_email": "load@test.com", "admin_full_name": "Load Test", "admin_password": "LoadPass123!",
-                });
+            for (id, signup) in signups {
                 gate.admit(id).await;
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert("Nats-Msg-Id", id.to_string().as_str());
                 let ack = js
-                    .publish_with_headers(
-                        subjects.signup_requested(),
-                        headers,
-                        serde_json::to_vec(&signup).expect("json").into(),
-                    )
+                    .publish_with_headers(subjects.signup_requested(), headers, signup.into())
                     .await;
                 if let Ok(ack) = ack {
                     let _ = ack.await;
@@ -225,7 +267,8 @@ async fn run_orchestrated(
             recorder.finished(event.saga_id).await;
         }
     }
-    let report = recorder.report();
+    let mut report = recorder.report();
+    report.handling_ms = input_samples_ms(snapshotter, "report");
     publisher.await?;
     stop.cancel();
     for task in tasks {
@@ -240,6 +283,12 @@ async fn run_orchestrated(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    // Raw samples of the orchestrator's metrics (its `/metrics` stays empty here).
+    let metrics = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = metrics.snapshotter();
+    metrics
+        .install()
+        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
     let nats = step_runtime::bus::NatsConfig::from_lookup(|k| match k {
         "NATS_URL" => Some(args.nats.clone()),
         _ => std::env::var(k).ok(),
@@ -255,7 +304,7 @@ async fn main() -> anyhow::Result<()> {
         args.replicas,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
-    let (orchestrated, store) = run_orchestrated(&args, &client).await?;
+    let (orchestrated, store) = run_orchestrated(&args, &client, &snapshotter).await?;
     println!("store: {store}");
     orchestrated.print("orchestrator + step runtime:");
     let raw = baseline::run(

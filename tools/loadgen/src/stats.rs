@@ -47,6 +47,10 @@ pub struct Report {
     pub step_overhead_ms: Vec<f64>,
     /// Saga latency samples (ms).
     pub saga_latency_ms: Vec<f64>,
+    /// The orchestrator's own time per report (ms): from its delivery to the next
+    /// command handed to NATS, the store's commit included (`saga_input_seconds`).
+    /// Empty for the baseline.
+    pub handling_ms: Vec<f64>,
 }
 
 /// Lets at most `concurrency` sagas be in flight and notes when each started.
@@ -91,6 +95,7 @@ impl Recorder {
                 elapsed: Duration::ZERO,
                 step_overhead_ms: Vec::new(),
                 saga_latency_ms: Vec::new(),
+                handling_ms: Vec::new(),
             },
             begin: Instant::now(),
         }

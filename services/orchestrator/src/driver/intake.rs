@@ -227,14 +227,16 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
     /// The signup's password as the saga keeps it: sealed to the services' current key
     /// for this saga's `admin_password`. A clear one (older clients) is sealed here, so
     /// it never reaches the store or the bus again; a sealed one is opened, checked
-    /// with the contract's rules, and sealed again (to the current key, should the
-    /// client have used an older one). Either is held to the sites' password policy.
+    /// with the contract's rules, and kept as it came when sealed to the current key
+    /// (sealed again to it when the client used an older one). Either is held to the
+    /// sites' password policy.
     fn password_for_the_saga(
         &self,
         saga_id: Uuid,
         signup: &ValidSignup,
     ) -> Result<Option<Sealed>, Rejection> {
         let binding = secrets::Binding::new(saga_id, secrets::Field::AdminPassword);
+        let mut kept = None;
         let clear = match &signup.admin_password {
             None => return Ok(None),
             Some(SignupPassword::Clear(clear)) => SecretString::from(clear.clone()),
@@ -247,6 +249,11 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                 })
             }
             Some(SignupPassword::Sealed(sealed)) => {
+                // Sealed to the current key already, and (below) opened for this very
+                // signup: kept as it came, which spares a key agreement per signup.
+                if !self.key.is_stale(sealed) {
+                    kept = Some(sealed.clone());
+                }
                 let clear = self.key.open(sealed, binding).map_err(|e| Rejection {
                     code: "password_unreadable",
                     message: format!(
@@ -262,7 +269,9 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             email: &signup.admin_email,
         };
         check_password_strength(clear.expose_secret(), owner)?;
-        Ok(Some(self.key.seal(clear.expose_secret(), binding)))
+        Ok(Some(kept.unwrap_or_else(|| {
+            self.key.seal(clear.expose_secret(), binding)
+        })))
     }
 
     fn tenant_for_rejection(&self, subdomain: &str) -> TenantContext {
@@ -311,7 +320,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
 }
 
 /// What holds `probe`'s subdomain outside the saga store, as the step services see
-/// it (every step is asked, at once; one that knows nothing of subdomains says free).
+/// it (every step that can see one, `sees_subdomains`, is asked, at once).
 /// An error when a step could not tell or did not answer.
 pub(crate) async fn held_elsewhere<B: Bus>(
     bus: &B,
@@ -322,6 +331,7 @@ pub(crate) async fn held_elsewhere<B: Bus>(
         definition
             .steps
             .iter()
+            .filter(|step| step.sees_subdomains)
             .map(|step| async move { (step.name.as_str(), bus.probe(&step.name, probe).await) }),
     )
     .await;

@@ -238,6 +238,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
             match work {
                 Work::Signup(message, parsed) => {
                     let result = self.intake(cache, saga_id, *parsed, trace).await;
+                    crate::observe::input_handled("signup", message.received);
                     self.settle(message, result).await;
                 }
                 Work::Event(message, event) => {
@@ -245,6 +246,7 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                         .apply(cache, saga_id, Input::Reported(*event))
                         .await
                         .map(|_| ());
+                    crate::observe::input_handled("report", message.received);
                     self.settle(message, result).await;
                 }
                 Work::Timer(timer) => {

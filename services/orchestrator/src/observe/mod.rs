@@ -31,6 +31,14 @@ pub(crate) fn accepted() {
     metrics::gauge!("saga_in_flight").increment(1.0);
 }
 
+/// Times one input in this orchestrator, from its delivery to its transition stored
+/// and its commands and progress handed to NATS (their acks not awaited): what the
+/// orchestrator adds to a step's round trip (`input`: `signup` or `report`).
+pub(crate) fn input_handled(input: &'static str, received: std::time::Instant) {
+    metrics::histogram!("saga_input_seconds", "input" => input)
+        .record(received.elapsed().as_secs_f64());
+}
+
 /// Counts a standby build saga started: in flight like any saga (the store's count,
 /// which the leader reads each minute, has it), but no signup (`saga_started_total`).
 pub(crate) fn standby_build_started() {

@@ -55,6 +55,11 @@ pub struct StepDefinition {
     pub undo_timeout: Duration,
     /// Retries of the undo; when they run out the saga ends `compensation_failed`.
     pub undo_retry: RetryPolicy,
+    /// Whether the step's service can see a subdomain held outside the saga store (a
+    /// site folder, a registered tenant), and so is asked at intake and by the
+    /// subdomain check (`saga.probe.<step>`). A step that cannot would always say
+    /// free: asking it is a round trip for nothing.
+    pub sees_subdomains: bool,
 }
 
 /// The steps a standby build runs.
@@ -87,6 +92,9 @@ impl SagaDefinition {
         };
         let step = |name: &str, message: &str, undo_message: &str, band: (u8, u8), timeout: u64| {
             StepDefinition {
+                // The site step sees site folders, the registry step the Master's
+                // tenants; the database and admin user steps see nothing of the kind.
+                sees_subdomains: matches!(name, "site" | "registration"),
                 name: name.into(),
                 message: message.into(),
                 undo_message: undo_message.into(),

@@ -46,6 +46,7 @@ pub(super) fn spawn(
         .name("saga-store-writer".into())
         .spawn(move || {
             let mut conn = conn;
+            let mut synced = Synced::Full;
             while let Some(first) = changes.blocking_recv() {
                 let mut group = vec![first];
                 while group.len() < GROUP_MAX {
@@ -54,11 +55,66 @@ pub(super) fn spawn(
                         Err(_) => break,
                     }
                 }
-                write(&mut conn, &fence, group);
+                synced = write_group(&mut conn, &fence, synced, group);
             }
         })
         .map_err(|e| Error::Unavailable(format!("starting the store writer: {e}")))?;
     Ok(())
+}
+
+/// Writes `group` at the sync level it needs (the connection is at `synced`); returns
+/// the level the connection is at now.
+fn write_group(
+    conn: &mut rusqlite::Connection,
+    fence: &Fence,
+    synced: Synced,
+    group: Vec<Change>,
+) -> Synced {
+    let needed = Synced::needed_by(&group);
+    if needed != synced {
+        if let Err(e) = needed.set(conn) {
+            // Not written at a level it does not allow; set again before the next group.
+            fail(group, format!("setting the commit's sync level: {e}"));
+            return Synced::Unknown;
+        }
+    }
+    write(conn, fence, group);
+    needed
+}
+
+/// How the writer's connection syncs its commits, set per group.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Synced {
+    /// `synchronous=FULL`: the commit is on disk before any change of it is answered.
+    /// Every group holding an insert or a transition.
+    Full,
+    /// `synchronous=NORMAL` (in WAL mode: no fsync at the commit, the next synced
+    /// commit or checkpoint takes its pages along): a group of publish confirmations
+    /// only. Losing one to a power cut loses no transition: the outbox publishes the
+    /// event again and JetStream drops the copy (its message id), or a reader skips
+    /// a sequence it has.
+    Confirmations,
+    /// A switch failed: set it again before the next group.
+    Unknown,
+}
+
+impl Synced {
+    /// The level `group` needs.
+    fn needed_by(group: &[Change]) -> Self {
+        if group.iter().all(|c| matches!(c, Change::Published { .. })) {
+            Self::Confirmations
+        } else {
+            Self::Full
+        }
+    }
+
+    fn set(self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+        let level = match self {
+            Self::Full | Self::Unknown => "FULL",
+            Self::Confirmations => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", level)
+    }
 }
 
 fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
@@ -96,13 +152,15 @@ fn write(conn: &mut rusqlite::Connection, fence: &Fence, group: Vec<Change>) {
                 answer(change, outcome);
             }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, changes = group.len(), "group commit failed");
-            let message = format!("group commit failed: {e}");
-            for change in group {
-                answer(change, Err(Error::Unavailable(message.clone())));
-            }
-        }
+        Err(e) => fail(group, format!("group commit failed: {e}")),
+    }
+}
+
+/// Answers every change of a group that was not written with why.
+fn fail(group: Vec<Change>, message: String) {
+    tracing::warn!(error = %message, changes = group.len(), "group not written");
+    for change in group {
+        answer(change, Err(Error::Unavailable(message.clone())));
     }
 }
 
@@ -323,5 +381,82 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |row| row.get(0))
             .expect("pragma");
         assert_eq!(journal, "wal");
+    }
+
+    fn level(conn: &rusqlite::Connection) -> i64 {
+        conn.pragma_query_value(None, "synchronous", |row| row.get(0))
+            .expect("pragma")
+    }
+
+    /// Only a group of publish confirmations commits without an fsync; the next
+    /// transition is synced again, and its answer comes after its commit.
+    #[test]
+    fn confirmations_alone_skip_the_fsync_transitions_never() {
+        use super::super::group_commit::{Change, Row_};
+        use super::{write_group, Synced};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = super::open(&dir.path().join("store.db")).expect("writer connection");
+        conn.execute_batch(
+            "CREATE TABLE sagas (saga_id TEXT PRIMARY KEY, subdomain TEXT, status TEXT, sequence INTEGER, state TEXT, created_at INTEGER, updated_at INTEGER);
+             CREATE TABLE progress_events (saga_id TEXT, sequence INTEGER, event TEXT, published INTEGER, PRIMARY KEY (saga_id, sequence));",
+        )
+        .expect("tables");
+        let fence = super::Fence::default();
+        let saga_id = uuid::Uuid::new_v4();
+        let row = || Row_ {
+            saga_id,
+            subdomain: "acme".into(),
+            status: "accepted",
+            sequence: 1,
+            state: "{}".into(),
+            created_at: 0,
+            updated_at: 0,
+            events: vec![(1, "{}".into())],
+        };
+
+        let (reply, inserted) = tokio::sync::oneshot::channel();
+        let group = vec![Change::Insert {
+            row: row(),
+            claim: false,
+            reply,
+        }];
+        let synced = write_group(&mut conn, &fence, Synced::Full, group);
+        assert!(matches!(inserted.blocking_recv(), Ok(Ok(_))));
+        assert_eq!(level(&conn), 2, "a new saga is committed with FULL");
+
+        let (reply, confirmed) = tokio::sync::oneshot::channel();
+        let group = vec![Change::Published {
+            keys: vec![(saga_id, 1)],
+            reply,
+        }];
+        let synced = write_group(&mut conn, &fence, synced, group);
+        assert!(matches!(confirmed.blocking_recv(), Ok(Ok(()))));
+        assert_eq!(level(&conn), 1, "confirmations alone: NORMAL, no fsync");
+        let published: i64 = conn
+            .query_row("SELECT published FROM progress_events", [], |r| r.get(0))
+            .expect("event");
+        assert_eq!(published, 1);
+
+        // A transition with a confirmation in the same group: FULL again.
+        let (reply, updated) = tokio::sync::oneshot::channel();
+        let (confirm, _) = tokio::sync::oneshot::channel();
+        let mut next = row();
+        next.sequence = 2;
+        next.events = vec![(2, "{}".into())];
+        let group = vec![
+            Change::Published {
+                keys: vec![(saga_id, 1)],
+                reply: confirm,
+            },
+            Change::Update {
+                row: next,
+                previous_sequence: 1,
+                release_claim: false,
+                reply,
+            },
+        ];
+        write_group(&mut conn, &fence, synced, group);
+        assert!(matches!(updated.blocking_recv(), Ok(Ok(_))));
+        assert_eq!(level(&conn), 2, "a transition is committed with FULL");
     }
 }

@@ -231,6 +231,43 @@ async fn a_subdomain_held_by_a_registered_tenant_is_rejected_before_anything_is_
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_password_sealed_to_the_current_key_is_kept_as_it_came() {
+    let rig = Rig::new();
+    let id = Uuid::new_v4();
+    let sealed = rig.signup_sealed(id).await;
+    rig.command_sent("database", StepAction::Execute).await;
+    let kept = rig.saga(id).await.tenant.admin_password.expect("password");
+    assert_eq!(kept.0, sealed.0, "not sealed again");
+    // A clear one (older clients) is sealed here.
+    let clear = Uuid::new_v4();
+    rig.signup(clear).await;
+    within(Duration::from_secs(1), "stored", async || {
+        matches!(rig.core.store.get(clear).await, Ok(Some(_)))
+    })
+    .await;
+    let sealed_here = rig
+        .saga(clear)
+        .await
+        .tenant
+        .admin_password
+        .expect("password");
+    assert!(sealed_here.0.starts_with("v2:test:"), "{}", sealed_here.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_steps_that_can_see_a_subdomain_are_asked_about_it() {
+    let rig = Rig::new();
+    let id = Uuid::new_v4();
+    rig.signup(id).await;
+    rig.command_sent("database", StepAction::Execute).await;
+    // The database and admin user steps would always say free: not asked.
+    assert_eq!(
+        rig.bus.0.lock().expect("lock").probed,
+        ["site", "registration"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_signup_whose_subdomain_cannot_be_checked_is_not_held_up() {
     let rig = Rig::new();
     rig.bus.0.lock().expect("lock").probes_unanswered = true;

@@ -30,6 +30,8 @@ pub(super) struct Sent {
     pub(super) held: Option<(String, String)>,
     /// The step services do not answer probes.
     pub(super) probes_unanswered: bool,
+    /// The steps asked about a subdomain, in order.
+    pub(super) probed: Vec<String>,
     pub(super) commands: Vec<StepCommand>,
     /// For each command, whether it was marked as sent again.
     pub(super) sent_again: Vec<bool>,
@@ -91,7 +93,8 @@ impl Bus for FakeBus {
     ) -> anyhow::Result<contracts::ProbeReply> {
         // `down` takes JetStream publishes away, as when the server goes just after
         // the signup arrived; probes have a switch of their own.
-        let sent = self.0.lock().expect("lock");
+        let mut sent = self.0.lock().expect("lock");
+        sent.probed.push(step.to_string());
         anyhow::ensure!(!sent.probes_unanswered, "no responders");
         let reason = sent
             .held
@@ -278,6 +281,24 @@ impl Rig {
             delivered,
             Box::new(self.settled.clone()),
         )
+    }
+
+    /// A signup whose password the web app sealed to the services' current key.
+    pub(super) async fn signup_sealed(&self, id: Uuid) -> contracts::Sealed {
+        let binding = secrets::Binding::new(id, secrets::Field::AdminPassword);
+        let sealed = self.core.key.recipient().seal("Correct-Horse-42", binding);
+        let payload = serde_json::json!({
+            "signup_id": id,
+            "organization_name": "Test Org",
+            "subdomain": format!("t{}", &id.simple().to_string()[..8]),
+            "admin_email": "admin@test.com",
+            "admin_full_name": "Test Admin",
+            "admin_password_sealed": sealed.0,
+        });
+        let payload = serde_json::to_vec(&payload).expect("json");
+        let message = self.inbound("tenant.signup.requested", payload, 1);
+        route_signup(&self.core, message).await;
+        sealed
     }
 
     pub(super) async fn signup(&self, id: Uuid) {
