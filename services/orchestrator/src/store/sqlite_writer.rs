@@ -199,7 +199,10 @@ fn commit(
 }
 
 /// The fence check of `lease::sql::check`, on this connection: `Err(reason)` when
-/// another instance took the lead (or this one never had it).
+/// another instance took the lead (or this one never had it). A read: the group's
+/// transaction is IMMEDIATE, so it holds the file's write lock already, and a takeover
+/// (a write) is ordered before or after the whole group. Unlike an UPDATE it leaves
+/// the lease's page clean, one page less in every commit.
 fn check_fence(conn: &rusqlite::Connection, fence: &Fence) -> rusqlite::Result<Result<(), String>> {
     let fencing = fence.get();
     let (holder, number) = match &fencing {
@@ -207,17 +210,12 @@ fn check_fence(conn: &rusqlite::Connection, fence: &Fence) -> rusqlite::Result<R
         Fencing::Lost { reason } => return Ok(Err(reason.clone())),
         Fencing::Held { holder, fence } => (holder.as_str(), *fence),
     };
-    let matched = conn
-        .prepare_cached(
-            "UPDATE orchestrator_lease SET fence = fence WHERE name = 'driver' AND holder = ? AND fence = ?",
-        )?
-        .execute(params![holder, number as i64])?;
-    if matched == 1 {
-        return Ok(Ok(()));
-    }
     let (now_holder, now_fence): (String, i64) = conn
         .prepare_cached("SELECT holder, fence FROM orchestrator_lease WHERE name = 'driver'")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if now_holder == holder && now_fence == number as i64 {
+        return Ok(Ok(()));
+    }
     let reason = lease::superseded(holder, number, &now_holder, now_fence as u64);
     // The fence only grows: this lead never comes back.
     fence.lose(&fencing, reason.clone());
