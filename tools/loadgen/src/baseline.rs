@@ -189,7 +189,13 @@ pub async fn run(
             for _ in 0..sagas {
                 let saga = Uuid::new_v4();
                 gate.admit(saga).await;
-                let _ = publish(&js, format!("{ns}.in"), &Msg { saga, step: 0 }).await;
+                // As the orchestrated run's signups: acks awaited aside.
+                let body = serde_json::to_vec(&Msg { saga, step: 0 }).expect("json");
+                if let Ok(ack) = js.publish(format!("{ns}.in"), body.into()).await {
+                    tokio::spawn(async move {
+                        let _ = ack.await;
+                    });
+                }
             }
         })
     };

@@ -269,8 +269,12 @@ async fn run_orchestrated(
                 let ack = js
                     .publish_with_headers(subjects.signup_requested(), headers, signup.into())
                     .await;
+                // Not waited for before the next signup: a web app's users sign up at
+                // once, and on a cluster one ack takes a replication round trip.
                 if let Ok(ack) = ack {
-                    let _ = ack.await;
+                    tokio::spawn(async move {
+                        let _ = ack.await;
+                    });
                 }
             }
         })
