@@ -137,8 +137,9 @@ async fn a_completed_and_a_rolled_back_saga_are_counted_where_operators_look() {
         r#"saga_step_duration_seconds_count{step="registration",action="execute",outcome="failed_permanent"}"#,
         1.0,
     );
-    // Every input timed: two signups; four reports of the completed saga, seven of the
-    // rolled-back one (three steps, the refusal, three undos).
+    // Every input timed: two signups; four final reports of the completed saga, eight
+    // of the rolled-back one (three steps, the refusal, four undos: the refused
+    // registration's own too); the steps' output lines apart.
     assert_sample(
         &orchestrator,
         r#"saga_input_seconds_count{input="signup"}"#,
@@ -147,7 +148,11 @@ async fn a_completed_and_a_rolled_back_saga_are_counted_where_operators_look() {
     assert_sample(
         &orchestrator,
         r#"saga_input_seconds_count{input="report"}"#,
-        11.0,
+        12.0,
+    );
+    assert!(
+        orchestrator.contains(r#"saga_input_seconds_count{input="output"}"#),
+        "output lines are timed apart"
     );
     assert!(
         orchestrator.contains(r#"saga_input_seconds_bucket{input="report",le="0.001"}"#),

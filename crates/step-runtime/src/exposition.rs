@@ -84,7 +84,7 @@ fn describe() {
     describe_histogram!(
         "saga_input_seconds",
         Unit::Seconds,
-        "An input's time in the orchestrator, from its delivery to its transition stored and its commands and progress handed to NATS, by input (signup, report)"
+        "An input's time in the orchestrator, from its delivery to its transition stored and its commands and progress handed to NATS, by input (signup, report: a step's final report, output: a step's output line)"
     );
     describe_counter!(
         "saga_step_retries_total",

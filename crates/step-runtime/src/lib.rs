@@ -150,7 +150,9 @@ pub trait Step: Send + Sync + 'static {
     /// Whether something this step sees holds `probe`'s subdomain (a registered
     /// tenant, a site folder): `Some(reason)`, a short phrase for people, when held.
     /// Answers `saga.probe.<step>`; an error means the step could not tell. Not held by
-    /// default.
+    /// default. The orchestrator asks only the steps its saga definition marks
+    /// `sees_subdomains` (site and registration): a step that starts to see subdomains
+    /// needs that mark too.
     fn holds(
         &self,
         probe: &SubdomainProbe,

@@ -191,10 +191,15 @@ pub async fn run(
                 gate.admit(saga).await;
                 // As the orchestrated run's signups: acks awaited aside.
                 let body = serde_json::to_vec(&Msg { saga, step: 0 }).expect("json");
-                if let Ok(ack) = js.publish(format!("{ns}.in"), body.into()).await {
-                    tokio::spawn(async move {
-                        let _ = ack.await;
-                    });
+                match js.publish(format!("{ns}.in"), body.into()).await {
+                    Ok(ack) => {
+                        tokio::spawn(async move {
+                            if let Err(e) = ack.await {
+                                eprintln!("loadgen: baseline saga {saga} not acknowledged: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => eprintln!("loadgen: baseline saga {saga} not published: {e}"),
                 }
             }
         })

@@ -271,10 +271,17 @@ async fn run_orchestrated(
                     .await;
                 // Not waited for before the next signup: a web app's users sign up at
                 // once, and on a cluster one ack takes a replication round trip.
-                if let Ok(ack) = ack {
-                    tokio::spawn(async move {
-                        let _ = ack.await;
-                    });
+                match ack {
+                    Ok(ack) => {
+                        tokio::spawn(async move {
+                            if let Err(e) = ack.await {
+                                eprintln!(
+                                    "loadgen: signup {id} not acknowledged by JetStream: {e}"
+                                );
+                            }
+                        });
+                    }
+                    Err(e) => eprintln!("loadgen: signup {id} not published: {e}"),
                 }
             }
         })

@@ -242,11 +242,15 @@ impl<S: SagaStore, B: Bus> Core<S, B> {
                     self.settle(message, result).await;
                 }
                 Work::Event(message, event) => {
+                    let input = match event.report {
+                        contracts::StepReport::Output { .. } => "output",
+                        _ => "report",
+                    };
                     let result = self
                         .apply(cache, saga_id, Input::Reported(*event))
                         .await
                         .map(|_| ());
-                    crate::observe::input_handled("report", message.received);
+                    crate::observe::input_handled(input, message.received);
                     self.settle(message, result).await;
                 }
                 Work::Timer(timer) => {

@@ -32,8 +32,10 @@ pub(crate) fn accepted() {
 }
 
 /// Times one input in this orchestrator, from its delivery to its transition stored
-/// and its commands and progress handed to NATS (their acks not awaited): what the
-/// orchestrator adds to a step's round trip (`input`: `signup` or `report`).
+/// and its commands and progress handed to NATS (their acks not awaited). `input`:
+/// `signup`, `report` (a step's final report: what the orchestrator adds to the step's
+/// round trip) or `output` (a step's output line). Every delivery counts, also one
+/// ignored as stale or not applied (then redelivered).
 pub(crate) fn input_handled(input: &'static str, received: std::time::Instant) {
     metrics::histogram!("saga_input_seconds", "input" => input)
         .record(received.elapsed().as_secs_f64());

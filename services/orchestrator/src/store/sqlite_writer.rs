@@ -366,9 +366,10 @@ fn answer(change: Change, outcome: Result<Outcome, Error>) {
 mod tests {
     /// The connection that commits is the one whose `synchronous` matters (it is a
     /// per-connection setting): FULL (2) syncs the WAL at every commit, so a
-    /// transition acked to its input survives a power loss; NORMAL (1) would not.
+    /// transition acked to its input survives a power loss; NORMAL (1) would not. It
+    /// opens at FULL (only a group of confirmations alone is written at NORMAL).
     #[test]
-    fn the_writer_syncs_every_commit() {
+    fn the_writer_syncs_every_transition() {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = super::open(&dir.path().join("store.db")).expect("writer connection");
         let level: i64 = conn
