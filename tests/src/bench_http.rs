@@ -30,8 +30,11 @@ impl BenchHttp {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let url = loop {
             let text = std::fs::read_to_string(log).unwrap_or_default();
+            // Whole lines only: the server may be caught halfway through writing it
+            // (stderr is unbuffered), and a URL cut before its port names port 80.
             if let Some(url) = text
-                .lines()
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
                 .find_map(|l| l.trim().strip_prefix("* Running on "))
             {
                 break url.to_string();

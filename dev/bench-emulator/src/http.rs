@@ -66,7 +66,9 @@ pub fn serve(bench: &Bench, p: Parsed) -> u8 {
         {
             use std::io::Write;
             let mut err = std::io::stderr();
-            let _ = writeln!(err, " * Running on http://127.0.0.1:{bound}");
+            // One write: a reader polling the log never sees the URL without its port.
+            let line = format!(" * Running on http://127.0.0.1:{bound}\n");
+            let _ = err.write_all(line.as_bytes());
             let _ = err.flush();
         }
         let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers, body| {

@@ -153,8 +153,10 @@ impl World {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
+            // Whole lines only: a line caught halfway would name port 80.
             if let Some(url) = text
-                .lines()
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
                 .find_map(|l| l.trim().strip_prefix("* Running on "))
             {
                 let pid = i32::try_from(child.id()).unwrap_or_default();
