@@ -287,29 +287,27 @@ impl Rig {
     pub(super) async fn signup_sealed(&self, id: Uuid) -> contracts::Sealed {
         let binding = secrets::Binding::new(id, secrets::Field::AdminPassword);
         let sealed = self.core.key.recipient().seal("Correct-Horse-42", binding);
-        let payload = serde_json::json!({
-            "signup_id": id,
-            "organization_name": "Test Org",
-            "subdomain": format!("t{}", &id.simple().to_string()[..8]),
-            "admin_email": "admin@test.com",
-            "admin_full_name": "Test Admin",
-            "admin_password_sealed": sealed.0,
-        });
-        let payload = serde_json::to_vec(&payload).expect("json");
-        let message = self.inbound("tenant.signup.requested", payload, 1);
-        route_signup(&self.core, message).await;
+        self.signup_with(id, "admin_password_sealed", &sealed.0)
+            .await;
         sealed
     }
 
+    /// A signup with its password in clear (older clients).
     pub(super) async fn signup(&self, id: Uuid) {
-        let payload = serde_json::json!({
+        self.signup_with(id, "admin_password", "Correct-Horse-42")
+            .await;
+    }
+
+    /// A signup whose password is `password` in field `field`.
+    async fn signup_with(&self, id: Uuid, field: &str, password: &str) {
+        let mut payload = serde_json::json!({
             "signup_id": id,
             "organization_name": "Test Org",
             "subdomain": format!("t{}", &id.simple().to_string()[..8]),
             "admin_email": "admin@test.com",
             "admin_full_name": "Test Admin",
-            "admin_password": "Correct-Horse-42",
         });
+        payload[field] = password.into();
         let payload = serde_json::to_vec(&payload).expect("json");
         let message = self.inbound("tenant.signup.requested", payload, 1);
         route_signup(&self.core, message).await;
