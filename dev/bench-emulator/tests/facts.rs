@@ -67,10 +67,10 @@ fn fixture(emulator_json: &str) -> (tempfile::TempDir, String) {
     (dir, db)
 }
 
-/// A new site `site` on database `db` (from [`fixture`]) whose only System Manager
-/// besides Administrator is `email`, with login password `password`.
-fn site_with_admin(root: &Path, db: &str, site: &str, email: &str, password: &str) {
-    let made = bench(
+/// `bench new-site SITE` on database `db` (from [`fixture`]), with its right password
+/// and the admin password `Adm1n`.
+fn new_site(root: &Path, site: &str, db: &str) -> Run {
+    bench(
         root,
         &[
             "new-site",
@@ -83,7 +83,13 @@ fn site_with_admin(root: &Path, db: &str, site: &str, email: &str, password: &st
             "--admin-password",
             "Adm1n",
         ],
-    );
+    )
+}
+
+/// A new site `site` on database `db` (from [`fixture`]) whose only System Manager
+/// besides Administrator is `email`, with login password `password`.
+fn site_with_admin(root: &Path, db: &str, site: &str, email: &str, password: &str) {
+    let made = new_site(root, site, db);
     assert_eq!(made.code, 0, "{}", made.stderr);
     let add = bench(
         root,
@@ -160,20 +166,7 @@ fn new_site_connects_for_real_and_leaves_residue_on_failure() {
         "the failed attempt leaves its config behind"
     );
 
-    let again = bench(
-        root,
-        &[
-            "new-site",
-            "a.localhost",
-            "--no-setup-db",
-            "--db-name",
-            &db,
-            "--db-password",
-            "Right1",
-            "--admin-password",
-            "Adm1n",
-        ],
-    );
+    let again = new_site(root, "a.localhost", &db);
     assert_eq!(again.code, 1);
     assert!(
         again.stdout.contains("Site a.localhost already exists"),
@@ -181,20 +174,7 @@ fn new_site_connects_for_real_and_leaves_residue_on_failure() {
         again.stdout
     );
 
-    let ok = bench(
-        root,
-        &[
-            "new-site",
-            "b.localhost",
-            "--no-setup-db",
-            "--db-name",
-            &db,
-            "--db-password",
-            "Right1",
-            "--admin-password",
-            "Adm1n",
-        ],
-    );
+    let ok = new_site(root, "b.localhost", &db);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     assert!(ok.stdout.contains("Installing frappe..."));
     assert!(
@@ -292,20 +272,7 @@ fn apps_users_keys_and_scripted_failures() {
     );
     let root = dir.path();
     for site in ["e.localhost", "f.localhost"] {
-        let made = bench(
-            root,
-            &[
-                "new-site",
-                site,
-                "--no-setup-db",
-                "--db-name",
-                &db,
-                "--db-password",
-                "Right1",
-                "--admin-password",
-                "Adm1n",
-            ],
-        );
+        let made = new_site(root, site, &db);
         assert_eq!(made.code, 0, "{}", made.stderr);
     }
     assert_eq!(

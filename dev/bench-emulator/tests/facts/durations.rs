@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{bench, drop_db, execute, fixture, Run};
+use super::{bench, drop_db, execute, fixture, new_site, Run};
 
 /// Runs `f`, returning what it returned and how long it took.
 fn timed(f: impl FnOnce() -> Run) -> (Run, Duration) {
@@ -19,22 +19,7 @@ fn real_durations_make_each_command_last_its_scaled_figure() {
     let (dir, db) = fixture(r#"{"delay_ms": 0, "durations": "real", "duration_scale": 0.1}"#);
     let root = dir.path();
     let site = "d.localhost";
-    let (made, took) = timed(|| {
-        bench(
-            root,
-            &[
-                "new-site",
-                site,
-                "--no-setup-db",
-                "--db-name",
-                &db,
-                "--db-password",
-                "Right1",
-                "--admin-password",
-                "Adm1n",
-            ],
-        )
-    });
+    let (made, took) = timed(|| new_site(root, site, &db));
     assert_eq!(made.code, 0, "{}", made.stderr);
     assert!(
         took >= Duration::from_millis(1_430),
