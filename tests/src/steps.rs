@@ -104,6 +104,14 @@ impl Harness {
         .collect()
     }
 
+    /// Sends `command` as the orchestrator first does (its id as message id) and waits
+    /// up to `secs` seconds for its final report.
+    pub async fn run_command(&self, command: &StepCommand, secs: u64) -> StepReport {
+        self.publish_command(command, &command.command_id).await;
+        self.final_report(&command.step, &command.command_id, secs)
+            .await
+    }
+
     /// The final report of `command_id`, waiting up to `secs` seconds for it.
     pub async fn final_report(&self, step: &str, command_id: &str, secs: u64) -> StepReport {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);

@@ -107,8 +107,7 @@ async fn provision_database(h: &Harness, subdomain: &str) -> String {
         1,
         subdomain,
     );
-    h.publish_command(&command, &command.command_id).await;
-    let report = h.final_report("database", &command.command_id, 60).await;
+    let report = h.run_command(&command, 60).await;
     assert!(matches!(report, StepReport::Completed { .. }), "{report:?}");
     let name = db_step::database_name(subdomain);
     assert_eq!(mariadb_has(&name).await, (true, true), "{name} made");

@@ -251,8 +251,7 @@ async fn a_panicking_step_is_reported_failed_and_the_saga_is_not_wedged() {
     let saga = Uuid::new_v4();
     let subdomain = h.subdomain("panic");
     let execute = command(saga, "site", StepAction::Execute, 1, &subdomain);
-    h.publish_command(&execute, &execute.command_id).await;
-    match h.final_report("site", &execute.command_id, 20).await {
+    match h.run_command(&execute, 20).await {
         StepReport::Failed {
             code, retryable, ..
         } => assert_eq!((code.as_str(), retryable), ("step_panicked", true)),
@@ -260,8 +259,7 @@ async fn a_panicking_step_is_reported_failed_and_the_saga_is_not_wedged() {
     }
     // The saga's next commands are not left waiting for the panicked one.
     let retry = command(saga, "site", StepAction::Execute, 2, &subdomain);
-    h.publish_command(&retry, &retry.command_id).await;
-    let retried = h.final_report("site", &retry.command_id, 20).await;
+    let retried = h.run_command(&retry, 20).await;
     assert!(
         matches!(retried, StepReport::Completed { .. }),
         "{retried:?}"

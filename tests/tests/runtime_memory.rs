@@ -19,8 +19,7 @@ async fn a_finished_command_delivered_again_is_answered_from_memory_and_its_undo
     ));
     let saga = Uuid::new_v4();
     let execute = command(saga, "site", StepAction::Execute, 1, &h.subdomain("memory"));
-    h.publish_command(&execute, &execute.command_id).await;
-    let first = h.final_report("site", &execute.command_id, 20).await;
+    let first = h.run_command(&execute, 20).await;
     assert!(matches!(first, StepReport::Completed { .. }), "{first:?}");
 
     // The same command again, as after a lost ack or a resume past the duplicate window.
@@ -40,8 +39,7 @@ async fn a_finished_command_delivered_again_is_answered_from_memory_and_its_undo
         1,
         &execute.tenant.subdomain,
     );
-    h.publish_command(&undo, &undo.command_id).await;
-    let undone = h.final_report("site", &undo.command_id, 20).await;
+    let undone = h.run_command(&undo, 20).await;
     assert!(matches!(undone, StepReport::Completed { .. }), "{undone:?}");
     assert_eq!(journal.lines(saga), ["site execute", "site compensate"]);
     h.finish().await;
@@ -65,8 +63,7 @@ async fn a_failed_attempt_delivered_again_after_its_undo_is_answered_not_run() {
     ));
     let saga = Uuid::new_v4();
     let execute = command(saga, "site", StepAction::Execute, 1, &h.subdomain("late"));
-    h.publish_command(&execute, &execute.command_id).await;
-    let first = h.final_report("site", &execute.command_id, 20).await;
+    let first = h.run_command(&execute, 20).await;
     assert!(
         matches!(
             first,
@@ -84,8 +81,7 @@ async fn a_failed_attempt_delivered_again_after_its_undo_is_answered_not_run() {
         1,
         &execute.tenant.subdomain,
     );
-    h.publish_command(&undo, &undo.command_id).await;
-    let undone = h.final_report("site", &undo.command_id, 20).await;
+    let undone = h.run_command(&undo, 20).await;
     assert!(matches!(undone, StepReport::Completed { .. }), "{undone:?}");
 
     // The failed attempt again, late: the step would succeed this time (it fails once).
