@@ -370,19 +370,10 @@ pub fn binary(name: &str) -> PathBuf {
         .expect("target dir")
         .to_path_buf();
     BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = std::process::Command::new(cargo);
-        // The whole workspace, like the outer build: building a subset would unify
-        // features differently and rebuild half the dependency tree every time.
-        build
-            .args(["build", "--quiet", "--workspace", "--bins"])
-            .stdout(Stdio::null());
-        for key in std::env::vars_os().filter_map(|(key, _)| key.into_string().ok()) {
-            if process::set_by_cargo_for_this_test(&key) {
-                build.env_remove(key);
-            }
-        }
-        let status = build.status().expect("cargo build");
+        let status = demo::programs::workspace_build(false)
+            .stdout(Stdio::null())
+            .status()
+            .expect("cargo build");
         assert!(status.success(), "building the service binaries failed");
     });
     dir.join(name)

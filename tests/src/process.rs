@@ -125,28 +125,6 @@ fn kill_running_in(folder: &std::path::Path) {
     }
 }
 
-/// Whether cargo set variable `key` for this test's package. Passed on to the inner
-/// build they reach its build scripts (cargo itself sets them per package), and
-/// build scripts that watch them (ring's does, `CARGO_MANIFEST_DIR` and `CARGO_PKG_*`)
-/// then see a changed environment: ring and everything above it would be rebuilt by
-/// the inner build, and again by the next outer one.
-pub(crate) fn set_by_cargo_for_this_test(key: &str) -> bool {
-    key.starts_with("CARGO_PKG_")
-        || key.starts_with("CARGO_BIN_EXE_")
-        || matches!(
-            key,
-            "CARGO_MANIFEST_DIR"
-                | "CARGO_MANIFEST_PATH"
-                | "CARGO_MANIFEST_LINKS"
-                | "CARGO_CRATE_NAME"
-                | "CARGO_BIN_NAME"
-                | "CARGO_PRIMARY_PACKAGE"
-                | "CARGO_TARGET_TMPDIR"
-                | "CARGO_RUSTC_CURRENT_DIR"
-                | "OUT_DIR"
-        )
-}
-
 /// Service processes of a test, killed on drop.
 pub struct Processes {
     /// `(name, process)`.

@@ -88,20 +88,7 @@ pub fn build_services(no_build: bool) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating this executable")?;
     let dir = exe.parent().context("the executable's folder")?;
     if !no_build {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = std::process::Command::new(cargo);
-        build.args(["build", "--quiet", "--workspace", "--bins"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        // Variables `cargo run` sets for this package would reach the build scripts of
-        // the inner build and make it rebuild half the dependency tree.
-        for (key, _) in std::env::vars_os() {
-            let Some(key) = key.to_str() else { continue };
-            if set_by_cargo_for_this_package(key) {
-                build.env_remove(key);
-            }
-        }
+        let mut build = workspace_build(dir.file_name().is_some_and(|n| n == "release"));
         let status = build
             .stdout(std::process::Stdio::null())
             .status()
@@ -117,6 +104,29 @@ pub fn build_services(no_build: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `cargo build --quiet --workspace --bins` (`--release` when asked): the whole
+/// workspace, like the outer build, since a subset would unify features differently
+/// and rebuild half the dependency tree. Without the variables cargo set for the
+/// package running it (`cargo run`, `cargo test`): passed on, they would reach the
+/// inner build's build scripts (cargo sets them per package), and scripts that watch
+/// them (ring's does, `CARGO_MANIFEST_DIR` and `CARGO_PKG_*`) would see a changed
+/// environment and rebuild everything above them, in this build and the next outer one.
+pub fn workspace_build(release: bool) -> std::process::Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "--quiet", "--workspace", "--bins"]);
+    if release {
+        build.arg("--release");
+    }
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if set_by_cargo_for_this_package(key) {
+            build.env_remove(key);
+        }
+    }
+    build
 }
 
 /// Whether cargo set variable `key` for this package when it ran it (`cargo run`).
