@@ -15,7 +15,7 @@ use crate::Harness;
 impl Drop for Harness {
     fn drop(&mut self) {
         self.stop.cancel();
-        kill_running_in(self.dir.path());
+        demo::programs::kill_running_in(self.dir.path());
         // Never a panic here: a second one, during a failing test's unwinding, aborts.
         for failed in self.tenants.drop_all_blocking() {
             eprintln!("a tenant of this test was not dropped: {failed}");
@@ -104,25 +104,6 @@ pub fn test_log_folder() -> PathBuf {
     let _ = std::fs::remove_dir_all(&folder);
     std::fs::create_dir_all(&folder).expect("test log folder");
     folder
-}
-
-/// SIGKILLs every process whose working directory is inside `folder` (benches run in
-/// the test's bench folder).
-fn kill_running_in(folder: &std::path::Path) {
-    let Ok(processes) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for process in processes.flatten() {
-        let Some(pid) = process.file_name().to_str().and_then(|p| p.parse().ok()) else {
-            continue;
-        };
-        if std::fs::read_link(process.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(folder)) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
 }
 
 /// Service processes of a test, killed on drop.

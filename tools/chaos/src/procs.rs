@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::Context as _;
+pub use demo::programs::{kill_running_in, running_in};
 
 /// What a process is, for choosing victims and counting kills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -151,38 +152,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// SIGKILLs every process whose working directory is inside `folder`: the bench
-/// emulators a killed step service left running in the run's bench folder.
-pub fn kill_running_in(folder: &Path) -> usize {
-    let mut killed = 0;
-    for pid in running_in(folder) {
-        if nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .is_ok()
-        {
-            killed += 1;
-        }
-    }
-    killed
-}
-
-/// The processes whose working directory is inside `folder`.
-pub fn running_in(folder: &Path) -> Vec<i32> {
-    let Ok(processes) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    processes
-        .flatten()
-        .filter_map(|p| {
-            let pid: i32 = p.file_name().to_str()?.parse().ok()?;
-            let cwd = std::fs::read_link(p.path().join("cwd")).ok()?;
-            cwd.starts_with(folder).then_some(pid)
-        })
-        .collect()
 }
 
 /// The program name of process `pid` (`/proc/<pid>/comm`; never its arguments, which

@@ -56,8 +56,23 @@ pub(crate) fn spawn_bench_serve(dir: &Path, bench: &Path, port: u16) -> anyhow::
     Ok(Service(child))
 }
 
+/// SIGKILLs every process whose working directory is inside `folder`: the bench
+/// commands a killed step service left running in a bench folder. Returns how many.
+pub fn kill_running_in(folder: &Path) -> usize {
+    running_in(folder)
+        .into_iter()
+        .filter(|&pid| {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+        })
+        .count()
+}
+
 /// The processes whose working directory is inside `folder`.
-pub(crate) fn running_in(folder: &Path) -> Vec<i32> {
+pub fn running_in(folder: &Path) -> Vec<i32> {
     let Ok(processes) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

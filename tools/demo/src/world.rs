@@ -17,7 +17,7 @@ use futures::StreamExt;
 use secrets::ExposeSecret as _;
 use uuid::Uuid;
 
-use crate::programs::{running_in, sibling, spawn, spawn_bench_serve, Service};
+use crate::programs::{kill_running_in, sibling, spawn, spawn_bench_serve, Service};
 
 /// What a run is made of.
 pub struct Options {
@@ -350,12 +350,7 @@ impl World {
     /// running (every process whose working directory is in the bench folder).
     pub fn stop_services(&mut self) {
         self.services.clear();
-        for pid in running_in(&self.bench) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        kill_running_in(&self.bench);
     }
 
     /// Drops each database of `names`, its user and its ledger row, by exact name.
