@@ -3,8 +3,7 @@
 //! who can get in.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Child;
 
 /// A running `bench serve` for one bench folder, killed on drop (a panicking test
 /// included).
@@ -19,32 +18,8 @@ pub struct BenchHttp {
 impl BenchHttp {
     /// Starts it in `root`, its output in `log`; returns once it says where it runs.
     pub fn start(root: &Path, log: &Path) -> Self {
-        let mut child = Command::new(crate::binary("bench-emulator"))
-            .args(["serve", "--port", "0"])
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).expect("bench serve log"))
-            .spawn()
+        let (child, url) = demo::programs::bench_serve(&crate::binary("bench-emulator"), root, log)
             .expect("bench serve starts");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let url = loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            // Whole lines only: the server may be caught halfway through writing it
-            // (stderr is unbuffered), and a URL cut before its port names port 80.
-            if let Some(url) = text
-                .split_inclusive('\n')
-                .filter(|l| l.ends_with('\n'))
-                .find_map(|l| l.trim().strip_prefix("* Running on "))
-            {
-                break url.to_string();
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("bench serve did not start: {text}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
         Self {
             child,
             root: root.to_path_buf(),

@@ -4,7 +4,6 @@
 //! exactly what the run made.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::Context as _;
 use contracts::Subjects;
@@ -142,34 +141,12 @@ impl World {
     /// URL. Its output goes to `bench-serve.log` with the other logs.
     pub fn start_bench_http(&self) -> anyhow::Result<(BenchServe, String)> {
         let log = self.logs.join("bench-serve.log");
-        let mut child = Command::new(self.bin_dir.join("bench-emulator"))
-            .args(["serve", "--port", "0"])
-            .current_dir(&self.bench)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).context("bench-serve.log")?)
-            .spawn()
-            .context("starting bench-emulator serve")?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            // Whole lines only: a line caught halfway would name port 80.
-            if let Some(url) = text
-                .split_inclusive('\n')
-                .filter(|l| l.ends_with('\n'))
-                .find_map(|l| l.trim().strip_prefix("* Running on "))
-            {
-                let pid = i32::try_from(child.id()).unwrap_or_default();
-                self.bench_http_pid
-                    .store(pid, std::sync::atomic::Ordering::Relaxed);
-                return Ok((BenchServe(child), url.to_string()));
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                anyhow::bail!("bench serve did not start: {text}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let (child, url) =
+            demo::programs::bench_serve(&self.bin_dir.join("bench-emulator"), &self.bench, &log)?;
+        let pid = i32::try_from(child.id()).unwrap_or_default();
+        self.bench_http_pid
+            .store(pid, std::sync::atomic::Ordering::Relaxed);
+        Ok((BenchServe(child), url))
     }
 
     /// The environment of every service of the run.

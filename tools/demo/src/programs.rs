@@ -56,6 +56,40 @@ pub(crate) fn spawn_bench_serve(dir: &Path, bench: &Path, port: u16) -> anyhow::
     Ok(Service(child))
 }
 
+/// Starts `bench serve --port 0` of the emulator `exe` in `bench`, its output in `log`,
+/// and returns it with the URL it listens on, read from the log (at most 10 s).
+pub fn bench_serve(
+    exe: &Path,
+    bench: &Path,
+    log: &Path,
+) -> anyhow::Result<(std::process::Child, String)> {
+    let mut child = std::process::Command::new(exe)
+        .args(["serve", "--port", "0"])
+        .current_dir(bench)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?)
+        .spawn()
+        .with_context(|| format!("starting {} serve", exe.display()))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        // Whole lines only: a line caught halfway would name port 80.
+        if let Some(url) = text
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .find_map(|l| l.trim().strip_prefix("* Running on "))
+        {
+            return Ok((child, url.to_string()));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            anyhow::bail!("bench serve did not start: {text}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// SIGKILLs every process whose working directory is inside `folder`: the bench
 /// commands a killed step service left running in a bench folder. Returns how many.
 pub fn kill_running_in(folder: &Path) -> usize {
