@@ -23,13 +23,18 @@ fn running(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-#[test]
-fn a_failing_test_leaves_nothing_running_and_keeps_its_logs() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A runtime of the tests' kind, for a test that must see an inner test panic.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("runtime");
+        .expect("runtime")
+}
+
+#[test]
+fn a_failing_test_leaves_nothing_running_and_keeps_its_logs() {
+    let runtime = runtime();
     let mut seen = None;
     let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(async {
@@ -134,11 +139,7 @@ async fn a_finished_world_leaves_no_tenant_of_its_names() {
 
 #[test]
 fn a_failing_test_leaves_no_tenant_of_its_names() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let mut made = None;
     let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(async {
@@ -159,11 +160,7 @@ fn a_failing_test_leaves_no_tenant_of_its_names() {
 
 #[test]
 fn a_failing_pool_world_leaves_no_standby_database() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let mut made = None;
     let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(async {
